@@ -1,0 +1,62 @@
+import pytest
+
+import tlcore
+
+
+def test_vgg16_at_16_explains_the_five_poolings():
+    with pytest.raises(
+        tlcore.ShapeError,
+        match=r"Input size must be at least 32x32 for VGG16 with include_top=False: its five 2x2 "
+        r"max-poolings .* Received: input_shape=\(16, 16, 3\)",
+    ):
+        tlcore.check_input_shape("VGG16", (16, 16, 3))
+
+
+def test_vgg16_at_48_is_accepted_with_a_note_on_the_1x1_map():
+    check = tlcore.check_input_shape("VGG16", (48, 48, 3))
+    assert check.feature_map == (1, 1, 512)
+    assert "1x1x512 feature map" in check.notes[0]
+
+
+@pytest.mark.parametrize("size,expected", [(32, (1, 1, 512)), (128, (4, 4, 512)), (300, (9, 9, 512))])
+def test_feature_map_sizes(size, expected):
+    assert tlcore.check_input_shape("VGG16", (size, size, 3)).feature_map == expected
+    assert bool(tlcore.check_input_shape("VGG16", (size, size, 3)).notes) == (expected[0] == 1)
+
+
+@pytest.mark.parametrize("name", list(tlcore.BACKBONES))
+def test_every_backbone_refuses_one_under_its_minimum(name):
+    spec = tlcore.BACKBONES[name]
+    small = spec.min_size - 1
+    with pytest.raises(tlcore.ShapeError, match=f"at least {spec.min_size}x{spec.min_size} for {name}"):
+        tlcore.check_input_shape(name, (small, small, 3))
+    assert min(tlcore.check_input_shape(name, (spec.min_size, spec.min_size, 3)).feature_map[:2]) >= 1
+
+
+def test_include_top_needs_the_default_size():
+    with pytest.raises(tlcore.ShapeError, match=r"must be 299x299 for InceptionV3 with include_top=True"):
+        tlcore.check_input_shape("InceptionV3", (224, 224, 3), include_top=True)
+    assert tlcore.check_input_shape("InceptionV3", (299, 299, 3), include_top=True).input_shape == (299, 299, 3)
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 1), (64, 64, 4)])
+def test_channels_must_be_three(shape):
+    with pytest.raises(tlcore.ShapeError, match=rf"must have 3 channels \(RGB\).*Received: input_shape=\(64, 64, {shape[2]}\)"):
+        tlcore.check_input_shape("VGG16", shape)
+
+
+@pytest.mark.parametrize("shape", [(64, 64), "64x64", (64.0, 64, 3), None])
+def test_malformed_shapes(shape):
+    with pytest.raises(tlcore.ShapeError, match=r"must be \(height, width, channels\)"):
+        tlcore.check_input_shape("VGG16", shape)
+
+
+def test_too_large():
+    with pytest.raises(tlcore.ShapeError, match="at most 1024x1024"):
+        tlcore.check_input_shape("VGG16", (2048, 2048, 3))
+
+
+def test_smallest_input():
+    assert tlcore.smallest_input("VGG16") == 32
+    assert tlcore.smallest_input("VGG16", 4) == 128
+    assert tlcore.smallest_input("InceptionV3") == 75

@@ -1,0 +1,80 @@
+"""tlcore: transfer learning with the pretrained ImageNet CNNs of keras.applications.
+
+A plain Python library (no Streamlit): the Transfer Lab pages call it, and so
+can a notebook. Importing it has no side effects beyond importing Keras.
+"""
+
+from tlcore.backbone import load_backbone
+from tlcore.build import (
+    ALL_LAYERS,
+    TransferSpec,
+    attach_head,
+    build_transfer_model,
+    check_transfer_spec,
+    set_trainable_from,
+    trainable_from_choices,
+)
+from tlcore.errors import (
+    ConfigError,
+    DatasetError,
+    ImageError,
+    ModelFileError,
+    ShapeError,
+    TLError,
+    WeightsError,
+)
+from tlcore.features import extract_features, feature_extractor, project_2d
+from tlcore.images import fit_image, load_image
+from tlcore.inference import compiled_forward
+from tlcore.labels import imagenet_labels, imagenet_wordnet_ids
+from tlcore.predict import predict_top_k
+from tlcore.settings import Settings, load_settings
+from tlcore.shapes import ShapeCheck, check_input_shape, feature_map_shape, smallest_input
+from tlcore.summary import ParameterCounts, compare_layers, layer_table, parameter_counts
+from tlcore.weights import WeightsStatus, download_weights, keras_cache_dir, weights_status
+from tlcore.zoo import BACKBONES, BackboneSpec, WeightsFile, get_backbone
+
+__all__ = [
+    "ALL_LAYERS",
+    "BACKBONES",
+    "BackboneSpec",
+    "ConfigError",
+    "DatasetError",
+    "ImageError",
+    "ModelFileError",
+    "ParameterCounts",
+    "Settings",
+    "ShapeCheck",
+    "ShapeError",
+    "TLError",
+    "TransferSpec",
+    "WeightsError",
+    "WeightsFile",
+    "WeightsStatus",
+    "attach_head",
+    "build_transfer_model",
+    "check_input_shape",
+    "check_transfer_spec",
+    "compare_layers",
+    "compiled_forward",
+    "download_weights",
+    "extract_features",
+    "feature_extractor",
+    "feature_map_shape",
+    "fit_image",
+    "get_backbone",
+    "imagenet_labels",
+    "imagenet_wordnet_ids",
+    "keras_cache_dir",
+    "layer_table",
+    "load_backbone",
+    "load_image",
+    "load_settings",
+    "parameter_counts",
+    "predict_top_k",
+    "project_2d",
+    "set_trainable_from",
+    "smallest_input",
+    "trainable_from_choices",
+    "weights_status",
+]

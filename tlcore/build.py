@@ -1,0 +1,163 @@
+"""From a TransferSpec to a Keras model: a pretrained base, a new input, a new head.
+
+``build_transfer_model`` runs in the order of Keras's own constructors:
+check every argument (before Keras can fail), work out the shapes, build,
+load weights, then freeze.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import keras
+
+from tlcore.backbone import load_backbone
+from tlcore.errors import ConfigError, ShapeError
+from tlcore.shapes import ShapeCheck, check_input_shape, smallest_input
+from tlcore.weights import Progress
+from tlcore.zoo import get_backbone
+
+POOLINGS = ("avg", "max", "flatten")
+ALL_LAYERS = "all"
+"""``trainable_from`` value that makes every layer of the base trainable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferSpec:
+    """A transfer model, as plain values.
+
+    Attributes:
+        backbone: a ``BACKBONES`` name.
+        input_shape: (height, width, 3); any size from the backbone's minimum.
+        weights: "imagenet", None (untrained) or a path to a weights file.
+        pooling: "avg" (global average, default), "max" (global max) or
+            "flatten" (keep every position of the feature map).
+        pool_size: an optional average pooling window applied to the feature
+            map before ``pooling`` (the classic "AveragePooling2D(4)" head).
+        trainable_from: None (whole base frozen, default), a layer name of
+            the base such as "block5_conv1" (that layer and all after it
+            train), or "all" (every layer trains).
+        hidden_units: width of the hidden Dense layer; 0 for none.
+        dropout: dropout rate before each Dense layer, 0 to 0.9.
+        num_classes: outputs of the softmax head, at least 2.
+    """
+
+    backbone: str = "VGG16"
+    input_shape: tuple[int, int, int] = (224, 224, 3)
+    weights: str | None = "imagenet"
+    pooling: Literal["avg", "max", "flatten"] = "avg"
+    pool_size: int | None = None
+    trainable_from: str | None = None
+    hidden_units: int = 256
+    dropout: float = 0.2
+    num_classes: int = 2
+
+
+def check_transfer_spec(spec: TransferSpec) -> ShapeCheck:
+    """Validate every choice of ``spec`` before anything is built.
+
+    Returns:
+        The input-shape check, with the feature map leaving the base.
+
+    Raises:
+        ShapeError: an input or pooling window the base cannot take.
+        ConfigError: a pooling, head size or dropout outside what is accepted.
+    """
+    base = get_backbone(spec.backbone)
+    check = check_input_shape(base, spec.input_shape)
+    if spec.pooling not in POOLINGS:
+        raise ConfigError(f"Pooling must be one of {POOLINGS}. Received: pooling={spec.pooling!r}")
+    if spec.pool_size is not None:
+        height, width, channels = check.feature_map
+        if spec.pool_size < 1 or spec.pool_size > min(height, width):
+            smallest = smallest_input(base, max(spec.pool_size, 1))
+            raise ShapeError(
+                f"An average pooling of {spec.pool_size}x{spec.pool_size} must fit the feature "
+                f"map leaving the base: {base.name} at {spec.input_shape[0]}x{spec.input_shape[1]} "
+                f"leaves {height}x{width}x{channels}. The smallest input that works is "
+                f"{smallest}x{smallest}. Received: input_shape={spec.input_shape}, "
+                f"pool_size={spec.pool_size}"
+            )
+    if spec.num_classes < 2:
+        raise ConfigError(f"A classifier needs at least 2 classes. Received: num_classes={spec.num_classes}")
+    if spec.hidden_units < 0:
+        raise ConfigError(f"Hidden units must be 0 or more. Received: hidden_units={spec.hidden_units}")
+    if not 0.0 <= spec.dropout < 1.0:
+        raise ConfigError(f"Dropout must be from 0 up to (not including) 1. Received: dropout={spec.dropout}")
+    return check
+
+
+def set_trainable_from(base: keras.Model, trainable_from: str | None) -> None:
+    """Freeze ``base`` up to (not including) the named layer; train the rest.
+
+    BatchNormalization layers always stay frozen: Keras runs a frozen BN layer
+    in inference mode, which keeps its ImageNet statistics even though Keras 3
+    passes an outer ``training=True`` through the base's ``training=False`` call.
+
+    Raises:
+        ConfigError: a layer name the base does not have.
+    """
+    names = [layer.name for layer in base.layers]
+    if trainable_from is None:
+        base.trainable = False
+        return
+    if trainable_from != ALL_LAYERS and trainable_from not in names:
+        raise ConfigError(
+            f"trainable_from must be None, {ALL_LAYERS!r} or a layer of {base.name} "
+            f"(e.g. {names[-4]!r}). Received: trainable_from={trainable_from!r}"
+        )
+    base.trainable = True
+    first = 0 if trainable_from == ALL_LAYERS else names.index(trainable_from)
+    for index, layer in enumerate(base.layers):
+        frozen = index < first or isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = not frozen
+
+
+def trainable_from_choices(backbone: str) -> list[str]:
+    """Layer names where training can sensibly start: each layer with weights."""
+    base = get_backbone(backbone).constructor(weights=None, include_top=False)
+    return [layer.name for layer in base.layers if layer.weights]
+
+
+def attach_head(base: keras.Model, spec: TransferSpec) -> keras.Model:
+    """Put ``spec``'s input, pooling and classifier head around ``base``.
+
+    The base is called with ``training=False`` so BatchNormalization stays in
+    inference mode, even when its layers are unfrozen for fine-tuning.
+    """
+    inputs = keras.Input(shape=spec.input_shape, name="image")
+    x = base(inputs, training=False)
+    if spec.pool_size:
+        x = keras.layers.AveragePooling2D(spec.pool_size, name="head_avg_window")(x)
+    x = {
+        "avg": lambda: keras.layers.GlobalAveragePooling2D(name="head_pool"),
+        "max": lambda: keras.layers.GlobalMaxPooling2D(name="head_pool"),
+        "flatten": lambda: keras.layers.Flatten(name="head_pool"),
+    }[spec.pooling]()(x)
+    if spec.hidden_units:
+        x = keras.layers.Dropout(spec.dropout, name="head_dropout_1")(x)
+        x = keras.layers.Dense(spec.hidden_units, activation="relu", name="head_hidden")(x)
+    x = keras.layers.Dropout(spec.dropout, name="head_dropout")(x)
+    outputs = keras.layers.Dense(spec.num_classes, activation="softmax", name="head_output")(x)
+    return keras.Model(inputs, outputs, name=f"{base.name}_transfer")
+
+
+def build_transfer_model(spec: TransferSpec, *, progress: Progress | None = None) -> keras.Model:
+    """Build a fresh transfer model: a pretrained base without its top, a new head.
+
+    Args:
+        spec: the choices, as plain values.
+        progress: called with (bytes done, bytes in all) if weights are downloaded.
+
+    Raises:
+        ShapeError, ConfigError: a choice that cannot work, explained.
+        WeightsError: weights that are not available or do not fit.
+    """
+    check_transfer_spec(spec)
+    base = load_backbone(
+        spec.backbone, weights=spec.weights, include_top=False,
+        input_shape=spec.input_shape, progress=progress,
+    )
+    set_trainable_from(base, spec.trainable_from)
+    return attach_head(base, spec)

@@ -1,0 +1,34 @@
+"""The errors tlcore raises.
+
+Every message follows the Keras grammar: the rule, what is accepted, and what
+was received, e.g. "Input size must be at least 32x32 for VGG16 with
+include_top=False. Received: input_shape=(16, 16, 3)".
+"""
+
+
+class TLError(Exception):
+    """Base class of every error tlcore raises on purpose."""
+
+
+class ImageError(TLError, ValueError):
+    """A file or buffer that is not a usable image."""
+
+
+class ShapeError(TLError, ValueError):
+    """An input shape, pooling or head that does not fit the backbone."""
+
+
+class WeightsError(TLError):
+    """Weights that cannot be found, downloaded or loaded into the model."""
+
+
+class DatasetError(TLError, ValueError):
+    """A dataset folder or archive that cannot be used for training."""
+
+
+class ModelFileError(TLError, ValueError):
+    """A saved model file that cannot be loaded safely."""
+
+
+class ConfigError(TLError, ValueError):
+    """A choice (layer name, pooling, head size...) outside what is accepted."""

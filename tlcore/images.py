@@ -1,0 +1,165 @@
+"""Safe decoding and resizing of user images.
+
+Every image enters through ``load_image``: Pillow only, an allow-list of
+formats checked by content (not by file name), a pixel limit checked before
+decoding, and one output form: an upright 8-bit RGB ``PIL.Image``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from tlcore.errors import ImageError
+from tlcore.settings import load_settings
+
+ImageSource = bytes | bytearray | str | os.PathLike | BinaryIO | Image.Image
+ResizeMode = Literal["crop", "squash"]
+
+ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+"""Pillow format names accepted (MPO is the JPEG variant phone cameras write)."""
+
+ACCEPTED_TEXT = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+RESIZE_MODES = ("crop", "squash")
+
+
+def _open_bytes(source: ImageSource) -> tuple[BinaryIO, str]:
+    """Return a binary stream and a name for messages."""
+    if isinstance(source, (bytes, bytearray)):
+        return io.BytesIO(bytes(source)), "the uploaded bytes"
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"An image path must name an existing file. Received: {str(path)!r}")
+        return io.BytesIO(path.read_bytes()), repr(path.name)
+    if hasattr(source, "read"):
+        if hasattr(source, "seek"):
+            source.seek(0)
+        data = source.read()
+        return io.BytesIO(data), repr(getattr(source, "name", "the uploaded file"))
+    raise ImageError(
+        f"An image source must be bytes, a path or a file object. Received: {type(source).__name__}"
+    )
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Scale 16-bit and 32-bit single-channel images to 8-bit over their range."""
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16") or (image.mode == "I" and values.max(initial=0) <= 65535
+                                        and values.min(initial=0) >= 0):
+        scaled = values / 257.0 if values.max(initial=0) > 255 else values
+    else:  # "I" outside 0..65535, or "F": stretch the actual range
+        low, high = float(values.min(initial=0)), float(values.max(initial=0))
+        if 0.0 <= low and high <= 1.0 and image.mode == "F":
+            scaled = values * 255.0
+        else:
+            scaled = (values - low) / (high - low or 1.0) * 255.0
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+
+
+def _on_white(image: Image.Image) -> Image.Image:
+    background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB (alpha composited on white)."""
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        image = _to_8bit(image)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        return _on_white(image)
+    return image.convert("RGB")
+
+
+def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.Image:
+    """Decode an image safely into an upright RGB picture.
+
+    Args:
+        source: bytes, a path, a binary file object, or a PIL image.
+        max_pixels: refuse larger images before decoding (default: the
+            ``max_image_pixels`` setting, 40 million).
+
+    Returns:
+        An 8-bit RGB ``PIL.Image`` with its EXIF orientation applied; the first
+        frame of an animation.
+
+    Raises:
+        ImageError: for an empty file, something that is not an image, a format
+            outside JPEG/PNG/WebP/BMP/GIF/TIFF, a truncated file, an image over
+            the pixel limit, or one smaller than the minimum side.
+    """
+    settings = load_settings()
+    max_pixels = settings.max_image_pixels if max_pixels is None else max_pixels
+    if isinstance(source, Image.Image):
+        return to_rgb(ImageOps.exif_transpose(source))
+    stream, name = _open_bytes(source)
+    if stream.getbuffer().nbytes == 0:
+        raise ImageError(f"An image file must not be empty. Received: {name} (0 bytes)")
+    try:
+        image = Image.open(stream)
+    except UnidentifiedImageError:
+        raise ImageError(
+            f"An image must be {ACCEPTED_TEXT}. Received: {name}, which is not an image "
+            "in any of these formats."
+        ) from None
+    except Image.DecompressionBombError as exc:  # Pillow's own hard limit, hit while opening
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(pixels.group(1)):,} pixels" if pixels else "far more pixels"
+        raise ImageError(
+            f"An image must have at most {max_pixels:,} pixels. Received: {name} of {size}."
+        ) from None
+    if image.format not in ALLOWED_FORMATS:
+        raise ImageError(
+            f"An image must be {ACCEPTED_TEXT}. Received: {name} in {image.format} format."
+        )
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageError(
+            f"An image must have at most {max_pixels:,} pixels. "
+            f"Received: {name} of {width}x{height} = {width * height:,} pixels."
+        )
+    if min(width, height) < settings.min_image_side:
+        side = settings.min_image_side
+        raise ImageError(
+            f"An image must be at least {side}x{side} pixels. Received: {name} of {width}x{height}."
+        )
+    try:
+        image.seek(0)
+        image.load()
+        upright = ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(
+            f"An image file must be complete and readable. Received: {name}, which could "
+            f"not be decoded ({exc})."
+        ) from None
+    return to_rgb(upright)
+
+
+def fit_image(image: Image.Image, size: tuple[int, int], *, mode: ResizeMode = "crop") -> Image.Image:
+    """Resize to (height, width) as a model sees it.
+
+    Args:
+        image: an RGB image.
+        size: (height, width) of the model input.
+        mode: "crop" keeps the aspect ratio and cuts the centre (default);
+            "squash" stretches the whole image to the size.
+    """
+    height, width = size
+    if mode == "crop":
+        return ImageOps.fit(image, (width, height), method=Image.Resampling.BILINEAR)
+    if mode == "squash":
+        return image.resize((width, height), Image.Resampling.BILINEAR)
+    raise ValueError(f"Resize mode must be one of {RESIZE_MODES}. Received: mode={mode!r}")
+
+
+def to_batch(images: list[Image.Image], size: tuple[int, int], *, mode: ResizeMode = "crop") -> np.ndarray:
+    """Stack images, fitted to ``size``, into a float32 (n, h, w, 3) array of 0..255."""
+    return np.stack([np.asarray(fit_image(im, size, mode=mode), dtype=np.float32) for im in images])

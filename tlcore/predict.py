@@ -1,0 +1,84 @@
+"""Top-k predictions for one image."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+
+from tlcore.errors import ConfigError
+from tlcore.images import ImageSource, ResizeMode, fit_image, load_image
+from tlcore.inference import compiled_forward
+from tlcore.labels import imagenet_labels
+from tlcore.zoo import BackboneSpec, get_backbone
+
+TOP_K_COLUMNS = ["rank", "label", "class_id", "probability"]
+
+
+def model_input_size(model: keras.Model) -> tuple[int, int]:
+    """The (height, width) a model takes."""
+    return tuple(int(d) for d in model.input.shape[1:3])
+
+
+def prepare_input(
+    image: ImageSource, model: keras.Model, *, backbone: str | BackboneSpec, mode: ResizeMode = "crop"
+) -> np.ndarray:
+    """Decode, fit and preprocess one image into a (1, h, w, 3) batch for ``model``."""
+    fitted = fit_image(load_image(image), model_input_size(model), mode=mode)
+    pixels = np.asarray(fitted, dtype=np.float32)[None]
+    return get_backbone(backbone).preprocess(pixels)
+
+
+def top_k_table(probabilities: np.ndarray, labels: Sequence[str], k: int) -> pd.DataFrame:
+    """The k most probable classes as sorted records (k clamped to 1..classes)."""
+    k = max(1, min(int(k), len(probabilities)))
+    order = np.argsort(probabilities, kind="stable")[::-1][:k]
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, k + 1),
+            "label": [labels[i] for i in order],
+            "class_id": order.astype(int),
+            "probability": probabilities[order].astype(float),
+        },
+        columns=TOP_K_COLUMNS,
+    )
+
+
+def predict_top_k(
+    model: keras.Model,
+    image: ImageSource,
+    *,
+    backbone: str | BackboneSpec,
+    k: int = 5,
+    labels: Sequence[str] | None = None,
+    mode: ResizeMode = "crop",
+) -> pd.DataFrame:
+    """Classify one image.
+
+    Args:
+        model: a classifier ending in a softmax (an ImageNet backbone with
+            ``include_top=True``, or a trained transfer model).
+        image: anything ``load_image`` accepts.
+        backbone: whose preprocessing the model expects.
+        k: how many classes to return; clamped to the number of classes.
+        labels: class names; ImageNet's for 1,000 outputs when None.
+        mode: "crop" (centre crop, default) or "squash".
+
+    Returns:
+        DataFrame with columns rank, label, class_id, probability, most probable first.
+
+    Raises:
+        ImageError: the image is not usable.
+        ConfigError: labels that do not match the model's outputs.
+    """
+    probabilities = compiled_forward(model)(prepare_input(image, model, backbone=backbone, mode=mode))[0]
+    classes = probabilities.shape[-1]
+    if labels is None:
+        labels = imagenet_labels() if classes == 1000 else [f"class {i}" for i in range(classes)]
+    if len(labels) != classes:
+        raise ConfigError(
+            f"Labels must name each of the model's {classes} outputs. Received: {len(labels)} labels"
+        )
+    return top_k_table(probabilities, labels, k)
