@@ -33,3 +33,27 @@ def keras_home(tmp_path, monkeypatch) -> Path:
     """An empty Keras cache for one test."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     return tmp_path / "keras" / "models"
+
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture(scope="session")
+def cached_mobilenet() -> Path:
+    """Untrained MobileNetV2 weights written where Keras caches ImageNet weights.
+
+    They are written in the legacy layout of Keras's real files, so the app
+    finds them "cached" and loads them through the real ImageNet path.
+    """
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    import tlcore
+
+    status = tlcore.weights_status("MobileNetV2")
+    if not status.cached:
+        status.path.parent.mkdir(parents=True, exist_ok=True)
+        model = tlcore.load_backbone("MobileNetV2", weights=None)
+        with h5py.File(status.path, "w") as handle:
+            legacy_h5_format.save_weights_to_hdf5_group(handle, model)
+    return status.path

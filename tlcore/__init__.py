@@ -7,10 +7,12 @@ can a notebook. Importing it has no side effects beyond importing Keras.
 from tlcore.backbone import load_backbone
 from tlcore.build import (
     ALL_LAYERS,
+    TransferPlan,
     TransferSpec,
     attach_head,
     build_transfer_model,
     check_transfer_spec,
+    plan_transfer_model,
     set_trainable_from,
     trainable_from_choices,
 )
@@ -47,6 +49,7 @@ __all__ = [
     "ShapeCheck",
     "ShapeError",
     "TLError",
+    "TransferPlan",
     "TransferSpec",
     "WeightsError",
     "WeightsFile",
@@ -71,6 +74,7 @@ __all__ = [
     "load_image",
     "load_settings",
     "parameter_counts",
+    "plan_transfer_model",
     "predict_top_k",
     "project_2d",
     "set_trainable_from",

@@ -11,10 +11,12 @@ import dataclasses
 from typing import Literal
 
 import keras
+import pandas as pd
 
 from tlcore.backbone import load_backbone
 from tlcore.errors import ConfigError, ShapeError
 from tlcore.shapes import ShapeCheck, check_input_shape, smallest_input
+from tlcore.summary import ParameterCounts, layer_table, parameter_counts
 from tlcore.weights import Progress
 from tlcore.zoo import get_backbone
 
@@ -161,3 +163,31 @@ def build_transfer_model(spec: TransferSpec, *, progress: Progress | None = None
     )
     set_trainable_from(base, spec.trainable_from)
     return attach_head(base, spec)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferPlan:
+    """What a TransferSpec builds, known before any weights are loaded.
+
+    Attributes:
+        spec: the choices.
+        check: the input-shape check, with the feature map leaving the base.
+        layers: ``layer_table`` of the model, base layers expanded.
+        counts: total, trainable and frozen parameters.
+    """
+
+    spec: TransferSpec
+    check: ShapeCheck
+    layers: pd.DataFrame
+    counts: ParameterCounts
+
+
+def plan_transfer_model(spec: TransferSpec) -> TransferPlan:
+    """Check ``spec`` and describe the model it builds (architecture only, no weights).
+
+    Raises:
+        ShapeError, ConfigError: a choice that cannot work, explained.
+    """
+    check = check_transfer_spec(spec)
+    model = build_transfer_model(dataclasses.replace(spec, weights=None))
+    return TransferPlan(spec, check, layer_table(model, expand_nested=True), parameter_counts(model))

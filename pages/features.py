@@ -1,0 +1,64 @@
+"""Features: the network without its output layer turns each image into a vector."""
+
+import io
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import tlcore
+from ui import charts, models, sidebar
+from ui.samples import IMAGE_TYPES, sample_images
+
+st.title("🧬 Feature vectors")
+choice = sidebar.choice()
+spec = tlcore.get_backbone(choice.backbone)
+layers = models.full_layer_names(choice.backbone)
+default_layer = spec.feature_layer or layers[-2]
+st.caption(f"{choice.backbone} with {choice.label} weights, cut after a layer: by default "
+           f"`{default_layer}`, the one before the output layer.")
+
+uploads = st.file_uploader("Upload images", type=IMAGE_TYPES, accept_multiple_files=True)
+use_samples = st.checkbox("Use the sample images", value=not uploads)
+layer = st.selectbox("Feature layer", layers, index=layers.index(default_layer))
+
+images = {f.name: f.getvalue() for f in uploads or []}
+if use_samples:
+    images.update({f"{name}.jpg": path.read_bytes() for name, path in sample_images().items()})
+if not images:
+    st.info("Upload images or tick *Use the sample images*.")
+    st.stop()
+
+extractor = sidebar.load_or_explain(models.extractor, choice, layer)
+bar = st.progress(0.0, text="Extracting features...")
+try:
+    features = tlcore.extract_features(
+        extractor, list(images.values()), backbone=choice.backbone,
+        progress=lambda done, total: bar.progress(done / total, text=f"Image {done} of {total}"),
+    )
+except tlcore.ImageError as exc:
+    st.error(f"**One of the files cannot be used.** {exc}")
+    st.stop()
+bar.empty()
+
+names = list(images)
+if choice.is_random:
+    st.warning("Untrained (random) weights: these vectors show the mechanics, not ImageNet features.")
+st.subheader(f"{len(names)} vectors of {features.shape[1]:,} values from `{layer}`")
+st.dataframe(
+    pd.DataFrame({"image": names, "length": features.shape[1], "mean": features.mean(axis=1),
+                  "max": features.max(axis=1), "non-zero": (features != 0).sum(axis=1)}),
+    hide_index=True, width="stretch",
+)
+st.altair_chart(charts.feature_lines(features, names), width="stretch")
+if len(names) >= 3:
+    st.altair_chart(charts.feature_map(tlcore.project_2d(features), names), width="stretch")
+    st.caption("The images placed by the two main directions of their vectors (PCA): close means alike.")
+
+frame = pd.DataFrame(features, index=pd.Index(names, name="image"))
+npy = io.BytesIO()
+np.save(npy, features)
+downloads = st.columns(2)
+downloads[0].download_button("Download CSV", frame.to_csv().encode(), f"features_{layer}.csv", "text/csv")
+downloads[1].download_button("Download .npy", npy.getvalue(), f"features_{layer}.npy",
+                             "application/octet-stream")

@@ -1,0 +1,36 @@
+"""Home: what transfer learning is, and where each way of reusing a network lives."""
+
+import streamlit as st
+
+st.title("🧪 Transfer Lab")
+st.markdown(
+    """
+**Transfer learning** reuses a network that already learned to see, here one trained on
+the 1.2 million photos of ImageNet, for a new job. Its early layers detect edges and
+textures, its later layers parts and objects. Instead of learning all that again from
+a few hundred of your own pictures, you keep what it knows and train only what is new.
+
+Pick a backbone in the sidebar (VGG16 to start), then try the four ways to reuse it:
+"""
+)
+
+WAYS = [
+    ("pages/predict.py", "1. Classifier", "Use the network as it is: upload a photo and see "
+     "its top-5 ImageNet classes."),
+    ("pages/features.py", "2. Feature extractor", "Remove the output layer and keep the "
+     "penultimate vector (4,096 numbers for VGG16's fc2) for each image, to download or feed "
+     "another model."),
+    ("pages/build.py", "3. Integrated feature extractor", "Drop the ImageNet head, choose a new "
+     "input size, a pooling and a new head, and freeze the pretrained layers."),
+    ("pages/layers.py", "Look inside", "Every layer of a backbone, its output shape and "
+     "parameters, and what include_top=False removes."),
+]
+for path, title, text in WAYS:
+    with st.container(border=True):
+        st.page_link(path, label=title)
+        st.caption(text)
+
+st.info(
+    "4. **Fine-tuning** unfreezes some or all of the base and trains it on your images: choose "
+    "where training starts on the Build page (for example from `block5_conv1`)."
+)

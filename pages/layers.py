@@ -1,0 +1,50 @@
+"""Layers: every layer of a backbone, and what include_top=False removes."""
+
+import streamlit as st
+
+import tlcore
+from ui import models, sidebar
+from ui.state import from_url, to_url
+
+st.title("🧱 Layers")
+backbone = sidebar.choice().backbone
+spec = tlcore.get_backbone(backbone)
+
+from_url("include_top", True, cast=lambda v: v == "True")
+from_url("size", spec.default_size, cast=int)
+from_url("pooling", "none", choices=["none", "avg", "max"])
+
+controls = st.columns(3)
+include_top = controls[0].toggle("Keep the ImageNet top (include_top)", key="include_top")
+size = controls[1].number_input("Input size without the top", min_value=8, max_value=1024, step=1,
+                                key="size", disabled=include_top)
+pooling = controls[2].selectbox("Pooling without the top", ["none", "avg", "max"], key="pooling",
+                                disabled=include_top)
+to_url("include_top", "size", "pooling")
+pool = None if pooling == "none" else pooling
+
+try:
+    table, counts = models.architecture(backbone, include_top, None if include_top else size, pool)
+    comparison = models.top_comparison(backbone, size, pool)
+except tlcore.ShapeError as exc:
+    st.error(f"**That input size does not work.** {exc}")
+    st.stop()
+
+metrics = st.columns(4)
+metrics[0].metric("Layers", len(table))
+metrics[1].metric("Parameters", f"{counts.total:,}")
+metrics[2].metric("Trainable", f"{counts.trainable:,}")
+metrics[3].metric("Non-trainable", f"{counts.non_trainable:,}")
+st.dataframe(table, hide_index=True, width="stretch", height=420,
+             column_config={"params": st.column_config.NumberColumn(format="localized")})
+
+st.subheader("With the top against without it")
+st.caption(f"include_top=False removes the ImageNet classifier; the kept layers' output shapes follow "
+           f"the input size ({size}x{size}) and pooling chosen above.")
+STATUS_COLOURS = {"removed": "background-color: #fde2e1", "added": "background-color: #e2f5e4", "kept": ""}
+st.dataframe(
+    comparison.style.apply(lambda row: [STATUS_COLOURS[row["status"]]] * len(row), axis=1),
+    hide_index=True, width="stretch", height=420,
+)
+removed = comparison.query("status == 'removed'")["name"].tolist()
+st.caption(f"Removed: {', '.join(removed) or 'nothing'}.")

@@ -1,0 +1,130 @@
+"""Cached, never-mutated models and cached architecture descriptions.
+
+Models that only predict are shared by every session through
+``st.cache_resource``; switching pages does not reload them. Building and
+training always work on fresh models, never on these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import keras
+import streamlit as st
+
+import tlcore
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsChoice:
+    """The sidebar's choice of backbone and weights.
+
+    Attributes:
+        backbone: a ``BACKBONES`` name.
+        weights: "imagenet", None (random) or a weights-file path.
+        label: what to call these weights on screen.
+    """
+
+    backbone: str
+    weights: str | None
+    label: str
+
+    @property
+    def is_random(self) -> bool:
+        return self.weights is None
+
+
+def ensure_imagenet_weights(backbone: str, *, include_top: bool = True) -> None:
+    """Download ImageNet weights with a progress bar if they are not cached yet.
+
+    Raises:
+        tlcore.WeightsError: offline and not cached (the message says what to do).
+    """
+    if tlcore.weights_status(backbone, include_top=include_top).cached:
+        return
+    text = f"Downloading {backbone} ImageNet weights"
+    bar = st.progress(0.0, text=text)
+
+    def report(done: int, total: int | None) -> None:
+        shown = f"{text}: {done / 1e6:.0f} MB" + (f" of {total / 1e6:.0f} MB" if total else "")
+        bar.progress(min(done / total, 1.0) if total else 0.0, text=shown)
+
+    try:
+        tlcore.download_weights(backbone, include_top=include_top, progress=report)
+    finally:
+        bar.empty()
+
+
+@st.cache_resource(max_entries=3, show_spinner="Loading the network...")
+def _classifier(backbone: str, weights: str | None) -> keras.Model:
+    return tlcore.load_backbone(backbone, weights=weights)
+
+
+@st.cache_resource(max_entries=3, show_spinner="Loading the network...")
+def _extractor(backbone: str, weights: str | None, layer: str | None) -> keras.Model:
+    return tlcore.feature_extractor(backbone, weights=weights, layer=layer)
+
+
+def classifier(choice: WeightsChoice) -> keras.Model:
+    """The full pretrained network (with its ImageNet head), cached and shared."""
+    if choice.weights == "imagenet":
+        ensure_imagenet_weights(choice.backbone)
+    return _classifier(choice.backbone, choice.weights)
+
+
+def extractor(choice: WeightsChoice, layer: str | None) -> keras.Model:
+    """The network cut at ``layer`` (default: its penultimate layer), cached and shared."""
+    if choice.weights == "imagenet":
+        ensure_imagenet_weights(choice.backbone)
+    return _extractor(choice.backbone, choice.weights, layer)
+
+
+@st.cache_data(max_entries=32, show_spinner="Reading the architecture...")
+def architecture(backbone: str, include_top: bool, input_size: int | None, pooling: str | None):
+    """Layer table and parameter counts of a backbone (no weights needed)."""
+    shape = (input_size, input_size, 3) if input_size else None
+    model = tlcore.load_backbone(backbone, weights=None, include_top=include_top,
+                                 input_shape=shape, pooling=pooling)
+    return tlcore.layer_table(model), tlcore.parameter_counts(model)
+
+
+@st.cache_data(max_entries=32, show_spinner="Comparing...")
+def top_comparison(backbone: str, input_size: int | None, pooling: str | None):
+    """``compare_layers`` of the full network against the one without its top."""
+    shape = (input_size, input_size, 3) if input_size else None
+    full = tlcore.load_backbone(backbone, weights=None)
+    cut = tlcore.load_backbone(backbone, weights=None, include_top=False, input_shape=shape, pooling=pooling)
+    return tlcore.compare_layers(full, cut)
+
+
+@st.cache_data(max_entries=32, show_spinner="Building the model...")
+def transfer_plan(spec: tlcore.TransferSpec) -> tlcore.TransferPlan:
+    return tlcore.plan_transfer_model(spec)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def layer_names(backbone: str) -> list[str]:
+    """Names of the base's layers with weights: where training can start."""
+    return tlcore.trainable_from_choices(backbone)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def full_layer_names(backbone: str) -> list[str]:
+    """Names of every layer of the full network, for choosing a feature layer."""
+    model = tlcore.get_backbone(backbone).constructor(weights=None)
+    return [layer.name for layer in model.layers[1:]]
+
+
+def saved_weights_path(data: bytes, name: str) -> Path:
+    """Store an uploaded weights file under a generated name in the data folder."""
+    folder = tlcore.load_settings().data_dir / "weights"
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = ".weights.h5" if name.endswith(".weights.h5") else ".h5"
+    path = folder / (hashlib.sha256(data).hexdigest()[:16] + suffix)
+    if not path.exists():
+        partial = path.with_name(path.name + ".part")
+        partial.write_bytes(data)
+        partial.replace(path)
+    return path

@@ -1,0 +1,76 @@
+"""The sidebar on every page: backbone, weights, and the weights' status."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import tlcore
+from ui.models import WeightsChoice, saved_weights_path
+from ui.state import from_url, to_url
+
+IMAGENET, RANDOM, FILE = "ImageNet", "Random (untrained)", "My weights file"
+
+
+def render() -> None:
+    """Draw the backbone and weights pickers; called by app.py before each page."""
+    from_url("backbone", "VGG16", choices=list(tlcore.BACKBONES))
+    from_url("weights", IMAGENET, choices=[IMAGENET, RANDOM, FILE])
+    with st.sidebar:
+        st.selectbox("Backbone", list(tlcore.BACKBONES), key="backbone",
+                     help="The pretrained ImageNet network every page uses.")
+        st.radio("Weights", [IMAGENET, RANDOM, FILE], key="weights",
+                 help="ImageNet: the real pretrained weights. Random: an untrained network, "
+                      "for trying the pages offline. My weights file: a .weights.h5 you saved.")
+        to_url("backbone", "weights")
+        backbone = st.session_state["backbone"]
+        if st.session_state["weights"] == IMAGENET:
+            _imagenet_status(backbone)
+        elif st.session_state["weights"] == FILE:
+            _weights_upload(backbone)
+        else:
+            st.caption("Untrained weights: outputs are not predictions.")
+
+
+def _imagenet_status(backbone: str) -> None:
+    for include_top, what in ((True, "Classifier"), (False, "Base without top")):
+        status = tlcore.weights_status(backbone, include_top=include_top)
+        if status.cached:
+            st.caption(f"✅ {what}: ImageNet weights cached.")
+        else:
+            st.caption(
+                f"⬇️ {what}: not on this machine; downloaded on first use "
+                f"(about {status.file.approx_mb} MB). Offline, put `{status.file.file_name}` "
+                f"in `{status.path.parent}`, or choose *{FILE}*."
+            )
+
+
+def _weights_upload(backbone: str) -> None:
+    upload = st.file_uploader(f"Weights for the full {backbone} (.weights.h5 or .h5)",
+                              type=["h5"], key="weights_file")
+    if upload is not None:
+        st.session_state["weights_path"] = str(saved_weights_path(upload.getvalue(), upload.name))
+        st.caption(f"Using {upload.name}.")
+
+
+def choice() -> WeightsChoice:
+    """The backbone and weights chosen in the sidebar."""
+    backbone = st.session_state.get("backbone", "VGG16")
+    source = st.session_state.get("weights", IMAGENET)
+    if source == IMAGENET:
+        return WeightsChoice(backbone, "imagenet", "ImageNet")
+    if source == FILE and st.session_state.get("weights_path"):
+        return WeightsChoice(backbone, st.session_state["weights_path"], "your weights file")
+    return WeightsChoice(backbone, None, "random (untrained)")
+
+
+def load_or_explain(loader, *args):
+    """Call a model loader; on a TLError show it plainly and stop the page."""
+    try:
+        return loader(*args)
+    except tlcore.WeightsError as exc:
+        st.error(f"**The weights are not available.** {exc}")
+        st.info(f"To try this page without them, choose *{RANDOM}* in the sidebar.")
+        st.stop()
+    except tlcore.TLError as exc:
+        st.error(str(exc))
+        st.stop()
