@@ -8,15 +8,15 @@ import streamlit as st  # noqa: E402
 
 from ui import sidebar  # noqa: E402
 
-st.set_page_config(page_title="Transfer Lab", page_icon="🧪", layout="wide")
+st.set_page_config(page_title="Transfer Lab", page_icon=":material/science:", layout="wide")
 
 PAGES = {
-    "Learn": [st.Page("pages/home.py", title="Home", icon="🏠", default=True)],
+    "Learn": [st.Page("views/home.py", title="Home", icon=":material/home:", default=True)],
     "Reuse a pretrained network": [
-        st.Page("pages/predict.py", title="Predict", icon="🔮", url_path="predict"),
-        st.Page("pages/features.py", title="Features", icon="🧬", url_path="features"),
-        st.Page("pages/layers.py", title="Layers", icon="🧱", url_path="layers"),
-        st.Page("pages/build.py", title="Build", icon="🛠️", url_path="build"),
+        st.Page("views/predict.py", title="Predict", icon=":material/image_search:", url_path="predict"),
+        st.Page("views/features.py", title="Features", icon=":material/scatter_plot:", url_path="features"),
+        st.Page("views/layers.py", title="Layers", icon=":material/layers:", url_path="layers"),
+        st.Page("views/build.py", title="Build", icon=":material/construction:", url_path="build"),
     ],
 }
 

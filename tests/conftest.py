@@ -57,3 +57,9 @@ def cached_mobilenet() -> Path:
         with h5py.File(status.path, "w") as handle:
             legacy_h5_format.save_weights_to_hdf5_group(handle, model)
     return status.path
+
+
+def pytest_terminal_summary(terminalreporter):
+    shots = Path(__file__).resolve().parents[1] / "screenshots"
+    if shots.is_dir() and any(shots.glob("*.png")):
+        terminalreporter.write_line(f"browser screenshots: {shots}")

@@ -35,10 +35,10 @@ def _imagenet_status(backbone: str) -> None:
     for include_top, what in ((True, "Classifier"), (False, "Base without top")):
         status = tlcore.weights_status(backbone, include_top=include_top)
         if status.cached:
-            st.caption(f"✅ {what}: ImageNet weights cached.")
+            st.caption(f":material/check_circle: {what}: ImageNet weights cached.")
         else:
             st.caption(
-                f"⬇️ {what}: not on this machine; downloaded on first use "
+                f":material/download: {what}: not on this machine; downloaded on first use "
                 f"(about {status.file.approx_mb} MB). Offline, put `{status.file.file_name}` "
                 f"in `{status.path.parent}`, or choose *{FILE}*."
             )

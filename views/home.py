@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-st.title("🧪 Transfer Lab")
+st.title(":material/science: Transfer Lab")
 st.markdown(
     """
 **Transfer learning** reuses a network that already learned to see, here one trained on
@@ -15,14 +15,14 @@ Pick a backbone in the sidebar (VGG16 to start), then try the four ways to reuse
 )
 
 WAYS = [
-    ("pages/predict.py", "1. Classifier", "Use the network as it is: upload a photo and see "
+    ("views/predict.py", "1. Classifier", "Use the network as it is: upload a photo and see "
      "its top-5 ImageNet classes."),
-    ("pages/features.py", "2. Feature extractor", "Remove the output layer and keep the "
+    ("views/features.py", "2. Feature extractor", "Remove the output layer and keep the "
      "penultimate vector (4,096 numbers for VGG16's fc2) for each image, to download or feed "
      "another model."),
-    ("pages/build.py", "3. Integrated feature extractor", "Drop the ImageNet head, choose a new "
+    ("views/build.py", "3. Integrated feature extractor", "Drop the ImageNet head, choose a new "
      "input size, a pooling and a new head, and freeze the pretrained layers."),
-    ("pages/layers.py", "Look inside", "Every layer of a backbone, its output shape and "
+    ("views/layers.py", "Look inside", "Every layer of a backbone, its output shape and "
      "parameters, and what include_top=False removes."),
 ]
 for path, title, text in WAYS:

@@ -9,7 +9,7 @@ from ui import charts, models, sidebar
 from ui.samples import IMAGE_TYPES, sample_images
 from ui.state import from_url, to_url
 
-st.title("🔮 Classify an image")
+st.title("Classify an image")
 choice = sidebar.choice()
 st.caption(f"{choice.backbone} with {choice.label} weights, as a classifier of the 1,000 ImageNet classes.")
 
@@ -27,6 +27,7 @@ with left:
     to_url("fit")
 
 source = upload.getvalue() if upload is not None else SAMPLES[sample]
+source_name = upload.name if upload is not None else f"the {sample} sample"
 try:
     image = tlcore.load_image(source)
 except tlcore.ImageError as exc:
@@ -41,7 +42,7 @@ elapsed_ms = (time.perf_counter() - started) * 1000
 with left:
     size = tlcore.get_backbone(choice.backbone).default_size
     st.image(tlcore.fit_image(image, (size, size), mode=st.session_state["fit"]),
-             caption=f"What the network sees: {size}x{size}", width=size)
+             caption=f"What the network sees of {source_name}: {size}x{size}", width=size)
 
 with right:
     if choice.is_random:

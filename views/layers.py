@@ -6,7 +6,7 @@ import tlcore
 from ui import models, sidebar
 from ui.state import from_url, to_url
 
-st.title("🧱 Layers")
+st.title("Layers")
 backbone = sidebar.choice().backbone
 spec = tlcore.get_backbone(backbone)
 

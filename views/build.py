@@ -6,12 +6,13 @@ import tlcore
 from ui import models, sidebar
 from ui.state import from_url, to_url
 
-st.title("🛠️ Build a transfer model")
+st.title("Build a transfer model")
 choice = sidebar.choice()
 spec = tlcore.get_backbone(choice.backbone)
 st.caption(f"{choice.backbone} without its ImageNet top, and a new head for your own classes.")
 
 PRESETS = ["224", "128", "300", "48", "custom"]
+POOLING_NAMES = {"avg": "global average", "max": "global max", "flatten": "flatten"}
 FROZEN, FROM_LAYER, EVERYTHING = "All frozen", "Train from a layer", "Everything trainable"
 from_url("preset", str(spec.default_size) if str(spec.default_size) in PRESETS else "224", choices=PRESETS)
 from_url("custom_size", 64, cast=int)
@@ -29,7 +30,7 @@ with shape_col:
     size = (st.number_input("Custom size (pixels)", min_value=1, max_value=4096, key="custom_size")
             if preset == "custom" else int(preset))
     pooling = st.radio("Pooling", tlcore.build.POOLINGS, key="build_pooling", horizontal=True,
-                       format_func={"avg": "global average", "max": "global max", "flatten": "flatten"}.get)
+                       format_func=POOLING_NAMES.get)
 with freeze_col:
     st.subheader("Frozen layers")
     training = st.radio("Which layers train", [FROZEN, FROM_LAYER, EVERYTHING], key="training")
@@ -63,7 +64,7 @@ st.session_state["transfer_spec"] = transfer  # what the Train page uses
 st.divider()
 height, width, channels = plan.check.feature_map
 st.success(f"{choice.backbone} at {size}x{size} leaves a **{height}x{width}x{channels}** feature map; "
-           f"the {pooling} pooling turns it into the head's input.")
+           f"the {POOLING_NAMES[pooling]} pooling turns it into the head's input.")
 for note in plan.check.notes:
     st.info(note)
 metrics = st.columns(3)

@@ -10,7 +10,7 @@ import tlcore
 from ui import charts, models, sidebar
 from ui.samples import IMAGE_TYPES, sample_images
 
-st.title("🧬 Feature vectors")
+st.title("Feature vectors")
 choice = sidebar.choice()
 spec = tlcore.get_backbone(choice.backbone)
 layers = models.full_layer_names(choice.backbone)

@@ -1,0 +1,123 @@
+"""The app in a real browser: headless Debian Chromium driven by Playwright.
+
+The server runs on a loopback port with the test's own Keras cache (untrained
+MobileNetV2 weights written where Keras keeps ImageNet files). Screenshots go
+to ``screenshots/`` (printed at the end of the run).
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import APP, image_bytes
+
+pytestmark = pytest.mark.browser
+SHOTS = Path(__file__).resolve().parents[1] / "screenshots"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(cached_mobilenet, tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", APP, "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true"],
+            stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(),
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail(f"the app did not start in 90 s:\n{log.read_text()}")
+    yield url
+    process.terminate()
+    process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    SHOTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        tab.set_default_timeout(120_000)
+        yield tab
+        browser.close()
+
+
+def wait_until_idle(tab) -> None:
+    """Wait for Streamlit to finish running the script (its status widget disappears)."""
+    tab.wait_for_load_state("networkidle")
+    tab.locator('[data-testid="stApp"]').wait_for()
+    tab.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000
+    )
+
+
+def test_predict_an_uploaded_image(server, page):
+    page.goto(f"{server}/predict?backbone=MobileNetV2&weights=ImageNet")
+    wait_until_idle(page)
+    page.locator('[data-testid="stTable"]').wait_for()
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        files=[{"name": "made-up.png", "mimeType": "image/png", "buffer": image_bytes((120, 90), seed=7)}]
+    )
+    page.get_by_text("What the network sees of made-up.png").wait_for()
+    wait_until_idle(page)
+    rows = page.locator('[data-testid="stTable"] tbody tr')
+    assert rows.count() == 5
+    assert page.get_by_text("Prediction took").is_visible()
+    assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 1
+    page.screenshot(path=SHOTS / "predict.png", full_page=True)
+
+
+def test_bad_upload_shows_a_message_not_a_traceback(server, page):
+    page.goto(f"{server}/predict?backbone=MobileNetV2&weights=ImageNet")
+    wait_until_idle(page)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"plain text"}]
+    )
+    page.get_by_text("That file cannot be used.").wait_for()
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_layers_page(server, page):
+    page.goto(f"{server}/layers?backbone=VGG16")
+    wait_until_idle(page)
+    page.get_by_text("138,357,544").first.wait_for()
+    page.screenshot(path=SHOTS / "layers.png", full_page=True)
+
+
+def test_build_page_explains_a_too_small_input(server, page):
+    page.goto(f"{server}/build?backbone=VGG16&preset=custom&custom_size=16")
+    wait_until_idle(page)
+    page.get_by_text("at least 32x32 for VGG16").wait_for()
+    page.screenshot(path=SHOTS / "build-too-small.png", full_page=True)
+    page.goto(f"{server}/build?backbone=VGG16&preset=128&training=Train+from+a+layer&trainable_from=block5_conv1")
+    wait_until_idle(page)
+    page.get_by_text("4x4x512").first.wait_for()
+    page.screenshot(path=SHOTS / "build.png", full_page=True)
