@@ -36,7 +36,13 @@ def test_trainable_from_a_layer_and_everything():
     flags = {l.name: l.trainable for l in partial.layers}
     assert not flags["block4_conv3"] and flags["block5_conv1"] and flags["block5_conv3"]
     whole = tlcore.build_transfer_model(spec(trainable_from=tlcore.ALL_LAYERS)).get_layer("vgg16")
-    assert all(l.trainable for l in whole.layers if not isinstance(l, keras.layers.BatchNormalization))
+    assert all(l.trainable for l in whole.layers)
+
+
+def test_base_trained_from_scratch_lets_batchnorm_learn():
+    model = tlcore.build_transfer_model(spec(backbone="MobileNetV2", trainable_from=tlcore.ALL_LAYERS, weights=None))
+    bn = next(l for l in model.get_layer("mobilenetv2_1.00_32").layers if isinstance(l, keras.layers.BatchNormalization))
+    assert bn.trainable
 
 
 def test_unknown_trainable_from_layer():
@@ -44,8 +50,11 @@ def test_unknown_trainable_from_layer():
         tlcore.build_transfer_model(spec(trainable_from="block9"))
 
 
-def test_base_runs_in_inference_mode_so_batchnorm_stats_stay():
-    model = tlcore.build_transfer_model(spec(backbone="MobileNetV2", trainable_from=tlcore.ALL_LAYERS))
+def test_pretrained_base_keeps_its_batchnorm_statistics_when_unfrozen(tmp_path):
+    pretrained = tlcore.load_backbone("MobileNetV2", weights=None, include_top=False, input_shape=(32, 32, 3))
+    pretrained.save_weights(tmp_path / "pretrained.weights.h5")
+    model = tlcore.build_transfer_model(spec(backbone="MobileNetV2", trainable_from=tlcore.ALL_LAYERS,
+                                             weights=str(tmp_path / "pretrained.weights.h5")))
     bn = next(l for l in model.get_layer("mobilenetv2_1.00_32").layers if isinstance(l, keras.layers.BatchNormalization))
     before = bn.moving_mean.numpy().copy()
     model.compile("sgd", "sparse_categorical_crossentropy")

@@ -16,6 +16,8 @@ from tlcore.build import (
     set_trainable_from,
     trainable_from_choices,
 )
+from tlcore.atomic import StorageError, atomic_save, atomic_write_bytes, atomic_write_text
+from tlcore.datasets import ImageDataset, load_dataset, sample_dataset
 from tlcore.errors import (
     ConfigError,
     DatasetError,
@@ -28,11 +30,14 @@ from tlcore.errors import (
 from tlcore.features import extract_features, feature_extractor, project_2d
 from tlcore.images import fit_image, load_image
 from tlcore.inference import compiled_forward
+from tlcore.jobs import JobQueue, JobSnapshot, TrainingJob
 from tlcore.labels import imagenet_labels, imagenet_wordnet_ids
 from tlcore.predict import predict_top_k
+from tlcore.runs import RunRecord, RunStore
 from tlcore.settings import Settings, load_settings
 from tlcore.shapes import ShapeCheck, check_input_shape, feature_map_shape, smallest_input
 from tlcore.summary import ParameterCounts, compare_layers, layer_table, parameter_counts
+from tlcore.train import BatchProgress, Evaluation, TrainConfig, TrainResult, evaluate, frozen_split, train
 from tlcore.weights import WeightsStatus, download_weights, keras_cache_dir, weights_status
 from tlcore.zoo import BACKBONES, BackboneSpec, WeightsFile, get_backbone
 
@@ -40,20 +45,34 @@ __all__ = [
     "ALL_LAYERS",
     "BACKBONES",
     "BackboneSpec",
+    "BatchProgress",
     "ConfigError",
     "DatasetError",
+    "Evaluation",
+    "ImageDataset",
     "ImageError",
+    "JobQueue",
+    "JobSnapshot",
     "ModelFileError",
     "ParameterCounts",
+    "RunRecord",
+    "RunStore",
     "Settings",
     "ShapeCheck",
     "ShapeError",
+    "StorageError",
     "TLError",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingJob",
     "TransferPlan",
     "TransferSpec",
     "WeightsError",
     "WeightsFile",
     "WeightsStatus",
+    "atomic_save",
+    "atomic_write_bytes",
+    "atomic_write_text",
     "attach_head",
     "build_transfer_model",
     "check_input_shape",
@@ -61,24 +80,29 @@ __all__ = [
     "compare_layers",
     "compiled_forward",
     "download_weights",
+    "evaluate",
     "extract_features",
     "feature_extractor",
     "feature_map_shape",
     "fit_image",
+    "frozen_split",
     "get_backbone",
     "imagenet_labels",
     "imagenet_wordnet_ids",
     "keras_cache_dir",
     "layer_table",
     "load_backbone",
+    "load_dataset",
     "load_image",
     "load_settings",
     "parameter_counts",
     "plan_transfer_model",
     "predict_top_k",
     "project_2d",
+    "sample_dataset",
     "set_trainable_from",
     "smallest_input",
+    "train",
     "trainable_from_choices",
     "weights_status",
 ]

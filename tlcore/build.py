@@ -90,12 +90,16 @@ def check_transfer_spec(spec: TransferSpec) -> ShapeCheck:
     return check
 
 
-def set_trainable_from(base: keras.Model, trainable_from: str | None) -> None:
+def set_trainable_from(
+    base: keras.Model, trainable_from: str | None, *, freeze_batchnorm: bool = True
+) -> None:
     """Freeze ``base`` up to (not including) the named layer; train the rest.
 
-    BatchNormalization layers always stay frozen: Keras runs a frozen BN layer
-    in inference mode, which keeps its ImageNet statistics even though Keras 3
-    passes an outer ``training=True`` through the base's ``training=False`` call.
+    With ``freeze_batchnorm`` (the default, for pretrained bases) BatchNormalization
+    layers stay frozen: Keras runs a frozen BN layer in inference mode, which
+    keeps its pretrained statistics even though Keras 3 passes an outer
+    ``training=True`` through the base's ``training=False`` call. A base trained
+    from scratch (no weights) needs its BN layers to learn, so it passes False.
 
     Raises:
         ConfigError: a layer name the base does not have.
@@ -112,7 +116,7 @@ def set_trainable_from(base: keras.Model, trainable_from: str | None) -> None:
     base.trainable = True
     first = 0 if trainable_from == ALL_LAYERS else names.index(trainable_from)
     for index, layer in enumerate(base.layers):
-        frozen = index < first or isinstance(layer, keras.layers.BatchNormalization)
+        frozen = index < first or (freeze_batchnorm and isinstance(layer, keras.layers.BatchNormalization))
         layer.trainable = not frozen
 
 
@@ -161,7 +165,7 @@ def build_transfer_model(spec: TransferSpec, *, progress: Progress | None = None
         spec.backbone, weights=spec.weights, include_top=False,
         input_shape=spec.input_shape, progress=progress,
     )
-    set_trainable_from(base, spec.trainable_from)
+    set_trainable_from(base, spec.trainable_from, freeze_batchnorm=spec.weights is not None)
     return attach_head(base, spec)
 
 

@@ -1,0 +1,348 @@
+"""Training a transfer model: phases, live records, stop, frozen-feature caching, evaluation.
+
+``train`` records; it never draws. Listeners receive plain values per batch and
+per epoch (fastai's Recorder, not its ShowGraph), and a ``threading.Event``
+stops training at the next batch, keeping what was learned and the history.
+
+Frozen-feature caching: when the layers below the first trainable one are
+frozen and augmentation is off, their output is computed once per image and
+only the rest of the network is trained on it, the Keras guide's "fast feature
+extraction" generalised to any frozen prefix. The weights trained are the very
+variables of the full model, so the result is the same model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from tlcore.build import TransferSpec, build_transfer_model, set_trainable_from
+from tlcore.datasets import ImageDataset
+from tlcore.errors import ConfigError, DatasetError
+from tlcore.images import ResizeMode
+from tlcore.zoo import get_backbone
+
+OPTIMIZERS = {
+    "adam": lambda rate: keras.optimizers.Adam(rate),
+    "sgd": lambda rate: keras.optimizers.SGD(rate, momentum=0.9),
+    "rmsprop": lambda rate: keras.optimizers.RMSprop(rate),
+}
+HISTORY_COLUMNS = ["epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "complete"]
+CACHE_BATCH = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train, as plain values.
+
+    Attributes:
+        epochs: epochs of the first phase (head, and any layers the spec unfroze).
+        batch_size: images per step.
+        learning_rate: of the first phase.
+        optimizer: "adam", "sgd" (momentum 0.9) or "rmsprop".
+        validation_fraction: share of each class held out (stratified, seeded).
+        seed: for the split, the initial weights and the shuffling.
+        augment: random flips, rotations and zooms (turns feature caching off).
+        early_stopping: stop after this many epochs without a better validation
+            loss, restoring the best weights; None for never.
+        fine_tune_from: a second phase that unfreezes from this layer ("all" for
+            everything) and continues at ``fine_tune_learning_rate``; None for none.
+        fine_tune_epochs: epochs of the second phase.
+        fine_tune_learning_rate: its (low) learning rate.
+        cache_features: compute frozen layers once (when possible).
+        resize_mode: "crop" or "squash" to fit images to the input size.
+    """
+
+    epochs: int = 5
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    validation_fraction: float = 0.2
+    seed: int = 0
+    augment: bool = False
+    early_stopping: int | None = None
+    fine_tune_from: str | None = None
+    fine_tune_epochs: int = 0
+    fine_tune_learning_rate: float = 1e-5
+    cache_features: bool = True
+    resize_mode: ResizeMode = "crop"
+
+    def check(self) -> None:
+        """Raises ConfigError for a value outside what is accepted."""
+        rules = [
+            (self.epochs >= 1, f"Epochs must be at least 1. Received: epochs={self.epochs}"),
+            (self.batch_size >= 1, f"Batch size must be at least 1. Received: batch_size={self.batch_size}"),
+            (0 < self.learning_rate < 1, f"Learning rate must be between 0 and 1. Received: {self.learning_rate}"),
+            (self.optimizer in OPTIMIZERS, f"Optimizer must be one of {list(OPTIMIZERS)}. Received: {self.optimizer!r}"),
+            (self.fine_tune_epochs >= 0, f"Fine-tune epochs must be 0 or more. Received: {self.fine_tune_epochs}"),
+            (0 < self.fine_tune_learning_rate < 1,
+             f"Fine-tune learning rate must be between 0 and 1. Received: {self.fine_tune_learning_rate}"),
+        ]
+        for ok, message in rules:
+            if not ok:
+                raise ConfigError(message)
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + (self.fine_tune_epochs if self.fine_tune_from else 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchProgress:
+    """Where training is: phase, epoch (1-based, over both phases), batch within it."""
+
+    phase: str
+    epoch: int
+    epochs: int
+    batch: int
+    batches: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """How the trained model does on the validation images.
+
+    Attributes:
+        class_names: in label order.
+        accuracy, loss: over the validation set.
+        confusion: counts, rows true class, columns predicted class.
+        precision, recall: per class (0 where undefined).
+        indices: dataset indices of the validation images.
+        probabilities: (n, classes) model outputs for them.
+    """
+
+    class_names: tuple[str, ...]
+    accuracy: float
+    loss: float
+    confusion: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+    indices: np.ndarray
+    probabilities: np.ndarray
+
+    def per_class(self) -> pd.DataFrame:
+        return pd.DataFrame({"class": self.class_names, "precision": self.precision,
+                             "recall": self.recall, "images": self.confusion.sum(axis=1)})
+
+    def confidently_wrong(self, labels: np.ndarray, n: int = 8) -> pd.DataFrame:
+        """The ``n`` wrong predictions made with the most confidence."""
+        truth = labels[self.indices]
+        predicted = self.probabilities.argmax(axis=1)
+        wrong = np.flatnonzero(predicted != truth)
+        order = wrong[np.argsort(-self.probabilities[wrong, predicted[wrong]])][:n]
+        return pd.DataFrame({
+            "index": self.indices[order],
+            "true": [self.class_names[i] for i in truth[order]],
+            "predicted": [self.class_names[i] for i in predicted[order]],
+            "confidence": self.probabilities[order, predicted[order]],
+        })
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """A finished (or stopped) training run."""
+
+    model: keras.Model
+    spec: TransferSpec
+    config: TrainConfig
+    class_names: tuple[str, ...]
+    history: pd.DataFrame
+    evaluation: Evaluation
+    stopped: bool
+    feature_cache: bool
+    seconds: float
+
+
+class _Recorder(keras.callbacks.Callback):
+    """Reports every batch and epoch, and stops at the next batch once asked."""
+
+    def __init__(self, phase, epoch_offset, epochs, batches, on_batch, on_epoch, stop, rows):
+        super().__init__()
+        self.phase, self.offset, self.epochs, self.batches = phase, epoch_offset, epochs, batches
+        self.on_batch, self.on_epoch, self.stop, self.rows = on_batch, on_epoch, stop, rows
+        self.started = time.perf_counter()
+        self.seen = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started, self.seen = time.perf_counter(), 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen = batch + 1
+        if self.on_batch:
+            self.on_batch(BatchProgress(self.phase, self.offset + self.current + 1, self.epochs, batch + 1, self.batches))
+        if self.stop is not None and self.stop.is_set():
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        row = {
+            "epoch": epoch + 1, "phase": self.phase,
+            "loss": float(logs.get("loss", np.nan)), "accuracy": float(logs.get("accuracy", np.nan)),
+            "val_loss": float(logs.get("val_loss", np.nan)), "val_accuracy": float(logs.get("val_accuracy", np.nan)),
+            "seconds": time.perf_counter() - self.started, "complete": self.seen == self.batches,
+        }
+        self.rows.append(row)
+        if self.on_epoch:
+            self.on_epoch(pd.DataFrame(self.rows, columns=HISTORY_COLUMNS))
+        if self.stop is not None and self.stop.is_set():
+            self.model.stop_training = True
+
+    @property
+    def current(self) -> int:
+        return len([r for r in self.rows if r["phase"] == self.phase])
+
+
+def _base_and_head(model: keras.Model) -> tuple[keras.Model, list[keras.Layer]]:
+    index = next(i for i, layer in enumerate(model.layers) if isinstance(layer, keras.Model))
+    return model.layers[index], model.layers[index + 1:]
+
+
+def frozen_split(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
+    """Split a transfer model into (frozen prefix, trainable rest), or None.
+
+    The prefix runs from the input to the last layer before the first one with
+    trainable weights; the rest shares its layers (and so its variables) with
+    ``model``. None when nothing is frozen, or when the cut is not a single
+    tensor that everything after it depends on (a skip connection crosses it).
+    """
+    base, head = _base_and_head(model)
+    if not base.trainable or not base.trainable_weights:
+        prefix, rest_of_base = base, None
+        cut_shape = base.output.shape[1:]
+    else:
+        first = next(i for i, layer in enumerate(base.layers) if layer.trainable_weights)
+        if first <= 1:
+            return None
+        cut = base.layers[first - 1].output
+        try:
+            prefix = keras.Model(base.input, cut, name="frozen_prefix")
+            rest_of_base = keras.Model(cut, base.output, name="trainable_base")
+        except ValueError:
+            return None
+        cut_shape = cut.shape[1:]
+    inputs = keras.Input(cut_shape, name="cached_features")
+    x = rest_of_base(inputs, training=False) if rest_of_base is not None else inputs
+    for layer in head:
+        x = layer(x)
+    return prefix, keras.Model(inputs, x, name="trainable_rest")
+
+
+def _forward_in_batches(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    return model.predict(x, batch_size=CACHE_BATCH, verbose=0)
+
+
+def _augmenter(seed: int) -> keras.Sequential:
+    return keras.Sequential([
+        keras.layers.RandomFlip("horizontal", seed=seed),
+        keras.layers.RandomRotation(0.1, fill_mode="reflect", seed=seed),
+        keras.layers.RandomZoom(0.1, fill_mode="reflect", seed=seed),
+    ], name="augmentation")
+
+
+def _fit_phase(model, x, y, train_idx, val_idx, config, *, phase, rate, epochs, offset,
+               on_batch, on_epoch, stop, rows) -> bool:
+    """Run one phase; returns True when the frozen-feature cache was used."""
+    split = frozen_split(model) if config.cache_features and not config.augment else None
+    trained, inputs = model, x
+    if split is not None:
+        prefix, trained = split
+        inputs = _forward_in_batches(prefix, x)
+    trained.compile(optimizer=OPTIMIZERS[config.optimizer](rate), loss="sparse_categorical_crossentropy",
+                    metrics=["accuracy"])
+    batches = int(np.ceil(len(train_idx) / config.batch_size))
+    callbacks = [_Recorder(phase, offset, config.total_epochs, batches, on_batch, on_epoch, stop, rows)]
+    validation = (inputs[val_idx], y[val_idx]) if len(val_idx) else None
+    if config.early_stopping and validation is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            "val_loss", patience=config.early_stopping, restore_best_weights=True))
+    if config.augment:
+        augment = _augmenter(config.seed)
+        data = (tf.data.Dataset.from_tensor_slices((inputs[train_idx], y[train_idx]))
+                .shuffle(len(train_idx), seed=config.seed).batch(config.batch_size)
+                .map(lambda a, b: (augment(a, training=True), b)))
+        trained.fit(data, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=0)
+    else:
+        trained.fit(inputs[train_idx], y[train_idx], batch_size=config.batch_size, epochs=epochs,
+                    validation_data=validation, callbacks=callbacks, verbose=0)
+    return split is not None
+
+
+def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, indices: np.ndarray,
+             class_names: tuple[str, ...]) -> Evaluation:
+    """Confusion matrix, per-class precision and recall, accuracy and loss on ``indices``."""
+    classes = len(class_names)
+    probabilities = _forward_in_batches(model, x[indices]) if len(indices) else np.zeros((0, classes))
+    truth, predicted = y[indices], probabilities.argmax(axis=1)
+    confusion = np.zeros((classes, classes), dtype=int)
+    np.add.at(confusion, (truth, predicted), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.nan_to_num(np.diag(confusion) / confusion.sum(axis=0))
+        recall = np.nan_to_num(np.diag(confusion) / confusion.sum(axis=1))
+    picked = probabilities[np.arange(len(truth)), truth] if len(truth) else np.ones(0)
+    return Evaluation(
+        class_names, float((predicted == truth).mean()) if len(truth) else float("nan"),
+        float(-np.log(np.clip(picked, 1e-7, 1)).mean()) if len(truth) else float("nan"),
+        confusion, precision, recall, np.asarray(indices), probabilities,
+    )
+
+
+def train(
+    spec: TransferSpec,
+    dataset: ImageDataset,
+    config: TrainConfig = TrainConfig(),
+    *,
+    on_batch: Callable[[BatchProgress], None] | None = None,
+    on_epoch: Callable[[pd.DataFrame], None] | None = None,
+    stop: threading.Event | None = None,
+    model: keras.Model | None = None,
+) -> TrainResult:
+    """Train a fresh transfer model on ``dataset``.
+
+    Args:
+        spec: the model; its ``num_classes`` is set from the dataset.
+        dataset: labelled images.
+        config: how to train.
+        on_batch: called after every batch with a ``BatchProgress``.
+        on_epoch: called after every epoch with the whole history so far.
+        stop: set it to stop at the next batch; the result keeps what was learned.
+        model: an already-built model for ``spec`` (develop-a-model); built fresh when None.
+
+    Raises:
+        ConfigError, ShapeError: a spec or config that cannot work.
+        WeightsError: base weights that are not available.
+        DatasetError: too few images to train and validate.
+    """
+    config.check()
+    spec = dataclasses.replace(spec, num_classes=len(dataset.class_names))
+    if len(dataset) < 2:
+        raise DatasetError(f"Training needs at least 2 images. Received: {len(dataset)}")
+    started = time.perf_counter()
+    keras.utils.set_random_seed(config.seed)
+    model = model if model is not None else build_transfer_model(spec)
+    pixels, y = dataset.arrays(spec.input_shape[:2], mode=config.resize_mode)
+    x = get_backbone(spec.backbone).preprocess(pixels.astype(np.float32))
+    train_idx, val_idx = dataset.split(config.validation_fraction, seed=config.seed)
+    rows: list[dict] = []
+    common = dict(on_batch=on_batch, on_epoch=on_epoch, stop=stop, rows=rows)
+    cached = _fit_phase(model, x, y, train_idx, val_idx, config, phase="train", rate=config.learning_rate,
+                        epochs=config.epochs, offset=0, **common)
+    stopped = stop is not None and stop.is_set()
+    if config.fine_tune_from and config.fine_tune_epochs and not stopped:
+        set_trainable_from(_base_and_head(model)[0], config.fine_tune_from,
+                           freeze_batchnorm=spec.weights is not None)
+        cached &= _fit_phase(model, x, y, train_idx, val_idx, config, phase="fine-tune",
+                             rate=config.fine_tune_learning_rate, epochs=config.fine_tune_epochs,
+                             offset=len(rows), **common)
+        stopped = stop is not None and stop.is_set()
+    held_out = val_idx if len(val_idx) else train_idx
+    history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    return TrainResult(model, spec, config, dataset.class_names, history,
+                       evaluate(model, x, y, held_out, dataset.class_names), stopped, cached,
+                       time.perf_counter() - started)
