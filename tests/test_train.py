@@ -99,8 +99,10 @@ def test_second_phase_unfreezes_and_continues(shapes):
 
 
 def test_evaluation_confusion_precision_recall():
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
-    model.layers[0].set_weights([np.array([[10.0, -10.0], [-10.0, 10.0]]), np.zeros(2)])
+    inputs = keras.Input((2,))
+    dense = keras.layers.Dense(2, activation="softmax")
+    model = keras.Model(inputs, dense(inputs))
+    dense.set_weights([np.array([[10.0, -10.0], [-10.0, 10.0]]), np.zeros(2)])
     x = np.array([[1, 0], [1, 0], [0, 1], [1, 0]], dtype="float32")
     y = np.array([0, 0, 1, 1])
     evaluation = tlcore.evaluate(model, x, y, np.arange(4), ("a", "b"))

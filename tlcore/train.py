@@ -27,6 +27,7 @@ from tlcore.build import TransferSpec, build_transfer_model, set_trainable_from
 from tlcore.datasets import ImageDataset
 from tlcore.errors import ConfigError, DatasetError
 from tlcore.images import ResizeMode
+from tlcore.inference import compiled_forward
 from tlcore.zoo import get_backbone
 
 OPTIMIZERS = {
@@ -204,38 +205,63 @@ def _base_and_head(model: keras.Model) -> tuple[keras.Model, list[keras.Layer]]:
     return model.layers[index], model.layers[index + 1:]
 
 
+_DETERMINISTIC_WEIGHTLESS = (
+    keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D, keras.layers.Flatten,
+    keras.layers.AveragePooling2D, keras.layers.MaxPooling2D,
+)
+"""Head layers that can join a cached prefix: no weights, the same output in training and inference."""
+
+
 def frozen_split(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
     """Split a transfer model into (frozen prefix, trainable rest), or None.
 
-    The prefix runs from the input to the last layer before the first one with
-    trainable weights; the rest shares its layers (and so its variables) with
-    ``model``. None when nothing is frozen, or when the cut is not a single
-    tensor that everything after it depends on (a skip connection crosses it).
+    The prefix runs from the input up to the first layer with trainable
+    weights; with a wholly frozen base it also takes the head's pooling, so
+    the cache holds pooled vectors. The rest shares its layers (and so its
+    variables) with ``model``. None when nothing is frozen, or when the cut is
+    not a single tensor that everything after it depends on (a skip
+    connection crosses it).
     """
     base, head = _base_and_head(model)
     if not base.trainable or not base.trainable_weights:
-        prefix, rest_of_base = base, None
-        cut_shape = base.output.shape[1:]
-    else:
-        first = next(i for i, layer in enumerate(base.layers) if layer.trainable_weights)
-        if first <= 1:
-            return None
-        cut = base.layers[first - 1].output
-        try:
-            prefix = keras.Model(base.input, cut, name="frozen_prefix")
-            rest_of_base = keras.Model(cut, base.output, name="trainable_base")
-        except ValueError:
-            return None
-        cut_shape = cut.shape[1:]
-    inputs = keras.Input(cut_shape, name="cached_features")
-    x = rest_of_base(inputs, training=False) if rest_of_base is not None else inputs
+        cut_layer = base
+        for layer in head:
+            if not isinstance(layer, _DETERMINISTIC_WEIGHTLESS):
+                break
+            cut_layer = layer
+        cut = cut_layer.output
+        return keras.Model(model.input, cut, name="frozen_prefix"), keras.Model(cut, model.output, name="trainable_rest")
+    first = next(i for i, layer in enumerate(base.layers) if layer.trainable_weights)
+    if first <= 1:
+        return None
+    cut = base.layers[first - 1].output
+    try:
+        prefix = keras.Model(base.input, cut, name="frozen_prefix")
+        rest_of_base = keras.Model(cut, base.output, name="trainable_base")
+    except ValueError:
+        return None
+    inputs = keras.Input(cut.shape[1:], name="cached_features")
+    x = rest_of_base(inputs, training=False)
     for layer in head:
         x = layer(x)
     return prefix, keras.Model(inputs, x, name="trainable_rest")
 
 
 def _forward_in_batches(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    return model.predict(x, batch_size=CACHE_BATCH, verbose=0)
+    forward = compiled_forward(model)
+    return np.concatenate([forward(x[i:i + CACHE_BATCH]) for i in range(0, len(x), CACHE_BATCH)])
+
+
+def _batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int | None = None,
+             augment: keras.Layer | None = None) -> tf.data.Dataset:
+    """A tf.data pipeline over in-memory arrays: reshuffled each epoch when seeded."""
+    data = tf.data.Dataset.from_tensor_slices((x, y))
+    if seed is not None:
+        data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    data = data.batch(batch_size)
+    if augment is not None:
+        data = data.map(lambda a, b: (augment(a, training=True), b))
+    return data.prefetch(2)
 
 
 def _augmenter(seed: int) -> keras.Sequential:
@@ -246,9 +272,22 @@ def _augmenter(seed: int) -> keras.Sequential:
     ], name="augmentation")
 
 
-def _fit_phase(model, x, y, train_idx, val_idx, config, *, phase, rate, epochs, offset,
-               on_batch, on_epoch, stop, rows) -> bool:
-    """Run one phase; returns True when the frozen-feature cache was used."""
+def fit_phase(model: keras.Model, x: np.ndarray, y: np.ndarray, train_idx: np.ndarray,
+              val_idx: np.ndarray, config: TrainConfig, *, phase: str = "train",
+              rate: float | None = None, epochs: int | None = None, offset: int = 0,
+              on_batch=None, on_epoch=None, stop=None, rows: list | None = None) -> bool:
+    """Compile and fit ``model`` for one phase on preprocessed arrays.
+
+    With ``config.cache_features`` (and no augmentation) the frozen prefix runs
+    once and only the rest is fitted; otherwise the whole model is fitted.
+    Both read the same seeded tf.data pipeline, so both see the same batches.
+
+    Returns:
+        True when the frozen-feature cache was used.
+    """
+    rate = config.learning_rate if rate is None else rate
+    epochs = config.epochs if epochs is None else epochs
+    rows = [] if rows is None else rows
     split = frozen_split(model) if config.cache_features and not config.augment else None
     trained, inputs = model, x
     if split is not None:
@@ -258,19 +297,15 @@ def _fit_phase(model, x, y, train_idx, val_idx, config, *, phase, rate, epochs, 
                     metrics=["accuracy"])
     batches = int(np.ceil(len(train_idx) / config.batch_size))
     callbacks = [_Recorder(phase, offset, config.total_epochs, batches, on_batch, on_epoch, stop, rows)]
-    validation = (inputs[val_idx], y[val_idx]) if len(val_idx) else None
+    validation = (_batches(inputs[val_idx], y[val_idx], max(config.batch_size, CACHE_BATCH))
+                  if len(val_idx) else None)
     if config.early_stopping and validation is not None:
         callbacks.append(keras.callbacks.EarlyStopping(
             "val_loss", patience=config.early_stopping, restore_best_weights=True))
-    if config.augment:
-        augment = _augmenter(config.seed)
-        data = (tf.data.Dataset.from_tensor_slices((inputs[train_idx], y[train_idx]))
-                .shuffle(len(train_idx), seed=config.seed).batch(config.batch_size)
-                .map(lambda a, b: (augment(a, training=True), b)))
-        trained.fit(data, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=0)
-    else:
-        trained.fit(inputs[train_idx], y[train_idx], batch_size=config.batch_size, epochs=epochs,
-                    validation_data=validation, callbacks=callbacks, verbose=0)
+    augment = _augmenter(config.seed) if config.augment else None
+    training = _batches(inputs[train_idx], y[train_idx], config.batch_size, seed=config.seed, augment=augment)
+    trained.fit(training, validation_data=validation, epochs=epochs, callbacks=callbacks, shuffle=False,
+                verbose=0)
     return split is not None
 
 
@@ -331,13 +366,13 @@ def train(
     train_idx, val_idx = dataset.split(config.validation_fraction, seed=config.seed)
     rows: list[dict] = []
     common = dict(on_batch=on_batch, on_epoch=on_epoch, stop=stop, rows=rows)
-    cached = _fit_phase(model, x, y, train_idx, val_idx, config, phase="train", rate=config.learning_rate,
+    cached = fit_phase(model, x, y, train_idx, val_idx, config, phase="train", rate=config.learning_rate,
                         epochs=config.epochs, offset=0, **common)
     stopped = stop is not None and stop.is_set()
     if config.fine_tune_from and config.fine_tune_epochs and not stopped:
         set_trainable_from(_base_and_head(model)[0], config.fine_tune_from,
                            freeze_batchnorm=spec.weights is not None)
-        cached &= _fit_phase(model, x, y, train_idx, val_idx, config, phase="fine-tune",
+        cached &= fit_phase(model, x, y, train_idx, val_idx, config, phase="fine-tune",
                              rate=config.fine_tune_learning_rate, epochs=config.fine_tune_epochs,
                              offset=len(rows), **common)
         stopped = stop is not None and stop.is_set()

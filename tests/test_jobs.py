@@ -1,0 +1,96 @@
+import hashlib
+import time
+
+import numpy as np
+import pytest
+
+import tlcore
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return tlcore.sample_dataset(per_class=8, size=32, seed=2)
+
+
+SPEC = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=None, hidden_units=8)
+
+
+def wait_for(condition, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_one_job_at_a_time_others_wait_with_their_position(tmp_path, dataset):
+    queue = tlcore.JobQueue(max_running=1)
+    store = tlcore.RunStore(tmp_path)
+    first = queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=40, batch_size=4), store)
+    second = queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=1), store)
+    third = queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=1), store)
+    wait_for(lambda: first.snapshot().state == "running" and first.snapshot().progress is not None)
+    assert (second.snapshot().state, second.snapshot().position) == ("queued", 1)
+    assert (third.snapshot().state, third.snapshot().position) == ("queued", 2)
+    third.stop()  # leaves the line without training
+    assert third.wait(30).state == "stopped" and third.snapshot().result is None
+    first.stop()
+    done = first.wait(60)
+    assert done.state == "stopped" and done.result is not None
+    assert len(done.history) < 40
+    assert second.wait(60).state == "done"
+    runs = store.list().set_index("id")
+    assert runs.loc[first.run_id, "status"] == "stopped" and runs.loc[second.run_id, "status"] == "done"
+    assert store.get(second.run_id).model_path.is_file()
+
+
+def test_history_is_saved_as_it_happens_and_eta_is_reported(tmp_path, dataset):
+    queue = tlcore.JobQueue()
+    store = tlcore.RunStore(tmp_path)
+    job = queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=30, batch_size=4), store)
+    wait_for(lambda: len(job.snapshot().history) >= 2)
+    snapshot = job.snapshot()
+    assert snapshot.remaining is not None and snapshot.remaining > 0 and snapshot.elapsed > 0
+    assert len(store.get(job.run_id).history) >= 2  # on disk before training ends
+    job.stop()
+    job.wait(60)
+
+
+def test_a_failing_job_reports_plainly(tmp_path, dataset):
+    queue = tlcore.JobQueue()
+    store = tlcore.RunStore(tmp_path)
+    job = queue.submit(tlcore.TransferSpec(backbone="VGG16", input_shape=(16, 16, 3), weights=None),
+                       dataset, tlcore.TrainConfig(epochs=1), store)
+    snapshot = job.wait(60)
+    assert snapshot.state == "failed" and "at least 32x32" in snapshot.error
+    assert store.list().loc[0, "status"] == "failed"
+
+
+def test_the_line_has_a_limit(tmp_path, dataset):
+    queue = tlcore.JobQueue(max_running=1, max_waiting=1)
+    store = tlcore.RunStore(tmp_path)
+    first = queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=50, batch_size=4), store)
+    wait_for(lambda: first.snapshot().state == "running")
+    second = queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=1), store)
+    with pytest.raises(tlcore.ConfigError, match="At most 1 training jobs may wait"):
+        queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=1), store)
+    second.stop()
+    first.stop()
+    first.wait(60)
+    second.wait(60)
+
+
+def test_shared_base_weights_are_untouched_by_someone_elses_fine_tuning(tmp_path, dataset):
+    shared = tlcore.load_backbone("VGG16", weights=None, include_top=False, input_shape=(32, 32, 3))
+    path = tmp_path / "base.weights.h5"
+    shared.save_weights(path)
+
+    def digest(model):
+        return hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest()
+
+    before = digest(shared)
+    spec = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=str(path),
+                               trainable_from="all", hidden_units=8)
+    job = tlcore.JobQueue().submit(spec, dataset, tlcore.TrainConfig(epochs=1), tlcore.RunStore(tmp_path / "runs"))
+    result = job.wait(120).result
+    assert digest(shared) == before
+    assert not np.array_equal(result.model.get_layer("vgg16").get_weights()[0], shared.get_weights()[0])
