@@ -10,6 +10,7 @@ from tlcore.build import (
     TransferPlan,
     TransferSpec,
     attach_head,
+    base_and_head,
     build_transfer_model,
     check_transfer_spec,
     plan_transfer_model,
@@ -31,6 +32,7 @@ from tlcore.features import extract_features, feature_extractor, project_2d
 from tlcore.images import fit_image, load_image
 from tlcore.inference import compiled_forward
 from tlcore.jobs import JobQueue, JobSnapshot, TrainingJob
+from tlcore.model_files import check_model_config, load_model_file
 from tlcore.labels import imagenet_labels, imagenet_wordnet_ids
 from tlcore.predict import predict_top_k
 from tlcore.runs import RunRecord, RunStore
@@ -74,6 +76,9 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "attach_head",
+    "base_and_head",
+    "check_model_config",
+    "load_model_file",
     "build_transfer_model",
     "check_input_shape",
     "check_transfer_spec",

@@ -15,6 +15,7 @@ import pandas as pd
 
 from tlcore.backbone import load_backbone
 from tlcore.errors import ConfigError, ShapeError
+from tlcore.model_files import load_model_file
 from tlcore.shapes import ShapeCheck, check_input_shape, smallest_input
 from tlcore.summary import ParameterCounts, layer_table, parameter_counts
 from tlcore.weights import Progress
@@ -43,6 +44,9 @@ class TransferSpec:
         hidden_units: width of the hidden Dense layer; 0 for none.
         dropout: dropout rate before each Dense layer, 0 to 0.9.
         num_classes: outputs of the softmax head, at least 2.
+        base_model: develop-a-model: a saved transfer model (``.keras``) whose
+            trained base replaces the registry's pretrained one; its backbone
+            and input shape must be the ones given here.
     """
 
     backbone: str = "VGG16"
@@ -54,6 +58,7 @@ class TransferSpec:
     hidden_units: int = 256
     dropout: float = 0.2
     num_classes: int = 2
+    base_model: str | None = None
 
 
 def check_transfer_spec(spec: TransferSpec) -> ShapeCheck:
@@ -149,6 +154,29 @@ def attach_head(base: keras.Model, spec: TransferSpec) -> keras.Model:
     return keras.Model(inputs, outputs, name=f"{base.name}_transfer")
 
 
+def base_and_head(model: keras.Model) -> tuple[keras.Model, list[keras.Layer]]:
+    """The nested base of a transfer model and the head layers after it."""
+    index = next(i for i, layer in enumerate(model.layers) if isinstance(layer, keras.Model))
+    return model.layers[index], model.layers[index + 1:]
+
+
+def load_saved_base(path: str, spec: TransferSpec) -> keras.Model:
+    """The trained base of a saved transfer model, for a new head (develop-a-model).
+
+    Raises:
+        ModelFileError: the file is refused or cannot be loaded.
+        ShapeError: its input shape is not ``spec.input_shape``.
+    """
+    base, _ = base_and_head(load_model_file(path))
+    saved_shape = tuple(int(d) for d in base.input.shape[1:])
+    if saved_shape != tuple(spec.input_shape):
+        raise ShapeError(
+            f"A reused base keeps the input size it was trained at: {saved_shape[0]}x{saved_shape[1]}. "
+            f"Received: input_shape={spec.input_shape}"
+        )
+    return base
+
+
 def build_transfer_model(spec: TransferSpec, *, progress: Progress | None = None) -> keras.Model:
     """Build a fresh transfer model: a pretrained base without its top, a new head.
 
@@ -161,11 +189,15 @@ def build_transfer_model(spec: TransferSpec, *, progress: Progress | None = None
         WeightsError: weights that are not available or do not fit.
     """
     check_transfer_spec(spec)
-    base = load_backbone(
-        spec.backbone, weights=spec.weights, include_top=False,
-        input_shape=spec.input_shape, progress=progress,
-    )
-    set_trainable_from(base, spec.trainable_from, freeze_batchnorm=spec.weights is not None)
+    if spec.base_model:
+        base = load_saved_base(spec.base_model, spec)
+    else:
+        base = load_backbone(
+            spec.backbone, weights=spec.weights, include_top=False,
+            input_shape=spec.input_shape, progress=progress,
+        )
+    pretrained = spec.weights is not None or spec.base_model is not None
+    set_trainable_from(base, spec.trainable_from, freeze_batchnorm=pretrained)
     return attach_head(base, spec)
 
 

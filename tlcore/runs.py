@@ -32,6 +32,7 @@ import pandas as pd
 from tlcore.atomic import atomic_save, atomic_write_text
 from tlcore.build import TransferSpec
 from tlcore.errors import ModelFileError
+from tlcore.model_files import load_model_file
 from tlcore.train import HISTORY_COLUMNS, TrainConfig, TrainResult
 
 RUN_COLUMNS = ["id", "created", "name", "backbone", "input_size", "trainable_from", "dataset",
@@ -173,7 +174,7 @@ class RunStore:
         path = self.root / run_id / "model.keras"
         if not path.is_file():
             raise ModelFileError(f"A run must have finished to have a model. Received: run {run_id!r} has none")
-        return keras.saving.load_model(path, safe_mode=True)
+        return load_model_file(path)
 
     def model_bytes(self, run_id: str) -> bytes:
         return (self.root / run_id / "model.keras").read_bytes()

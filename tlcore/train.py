@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tlcore.build import TransferSpec, build_transfer_model, set_trainable_from
+from tlcore.build import TransferSpec, base_and_head, build_transfer_model, set_trainable_from
 from tlcore.datasets import ImageDataset
 from tlcore.errors import ConfigError, DatasetError
 from tlcore.images import ResizeMode
@@ -200,11 +200,6 @@ class _Recorder(keras.callbacks.Callback):
         return len([r for r in self.rows if r["phase"] == self.phase])
 
 
-def _base_and_head(model: keras.Model) -> tuple[keras.Model, list[keras.Layer]]:
-    index = next(i for i, layer in enumerate(model.layers) if isinstance(layer, keras.Model))
-    return model.layers[index], model.layers[index + 1:]
-
-
 _DETERMINISTIC_WEIGHTLESS = (
     keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D, keras.layers.Flatten,
     keras.layers.AveragePooling2D, keras.layers.MaxPooling2D,
@@ -222,7 +217,7 @@ def frozen_split(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
     not a single tensor that everything after it depends on (a skip
     connection crosses it).
     """
-    base, head = _base_and_head(model)
+    base, head = base_and_head(model)
     if not base.trainable or not base.trainable_weights:
         cut_layer = base
         for layer in head:
@@ -370,8 +365,8 @@ def train(
                         epochs=config.epochs, offset=0, **common)
     stopped = stop is not None and stop.is_set()
     if config.fine_tune_from and config.fine_tune_epochs and not stopped:
-        set_trainable_from(_base_and_head(model)[0], config.fine_tune_from,
-                           freeze_batchnorm=spec.weights is not None)
+        set_trainable_from(base_and_head(model)[0], config.fine_tune_from,
+                           freeze_batchnorm=spec.weights is not None or spec.base_model is not None)
         cached &= fit_phase(model, x, y, train_idx, val_idx, config, phase="fine-tune",
                              rate=config.fine_tune_learning_rate, epochs=config.fine_tune_epochs,
                              offset=len(rows), **common)

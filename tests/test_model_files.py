@@ -1,0 +1,96 @@
+import json
+import sys
+import zipfile
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+import tlcore
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    model = tlcore.build_transfer_model(tlcore.TransferSpec(
+        backbone="MobileNetV2", input_shape=(32, 32, 3), weights=None, hidden_units=8, num_classes=3))
+    path = folder / "transfer.keras"
+    model.save(path)
+    return model, path
+
+
+def test_a_transfer_model_loads_and_predicts_the_same(saved):
+    model, path = saved
+    loaded = tlcore.load_model_file(path)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(loaded(x), model(x), rtol=1e-5, atol=1e-6)
+
+
+def test_lambda_model_is_refused(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x * 2)])
+    model.save(tmp_path / "lambda.keras")
+    with pytest.raises(tlcore.ModelFileError, match="no Lambda layers.*Received: a Lambda layer"):
+        tlcore.load_model_file(tmp_path / "lambda.keras")
+
+
+def test_a_function_from_outside_keras_never_runs(saved, tmp_path, monkeypatch):
+    """A crafted config names a non-Keras function; the canary it would write never appears."""
+    canary = tmp_path / "canary.txt"
+    (tmp_path / "canary_module.py").write_text(
+        f"from pathlib import Path\nPath({str(canary)!r}).write_text('ran')\n"
+        "def make_canary(x):\n    return x\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _, path = saved
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    text = json.dumps(config).replace(
+        '"activation": "softmax"',
+        '"activation": {"module": "canary_module", "class_name": "function", "config": "make_canary", '
+        '"registered_name": "function"}',
+    )
+    assert "canary_module" in text
+    members["config.json"] = text.encode()
+    crafted = tmp_path / "crafted.keras"
+    with zipfile.ZipFile(crafted, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(tlcore.ModelFileError, match="Received: the custom object 'function'|from 'canary_module'"):
+        tlcore.load_model_file(crafted)
+    assert not canary.exists() and "canary_module" not in sys.modules
+
+
+def test_custom_registered_object_is_refused():
+    config = {"module": None, "class_name": "MyLayer", "config": {}, "registered_name": "mypackage>MyLayer"}
+    with pytest.raises(tlcore.ModelFileError, match="custom object 'mypackage>MyLayer'"):
+        tlcore.check_model_config({"layers": [config]})
+
+
+def test_legacy_h5_and_non_archives_are_refused(tmp_path):
+    legacy = tmp_path / "old.h5"
+    with h5py.File(legacy, "w") as handle:
+        handle.attrs["model_config"] = "{}"
+    with pytest.raises(tlcore.ModelFileError, match="legacy HDF5"):
+        tlcore.load_model_file(legacy)
+    text = tmp_path / "model.keras"
+    text.write_text("not a model")
+    with pytest.raises(tlcore.ModelFileError, match="must be a .keras archive"):
+        tlcore.load_model_file(text)
+
+
+def test_develop_a_model_reuses_a_saved_base(saved):
+    model, path = saved
+    spec = tlcore.TransferSpec(backbone="MobileNetV2", input_shape=(32, 32, 3), base_model=str(path),
+                               hidden_units=4, num_classes=5)
+    target = tlcore.build_transfer_model(spec)
+    assert target.output.shape[-1] == 5
+    source_base, _ = tlcore.base_and_head(model)
+    new_base, _ = tlcore.base_and_head(target)
+    for a, b in zip(source_base.get_weights(), new_base.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not new_base.trainable
+    with pytest.raises(tlcore.ShapeError, match="keeps the input size it was trained at: 32x32"):
+        tlcore.build_transfer_model(tlcore.TransferSpec(backbone="MobileNetV2", input_shape=(64, 64, 3),
+                                                        base_model=str(path)))
