@@ -18,6 +18,10 @@ PAGES = {
         st.Page("views/layers.py", title="Layers", icon=":material/layers:", url_path="layers"),
         st.Page("views/build.py", title="Build", icon=":material/construction:", url_path="build"),
     ],
+    "Train on your images": [
+        st.Page("views/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+        st.Page("views/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
+    ],
 }
 
 page = st.navigation(PAGES)

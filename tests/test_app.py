@@ -7,7 +7,8 @@ from streamlit.testing.v1 import AppTest
 from conftest import APP, image_bytes
 
 RANDOM = "Random (untrained)"
-PAGES = ["views/home.py", "views/predict.py", "views/features.py", "views/layers.py", "views/build.py"]
+PAGES = ["views/home.py", "views/predict.py", "views/features.py", "views/layers.py", "views/build.py",
+         "views/train.py", "views/runs.py"]
 
 
 def open_page(page: str, *, backbone: str = "VGG16", weights: str = RANDOM, **query) -> AppTest:

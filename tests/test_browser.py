@@ -121,3 +121,22 @@ def test_build_page_explains_a_too_small_input(server, page):
     wait_until_idle(page)
     page.get_by_text("4x4x512").first.wait_for()
     page.screenshot(path=SHOTS / "build.png", full_page=True)
+
+
+def test_train_the_sample_dataset_for_two_epochs(server, page):
+    page.goto(f"{server}/train?backbone=MobileNetV2&weights=Random+%28untrained%29")
+    wait_until_idle(page)
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("2")
+    epochs.press("Enter")
+    wait_until_idle(page)
+    page.get_by_role("button", name="Train").click()
+    page.get_by_text("Confusion matrix").wait_for(timeout=180_000)
+    wait_until_idle(page)
+    assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 3
+    page.screenshot(path=SHOTS / "train.png", full_page=True)
+    page.get_by_text("Validation accuracy").wait_for()
+    page.goto(f"{server}/runs")
+    wait_until_idle(page)
+    page.get_by_text("Open a run").wait_for()
+    page.screenshot(path=SHOTS / "runs.png", full_page=True)

@@ -110,7 +110,7 @@ def test_evaluation_confusion_precision_recall():
     np.testing.assert_allclose(evaluation.precision, [2 / 3, 1.0])
     np.testing.assert_allclose(evaluation.recall, [1.0, 0.5])
     assert evaluation.accuracy == 0.75
-    wrong = evaluation.confidently_wrong(y)
+    wrong = evaluation.confidently_wrong()
     assert wrong[["index", "true", "predicted"]].values.tolist() == [[3, "b", "a"]]
 
 

@@ -7,6 +7,7 @@ can a notebook. Importing it has no side effects beyond importing Keras.
 from tlcore.backbone import load_backbone
 from tlcore.build import (
     ALL_LAYERS,
+    POOLINGS,
     TransferPlan,
     TransferSpec,
     attach_head,
@@ -34,18 +35,20 @@ from tlcore.inference import compiled_forward
 from tlcore.jobs import JobQueue, JobSnapshot, TrainingJob
 from tlcore.model_files import check_model_config, load_model_file
 from tlcore.labels import imagenet_labels, imagenet_wordnet_ids
-from tlcore.predict import predict_top_k
+from tlcore.predict import model_input_size, predict_top_k
 from tlcore.runs import RunRecord, RunStore
 from tlcore.settings import Settings, load_settings
 from tlcore.shapes import ShapeCheck, check_input_shape, feature_map_shape, smallest_input
 from tlcore.summary import ParameterCounts, compare_layers, layer_table, parameter_counts
-from tlcore.train import BatchProgress, Evaluation, TrainConfig, TrainResult, evaluate, frozen_split, train
+from tlcore.train import OPTIMIZERS, BatchProgress, Evaluation, TrainConfig, TrainResult, evaluate, frozen_split, train
 from tlcore.weights import WeightsStatus, download_weights, keras_cache_dir, weights_status
 from tlcore.zoo import BACKBONES, BackboneSpec, WeightsFile, get_backbone
 
 __all__ = [
     "ALL_LAYERS",
     "BACKBONES",
+    "OPTIMIZERS",
+    "POOLINGS",
     "BackboneSpec",
     "BatchProgress",
     "ConfigError",
@@ -100,6 +103,7 @@ __all__ = [
     "load_dataset",
     "load_image",
     "load_settings",
+    "model_input_size",
     "parameter_counts",
     "plan_transfer_model",
     "predict_top_k",

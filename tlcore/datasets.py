@@ -91,7 +91,8 @@ class ImageDataset:
     def summary(self) -> dict:
         """Plain values for a run record."""
         return {"name": self.name, "classes": list(self.class_names), "counts": self.counts,
-                "images": len(self), "skipped": len(self.skipped)}
+                "images": len(self), "skipped": len(self.skipped), "root": str(self.root),
+                "files": [str(f.relative_to(self.root)) for f in self.files]}
 
 
 def _is_skipped(parts: Sequence[str]) -> bool:

@@ -66,6 +66,12 @@ class RunRecord:
     def model_path(self) -> Path:
         return self.folder / "model.keras"
 
+    def image_path(self, index: int) -> Path | None:
+        """The stored dataset image at ``index``, if the dataset folder still exists."""
+        files = self.dataset.get("files", [])
+        path = Path(self.dataset.get("root", "")) / files[index] if index < len(files) else None
+        return path if path is not None and path.is_file() else None
+
 
 def _spec_from(values: dict) -> TransferSpec:
     values = dict(values)
@@ -127,6 +133,7 @@ class RunStore:
             "confusion": evaluation.confusion.tolist(),
             "precision": evaluation.precision.tolist(), "recall": evaluation.recall.tolist(),
             "validation_indices": evaluation.indices.tolist(),
+            "confidently_wrong": json.loads(evaluation.confidently_wrong().to_json(orient="records")),
             "stopped": result.stopped, "feature_cache": result.feature_cache, "seconds": result.seconds,
         }, indent=2))
         self._update(run_id, status="stopped" if result.stopped else "done", seconds=result.seconds)

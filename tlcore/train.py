@@ -116,6 +116,7 @@ class Evaluation:
         confusion: counts, rows true class, columns predicted class.
         precision, recall: per class (0 where undefined).
         indices: dataset indices of the validation images.
+        truth: their true class indices.
         probabilities: (n, classes) model outputs for them.
     """
 
@@ -126,15 +127,16 @@ class Evaluation:
     precision: np.ndarray
     recall: np.ndarray
     indices: np.ndarray
+    truth: np.ndarray
     probabilities: np.ndarray
 
     def per_class(self) -> pd.DataFrame:
         return pd.DataFrame({"class": self.class_names, "precision": self.precision,
                              "recall": self.recall, "images": self.confusion.sum(axis=1)})
 
-    def confidently_wrong(self, labels: np.ndarray, n: int = 8) -> pd.DataFrame:
-        """The ``n`` wrong predictions made with the most confidence."""
-        truth = labels[self.indices]
+    def confidently_wrong(self, n: int = 8) -> pd.DataFrame:
+        """The ``n`` wrong predictions made with the most confidence (``index`` is the dataset's)."""
+        truth = self.truth
         predicted = self.probabilities.argmax(axis=1)
         wrong = np.flatnonzero(predicted != truth)
         order = wrong[np.argsort(-self.probabilities[wrong, predicted[wrong]])][:n]
@@ -319,7 +321,7 @@ def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, indices: np.ndarr
     return Evaluation(
         class_names, float((predicted == truth).mean()) if len(truth) else float("nan"),
         float(-np.log(np.clip(picked, 1e-7, 1)).mean()) if len(truth) else float("nan"),
-        confusion, precision, recall, np.asarray(indices), probabilities,
+        confusion, precision, recall, np.asarray(indices), truth, probabilities,
     )
 
 

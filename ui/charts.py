@@ -49,3 +49,56 @@ def feature_map(points: np.ndarray, names: list[str], groups: list[str] | None =
                 color="group:N", tooltip=["image", "group"])
         .properties(height=320)
     )
+
+
+def training_curves(history: pd.DataFrame) -> alt.Chart:
+    """Loss and accuracy per epoch, training and validation, side by side."""
+    frame = history.reset_index(drop=True).assign(step=lambda h: range(1, len(h) + 1))
+    long = frame.melt(id_vars=["step", "phase"], value_vars=["loss", "val_loss", "accuracy", "val_accuracy"],
+                      var_name="series", value_name="value").dropna(subset=["value"])
+    long["metric"] = long["series"].str.replace("val_", "", regex=False)
+    long["split"] = np.where(long["series"].str.startswith("val_"), "validation", "training")
+    base = alt.Chart(long).mark_line(point=True).encode(
+        x=alt.X("step:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
+        y=alt.Y("value:Q", title=None),
+        color=alt.Color("split:N", title=None),
+        tooltip=["step", "phase", "split", alt.Tooltip("value:Q", format=".4f")],
+    ).properties(width=320, height=220)
+    return alt.hconcat(
+        base.transform_filter(alt.datum.metric == "loss").properties(title="loss"),
+        base.transform_filter(alt.datum.metric == "accuracy").properties(title="accuracy"),
+    )
+
+
+def compared_curves(histories: dict[str, pd.DataFrame], metric: str) -> alt.Chart:
+    """One line per run of a history column, for comparing runs."""
+    frames = [h.reset_index(drop=True).assign(step=lambda h: range(1, len(h) + 1), run=name)
+              for name, h in histories.items() if metric in h]
+    frame = pd.concat(frames) if frames else pd.DataFrame(columns=["step", "run", metric])
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("step:Q", title="epoch"), y=alt.Y(f"{metric}:Q"), color=alt.Color("run:N"),
+        tooltip=["run", "step", alt.Tooltip(f"{metric}:Q", format=".4f")],
+    ).properties(height=260)
+
+
+def confusion_heatmap(confusion: np.ndarray, class_names: list[str]) -> alt.Chart:
+    """Counts of true (rows) against predicted (columns) classes."""
+    n = len(class_names)
+    frame = pd.DataFrame({
+        "true": np.repeat(class_names, n), "predicted": np.tile(class_names, n),
+        "count": np.asarray(confusion).reshape(-1),
+    })
+    heat = alt.Chart(frame).mark_rect().encode(
+        x=alt.X("predicted:N", sort=class_names), y=alt.Y("true:N", sort=class_names),
+        color=alt.Color("count:Q", scale=alt.Scale(scheme="blues")), tooltip=["true", "predicted", "count"],
+    )
+    text = heat.mark_text().encode(text="count:Q", color=alt.value("black"))
+    return (heat + text).properties(width=60 * n + 80, height=40 * n + 40)
+
+
+def class_counts(counts: dict[str, int]) -> alt.Chart:
+    frame = pd.DataFrame({"class": list(counts), "images": list(counts.values())})
+    return alt.Chart(frame).mark_bar().encode(
+        x=alt.X("images:Q"), y=alt.Y("class:N", sort=None, title=None, axis=alt.Axis(labelOverlap=False)),
+        tooltip=["class", "images"],
+    ).properties(height=28 * len(counts) + 20)

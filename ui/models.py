@@ -132,3 +132,13 @@ def saved_weights_path(data: bytes, name: str) -> Path:
         partial.write_bytes(data)
         partial.replace(path)
     return path
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the trained model...")
+def run_model(run_id: str) -> keras.Model:
+    """A stored run's model (loaded in safe mode), cached and shared."""
+    from ui.training import run_store
+
+    model = run_store().load_model(run_id)
+    tlcore.compiled_forward(model)
+    return model

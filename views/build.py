@@ -3,20 +3,36 @@
 import streamlit as st
 
 import tlcore
-from ui import models, sidebar
+from ui import models, sidebar, training
 from ui.state import from_url, to_url
 
 st.title("Build a transfer model")
 choice = sidebar.choice()
-spec = tlcore.get_backbone(choice.backbone)
-st.caption(f"{choice.backbone} without its ImageNet top, and a new head for your own classes.")
+PRETRAINED = "pretrained"
+runs = training.run_store().list().query("status in ['done', 'stopped']")
+run_names = dict(zip(runs["id"], runs["name"] + " · " + runs["id"].str[-6:]))
+if st.session_state.get("base_run") not in [PRETRAINED, *run_names]:
+    st.session_state.pop("base_run", None)
+from_url("base_run", PRETRAINED, choices=[PRETRAINED, *run_names])
+base_run = st.selectbox(
+    "Start from", [PRETRAINED, *run_names], key="base_run",
+    format_func=lambda r: f"{choice.backbone} pretrained on ImageNet ({choice.label} weights)" if r == PRETRAINED
+    else f"Develop-a-model: the trained base of run {run_names[r]}",
+)
+source = None if base_run == PRETRAINED else training.run_store().get(base_run)
+backbone = source.spec.backbone if source else choice.backbone
+spec = tlcore.get_backbone(backbone)
+st.caption(f"{backbone} without its ImageNet top, and a new head for your own classes."
+           if source is None else
+           f"The base that run `{base_run}` trained on {source.dataset.get('name')}, reused for a new task "
+           f"at its input size, {source.spec.input_shape[0]}x{source.spec.input_shape[1]}.")
 
 PRESETS = ["224", "128", "300", "48", "custom"]
 POOLING_NAMES = {"avg": "global average", "max": "global max", "flatten": "flatten"}
 FROZEN, FROM_LAYER, EVERYTHING = "All frozen", "Train from a layer", "Everything trainable"
 from_url("preset", str(spec.default_size) if str(spec.default_size) in PRESETS else "224", choices=PRESETS)
 from_url("custom_size", 64, cast=int)
-from_url("build_pooling", "avg", choices=list(tlcore.build.POOLINGS))
+from_url("build_pooling", "avg", choices=list(tlcore.POOLINGS))
 from_url("training", FROZEN, choices=[FROZEN, FROM_LAYER, EVERYTHING])
 from_url("hidden", 256, cast=int)
 from_url("dropout", 0.2, cast=float)
@@ -25,18 +41,20 @@ from_url("classes", 2, cast=int)
 shape_col, freeze_col, head_col = st.columns(3, gap="large")
 with shape_col:
     st.subheader("Input")
-    preset = st.selectbox("Input size", PRESETS, key="preset",
+    preset = st.selectbox("Input size", PRESETS, key="preset", disabled=source is not None,
                           format_func=lambda p: p if p == "custom" else f"{p}x{p}")
     size = (st.number_input("Custom size (pixels)", min_value=1, max_value=4096, key="custom_size")
             if preset == "custom" else int(preset))
-    pooling = st.radio("Pooling", tlcore.build.POOLINGS, key="build_pooling", horizontal=True,
+    if source is not None:
+        size = source.spec.input_shape[0]
+    pooling = st.radio("Pooling", tlcore.POOLINGS, key="build_pooling", horizontal=True,
                        format_func=POOLING_NAMES.get)
 with freeze_col:
     st.subheader("Frozen layers")
     training = st.radio("Which layers train", [FROZEN, FROM_LAYER, EVERYTHING], key="training")
     trainable_from = {FROZEN: None, EVERYTHING: tlcore.ALL_LAYERS}.get(training)
     if training == FROM_LAYER:
-        names = models.layer_names(choice.backbone)
+        names = models.layer_names(backbone)
         from_url("trainable_from", names[-3] if len(names) > 2 else names[0], choices=names)
         trainable_from = st.selectbox("Train from layer", names, key="trainable_from",
                                       help="This layer and every layer after it train; "
@@ -46,11 +64,12 @@ with head_col:
     hidden = st.number_input("Hidden units (0 for none)", min_value=0, max_value=4096, step=32, key="hidden")
     dropout = st.slider("Dropout", 0.0, 0.9, step=0.05, key="dropout")
     classes = st.number_input("Classes", min_value=2, max_value=1000, key="classes")
-to_url("preset", "custom_size", "build_pooling", "training", "hidden", "dropout", "classes",
+to_url("base_run", "preset", "custom_size", "build_pooling", "training", "hidden", "dropout", "classes",
        *(["trainable_from"] if training == FROM_LAYER else []))
 
 transfer = tlcore.TransferSpec(
-    backbone=choice.backbone, input_shape=(int(size), int(size), 3), weights=choice.weights,
+    backbone=backbone, input_shape=(int(size), int(size), 3), weights=choice.weights,
+    base_model=str(source.model_path) if source else None,
     pooling=pooling, trainable_from=trainable_from, hidden_units=int(hidden),
     dropout=float(dropout), num_classes=int(classes),
 )
@@ -63,7 +82,7 @@ except tlcore.TLError as exc:
 st.session_state["transfer_spec"] = transfer  # what the Train page uses
 st.divider()
 height, width, channels = plan.check.feature_map
-st.success(f"{choice.backbone} at {size}x{size} leaves a **{height}x{width}x{channels}** feature map; "
+st.success(f"{backbone} at {size}x{size} leaves a **{height}x{width}x{channels}** feature map; "
            f"the {POOLING_NAMES[pooling]} pooling turns it into the head's input.")
 for note in plan.check.notes:
     st.info(note)

@@ -1,0 +1,47 @@
+"""Runs: every training run, compared, reopened, shared, downloaded, deleted."""
+
+import streamlit as st
+
+from ui import charts, training
+from ui.run_view import render_run
+
+st.title("Runs")
+store = training.run_store()
+runs = store.list()
+if runs.empty:
+    st.info("No runs yet: train a model on the Train page.")
+    st.page_link("views/train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+live = {job.run_id for job in training.job_queue().jobs.values() if not job.snapshot().finished}
+runs.loc[(runs["status"] == "running") & ~runs["id"].isin(live), "status"] = "interrupted"
+st.dataframe(
+    runs[["created", "name", "backbone", "input_size", "trainable_from", "status", "best_val_accuracy",
+          "epochs", "seconds"]],
+    hide_index=True, width="stretch",
+    column_config={"best_val_accuracy": st.column_config.NumberColumn("best val. accuracy", format="percent"),
+                   "seconds": st.column_config.NumberColumn("duration (s)", format="%.1f"),
+                   "created": st.column_config.DatetimeColumn("date", format="YYYY-MM-DD HH:mm")},
+)
+
+labels = {row.id: f"{row.name} · {row.created:%Y-%m-%d %H:%M} · {row.id[-6:]}" for row in runs.itertuples()}
+st.subheader("Compare")
+chosen = st.multiselect("Runs to overlay", list(labels), default=list(labels)[:2], format_func=labels.get)
+if chosen:
+    histories = {labels[i]: store.get(i).history for i in chosen}
+    metric = st.radio("Curve", ["val_accuracy", "val_loss", "accuracy", "loss"], horizontal=True)
+    st.altair_chart(charts.compared_curves(histories, metric), width="stretch")
+
+st.subheader("Open a run")
+linked = st.query_params.get("run")
+options = list(labels)
+opened = st.selectbox("Run", options, index=options.index(linked) if linked in options else 0,
+                      format_func=labels.get, key="opened_run")
+st.query_params["run"] = opened
+st.caption("This page's address opens this run directly: copy it to share.")
+render_run(store.get(opened), store)
+with st.expander("Delete this run"):
+    if st.checkbox("Yes, delete it and its model", key=f"confirm-{opened}") and st.button("Delete", type="primary"):
+        store.delete(opened)
+        st.query_params.pop("run", None)
+        st.rerun()

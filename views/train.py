@@ -1,0 +1,134 @@
+"""Train: the model from the Build page, on your images, with live curves."""
+
+import time
+
+import streamlit as st
+
+import tlcore
+from ui import charts, models, sidebar, training
+from ui.run_view import render_run
+from ui.samples import IMAGE_TYPES
+
+st.title("Train on your images")
+choice = sidebar.choice()
+spec = st.session_state.get("transfer_spec") or tlcore.TransferSpec(
+    backbone=choice.backbone, input_shape=(96, 96, 3), weights=choice.weights)
+st.caption(f"Model from the Build page: {spec.backbone} at {spec.input_shape[0]}x{spec.input_shape[1]}, "
+           f"{spec.pooling} pooling, trainable from: {spec.trainable_from or 'nothing (base frozen)'}, "
+           f"{'a reused base' if spec.base_model else f'{choice.label} weights'}.")
+st.page_link("views/build.py", label="Change the model on the Build page", icon=":material/construction:")
+
+SAMPLE, ZIP, GROUPS, FOLDER = "Built-in sample (shapes)", "Zip of class folders", "Images per class", "Folder on the server"
+st.subheader("1. Images")
+source = st.radio("Dataset", [SAMPLE, ZIP, GROUPS, FOLDER], horizontal=True, key="dataset_source")
+try:
+    if source == SAMPLE:
+        dataset = training.sample_dataset()
+    elif source == ZIP:
+        upload = st.file_uploader("A .zip with one folder per class (cats/1.jpg, dogs/2.png, ...)", type=["zip"])
+        if upload is None:
+            st.stop()
+        dataset = training.dataset_from_archive(upload.getvalue())
+    elif source == GROUPS:
+        names = [n.strip() for n in st.text_input("Class names, separated by commas", "class a, class b").split(",")
+                 if n.strip()]
+        groups = {name: st.file_uploader(f"Images of {name}", type=IMAGE_TYPES, accept_multiple_files=True,
+                                         key=f"group-{name}") for name in names}
+        if not all(groups.values()):
+            st.info("Upload at least two images for each class.")
+            st.stop()
+        dataset = training.dataset_from_groups({n: [f.getvalue() for f in files] for n, files in groups.items()})
+    else:
+        folder = st.text_input("Folder path on the server (one subfolder per class)")
+        if not folder:
+            st.stop()
+        dataset = training.dataset_from_folder(folder)
+except tlcore.DatasetError as exc:
+    st.error(f"**That dataset cannot be used.** {exc}")
+    st.stop()
+
+counts_col, thumbs_col = st.columns([1, 2])
+with counts_col:
+    st.altair_chart(charts.class_counts(dataset.counts), width="stretch")
+    st.caption(f"{len(dataset)} images in {len(dataset.class_names)} classes from {dataset.name}.")
+    if dataset.skipped:
+        with st.expander(f"{len(dataset.skipped)} file(s) skipped"):
+            st.write("\n".join(f"- {line}" for line in dataset.skipped))
+with thumbs_col:
+    for label, name in enumerate(dataset.class_names):
+        files = [str(f) for f, l in zip(dataset.files, dataset.labels) if l == label][:8]
+        st.image(files, width=56, caption=[name] + [""] * (len(files) - 1))
+
+st.subheader("2. Settings")
+cols = st.columns(4)
+epochs = cols[0].number_input("Epochs", 1, 200, 5, key="epochs")
+batch_size = cols[1].selectbox("Batch size", [8, 16, 32, 64], index=2, key="batch_size")
+learning_rate = cols[2].selectbox("Learning rate", [1e-2, 3e-3, 1e-3, 3e-4, 1e-4], index=2, key="learning_rate")
+optimizer = cols[3].selectbox("Optimizer", list(tlcore.OPTIMIZERS), key="optimizer")
+cols = st.columns(4)
+validation = cols[0].slider("Validation share", 0.1, 0.5, 0.2, 0.05, key="validation")
+augment = cols[1].checkbox("Augment (flip, rotate, zoom)", key="augment",
+                           help="Helps small datasets; turns off the frozen-feature cache.")
+patience = cols[2].number_input("Early stopping patience (0: off)", 0, 50, 0, key="patience")
+with st.expander("Second phase: fine-tune (unfreeze and continue at a low learning rate)"):
+    fine_tune = st.checkbox("Add a fine-tuning phase", key="fine_tune")
+    layer_names = models.layer_names(spec.backbone)
+    fine_from = st.selectbox("Unfreeze from layer", ["all", *layer_names], index=max(0, len(layer_names) - 3),
+                             key="fine_from", disabled=not fine_tune)
+    fine_epochs = st.number_input("Fine-tune epochs", 1, 100, 3, key="fine_epochs", disabled=not fine_tune)
+    fine_rate = st.selectbox("Fine-tune learning rate", [1e-4, 1e-5, 1e-6], index=1, key="fine_rate",
+                             disabled=not fine_tune)
+
+config = tlcore.TrainConfig(
+    epochs=int(epochs), batch_size=int(batch_size), learning_rate=float(learning_rate), optimizer=optimizer,
+    validation_fraction=float(validation), augment=augment, early_stopping=int(patience) or None,
+    fine_tune_from=fine_from if fine_tune else None, fine_tune_epochs=int(fine_epochs) if fine_tune else 0,
+    fine_tune_learning_rate=float(fine_rate),
+)
+
+st.subheader("3. Train")
+if st.button("Train", type="primary", icon=":material/play_arrow:"):
+    if spec.weights == "imagenet" and not spec.base_model:
+        sidebar.load_or_explain(models.ensure_imagenet_weights, spec.backbone, False)
+    try:
+        job = training.job_queue().submit(spec, dataset, config, training.run_store())
+    except tlcore.TLError as exc:
+        st.error(str(exc))
+        st.stop()
+    st.session_state["job_id"] = job.id
+
+job = training.job_queue().jobs.get(st.session_state.get("job_id", ""))
+if job is None:
+    st.stop()
+
+
+@st.fragment(run_every=1.0)
+def live_progress() -> None:
+    snapshot = job.snapshot()
+    if snapshot.finished:
+        st.rerun()
+    if snapshot.state == "queued":
+        st.info(f"Waiting in line: position {snapshot.position}. One model trains at a time on this server.")
+    else:
+        progress = snapshot.progress
+        done = ((progress.epoch - 1) * progress.batches + progress.batch) / (progress.epochs * progress.batches) \
+            if progress else 0.0
+        eta = f", about {snapshot.remaining:.0f} s left" if snapshot.remaining is not None else ""
+        where = f"epoch {progress.epoch} of {progress.epochs}, batch {progress.batch} of {progress.batches}" \
+            if progress else "preparing the images and the model"
+        st.progress(min(done, 1.0), text=f"{snapshot.state.capitalize()}: {where} · {snapshot.elapsed:.0f} s{eta}")
+    if len(snapshot.history):
+        st.altair_chart(charts.training_curves(snapshot.history), width="content")
+    if st.button("Stop", icon=":material/stop:", disabled=snapshot.state == "stopping"):
+        job.stop()
+
+
+snapshot = job.snapshot()
+if not snapshot.finished:
+    live_progress()
+elif snapshot.state == "failed":
+    st.error(f"**Training did not finish.** {snapshot.error}")
+else:
+    if snapshot.state == "stopped":
+        st.warning("Stopped early: what was learned so far is kept.")
+    render_run(training.run_store().get(snapshot.run_id), training.run_store())
