@@ -1,5 +1,6 @@
 """Transfer Lab: the router. Shared sidebar, then the chosen page."""
 
+import logging
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -26,4 +27,11 @@ PAGES = {
 
 page = st.navigation(PAGES)
 sidebar.render()
-page.run()
+try:
+    page.run()
+except Exception:  # Streamlit's own stop/rerun signals are BaseExceptions and pass through
+    logging.getLogger("transfer_lab").exception("Unexpected error on the %s page", page.title)
+    st.error(
+        "Something went wrong on this page. The details are in the server log; nothing you "
+        "saved is lost. Try again, or undo the last change you made."
+    )

@@ -37,7 +37,8 @@ def server(cached_mobilenet, tmp_path_factory):
     with open(log, "w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", APP, "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true"],
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--server.fileWatcherType", "none"],
             stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(),
         )
     url = f"http://127.0.0.1:{port}"
@@ -126,7 +127,7 @@ def test_build_page_explains_a_too_small_input(server, page):
 def test_train_the_sample_dataset_for_two_epochs(server, page):
     page.goto(f"{server}/train?backbone=MobileNetV2&weights=Random+%28untrained%29")
     wait_until_idle(page)
-    epochs = page.get_by_label("Epochs")
+    epochs = page.get_by_label("Epochs", exact=True)
     epochs.fill("2")
     epochs.press("Enter")
     wait_until_idle(page)

@@ -22,8 +22,10 @@ from tlcore.settings import load_settings
 ImageSource = bytes | bytearray | str | os.PathLike | BinaryIO | Image.Image
 ResizeMode = Literal["crop", "squash"]
 
-ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF")
-"""Pillow format names accepted (MPO is the JPEG variant phone cameras write)."""
+DECODERS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+"""The only Pillow decoders that ever see an upload's bytes."""
+ALLOWED_FORMATS = (*DECODERS, "MPO")
+"""Formats accepted once decoded (MPO, the JPEG variant phone cameras write, comes from the JPEG decoder)."""
 
 ACCEPTED_TEXT = "JPEG, PNG, WebP, BMP, GIF or TIFF"
 RESIZE_MODES = ("crop", "squash")
@@ -103,8 +105,9 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
     stream, name = _open_bytes(source)
     if stream.getbuffer().nbytes == 0:
         raise ImageError(f"An image file must not be empty. Received: {name} (0 bytes)")
+    Image.init()  # register every plugin, so the allow-list can name WebP and TIFF
     try:
-        image = Image.open(stream)
+        image = Image.open(stream, formats=DECODERS)  # other decoders never see the bytes
     except UnidentifiedImageError:
         raise ImageError(
             f"An image must be {ACCEPTED_TEXT}. Received: {name}, which is not an image "
@@ -115,6 +118,11 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
         size = f"{int(pixels.group(1)):,} pixels" if pixels else "far more pixels"
         raise ImageError(
             f"An image must have at most {max_pixels:,} pixels. Received: {name} of {size}."
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:  # a header cut short or malformed
+        raise ImageError(
+            f"An image file must be complete and readable. Received: {name}, whose header "
+            f"could not be read ({exc})."
         ) from None
     if image.format not in ALLOWED_FORMATS:
         raise ImageError(
