@@ -145,3 +145,27 @@ def test_choices_travel_in_the_url():
     shared.switch_page("views/layers.py").run()
     assert not shared.toggle[0].value
     assert shared.dataframe[0].value["output_shape"].iloc[-1] == "(None, 4, 4, 2048)"
+
+
+def test_predict_with_an_uploaded_keras_model_and_a_refused_one(tmp_path):
+    import keras
+
+    import tlcore
+
+    model = tlcore.build_transfer_model(tlcore.TransferSpec(
+        backbone="MobileNetV2", input_shape=(32, 32, 3), weights=None, hidden_units=4, num_classes=3))
+    model.save(tmp_path / "mine.keras")
+    at = open_page("views/predict.py", backbone="MobileNetV2")
+    at.selectbox(key="predict_model").set_value("uploaded").run()
+    at.text_input(key="model_classes").input("red, green, blue").run()
+    at.file_uploader(key="model_file").set_value(
+        ("mine.keras", (tmp_path / "mine.keras").read_bytes(), "application/octet-stream")).run()
+    assert not at.exception and not at.error
+    assert set(at.table[0].value["label"]) == {"red", "green", "blue"}
+
+    lam = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Lambda(lambda x: x)])
+    lam.save(tmp_path / "lambda.keras")
+    at.file_uploader(key="model_file").set_value(
+        ("lambda.keras", (tmp_path / "lambda.keras").read_bytes(), "application/octet-stream")).run()
+    assert not at.exception
+    assert "no Lambda layers" in at.error[0].value

@@ -121,17 +121,21 @@ def full_layer_names(backbone: str) -> list[str]:
     return [layer.name for layer in model.layers[1:]]
 
 
-def saved_weights_path(data: bytes, name: str) -> Path:
-    """Store an uploaded weights file under a generated name in the data folder."""
-    folder = tlcore.load_settings().data_dir / "weights"
-    folder.mkdir(parents=True, exist_ok=True)
-    suffix = ".weights.h5" if name.endswith(".weights.h5") else ".h5"
-    path = folder / (hashlib.sha256(data).hexdigest()[:16] + suffix)
+def store_upload(data: bytes, folder: str, suffix: str) -> Path:
+    """Keep an uploaded file under a generated name (its hash) in the data folder."""
+    target = tlcore.load_settings().data_dir / folder
+    path = target / (hashlib.sha256(data).hexdigest()[:16] + suffix)
     if not path.exists():
-        partial = path.with_name(path.name + ".part")
-        partial.write_bytes(data)
-        partial.replace(path)
+        tlcore.atomic_write_bytes(path, data)
     return path
+
+
+@st.cache_resource(max_entries=2, show_spinner="Checking and loading the model file...")
+def file_model(path: str) -> keras.Model:
+    """An uploaded ``.keras`` model, loaded only after the allow-list check, in safe mode."""
+    model = tlcore.load_model_file(path)
+    tlcore.compiled_forward(model)
+    return model
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the trained model...")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import tlcore
-from ui.models import WeightsChoice, saved_weights_path
+from ui.models import WeightsChoice, store_upload
 from ui.state import from_url, to_url
 
 IMAGENET, RANDOM, FILE = "ImageNet", "Random (untrained)", "My weights file"
@@ -48,7 +48,8 @@ def _weights_upload(backbone: str) -> None:
     upload = st.file_uploader(f"Weights for the full {backbone} (.weights.h5 or .h5)",
                               type=["h5"], key="weights_file")
     if upload is not None:
-        st.session_state["weights_path"] = str(saved_weights_path(upload.getvalue(), upload.name))
+        suffix = ".weights.h5" if upload.name.endswith(".weights.h5") else ".h5"
+        st.session_state["weights_path"] = str(store_upload(upload.getvalue(), "weights", suffix))
         st.caption(f"Using {upload.name}.")
 
 

@@ -22,6 +22,10 @@ WAYS = [
      "another model."),
     ("views/build.py", "3. Integrated feature extractor", "Drop the ImageNet head, choose a new "
      "input size, a pooling and a new head, and freeze the pretrained layers."),
+    ("views/train.py", "4. Fine-tuning", "Unfreeze some or all of the base (choose where training "
+     "starts on Build, e.g. block5_conv1) and train on your own images, watching the curves live."),
+    ("views/runs.py", "5. Develop-a-model", "Every training run is kept. Reuse a run's trained base for a "
+     "new task: train a source model first, then build on it."),
     ("views/layers.py", "Look inside", "Every layer of a backbone, its output shape and "
      "parameters, and what include_top=False removes."),
 ]
@@ -29,8 +33,3 @@ for path, title, text in WAYS:
     with st.container(border=True):
         st.page_link(path, label=title)
         st.caption(text)
-
-st.info(
-    "4. **Fine-tuning** unfreezes some or all of the base and trains it on your images: choose "
-    "where training starts on the Build page (for example from `block5_conv1`)."
-)
