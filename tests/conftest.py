@@ -36,6 +36,23 @@ def keras_home(tmp_path, monkeypatch) -> Path:
 
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
+RANDOM = "Random (untrained)"
+
+
+def open_page(page: str, *, backbone: str = "VGG16", weights: str = RANDOM, **state):
+    """An AppTest of app.py on ``page``, with the sidebar's choices and any session state set."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["backbone"] = backbone
+    at.session_state["weights"] = weights
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    if page != "views/home.py":
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
 
 
 @pytest.fixture(scope="session")

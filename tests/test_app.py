@@ -4,24 +4,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import APP, image_bytes
+from conftest import APP, image_bytes, open_page
 
-RANDOM = "Random (untrained)"
 PAGES = ["views/home.py", "views/predict.py", "views/features.py", "views/layers.py", "views/build.py",
          "views/train.py", "views/runs.py"]
-
-
-def open_page(page: str, *, backbone: str = "VGG16", weights: str = RANDOM, **query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.session_state["backbone"] = backbone
-    at.session_state["weights"] = weights
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    if page != "views/home.py":
-        at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -6,19 +6,13 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import tlcore
-from conftest import APP, image_bytes
+from conftest import APP, image_bytes, open_page
 
 SMALL = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=None, hidden_units=16)
 
 
 def open_train(spec=SMALL) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.session_state["weights"] = "Random (untrained)"
-    at.session_state["transfer_spec"] = spec
-    at.run()
-    at.switch_page("views/train.py").run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("views/train.py", transfer_spec=spec)
 
 
 def wait_for_job(at: AppTest, timeout: float = 180) -> tlcore.JobSnapshot:
@@ -97,24 +91,14 @@ def test_runs_page_lists_reopens_and_links_a_run(finished_run):
 
 
 def test_predict_with_a_trained_run_uses_its_class_names(finished_run):
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.session_state["weights"] = "Random (untrained)"
-    at.session_state["predict_model"] = finished_run
-    at.run()
-    at.switch_page("views/predict.py").run()
-    assert not at.exception, at.exception
+    at = open_page("views/predict.py", predict_model=finished_run)
     at.file_uploader[0].set_value(("shape.png", image_bytes((40, 40)), "image/png")).run()
     table = at.table[0].value
     assert set(table["label"]) <= {"circle", "square", "triangle", "stripes"} and len(table) == 4
 
 
 def test_build_from_a_saved_run_is_develop_a_model(finished_run):
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.session_state["weights"] = "Random (untrained)"
-    at.session_state["base_run"] = finished_run
-    at.run()
-    at.switch_page("views/build.py").run()
-    assert not at.exception, at.exception
+    at = open_page("views/build.py", base_run=finished_run)
     spec = at.session_state["transfer_spec"]
     assert spec.base_model and spec.base_model.endswith("model.keras") and spec.input_shape == (32, 32, 3)
     assert "32x32 leaves a **1x1x512**" in at.success[0].value

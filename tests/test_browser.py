@@ -106,22 +106,23 @@ def test_bad_upload_shows_a_message_not_a_traceback(server, page):
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
+def open_and_see(tab, url: str, text: str, shot: str) -> None:
+    """Open ``url``, wait for ``text`` once the app is idle, and keep a screenshot."""
+    tab.goto(url)
+    wait_until_idle(tab)
+    tab.get_by_text(text).first.wait_for()
+    tab.screenshot(path=SHOTS / shot, full_page=True)
+
+
 def test_layers_page(server, page):
-    page.goto(f"{server}/layers?backbone=VGG16")
-    wait_until_idle(page)
-    page.get_by_text("138,357,544").first.wait_for()
-    page.screenshot(path=SHOTS / "layers.png", full_page=True)
+    open_and_see(page, f"{server}/layers?backbone=VGG16", "138,357,544", "layers.png")
 
 
 def test_build_page_explains_a_too_small_input(server, page):
-    page.goto(f"{server}/build?backbone=VGG16&preset=custom&custom_size=16")
-    wait_until_idle(page)
-    page.get_by_text("at least 32x32 for VGG16").wait_for()
-    page.screenshot(path=SHOTS / "build-too-small.png", full_page=True)
-    page.goto(f"{server}/build?backbone=VGG16&preset=128&training=Train+from+a+layer&trainable_from=block5_conv1")
-    wait_until_idle(page)
-    page.get_by_text("4x4x512").first.wait_for()
-    page.screenshot(path=SHOTS / "build.png", full_page=True)
+    open_and_see(page, f"{server}/build?backbone=VGG16&preset=custom&custom_size=16",
+                 "at least 32x32 for VGG16", "build-too-small.png")
+    open_and_see(page, f"{server}/build?backbone=VGG16&preset=128&training=Train+from+a+layer"
+                 "&trainable_from=block5_conv1", "4x4x512", "build.png")
 
 
 def test_train_the_sample_dataset_for_two_epochs(server, page):
@@ -137,7 +138,4 @@ def test_train_the_sample_dataset_for_two_epochs(server, page):
     assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 3
     page.screenshot(path=SHOTS / "train.png", full_page=True)
     page.get_by_text("Validation accuracy").wait_for()
-    page.goto(f"{server}/runs")
-    wait_until_idle(page)
-    page.get_by_text("Open a run").wait_for()
-    page.screenshot(path=SHOTS / "runs.png", full_page=True)
+    open_and_see(page, f"{server}/runs", "Open a run", "runs.png")

@@ -212,28 +212,32 @@ def _read_capped(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     return data
 
 
-def _archive_items(archive: zipfile.ZipFile, settings: Settings, skipped: list[str]):
-    files = [i for i in _check_archive(archive, settings) if not i.is_dir()]
-    paths = [PurePosixPath(i.filename.replace("\\", "/")).parts for i in files]
-    kept = [(info, parts) for info, parts in zip(files, paths) if not _is_skipped(parts)]
-    stripped = _strip_wrapper([parts for _, parts in kept])
-    for (info, _), parts in zip(kept, stripped):
+def _classified(entries: list[tuple[object, tuple[str, ...], str]], skipped: list[str]):
+    """(handle, path parts, display name) -> (class, display name, handle) for each image in a class folder.
+
+    System and hidden entries are dropped, one wrapping folder is descended
+    through, and files outside any class folder are skipped and listed.
+    """
+    kept = [entry for entry in entries if not _is_skipped(entry[1])]
+    stripped = _strip_wrapper([parts for _, parts, _ in kept])
+    for (handle, _, display), parts in zip(kept, stripped):
         if len(parts) < 2:
-            skipped.append(f"{info.filename}: not inside a class folder")
+            skipped.append(f"{display}: not inside a class folder")
             continue
-        yield _clean_name(parts[0]), info.filename, _read_capped(archive, info)
+        yield _clean_name(parts[0]), display, handle
+
+
+def _archive_items(archive: zipfile.ZipFile, settings: Settings, skipped: list[str]):
+    members = [i for i in _check_archive(archive, settings) if not i.is_dir()]
+    entries = [(i, PurePosixPath(i.filename.replace("\\", "/")).parts, i.filename) for i in members]
+    for class_name, display, info in _classified(entries, skipped):
+        yield class_name, display, _read_capped(archive, info)
 
 
 def _folder_items(folder: Path, skipped: list[str]):
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
-    relative = [p.relative_to(folder).parts for p in files]
-    kept = [(path, parts) for path, parts in zip(files, relative) if not _is_skipped(parts)]
-    stripped = _strip_wrapper([parts for _, parts in kept])
-    for (path, _), parts in zip(kept, stripped):
-        if len(parts) < 2:
-            skipped.append(f"{path.name}: not inside a class folder")
-            continue
-        yield _clean_name(parts[0]), "/".join(parts), path
+    entries = [(path, path.relative_to(folder).parts, str(path.relative_to(folder))) for path in files]
+    yield from _classified(entries, skipped)
 
 
 def load_dataset(
