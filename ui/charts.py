@@ -14,7 +14,8 @@ def top_k_bars(table: pd.DataFrame) -> alt.Chart:
         .mark_bar()
         .encode(
             x=alt.X("probability:Q", title="probability", scale=alt.Scale(domain=[0, 1])),
-            y=alt.Y("label:N", sort=alt.EncodingSortField("probability", order="descending"), title=None),
+            y=alt.Y("label:N", sort=alt.EncodingSortField("probability", order="descending"), title=None,
+                    axis=alt.Axis(labelOverlap=False)),
             tooltip=["rank", "label", "class_id", alt.Tooltip("probability:Q", format=".4f")],
         )
         .properties(height=30 * len(table) + 20)

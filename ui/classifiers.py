@@ -1,0 +1,50 @@
+"""What the Predict page can classify with: ImageNet, an uploaded .keras model, or a trained run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import streamlit as st
+
+from ui import models, sidebar, training
+
+IMAGENET, UPLOADED = "imagenet", "uploaded"
+
+
+@dataclasses.dataclass(frozen=True)
+class Classifier:
+    """A model ready to predict, with the preprocessing and class names it expects."""
+
+    model: keras.Model
+    backbone: str
+    labels: list[str] | None
+    description: str
+
+
+def choices(backbone: str) -> dict[str, str]:
+    """Model id -> what to call it: ImageNet, an upload, then every finished run."""
+    runs = training.run_store().list().query("status in ['done', 'stopped']")
+    options = {IMAGENET: f"{backbone}: the 1,000 ImageNet classes", UPLOADED: "A .keras model file of mine"}
+    options.update({row.id: f"Trained run: {row.name} · {row.id[-6:]}" for row in runs.itertuples()})
+    return options
+
+
+def load(model_id: str, choice: models.WeightsChoice, model_file, class_text: str) -> Classifier:
+    """The chosen classifier; explains and stops the page when it cannot be had."""
+    if model_id == IMAGENET:
+        return Classifier(sidebar.load_or_explain(models.classifier, choice), choice.backbone, None,
+                          f"{choice.backbone} with {choice.label} weights, as a classifier of the "
+                          "1,000 ImageNet classes.")
+    if model_id == UPLOADED:
+        if model_file is None:
+            st.info("Upload a .keras model to classify with it.")
+            st.stop()
+        path = str(models.store_upload(model_file.getvalue(), "models", ".keras"))
+        labels = [name.strip() for name in class_text.split(",") if name.strip()] or None
+        return Classifier(sidebar.load_or_explain(models.file_model, path), choice.backbone, labels,
+                          f"Your model {model_file.name}, with {choice.backbone} preprocessing.")
+    record = training.run_store().get(model_id)
+    return Classifier(sidebar.load_or_explain(models.run_model, model_id), record.spec.backbone,
+                      record.class_names, f"A model trained in run `{model_id}` on "
+                      f"{record.dataset.get('name')}: {', '.join(record.class_names)}.")
