@@ -1,6 +1,5 @@
 """AppTest: every page runs, and each page shows the user what it should."""
 
-import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 

@@ -2,7 +2,6 @@ import threading
 
 import keras
 import numpy as np
-import pandas as pd
 import pytest
 
 import tlcore

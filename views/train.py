@@ -1,13 +1,11 @@
 """Train: the model from the Build page, on your images, with live curves."""
 
-import time
 
 import streamlit as st
 
 import tlcore
 from ui import charts, models, sidebar, training
 from ui.run_view import render_run
-from ui.samples import IMAGE_TYPES
 
 st.title("Train on your images")
 choice = sidebar.choice()
@@ -18,34 +16,8 @@ st.caption(f"Model from the Build page: {spec.backbone} at {spec.input_shape[0]}
            f"{'a reused base' if spec.base_model else f'{choice.label} weights'}.")
 st.page_link("views/build.py", label="Change the model on the Build page", icon=":material/construction:")
 
-SAMPLE, ZIP, GROUPS, FOLDER = "Built-in sample (shapes)", "Zip of class folders", "Images per class", "Folder on the server"
 st.subheader("1. Images")
-source = st.radio("Dataset", [SAMPLE, ZIP, GROUPS, FOLDER], horizontal=True, key="dataset_source")
-try:
-    if source == SAMPLE:
-        dataset = training.sample_dataset()
-    elif source == ZIP:
-        upload = st.file_uploader("A .zip with one folder per class (cats/1.jpg, dogs/2.png, ...)", type=["zip"])
-        if upload is None:
-            st.stop()
-        dataset = training.dataset_from_archive(upload.getvalue())
-    elif source == GROUPS:
-        names = [n.strip() for n in st.text_input("Class names, separated by commas", "class a, class b").split(",")
-                 if n.strip()]
-        groups = {name: st.file_uploader(f"Images of {name}", type=IMAGE_TYPES, accept_multiple_files=True,
-                                         key=f"group-{name}") for name in names}
-        if not all(groups.values()):
-            st.info("Upload at least two images for each class.")
-            st.stop()
-        dataset = training.dataset_from_groups({n: [f.getvalue() for f in files] for n, files in groups.items()})
-    else:
-        folder = st.text_input("Folder path on the server (one subfolder per class)")
-        if not folder:
-            st.stop()
-        dataset = training.dataset_from_folder(folder)
-except tlcore.DatasetError as exc:
-    st.error(f"**That dataset cannot be used.** {exc}")
-    st.stop()
+dataset = training.dataset_picker()
 
 counts_col, thumbs_col = st.columns([1, 2])
 with counts_col:
