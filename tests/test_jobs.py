@@ -94,3 +94,16 @@ def test_shared_base_weights_are_untouched_by_someone_elses_fine_tuning(tmp_path
     result = job.wait(120).result
     assert digest(shared) == before
     assert not np.array_equal(result.model.get_layer("vgg16").get_weights()[0], shared.get_weights()[0])
+
+
+def test_old_finished_jobs_are_let_go_but_their_runs_stay(tmp_path, dataset):
+    queue = tlcore.JobQueue()
+    queue.KEEP_FINISHED = 1
+    store = tlcore.RunStore(tmp_path)
+    done = [queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=1), store) for _ in range(3)]
+    for job in done:
+        job.wait(120)
+    latest = queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=1), store)
+    assert set(queue.jobs) == {done[-1].id, latest.id}
+    latest.wait(120)
+    assert len(store.list()) == 4

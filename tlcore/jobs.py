@@ -76,11 +76,16 @@ class TrainingJob:
         self._thread.join(timeout)
         return self.snapshot()
 
+    @property
+    def finished(self) -> bool:
+        return self._state in (DONE, STOPPED, FAILED)
+
     def snapshot(self) -> JobSnapshot:
+        position = self._queue.position(self)  # the queue's lock first, never inside the job's
         with self._lock:
             now = self._finished or time.monotonic()
             elapsed = now - self._started if self._started else 0.0
-            return JobSnapshot(self.id, self.run_id, self._state, self._queue.position(self),
+            return JobSnapshot(self.id, self.run_id, self._state, position,
                                self._progress, self._history.copy(), elapsed,
                                self._remaining(elapsed), self._error, self._result)
 
@@ -138,6 +143,9 @@ class TrainingJob:
 class JobQueue:
     """Admits ``max_running`` jobs at a time, first come first served."""
 
+    KEEP_FINISHED = 16
+    """Finished jobs kept in memory (with their models); older ones live on in the run store."""
+
     def __init__(self, max_running: int = 1, max_waiting: int = 8):
         self.max_running, self.max_waiting = max_running, max_waiting
         self._condition = threading.Condition()
@@ -161,6 +169,9 @@ class JobQueue:
             job = TrainingJob(self, spec, dataset, config, store)
             self._waiting.append(job)
             self.jobs[job.id] = job
+            finished = [old for old in self.jobs.values() if old.finished]
+            for old in finished[: max(0, len(finished) - self.KEEP_FINISHED)]:
+                del self.jobs[old.id]
         job._thread.start()
         return job
 

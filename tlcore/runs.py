@@ -17,7 +17,6 @@ file taken for whole.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import shutil
 import sqlite3
@@ -190,9 +189,3 @@ class RunStore:
         with self._connect() as db:
             db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         shutil.rmtree(self.root / run_id, ignore_errors=True)
-
-
-def history_csv(history: pd.DataFrame) -> bytes:
-    buffer = io.StringIO()
-    history.to_csv(buffer, index=False)
-    return buffer.getvalue().encode()

@@ -117,12 +117,16 @@ def download_weights(
                 f"Received: a different file from {file.url}"
             )
         os.replace(partial, target)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+    except (urllib.error.URLError, TimeoutError) as exc:
         raise WeightsError(
             f"ImageNet weights for {status.backbone} are not cached and could not be "
             f"downloaded ({exc}). Put the file {file.file_name} in {target.parent} "
             f"(it comes from {file.url}), or use a local weights file. "
             f"Received: no network access to the download."
+        ) from exc
+    except OSError as exc:
+        raise WeightsError(
+            f"Downloaded weights must be saved in {target.parent}. Received: {exc}"
         ) from exc
     finally:
         partial.unlink(missing_ok=True)
