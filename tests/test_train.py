@@ -121,3 +121,10 @@ def test_evaluation_confusion_precision_recall():
 def test_bad_config(shapes, change, message):
     with pytest.raises(tlcore.ConfigError, match=message):
         tlcore.train(vgg(), shapes, tlcore.TrainConfig(**change))
+
+
+def test_batch_progress_fraction():
+    from tlcore.train import BatchProgress
+
+    assert BatchProgress("train", 1, 4, 5, 10).fraction == 5 / 40
+    assert BatchProgress("train", 4, 4, 10, 10).fraction == 1.0

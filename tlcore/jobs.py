@@ -91,11 +91,9 @@ class TrainingJob:
 
     def _remaining(self, elapsed: float) -> float | None:
         progress = self._progress
-        if progress is None or self._state not in (RUNNING, STOPPING):
+        if progress is None or self._state not in (RUNNING, STOPPING) or not progress.fraction:
             return None
-        done = (progress.epoch - 1) * progress.batches + progress.batch
-        total = progress.epochs * progress.batches
-        return elapsed / done * (total - done) if done else None
+        return elapsed / progress.fraction * (1 - progress.fraction)
 
     def _on_batch(self, progress: BatchProgress) -> None:
         with self._lock:

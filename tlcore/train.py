@@ -105,6 +105,11 @@ class BatchProgress:
     batch: int
     batches: int
 
+    @property
+    def fraction(self) -> float:
+        """Share of all planned batches done, 0 to 1."""
+        return min(((self.epoch - 1) * self.batches + self.batch) / (self.epochs * self.batches), 1.0)
+
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:

@@ -83,12 +83,11 @@ def live_progress() -> None:
         st.info(f"Waiting in line: position {snapshot.position}. One model trains at a time on this server.")
     else:
         progress = snapshot.progress
-        done = ((progress.epoch - 1) * progress.batches + progress.batch) / (progress.epochs * progress.batches) \
-            if progress else 0.0
         eta = f", about {snapshot.remaining:.0f} s left" if snapshot.remaining is not None else ""
         where = f"epoch {progress.epoch} of {progress.epochs}, batch {progress.batch} of {progress.batches}" \
             if progress else "preparing the images and the model"
-        st.progress(min(done, 1.0), text=f"{snapshot.state.capitalize()}: {where} · {snapshot.elapsed:.0f} s{eta}")
+        st.progress(progress.fraction if progress else 0.0,
+                    text=f"{snapshot.state.capitalize()}: {where} · {snapshot.elapsed:.0f} s{eta}")
     if len(snapshot.history):
         st.altair_chart(charts.training_curves(snapshot.history), width="content")
     if st.button("Stop", icon=":material/stop:", disabled=snapshot.state == "stopping"):
