@@ -12,9 +12,11 @@ import hashlib
 from pathlib import Path
 
 import keras
+import pandas as pd
 import streamlit as st
 
 import tlcore
+from ui import training
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,22 +87,25 @@ def extractor(choice: WeightsChoice, layer: str | None) -> keras.Model:
     return _extractor(choice.backbone, choice.weights, layer)
 
 
+@dataclasses.dataclass(frozen=True)
+class LayerViews:
+    """A backbone with and without its ImageNet top, described (no weights needed)."""
+
+    full: pd.DataFrame
+    full_counts: tlcore.ParameterCounts
+    cut: pd.DataFrame
+    cut_counts: tlcore.ParameterCounts
+    comparison: pd.DataFrame
+
+
 @st.cache_data(max_entries=32, show_spinner="Reading the architecture...")
-def architecture(backbone: str, include_top: bool, input_size: int | None, pooling: str | None):
-    """Layer table and parameter counts of a backbone (no weights needed)."""
-    shape = (input_size, input_size, 3) if input_size else None
-    model = tlcore.load_backbone(backbone, weights=None, include_top=include_top,
-                                 input_shape=shape, pooling=pooling)
-    return tlcore.layer_table(model), tlcore.parameter_counts(model)
-
-
-@st.cache_data(max_entries=32, show_spinner="Comparing...")
-def top_comparison(backbone: str, input_size: int | None, pooling: str | None):
-    """``compare_layers`` of the full network against the one without its top."""
-    shape = (input_size, input_size, 3) if input_size else None
+def layer_views(backbone: str, input_size: int, pooling: str | None) -> LayerViews:
+    """Layer tables of the full network and of the one without its top, and what changed."""
     full = tlcore.load_backbone(backbone, weights=None)
-    cut = tlcore.load_backbone(backbone, weights=None, include_top=False, input_shape=shape, pooling=pooling)
-    return tlcore.compare_layers(full, cut)
+    cut = tlcore.load_backbone(backbone, weights=None, include_top=False,
+                               input_shape=(input_size, input_size, 3), pooling=pooling)
+    return LayerViews(tlcore.layer_table(full), tlcore.parameter_counts(full), tlcore.layer_table(cut),
+                      tlcore.parameter_counts(cut), tlcore.compare_layers(full, cut))
 
 
 @st.cache_data(max_entries=32, show_spinner="Building the model...")
@@ -141,8 +146,6 @@ def file_model(path: str) -> keras.Model:
 @st.cache_resource(max_entries=4, show_spinner="Loading the trained model...")
 def run_model(run_id: str) -> keras.Model:
     """A stored run's model (loaded in safe mode), cached and shared."""
-    from ui.training import run_store
-
-    model = run_store().load_model(run_id)
+    model = training.run_store().load_model(run_id)
     tlcore.compiled_forward(model)
     return model

@@ -24,12 +24,13 @@ to_url("include_top", "size", "pooling")
 pool = None if pooling == "none" else pooling
 
 try:
-    table, counts = models.architecture(backbone, include_top, None if include_top else size, pool)
-    comparison = models.top_comparison(backbone, size, pool)
+    views = models.layer_views(backbone, int(size), pool)
 except tlcore.ShapeError as exc:
     st.error(f"**That input size does not work.** {exc}")
     st.stop()
 
+table, counts = (views.full, views.full_counts) if include_top else (views.cut, views.cut_counts)
+comparison = views.comparison
 metrics = st.columns(4)
 metrics[0].metric("Layers", len(table))
 metrics[1].metric("Parameters", f"{counts.total:,}")
