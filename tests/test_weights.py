@@ -37,7 +37,7 @@ def test_missing_weights_offline_name_file_folder_and_url(keras_home, monkeypatc
     assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5" in message
     assert str(keras_home) in message
     assert "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/" in message
-    assert not list(keras_home.glob("*"))  # no partial file left behind
+    assert not list(keras_home.iterdir())  # no partial file left behind
 
 
 def test_cached_imagenet_file_is_loaded_from_the_keras_cache(keras_home):
@@ -110,4 +110,4 @@ def test_download_with_wrong_checksum_leaves_nothing(keras_home, weights_server)
     )
     with pytest.raises(tlcore.WeightsError, match="must match Keras's checksum"):
         tlcore.download_weights(spec, include_top=False)
-    assert not list(keras_home.glob("*"))
+    assert not list(keras_home.iterdir())

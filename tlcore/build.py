@@ -189,6 +189,11 @@ def build_transfer_model(spec: TransferSpec, *, progress: Progress | None = None
         WeightsError: weights that are not available or do not fit.
     """
     check_transfer_spec(spec)
+    return _assemble(spec, progress)
+
+
+def _assemble(spec: TransferSpec, progress: Progress | None = None) -> keras.Model:
+    """Load the base, freeze it as asked and attach the head (``spec`` already checked)."""
     if spec.base_model:
         base = load_saved_base(spec.base_model, spec)
     else:
@@ -225,5 +230,5 @@ def plan_transfer_model(spec: TransferSpec) -> TransferPlan:
         ShapeError, ConfigError: a choice that cannot work, explained.
     """
     check = check_transfer_spec(spec)
-    model = build_transfer_model(dataclasses.replace(spec, weights=None))
+    model = _assemble(dataclasses.replace(spec, weights=None))
     return TransferPlan(spec, check, layer_table(model, expand_nested=True), parameter_counts(model))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import keras
 
+from tlcore.atomic import atomic_save
 from tlcore.errors import WeightsError
 from tlcore.zoo import BackboneSpec, WeightsFile, get_backbone
 
@@ -87,7 +88,7 @@ def download_weights(
     """Return the cached ImageNet weights file, downloading it first if needed.
 
     The download goes to a temporary file beside the target, is checked against
-    Keras's checksum, and is renamed into place only when whole.
+    Keras's checksum, and is fsynced and renamed into place only when whole.
 
     Raises:
         WeightsError: when the file is not cached and cannot be downloaded; the
@@ -97,9 +98,8 @@ def download_weights(
     if status.cached:
         return status.path
     file, target = status.file, status.path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    try:
+
+    def fetch(partial: Path) -> None:
         with urllib.request.urlopen(file.url, timeout=timeout) as response, open(partial, "wb") as out:
             total = response.headers.get("Content-Length")
             total = int(total) if total else None
@@ -109,14 +109,14 @@ def download_weights(
                 done += len(chunk)
                 if progress:
                     progress(done, total)
-            out.flush()
-            os.fsync(out.fileno())
         if file.md5 and _md5(partial) != file.md5:
             raise WeightsError(
                 f"Downloaded weights must match Keras's checksum {file.md5}. "
                 f"Received: a different file from {file.url}"
             )
-        os.replace(partial, target)
+
+    try:
+        atomic_save(target, fetch, suffix=".part")
     except (urllib.error.URLError, TimeoutError) as exc:
         raise WeightsError(
             f"ImageNet weights for {status.backbone} are not cached and could not be "
@@ -128,8 +128,6 @@ def download_weights(
         raise WeightsError(
             f"Downloaded weights must be saved in {target.parent}. Received: {exc}"
         ) from exc
-    finally:
-        partial.unlink(missing_ok=True)
     return target
 
 

@@ -13,7 +13,7 @@ if runs.empty:
     st.page_link("views/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
-live = {job.run_id for job in training.job_queue().jobs.values() if not job.snapshot().finished}
+live = {job.run_id for job in training.job_queue().jobs.values() if not job.finished}
 runs.loc[(runs["status"] == "running") & ~runs["id"].isin(live), "status"] = "interrupted"
 st.dataframe(
     runs[["created", "name", "backbone", "input_size", "trainable_from", "status", "best_val_accuracy",
