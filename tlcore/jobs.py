@@ -22,6 +22,7 @@ from tlcore.runs import RunStore
 from tlcore.train import HISTORY_COLUMNS, BatchProgress, TrainConfig, TrainResult, train
 
 QUEUED, RUNNING, STOPPING, DONE, STOPPED, FAILED = "queued", "running", "stopping", "done", "stopped", "failed"
+FINISHED = (DONE, STOPPED, FAILED)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +42,7 @@ class JobSnapshot:
 
     @property
     def finished(self) -> bool:
-        return self.state in (DONE, STOPPED, FAILED)
+        return self.state in FINISHED
 
 
 class TrainingJob:
@@ -78,7 +79,7 @@ class TrainingJob:
 
     @property
     def finished(self) -> bool:
-        return self._state in (DONE, STOPPED, FAILED)
+        return self._state in FINISHED
 
     def snapshot(self) -> JobSnapshot:
         position = self._queue.position(self)  # the queue's lock first, never inside the job's
