@@ -1,4 +1,5 @@
 import io
+import time
 
 import numpy as np
 import pytest
@@ -147,3 +148,46 @@ def test_crop_keeps_aspect_and_squash_stretches():
     assert squashed[:, 0].min() == 255 and squashed[:, -1].max() == 0
     with pytest.raises(ValueError, match="Resize mode must be one of"):
         fit_image(image, (10, 10), mode="zoom")
+
+
+def many_scans_jpeg(size: int = 64, copies: int = 1_000) -> bytes:
+    """A progressive JPEG whose last scan is repeated: every copy is one more full decoding pass."""
+    data = encode(Image.new("RGB", (size, size), (120, 60, 200)), "JPEG", progressive=True)
+    last_scan, end = data.rindex(b"\xff\xda"), data.rindex(b"\xff\xd9")  # FF DA never occurs in scan data
+    return data[:end] + data[last_scan:end] * copies + data[end:]
+
+
+def test_a_jpeg_with_too_many_scans_is_refused_before_decoding(monkeypatch):
+    data = many_scans_jpeg(size=2048, copies=3_000)  # 73 KB; Pillow decodes it in about 8.6 s
+    assert len(data) < 300_000
+    started = time.perf_counter()
+    with pytest.raises(tlcore.ImageError, match=r"at most 100 scans \(TL_MAX_JPEG_SCANS\).*"
+                                                r"Received: the uploaded bytes with more than 100 scans"):
+        tlcore.load_image(data)
+    assert time.perf_counter() - started < 0.5  # decoding it takes seconds
+    monkeypatch.setenv("TL_MAX_JPEG_SCANS", "2000")
+    assert tlcore.load_image(many_scans_jpeg(size=16)).size == (16, 16)  # a real, decodable JPEG
+
+
+def test_ordinary_progressive_and_baseline_jpegs_still_load():
+    picture = Image.fromarray(np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    for progressive in (True, False):
+        assert tlcore.load_image(encode(picture, "JPEG", progressive=progressive)).size == (64, 48)
+    with_restarts = encode(picture, "JPEG", progressive=True, restart_marker_blocks=1)
+    assert tlcore.load_image(with_restarts).size == (64, 48)
+
+
+def test_jpeg_scans_are_counted_by_walking_the_markers():
+    from tlcore.images import jpeg_structure
+
+    progressive = encode(Image.new("RGB", (32, 32), (9, 99, 199)), "JPEG", progressive=True)
+    assert jpeg_structure(progressive, max_scans=100, max_segments=1_400)[0] == 10
+    assert jpeg_structure(many_scans_jpeg(copies=50), max_scans=100, max_segments=1_400)[0] == 60
+    assert jpeg_structure(many_scans_jpeg(copies=5_000), max_scans=100, max_segments=1_400)[0] == 101  # stops early
+
+
+def test_a_jpeg_padded_with_thousands_of_segments_is_refused():
+    data = encode(Image.new("RGB", (32, 32)), "JPEG")
+    padded = data[:2] + b"\xff\xfe\x00\x02" * 5_000 + data[2:]  # 5,000 empty comments
+    with pytest.raises(tlcore.ImageError, match=r"at most 1,400 marker segments.*TL_MAX_JPEG_SCANS"):
+        tlcore.load_image(padded)

@@ -30,6 +30,61 @@ ALLOWED_FORMATS = (*DECODERS, "MPO")
 ACCEPTED_TEXT = "JPEG, PNG, WebP, BMP, GIF or TIFF"
 RESIZE_MODES = ("crop", "squash")
 
+_STANDALONE_MARKERS = frozenset({0x00, 0x01, 0xD8, *range(0xD0, 0xD8)})
+"""JPEG markers without a length field (TEM, SOI, the restart markers RST0-RST7; 00 is not a marker)."""
+_NOT_FILL = re.compile(rb"[^\xff]")
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+"""In entropy-coded data: 0xFF followed by a byte that is not stuffing (00), a restart or fill."""
+
+
+def jpeg_structure(data: bytes, *, max_scans: int, max_segments: int) -> tuple[int, int]:
+    """Count the scans (SOS markers, 0xFFDA) and marker segments of a JPEG's first picture, without decoding.
+
+    Walks the marker segments by their lengths and skips each scan's entropy-coded
+    data with one search, so it takes milliseconds however many scans there are.
+    The walk ends at the first EOI (an MPO's later pictures are never decoded), at
+    the end of the data, or as soon as a count passes its maximum.
+
+    Args:
+        data: the JPEG's bytes, starting with SOI (0xFFD8).
+        max_scans: stop once there are more scans than this.
+        max_segments: stop once there are more marker segments than this.
+
+    Returns:
+        (scans, segments) seen, each at most one past its maximum.
+    """
+    size, scans, segments = len(data), 0, 0
+    pos = 2 if data[:2] == b"\xff\xd8" else 0
+    while pos + 1 < size and scans <= max_scans and segments <= max_segments:
+        if data[pos] != 0xFF:  # bytes between segments: resume at the next 0xFF, as decoders do
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                break
+            continue
+        marker = data[pos + 1]
+        if marker == 0xFF:  # a run of fill bytes
+            following = _NOT_FILL.search(data, pos + 1)
+            if following is None:
+                break
+            pos = following.start() - 1
+            continue
+        if marker == 0xD9:  # EOI: the end of the first picture
+            break
+        segments += 1
+        if marker in _STANDALONE_MARKERS:
+            pos += 2
+            continue
+        if pos + 4 > size:
+            break
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker == 0xDA:
+            scans += 1
+            following = _NEXT_MARKER.search(data, pos)  # the entropy-coded data ends at a marker
+            if following is None:
+                break
+            pos = following.start()
+    return scans, segments
+
 
 def _open_bytes(source: ImageSource) -> tuple[BinaryIO, str]:
     """Return a binary stream and a name for messages."""
@@ -48,6 +103,22 @@ def _open_bytes(source: ImageSource) -> tuple[BinaryIO, str]:
     raise ImageError(
         f"An image source must be bytes, a path or a file object. Received: {type(source).__name__}"
     )
+
+
+def _check_jpeg_structure(data: bytes, name: str, max_scans: int) -> None:
+    """Refuse a JPEG whose scans (each a full decoding pass) or segments are past the budget."""
+    max_segments = 1_000 + 4 * max_scans
+    scans, segments = jpeg_structure(data, max_scans=max_scans, max_segments=max_segments)
+    if scans > max_scans:
+        raise ImageError(
+            f"A JPEG may have at most {max_scans} scans (TL_MAX_JPEG_SCANS): each scan is a full "
+            f"decoding pass. Received: {name} with more than {max_scans} scans."
+        )
+    if segments > max_segments:
+        raise ImageError(
+            f"A JPEG may have at most {max_segments:,} marker segments (1,000 plus 4 per scan allowed "
+            f"by TL_MAX_JPEG_SCANS). Received: {name} with more than {max_segments:,}."
+        )
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:
@@ -96,7 +167,8 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
     Raises:
         ImageError: for an empty file, something that is not an image, a format
             outside JPEG/PNG/WebP/BMP/GIF/TIFF, a truncated file, an image over
-            the pixel limit, or one smaller than the minimum side.
+            the pixel limit, one smaller than the minimum side, or a JPEG with
+            more scans than ``max_jpeg_scans`` (counted before decoding).
     """
     settings = load_settings()
     max_pixels = settings.max_image_pixels if max_pixels is None else max_pixels
@@ -128,6 +200,8 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
         raise ImageError(
             f"An image must be {ACCEPTED_TEXT}. Received: {name} in {image.format} format."
         )
+    if image.format in ("JPEG", "MPO"):
+        _check_jpeg_structure(stream.getvalue(), name, settings.max_jpeg_scans)
     width, height = image.size
     if width * height > max_pixels:
         raise ImageError(
