@@ -1,4 +1,5 @@
 import io
+import os
 import stat
 import zipfile
 
@@ -190,3 +191,190 @@ def test_images_are_reencoded_and_large_ones_shrunk():
     dataset = tlcore.load_dataset({"a": [big.getvalue(), image_bytes()], "b": [image_bytes(seed=1), image_bytes(seed=2)]})
     stored = Image.open(dataset.files[0])
     assert stored.format == "PNG" and max(stored.size) == 512
+
+
+# --- Folders on the server: only inside TL_DATASET_ROOTS, links never followed -------------------
+
+
+def write_classes(folder, n: int = 3, seed: int = 0) -> None:
+    for name, data in two_classes(n=n).items():
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data if not seed else image_bytes((20, 20), seed=seed + hash(name) % 1000))
+
+
+@pytest.fixture
+def roots(tmp_path, monkeypatch):
+    """An allowed root holding a dataset, and a secret dataset beside it (another user's)."""
+    allowed, secret = tmp_path / "allowed", tmp_path / "secret"
+    write_classes(allowed / "pets")
+    write_classes(secret / "private", seed=7)
+    monkeypatch.setenv("TL_DATASET_ROOTS", str(allowed))
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
+    return allowed, secret
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Every path tlcore.datasets walks or opens while loading a folder."""
+    from tlcore import datasets
+
+    seen: list[str] = []
+    walk, read = datasets.os.walk, datasets._read_regular_file
+    monkeypatch.setattr(datasets.os, "walk", lambda top, **kw: (seen.append(str(top)), walk(top, **kw))[1])
+    monkeypatch.setattr(datasets, "_read_regular_file", lambda path: (seen.append(str(path)), read(path))[1])
+    return seen
+
+
+def test_server_folders_are_off_without_allowed_roots(monkeypatch, tmp_path):
+    monkeypatch.delenv("TL_DATASET_ROOTS", raising=False)
+    with pytest.raises(tlcore.DatasetError, match=r"only inside a folder listed in TL_DATASET_ROOTS, and this "
+                                                  r"server lists none, so the option is off. Received: '/tmp'"):
+        tlcore.server_folder("/tmp")
+
+
+def test_a_folder_inside_an_allowed_root_resolves(roots):
+    allowed, _ = roots
+    assert tlcore.server_folder(str(allowed / "pets")) == (allowed / "pets").resolve()
+    assert tlcore.server_folder("pets") == (allowed / "pets").resolve()  # relative: looked up in the roots
+    assert tlcore.server_folder(f"{allowed}/pets/cats/..") == (allowed / "pets").resolve()
+    dataset = tlcore.load_dataset(tlcore.server_folder("pets"))
+    assert dataset.counts == {"cats": 3, "dogs": 3}
+
+
+@pytest.mark.parametrize("typed", ["{allowed}/../secret/private", "../secret/private", "{secret}/private",
+                                   "{allowed}/escape", "{allowed}/escape/cats", "/", "pets/../../secret"])
+def test_paths_leaving_the_allowed_roots_are_refused_and_nothing_is_read(roots, reads, typed):
+    allowed, secret = roots
+    (allowed / "escape").symlink_to(secret / "private")  # a link inside the root, pointing out
+    typed = typed.format(allowed=allowed, secret=secret)
+    with pytest.raises(tlcore.DatasetError, match=r"must be inside one of the allowed folders \(TL_DATASET_ROOTS\): "
+                                                  rf"{allowed}\. Received: '{typed}', which leaves them"):
+        tlcore.server_folder(typed)
+    assert reads == []
+    assert not (tlcore.load_settings().data_dir / "datasets").exists()
+
+
+def test_a_missing_folder_inside_a_root_is_named_but_never_one_outside(roots):
+    allowed, _ = roots
+    with pytest.raises(tlcore.DatasetError, match=r"must be an existing folder inside .* Received: 'nothing here'"):
+        tlcore.server_folder("nothing here")
+    with pytest.raises(tlcore.DatasetError, match="which leaves them"):  # same answer whether it exists or not
+        tlcore.server_folder("/no/such/folder")
+
+
+def test_links_inside_a_folder_are_not_followed(roots, reads):
+    allowed, secret = roots
+    pets = allowed / "pets"
+    (pets / "cats" / "stolen.png").symlink_to(secret / "private" / "cats" / "0.png")
+    (pets / "borrowed").symlink_to(secret / "private" / "dogs")
+    os.mkfifo(pets / "dogs" / "pipe.png")  # reading it would block forever
+    dataset = tlcore.load_dataset(tlcore.server_folder("pets"))
+    assert dataset.counts == {"cats": 3, "dogs": 3}
+    assert {line.split(":")[0] for line in dataset.skipped} == {"cats/stolen.png", "borrowed", "dogs/pipe.png"}
+    assert "a link (links are not followed)" in " ".join(dataset.skipped)
+    assert not [path for path in reads if str(secret) in path]
+
+
+# --- Budgets: images, stored pixels, overlapping archive members --------------------------------------
+
+
+def test_too_many_images_is_refused_before_anything_is_stored(monkeypatch, tmp_path):
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TL_MAX_DATASET_IMAGES", "5")
+    with pytest.raises(tlcore.DatasetError, match=r"at most 5 images \(TL_MAX_DATASET_IMAGES\). "
+                                                  r"Received: 6 files in class folders in uploaded archive"):
+        tlcore.load_dataset(make_zip(two_classes()))
+    groups = {"a": [image_bytes(seed=i) for i in range(3)], "b": [image_bytes(seed=9 + i) for i in range(3)]}
+    with pytest.raises(tlcore.DatasetError, match=r"TL_MAX_DATASET_IMAGES\). Received: 6 files"):
+        tlcore.load_dataset(groups)
+    write_classes(tmp_path / "folder")
+    with pytest.raises(tlcore.DatasetError, match=r"TL_MAX_DATASET_IMAGES\). Received: more than that many files"):
+        tlcore.load_dataset(tmp_path / "folder")
+    assert not (tmp_path / "data").exists()  # nothing was written
+
+
+def test_too_many_stored_pixels_stops_while_storing_and_removes_the_partial_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TL_MAX_DATASET_PIXELS", "1000")  # two 20x20 images fit, the third does not
+    decoded = []
+    from tlcore import datasets
+
+    monkeypatch.setattr(datasets, "load_image", lambda source: (decoded.append(1), tlcore.load_image(source))[1])
+    with pytest.raises(tlcore.DatasetError, match=r"at most 1,000 pixels in all, as stored \(TL_MAX_DATASET_PIXELS\)"
+                                                  r"\. Received: more than that in uploaded archive, passed at image 3"):
+        tlcore.load_dataset(make_zip(two_classes()))
+    assert len(decoded) == 3  # refused as soon as the sum passed
+    assert list((tmp_path / "data" / "datasets").iterdir()) == []  # the partial folder is gone
+
+
+def overlapping_zip() -> bytes:
+    """A zip whose second directory entry points at the first member's bytes (the overlapping-files bomb)."""
+    data = bytearray(make_zip(two_classes()))
+    entries = [i for i in range(len(data)) if data[i:i + 4] == b"PK\x01\x02"]
+    first_offset = data[entries[0] + 42:entries[0] + 46]
+    data[entries[1] + 42:entries[1] + 46] = first_offset
+    return bytes(data)
+
+
+def test_overlapping_members_are_refused_before_reading_any(monkeypatch):
+    from tlcore import datasets
+
+    monkeypatch.setattr(datasets, "_read_capped", lambda *a: pytest.fail("a member was read"))
+    with pytest.raises(tlcore.DatasetError, match=r"Archive members may not overlap each other. "
+                                                  r"Received: 'cats/\d.png' overlaps 'cats/\d.png'"):
+        tlcore.load_dataset(overlapping_zip())
+
+
+def test_a_member_whose_header_is_not_where_the_directory_says_is_refused():
+    data = bytearray(make_zip(two_classes()))
+    entry = data.find(b"PK\x01\x02")
+    data[entry + 42:entry + 46] = (7).to_bytes(4, "little")  # into the middle of a header
+    with pytest.raises(tlcore.DatasetError, match="must start with a local header where the directory says"):
+        tlcore.load_dataset(bytes(data))
+
+
+# --- The content digest ---------------------------------------------------------------------------------
+
+
+def test_digest_is_the_same_for_the_same_content_and_changes_with_one_pixel(monkeypatch, tmp_path):
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
+    stored = tlcore.load_dataset(make_zip(two_classes()))
+    deflated = tlcore.load_dataset(make_zip(two_classes(), compression=zipfile.ZIP_DEFLATED))
+    assert stored.root != deflated.root  # other upload bytes, stored under another id...
+    assert len(stored.digest) == 64 and stored.digest == deflated.digest  # ...but the same content
+    assert (stored.root / "digest.txt").read_text() == stored.digest
+    assert tlcore.load_dataset(make_zip(two_classes())).digest == stored.digest  # read back when reused
+
+    members = two_classes()
+    pixels = np.asarray(Image.open(io.BytesIO(members["dogs/2.png"]))).copy()
+    pixels[0, 0, 0] ^= 1
+    members["dogs/2.png"] = _png(pixels)
+    assert tlcore.load_dataset(make_zip(members)).digest != stored.digest
+
+    from tlcore.datasets import content_digest
+
+    files = [(label, path.read_bytes()) for path, label in zip(stored.files, stored.labels)]
+    assert content_digest(stored.class_names, files) == stored.digest  # the documented definition
+    assert content_digest(("dogs", "cats"), files) != stored.digest  # class names count too
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_sample_dataset_has_a_stable_digest_and_datasets_pickle(tmp_path, monkeypatch):
+    import pickle
+    import shutil
+
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
+    first = tlcore.sample_dataset(per_class=3, size=32, seed=5)
+    assert (first.root / "digest.txt").read_text() == first.digest
+    (first.root / "digest.txt").unlink()  # as stored before datasets had digests
+    assert tlcore.sample_dataset(per_class=3, size=32, seed=5).digest == first.digest
+    shutil.rmtree(first.root)
+    assert tlcore.sample_dataset(per_class=3, size=32, seed=5).digest == first.digest
+    assert tlcore.sample_dataset(per_class=3, size=32, seed=6).digest != first.digest
+    assert pickle.loads(pickle.dumps(first)) == first

@@ -19,7 +19,7 @@ from tlcore.build import (
     trainable_from_choices,
 )
 from tlcore.atomic import StorageError, atomic_save, atomic_write_bytes, atomic_write_text
-from tlcore.datasets import ImageDataset, load_dataset, sample_dataset
+from tlcore.datasets import ImageDataset, content_digest, load_dataset, sample_dataset, server_folder, upload_key
 from tlcore.errors import (
     ConfigError,
     DatasetError,
@@ -39,6 +39,7 @@ from tlcore.predict import model_input_size, predict_top_k
 from tlcore.runs import RunRecord, RunStore
 from tlcore.settings import Settings, load_settings
 from tlcore.shapes import ShapeCheck, check_input_shape, feature_map_shape, smallest_input
+from tlcore.storage import DataUsage, check_room, data_usage, delete_dataset, format_size, list_datasets
 from tlcore.summary import ParameterCounts, compare_layers, layer_table, parameter_counts
 from tlcore.train import OPTIMIZERS, BatchProgress, Evaluation, TrainConfig, TrainResult, evaluate, frozen_split, train
 from tlcore.weights import WeightsStatus, download_weights, keras_cache_dir, weights_status
@@ -114,4 +115,14 @@ __all__ = [
     "train",
     "trainable_from_choices",
     "weights_status",
+    # datasets and the data folder's budget
+    "DataUsage",
+    "check_room",
+    "content_digest",
+    "data_usage",
+    "delete_dataset",
+    "format_size",
+    "list_datasets",
+    "server_folder",
+    "upload_key",
 ]
