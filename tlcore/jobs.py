@@ -1,33 +1,177 @@
-"""Training jobs: run in a background thread, wait in line, report, stop, and save as they go.
+"""Training jobs: they wait in line on the server and train in Ray workers.
 
-A page starts a job and then polls ``job.snapshot()``; reruns, clicks and page
-switches do not touch the thread. Only ``max_running`` jobs train at once (two
-cores cannot train two models well); the rest wait with their place in line.
+The server process (the dashboard) keeps one small handle per job: its place
+in line, the last progress its worker reported and the history so far. The
+training itself runs in a Ray actor, one process per job, that streams the
+images, trains, and writes the run store as it goes. A worker that runs out
+of memory or crashes ends its own run as failed, in words; the server and
+every other session go on.
+
+Ray is the engine: a local instance on 127.0.0.1 by default, or the cluster at
+``TL_RAY_ADDRESS``, so more machines mean more capacity with no code change
+(workers need the data folder at the same path, e.g. a shared mount). This is
+the one tlcore module that imports Ray; ``tlcore.train`` stays a plain function.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import signal
 import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
+
+# Read by Ray when it is imported: no usage statistics, and (measured with Ray 2.60) a local
+# instance that listens on 127.0.0.1 only instead of the machine's network address.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+import ray  # noqa: E402
+import ray.exceptions  # noqa: E402
 
 from tlcore.build import TransferSpec
 from tlcore.datasets import ImageDataset
 from tlcore.errors import ConfigError, TLError
 from tlcore.runs import RunStore
-from tlcore.train import HISTORY_COLUMNS, BatchProgress, TrainConfig, TrainResult, train
+from tlcore.settings import load_settings
+from tlcore.train import FEATURES_PHASE, HISTORY_COLUMNS, BatchProgress, TrainConfig, train
 
 QUEUED, RUNNING, STOPPING, DONE, STOPPED, FAILED = "queued", "running", "stopping", "done", "stopped", "failed"
 FINISHED = (DONE, STOPPED, FAILED)
+POLL_SECONDS = 0.5
+"""How often the server asks a worker for its progress."""
+WORKER_ENVIRONMENT = ("KERAS_HOME", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")
+"""Variables a worker takes from the server besides every ``TL_*`` setting."""
+
+_CONNECT_LOCK = threading.Lock()
+
+
+def connect() -> str:
+    """Join Ray once per process and return the cluster's address.
+
+    With ``TL_RAY_ADDRESS`` set, joins that cluster; otherwise starts a local
+    instance that listens on 127.0.0.1 only, with no dashboard and no usage
+    statistics. Ray is started from a thread that lives as long as the process:
+    Linux ends a child that asked to die with its parent when the *thread* that
+    started it ends, so starting Ray from a job's or a page's thread would take
+    the local instance down with that thread.
+    """
+    with _CONNECT_LOCK:
+        if not ray.is_initialized():
+            started = threading.Event()
+            failure: list[BaseException] = []
+
+            def keep_ray() -> None:
+                try:
+                    _start_ray()
+                except BaseException as exc:  # handed to the caller below
+                    failure.append(exc)
+                started.set()
+                if not failure:
+                    threading.Event().wait()
+
+            threading.Thread(target=keep_ray, name="ray-engine", daemon=True).start()
+            started.wait()
+            if failure:
+                raise failure[0]
+        return ray.get_runtime_context().gcs_address
+
+
+def _start_ray() -> None:
+    address = load_settings().ray_address
+    common = dict(runtime_env={"py_modules": [str(Path(__file__).parent)]},
+                  namespace="transfer-lab", log_to_driver=False, configure_logging=False)
+    if address:
+        ray.init(address=address, **common)
+    else:
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+                 num_cpus=os.cpu_count(), object_store_memory=256 * 2**20, **common)
+
+
+def _rss() -> int:
+    """This process's resident memory in bytes."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@ray.remote(max_restarts=0, max_concurrency=2)
+class TrainingWorker:
+    """One job's worker process: trains, reports progress, stops when asked.
+
+    A watchdog thread samples the process's memory; past ``memory_limit`` it
+    writes what happened to ``death_note`` and ends the process at once, as the
+    kernel's out-of-memory killer would, but only this worker and with a reason.
+    """
+
+    def __init__(self, environ: dict[str, str], memory_limit: int, death_note: str):
+        os.environ.update(environ)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._progress: BatchProgress | None = None
+        self._history = pd.DataFrame(columns=HISTORY_COLUMNS)
+        self._peak = _rss()
+        self._limit, self._note = memory_limit, Path(death_note)
+        threading.Thread(target=self._watch_memory, name="memory-watchdog", daemon=True).start()
+
+    def _watch_memory(self) -> None:
+        while True:
+            used = _rss()
+            self._peak = max(self._peak, used)
+            if used > self._limit:
+                progress = self._progress
+                self._note.write_text(json.dumps({
+                    "reason": "memory", "used": used, "limit": self._limit,
+                    "progress": dataclasses.asdict(progress) if progress else None}))
+                os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(0.05)
+
+    def run(self, trainer: Callable, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig,
+            store_root: str, run_id: str) -> str:
+        """Train and store the run; returns DONE or STOPPED. TLErrors travel back to the server."""
+        store = RunStore(store_root)
+
+        def on_batch(progress: BatchProgress) -> None:
+            self._progress = progress
+
+        def on_epoch(history: pd.DataFrame) -> None:
+            with self._lock:
+                self._history = history
+            store.record_history(run_id, history)
+
+        result = trainer(spec, dataset, config, on_batch=on_batch, on_epoch=on_epoch, stop=self._stop)
+        store.finish(run_id, result)
+        return STOPPED if result.stopped else DONE
+
+    def progress(self) -> tuple[BatchProgress | None, pd.DataFrame, int]:
+        """(last batch, history so far, peak memory in bytes)."""
+        with self._lock:
+            return self._progress, self._history, self._peak
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 @dataclasses.dataclass(frozen=True)
 class JobSnapshot:
-    """What a page needs to draw a job, copied at one moment."""
+    """What a page needs to draw a job, copied at one moment.
+
+    Attributes:
+        id, run_id: the job and its run in the run store (where the result is once finished).
+        state: queued, running, stopping, done, stopped or failed.
+        position: place in line while queued (1 is next), else None.
+        progress: the worker's last batch, or None before the first.
+        history: per-epoch history so far.
+        elapsed, remaining: seconds since training started, and an estimate of those left.
+        error: why a failed job failed, in words.
+        peak_memory: the worker's peak resident memory in bytes, as last reported.
+    """
 
     id: str
     run_id: str
@@ -38,20 +182,35 @@ class JobSnapshot:
     elapsed: float
     remaining: float | None
     error: str | None
-    result: TrainResult | None
+    peak_memory: int = 0
 
     @property
     def finished(self) -> bool:
         return self.state in FINISHED
 
 
+def _worker_environment() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items()
+            if key.startswith("TL_") or key in WORKER_ENVIRONMENT}
+
+
+def _memory_message(note: dict, progress: BatchProgress | None) -> str:
+    where = note.get("progress")
+    where = BatchProgress(**where) if where else progress
+    at = f" while {where.describe()}" if where else " while preparing the images and the model"
+    return (f"The training worker ran out of memory: it grew past its limit of "
+            f"{note['limit'] / 2**30:.1f} GB (TL_JOB_MEMORY_GB){at}, so it was stopped. The server and "
+            "other runs were not affected. Try a smaller batch size or input size, freeze more layers, "
+            "or ask whoever runs the server to raise TL_JOB_MEMORY_GB.")
+
+
 class TrainingJob:
-    """One training run, from the queue to the run store."""
+    """One training run, from the line on the server to a worker and the run store."""
 
     def __init__(self, queue: JobQueue, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig,
-                 store: RunStore):
+                 store: RunStore, trainer: Callable = train):
         self.id = uuid.uuid4().hex[:8]
-        self.spec, self.dataset, self.config, self.store = spec, dataset, config, store
+        self.spec, self.dataset, self.config, self.store, self.trainer = spec, dataset, config, store, trainer
         self.run_id = store.create(dataclasses.replace(spec, num_classes=len(dataset.class_names)),
                                    config, dataset.summary())
         self._queue = queue
@@ -60,18 +219,28 @@ class TrainingJob:
         self._state = QUEUED
         self._progress: BatchProgress | None = None
         self._history = pd.DataFrame(columns=HISTORY_COLUMNS)
+        self._peak = 0
         self._started: float | None = None
         self._finished: float | None = None
         self._error: str | None = None
-        self._result: TrainResult | None = None
+        self._worker = None
+        self._killed = False
         self._thread = threading.Thread(target=self._run, name=f"train-{self.id}", daemon=True)
 
     def stop(self) -> None:
-        """Stop at the next batch (or leave the queue); what was learned is kept."""
+        """Stop at the next batch (or leave the line); what was learned is kept."""
         self._stop.set()
         with self._lock:
             if self._state == RUNNING:
                 self._state = STOPPING
+
+    def kill(self) -> None:
+        """End the worker at once, keeping nothing more (used before deleting the run)."""
+        self._killed = True
+        self._stop.set()
+        worker = self._worker
+        if worker is not None:
+            ray.kill(worker)
 
     def wait(self, timeout: float | None = None) -> JobSnapshot:
         self._thread.join(timeout)
@@ -86,46 +255,82 @@ class TrainingJob:
         with self._lock:
             now = self._finished or time.monotonic()
             elapsed = now - self._started if self._started else 0.0
-            return JobSnapshot(self.id, self.run_id, self._state, position,
-                               self._progress, self._history.copy(), elapsed,
-                               self._remaining(elapsed), self._error, self._result)
+            return JobSnapshot(self.id, self.run_id, self._state, position, self._progress,
+                               self._history.copy(), elapsed, self._remaining(elapsed), self._error, self._peak)
 
     def _remaining(self, elapsed: float) -> float | None:
         progress = self._progress
-        if progress is None or self._state not in (RUNNING, STOPPING) or not progress.fraction:
+        if progress is None or self._state not in (RUNNING, STOPPING) or progress.phase == FEATURES_PHASE \
+                or not progress.fraction:
             return None
         return elapsed / progress.fraction * (1 - progress.fraction)
 
-    def _on_batch(self, progress: BatchProgress) -> None:
-        with self._lock:
-            self._progress = progress
-
-    def _on_epoch(self, history: pd.DataFrame) -> None:
-        with self._lock:
-            self._history = history
-        self.store.record_history(self.run_id, history)
-
     def _run(self) -> None:
         if not self._queue.acquire(self, self._stop):
+            self.store.mark(self.run_id, STOPPED)
             self._finish(STOPPED)
             return
+        note = self.store.root / self.run_id / "worker-death.json"
         try:
             with self._lock:
                 self._state = STOPPING if self._stop.is_set() else RUNNING
                 self._started = time.monotonic()
-            result = train(self.spec, self.dataset, self.config, on_batch=self._on_batch,
-                           on_epoch=self._on_epoch, stop=self._stop)
-            self.store.finish(self.run_id, result)
-            with self._lock:
-                self._result, self._history = result, result.history
-            self._finish(STOPPED if result.stopped else DONE)
-        except TLError as exc:
-            self._fail(str(exc))
+            self._finish(self._train_in_worker(note))
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause
+            if isinstance(cause, TLError):
+                self._fail(str(cause))
+            else:
+                print(f"Training job {self.id} (run {self.run_id}) failed in its worker:\n{exc}", flush=True)
+                self._fail(f"Training failed unexpectedly ({type(cause).__name__}); the details are in "
+                           "the server log.")
+        except ray.exceptions.RayError as exc:  # the worker died: out of memory, killed, or its machine left
+            if self._killed:
+                self._finish(STOPPED)
+            else:
+                self._fail(self._death_message(exc, note))
         except Exception as exc:  # a bug or the machine: log it, tell the user plainly
             traceback.print_exc()
-            self._fail(f"Training failed unexpectedly: {type(exc).__name__}: {exc}")
+            self._fail(f"Training failed unexpectedly ({type(exc).__name__}); the details are in the server log.")
         finally:
+            self._worker = None
             self._queue.release(self)
+
+    def _train_in_worker(self, note: Path) -> str:
+        connect()
+        limit = int(load_settings().job_memory_gb * 2**30)
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        self._worker = TrainingWorker.options(num_cpus=1, num_gpus=gpus).remote(
+            _worker_environment(), limit, str(note))
+        try:
+            done = self._worker.run.remote(self.trainer, self.spec, self.dataset, self.config,
+                                           str(self.store.root), self.run_id)
+            stop_sent = False
+            while not ray.wait([done], timeout=POLL_SECONDS)[0]:
+                progress, history, peak = ray.get(self._worker.progress.remote())
+                with self._lock:
+                    self._progress, self._history, self._peak = progress, history, peak
+                if self._stop.is_set() and not stop_sent:
+                    self._worker.stop.remote()
+                    stop_sent = True
+            state = ray.get(done)
+            with self._lock:
+                self._history = self.store.get(self.run_id).history
+            return state
+        finally:
+            if self._worker is not None:
+                ray.kill(self._worker)
+
+    def _death_message(self, exc: Exception, note: Path) -> str:
+        print(f"Training job {self.id} (run {self.run_id}) lost its worker: {exc}", flush=True)
+        if note.is_file():
+            return _memory_message(json.loads(note.read_text()), self._progress)
+        if isinstance(exc, ray.exceptions.OutOfMemoryError) or "memory" in str(exc).lower():
+            return ("The training worker ran out of memory on its machine and was stopped. The server "
+                    "and other runs were not affected. Try a smaller batch size or input size, or "
+                    "freeze more layers.")
+        return ("The training worker ended unexpectedly (its process or machine went away); the details "
+                "are in the server log. The server and other runs were not affected.")
 
     def _fail(self, message: str) -> None:
         self.store.fail(self.run_id, message)
@@ -143,7 +348,7 @@ class JobQueue:
     """Admits ``max_running`` jobs at a time, first come first served."""
 
     KEEP_FINISHED = 16
-    """Finished jobs kept in memory (with their models); older ones live on in the run store."""
+    """Finished job handles kept in memory; older ones live on in the run store."""
 
     def __init__(self, max_running: int = 1, max_waiting: int = 8):
         self.max_running, self.max_waiting = max_running, max_waiting
@@ -153,19 +358,25 @@ class JobQueue:
         self.jobs: dict[str, TrainingJob] = {}
 
     def submit(self, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig,
-               store: RunStore) -> TrainingJob:
-        """Queue a training job and start its thread.
+               store: RunStore, *, trainer: Callable = train) -> TrainingJob:
+        """Queue a training job; it trains in a Ray worker when its turn comes.
+
+        Args:
+            spec, dataset, config: what to train, on what, and how.
+            store: where the run is recorded (the worker writes to it).
+            trainer: the training function (``tlcore.train``'s signature).
 
         Raises:
-            ConfigError: the line is full (``max_queued_jobs``).
+            ConfigError: the line is full (``max_queued_jobs``), or the config is invalid.
         """
+        config.check()
         with self._condition:
             if len(self._waiting) >= self.max_waiting:
                 raise ConfigError(
-                    f"At most {self.max_waiting} training jobs may wait in line. "
+                    f"At most {self.max_waiting} training jobs may wait in line (TL_MAX_QUEUED_JOBS). "
                     f"Received: a new job while {len(self._waiting)} wait; try again later"
                 )
-            job = TrainingJob(self, spec, dataset, config, store)
+            job = TrainingJob(self, spec, dataset, config, store, trainer)
             self._waiting.append(job)
             self.jobs[job.id] = job
             finished = [old for old in self.jobs.values() if old.finished]
@@ -173,6 +384,18 @@ class JobQueue:
                 del self.jobs[old.id]
         job._thread.start()
         return job
+
+    def for_run(self, run_id: str) -> TrainingJob | None:
+        """The job of a run, while the server still holds it."""
+        return next((job for job in list(self.jobs.values()) if job.run_id == run_id), None)
+
+    def delete_run(self, run_id: str, store: RunStore, *, timeout: float = 60) -> None:
+        """Delete a run; a job still queued or training for it is ended first."""
+        job = self.for_run(run_id)
+        if job is not None and not job.finished:
+            job.kill()
+            job.wait(timeout)
+        store.delete(run_id)
 
     def position(self, job: TrainingJob) -> int | None:
         """1 for the next job to start; None when not waiting."""

@@ -137,6 +137,10 @@ class RunStore:
         }, indent=2))
         self._update(run_id, status="stopped" if result.stopped else "done", seconds=result.seconds)
 
+    def mark(self, run_id: str, status: str) -> None:
+        """Set a run's status (e.g. "stopped" for a job that left the line before training)."""
+        self._update(run_id, status=status)
+
     def fail(self, run_id: str, message: str) -> None:
         atomic_write_text(self.root / run_id / "error.txt", message)
         self._update(run_id, status="failed")

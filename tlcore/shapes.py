@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import random
 
 import keras
 
@@ -32,9 +33,18 @@ class ShapeCheck:
 
 @functools.cache
 def _flexible_base(name: str) -> keras.Model:
-    """The untrained base with a free input size, used only for shape arithmetic."""
+    """The untrained base with a free input size, used only for shape arithmetic.
+
+    Building it draws initializer seeds from Python's ``random``; its state is
+    put back, so whether this cache was warm never changes the weights of a
+    model built afterwards with the same seed.
+    """
     spec = get_backbone(name)
-    return spec.constructor(weights=None, include_top=False, input_shape=(None, None, 3))
+    state = random.getstate()
+    try:
+        return spec.constructor(weights=None, include_top=False, input_shape=(None, None, 3))
+    finally:
+        random.setstate(state)
 
 
 def feature_map_shape(backbone: str | BackboneSpec, size: tuple[int, int]) -> tuple[int, int, int] | None:

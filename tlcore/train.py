@@ -26,8 +26,11 @@ import tensorflow as tf
 from tlcore.build import TransferSpec, base_and_head, build_transfer_model, set_trainable_from
 from tlcore.datasets import ImageDataset
 from tlcore.errors import ConfigError, DatasetError
+from tlcore.feature_cache import EXTRACT_BATCH, FeatureCache
 from tlcore.images import ResizeMode
 from tlcore.inference import compiled_forward
+from tlcore.pipeline import batched_outputs, image_batches, row_batches
+from tlcore.settings import load_settings
 from tlcore.zoo import get_backbone
 
 OPTIMIZERS = {
@@ -36,7 +39,10 @@ OPTIMIZERS = {
     "rmsprop": lambda rate: keras.optimizers.RMSprop(rate),
 }
 HISTORY_COLUMNS = ["epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "complete"]
-CACHE_BATCH = 64
+EVAL_BATCH = 64
+"""Rows per forward pass when validating and evaluating."""
+FEATURES_PHASE = "features"
+"""The phase ``BatchProgress`` reports while frozen-prefix features are computed."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,8 +113,14 @@ class BatchProgress:
 
     @property
     def fraction(self) -> float:
-        """Share of all planned batches done, 0 to 1."""
+        """Share of all planned batches (of this phase's kind) done, 0 to 1."""
         return min(((self.epoch - 1) * self.batches + self.batch) / (self.epochs * self.batches), 1.0)
+
+    def describe(self) -> str:
+        """Where training is, in words."""
+        if self.phase == FEATURES_PHASE:
+            return f"computing the frozen layers' features once, batch {self.batch} of {self.batches}"
+        return f"epoch {self.epoch} of {self.epochs}, batch {self.batch} of {self.batches}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +146,24 @@ class Evaluation:
     indices: np.ndarray
     truth: np.ndarray
     probabilities: np.ndarray
+
+    @classmethod
+    def of(cls, probabilities: np.ndarray, truth: np.ndarray, indices: np.ndarray,
+           class_names: tuple[str, ...]) -> Evaluation:
+        """The evaluation of ``probabilities`` (n, classes) against the true classes ``truth``."""
+        classes = len(class_names)
+        predicted = probabilities.argmax(axis=1)
+        confusion = np.zeros((classes, classes), dtype=int)
+        np.add.at(confusion, (truth, predicted), 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            precision = np.nan_to_num(np.diag(confusion) / confusion.sum(axis=0))
+            recall = np.nan_to_num(np.diag(confusion) / confusion.sum(axis=1))
+        picked = probabilities[np.arange(len(truth)), truth] if len(truth) else np.ones(0)
+        return cls(
+            class_names, float((predicted == truth).mean()) if len(truth) else float("nan"),
+            float(-np.log(np.clip(picked, 1e-7, 1)).mean()) if len(truth) else float("nan"),
+            confusion, precision, recall, np.asarray(indices), np.asarray(truth), probabilities,
+        )
 
     def per_class(self) -> pd.DataFrame:
         return pd.DataFrame({"class": self.class_names, "precision": self.precision,
@@ -250,20 +280,10 @@ def frozen_split(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
 
 
 def _forward_in_batches(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """``model`` over the rows of ``x`` (an array or a memory-mapped file), one batch in memory at a time."""
     forward = compiled_forward(model)
-    return np.concatenate([forward(x[i:i + CACHE_BATCH]) for i in range(0, len(x), CACHE_BATCH)])
-
-
-def _batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int | None = None,
-             augment: keras.Layer | None = None) -> tf.data.Dataset:
-    """A tf.data pipeline over in-memory arrays: reshuffled each epoch when seeded."""
-    data = tf.data.Dataset.from_tensor_slices((x, y))
-    if seed is not None:
-        data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    data = data.batch(batch_size)
-    if augment is not None:
-        data = data.map(lambda a, b: (augment(a, training=True), b))
-    return data.prefetch(2)
+    outputs = [forward(np.asarray(x[i:i + EVAL_BATCH], dtype=np.float32)) for i in range(0, len(x), EVAL_BATCH)]
+    return np.concatenate(outputs) if outputs else np.zeros((0, *model.output.shape[1:]), np.float32)
 
 
 def _augmenter(seed: int) -> keras.Sequential:
@@ -274,60 +294,134 @@ def _augmenter(seed: int) -> keras.Sequential:
     ], name="augmentation")
 
 
-def fit_phase(model: keras.Model, x: np.ndarray, y: np.ndarray, train_idx: np.ndarray,
-              val_idx: np.ndarray, config: TrainConfig, *, phase: str = "train",
-              rate: float | None = None, epochs: int | None = None, offset: int = 0,
-              on_batch=None, on_epoch=None, stop=None, rows: list | None = None) -> bool:
-    """Compile and fit ``model`` for one phase on preprocessed arrays.
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """Where a run's inputs come from: the stored images, streamed, and the feature cache.
 
-    With ``config.cache_features`` (and no augmentation) the frozen prefix runs
-    once and only the rest is fitted; otherwise the whole model is fitted.
-    Both read the same seeded tf.data pipeline, so both see the same batches.
+    Attributes:
+        dataset: the stored images.
+        backbone: the registry name, for preprocessing and cache keys.
+        size: (height, width) of the model input.
+        mode: how images are fitted to ``size``.
+        cache: where frozen-prefix features are kept; None computes nothing ahead.
+    """
 
-    Returns:
-        True when the frozen-feature cache was used.
+    dataset: ImageDataset
+    backbone: str
+    size: tuple[int, int]
+    mode: ResizeMode = "crop"
+    cache: FeatureCache | None = None
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.asarray(self.dataset.labels, dtype=np.int64)
+
+    def images(self, indices: np.ndarray, batch_size: int, *, seed: int | None = None,
+               augment: keras.Layer | None = None) -> tf.data.Dataset:
+        """The images at ``indices``, decoded batch by batch and preprocessed for the backbone."""
+        return image_batches(self.dataset, indices, self.size, preprocess=get_backbone(self.backbone).preprocess,
+                             batch_size=batch_size, mode=self.mode, seed=seed, augment=augment)
+
+    def features(self, prefix: keras.Model, on_batch=None) -> np.ndarray:
+        """``prefix``'s output for every image, from the cache (computed once, memory-mapped)."""
+        def report(done: int, total: int) -> None:
+            if on_batch:
+                batches = -(-total // EXTRACT_BATCH)
+                on_batch(BatchProgress(FEATURES_PHASE, 1, 1, -(-done // EXTRACT_BATCH), batches))
+
+        rows, _ = self.cache.features(prefix, self.dataset, backbone=self.backbone,
+                                      preprocess=get_backbone(self.backbone).preprocess, mode=self.mode,
+                                      on_progress=report)
+        return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class FittedPhase:
+    """What a phase trained: the model fitted, and the cached features it read (None when it read images)."""
+
+    trained: keras.Model
+    rows: np.ndarray | None
+
+    @property
+    def cached(self) -> bool:
+        return self.rows is not None
+
+
+def fit_phase(model: keras.Model, data: TrainingData, train_idx: np.ndarray, val_idx: np.ndarray,
+              config: TrainConfig, *, phase: str = "train", rate: float | None = None,
+              epochs: int | None = None, offset: int = 0, on_batch=None, on_epoch=None, stop=None,
+              rows: list | None = None) -> FittedPhase:
+    """Compile and fit ``model`` for one phase, streaming its inputs.
+
+    With a feature cache (and no augmentation) the frozen prefix's output is read
+    from disk (computed in one streaming pass the first time) and only the rest
+    is fitted; otherwise the whole model is fitted on images decoded batch by
+    batch. Both read batches in the same seeded order, so both train the same weights.
     """
     rate = config.learning_rate if rate is None else rate
     epochs = config.epochs if epochs is None else epochs
     rows = [] if rows is None else rows
-    split = frozen_split(model) if config.cache_features and not config.augment else None
-    trained, inputs = model, x
+    split = frozen_split(model) if data.cache is not None and not config.augment else None
     if split is not None:
         prefix, trained = split
-        inputs = _forward_in_batches(prefix, x)
+        features = data.features(prefix, on_batch)
+        training = row_batches(features, data.labels, train_idx, batch_size=config.batch_size, seed=config.seed)
+        validation = (row_batches(features, data.labels, val_idx, batch_size=EVAL_BATCH)
+                      if len(val_idx) else None)
+    else:
+        trained, features = model, None
+        augment = _augmenter(config.seed) if config.augment else None
+        training = data.images(train_idx, config.batch_size, seed=config.seed, augment=augment)
+        validation = data.images(val_idx, EVAL_BATCH) if len(val_idx) else None
     trained.compile(optimizer=OPTIMIZERS[config.optimizer](rate), loss="sparse_categorical_crossentropy",
                     metrics=["accuracy"])
     batches = int(np.ceil(len(train_idx) / config.batch_size))
     callbacks = [_Recorder(phase, offset, config.total_epochs, batches, on_batch, on_epoch, stop, rows)]
-    validation = (_batches(inputs[val_idx], y[val_idx], max(config.batch_size, CACHE_BATCH))
-                  if len(val_idx) else None)
     if config.early_stopping and validation is not None:
         callbacks.append(keras.callbacks.EarlyStopping(
             "val_loss", patience=config.early_stopping, restore_best_weights=True))
-    augment = _augmenter(config.seed) if config.augment else None
-    training = _batches(inputs[train_idx], y[train_idx], config.batch_size, seed=config.seed, augment=augment)
     trained.fit(training, validation_data=validation, epochs=epochs, callbacks=callbacks, shuffle=False,
                 verbose=0)
-    return split is not None
+    return FittedPhase(trained, features)
 
 
 def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, indices: np.ndarray,
              class_names: tuple[str, ...]) -> Evaluation:
-    """Confusion matrix, per-class precision and recall, accuracy and loss on ``indices``."""
-    classes = len(class_names)
-    probabilities = _forward_in_batches(model, x[indices]) if len(indices) else np.zeros((0, classes))
-    truth, predicted = y[indices], probabilities.argmax(axis=1)
-    confusion = np.zeros((classes, classes), dtype=int)
-    np.add.at(confusion, (truth, predicted), 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.nan_to_num(np.diag(confusion) / confusion.sum(axis=0))
-        recall = np.nan_to_num(np.diag(confusion) / confusion.sum(axis=1))
-    picked = probabilities[np.arange(len(truth)), truth] if len(truth) else np.ones(0)
-    return Evaluation(
-        class_names, float((predicted == truth).mean()) if len(truth) else float("nan"),
-        float(-np.log(np.clip(picked, 1e-7, 1)).mean()) if len(truth) else float("nan"),
-        confusion, precision, recall, np.asarray(indices), truth, probabilities,
-    )
+    """Confusion matrix, per-class precision and recall, accuracy and loss on ``indices``.
+
+    ``x`` holds the model's inputs for every row (an array or a memory-mapped
+    feature file); only ``indices`` are read, one batch at a time.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    probabilities = _forward_in_batches(model, _Rows(x, indices))
+    return Evaluation.of(probabilities, np.asarray(y)[indices], indices, class_names)
+
+
+class _Rows:
+    """``x[indices]`` read lazily, slice by slice."""
+
+    def __init__(self, x: np.ndarray, indices: np.ndarray):
+        self.x, self.indices = x, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, part: slice) -> np.ndarray:
+        return self.x[self.indices[part]]
+
+
+def evaluate_images(model: keras.Model, data: TrainingData, indices: np.ndarray,
+                    class_names: tuple[str, ...]) -> Evaluation:
+    """``evaluate`` over stored images, decoded batch by batch."""
+    indices = np.asarray(indices, dtype=np.int64)
+    outputs = list(batched_outputs(compiled_forward(model), data.images(indices, EVAL_BATCH)))
+    probabilities = np.concatenate(outputs) if outputs else np.zeros((0, len(class_names)), np.float32)
+    return Evaluation.of(probabilities, data.labels[indices], indices, class_names)
+
+
+def default_feature_cache() -> FeatureCache:
+    """The feature cache in the data folder (``TL_DATA_DIR``/features)."""
+    return FeatureCache(load_settings().data_dir / "features")
 
 
 def train(
@@ -339,17 +433,21 @@ def train(
     on_epoch: Callable[[pd.DataFrame], None] | None = None,
     stop: threading.Event | None = None,
     model: keras.Model | None = None,
+    cache: FeatureCache | None = None,
 ) -> TrainResult:
-    """Train a fresh transfer model on ``dataset``.
+    """Train a fresh transfer model on ``dataset``, streaming its images from disk.
 
     Args:
         spec: the model; its ``num_classes`` is set from the dataset.
         dataset: labelled images.
         config: how to train.
-        on_batch: called after every batch with a ``BatchProgress``.
+        on_batch: called after every batch with a ``BatchProgress`` (phase
+            "features" while frozen features are computed).
         on_epoch: called after every epoch with the whole history so far.
         stop: set it to stop at the next batch; the result keeps what was learned.
         model: an already-built model for ``spec`` (develop-a-model); built fresh when None.
+        cache: where frozen-prefix features are kept (default: the data folder's);
+            used when ``config.cache_features`` and not ``config.augment``.
 
     Raises:
         ConfigError, ShapeError: a spec or config that cannot work.
@@ -363,23 +461,28 @@ def train(
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
     model = model if model is not None else build_transfer_model(spec)
-    pixels, y = dataset.arrays(spec.input_shape[:2], mode=config.resize_mode)
-    x = get_backbone(spec.backbone).preprocess(pixels.astype(np.float32))
+    if config.cache_features and cache is None:
+        cache = default_feature_cache()
+    data = TrainingData(dataset, spec.backbone, tuple(spec.input_shape[:2]), config.resize_mode,
+                        cache if config.cache_features else None)
     train_idx, val_idx = dataset.split(config.validation_fraction, seed=config.seed)
     rows: list[dict] = []
     common = dict(on_batch=on_batch, on_epoch=on_epoch, stop=stop, rows=rows)
-    cached = fit_phase(model, x, y, train_idx, val_idx, config, phase="train", rate=config.learning_rate,
-                        epochs=config.epochs, offset=0, **common)
+    fitted = fit_phase(model, data, train_idx, val_idx, config, phase="train", rate=config.learning_rate,
+                       epochs=config.epochs, offset=0, **common)
+    cached = fitted.cached
     stopped = stop is not None and stop.is_set()
     if config.fine_tune_from and config.fine_tune_epochs and not stopped:
         set_trainable_from(base_and_head(model)[0], config.fine_tune_from,
                            freeze_batchnorm=spec.weights is not None or spec.base_model is not None)
-        cached &= fit_phase(model, x, y, train_idx, val_idx, config, phase="fine-tune",
-                             rate=config.fine_tune_learning_rate, epochs=config.fine_tune_epochs,
-                             offset=len(rows), **common)
+        fitted = fit_phase(model, data, train_idx, val_idx, config, phase="fine-tune",
+                           rate=config.fine_tune_learning_rate, epochs=config.fine_tune_epochs,
+                           offset=len(rows), **common)
+        cached &= fitted.cached
         stopped = stop is not None and stop.is_set()
     held_out = val_idx if len(val_idx) else train_idx
+    evaluation = (evaluate(fitted.trained, fitted.rows, data.labels, held_out, dataset.class_names)
+                  if fitted.cached else evaluate_images(model, data, held_out, dataset.class_names))
     history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
-    return TrainResult(model, spec, config, dataset.class_names, history,
-                       evaluate(model, x, y, held_out, dataset.class_names), stopped, cached,
+    return TrainResult(model, spec, config, dataset.class_names, history, evaluation, stopped, cached,
                        time.perf_counter() - started)
