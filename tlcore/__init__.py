@@ -20,7 +20,15 @@ from tlcore.build import (
 )
 from tlcore.atomic import StorageError, atomic_save, atomic_write_bytes, atomic_write_text
 from tlcore.datasets import ImageDataset, content_digest, load_dataset, sample_dataset, server_folder, upload_key
+from tlcore.budgets import (
+    ModelCost,
+    check_job_memory,
+    check_spec_budget,
+    estimate_job_memory,
+    model_cost,
+)
 from tlcore.errors import (
+    BudgetError,
     ConfigError,
     DatasetError,
     ImageError,
@@ -52,6 +60,7 @@ __all__ = [
     "POOLINGS",
     "BackboneSpec",
     "BatchProgress",
+    "BudgetError",
     "ConfigError",
     "DatasetError",
     "Evaluation",
@@ -59,6 +68,7 @@ __all__ = [
     "ImageError",
     "JobQueue",
     "JobSnapshot",
+    "ModelCost",
     "ModelFileError",
     "ParameterCounts",
     "RunRecord",
@@ -85,10 +95,13 @@ __all__ = [
     "load_model_file",
     "build_transfer_model",
     "check_input_shape",
+    "check_job_memory",
+    "check_spec_budget",
     "check_transfer_spec",
     "compare_layers",
     "compiled_forward",
     "download_weights",
+    "estimate_job_memory",
     "evaluate",
     "extract_features",
     "feature_extractor",
@@ -104,6 +117,7 @@ __all__ = [
     "load_dataset",
     "load_image",
     "load_settings",
+    "model_cost",
     "model_input_size",
     "parameter_counts",
     "plan_transfer_model",

@@ -14,6 +14,7 @@ import keras
 import pandas as pd
 
 from tlcore.backbone import load_backbone
+from tlcore.budgets import check_spec_budget, shapes_only
 from tlcore.errors import ConfigError, ShapeError
 from tlcore.model_files import load_model_file
 from tlcore.shapes import ShapeCheck, check_input_shape, smallest_input
@@ -64,12 +65,16 @@ class TransferSpec:
 def check_transfer_spec(spec: TransferSpec) -> ShapeCheck:
     """Validate every choice of ``spec`` before anything is built.
 
+    The last check is the budget: the model is counted without allocating it
+    and refused over ``TL_MAX_MODEL_PARAMS`` or ``TL_MAX_ACTIVATION_MB``.
+
     Returns:
         The input-shape check, with the feature map leaving the base.
 
     Raises:
         ShapeError: an input or pooling window the base cannot take.
         ConfigError: a pooling, head size or dropout outside what is accepted.
+        BudgetError: a model over a budget of this server.
     """
     base = get_backbone(spec.backbone)
     check = check_input_shape(base, spec.input_shape)
@@ -92,6 +97,7 @@ def check_transfer_spec(spec: TransferSpec) -> ShapeCheck:
         raise ConfigError(f"Hidden units must be 0 or more. Received: hidden_units={spec.hidden_units}")
     if not 0.0 <= spec.dropout < 1.0:
         raise ConfigError(f"Dropout must be from 0 up to (not including) 1. Received: dropout={spec.dropout}")
+    check_spec_budget(spec)
     return check
 
 
@@ -186,6 +192,7 @@ def build_transfer_model(spec: TransferSpec, *, progress: Progress | None = None
 
     Raises:
         ShapeError, ConfigError: a choice that cannot work, explained.
+        BudgetError: a model over a budget of this server (checked before building).
         WeightsError: weights that are not available or do not fit.
     """
     check_transfer_spec(spec)
@@ -201,8 +208,24 @@ def _assemble(spec: TransferSpec, progress: Progress | None = None) -> keras.Mod
             spec.backbone, weights=spec.weights, include_top=False,
             input_shape=spec.input_shape, progress=progress,
         )
-    pretrained = spec.weights is not None or spec.base_model is not None
-    set_trainable_from(base, spec.trainable_from, freeze_batchnorm=pretrained)
+    set_trainable_from(base, spec.trainable_from, freeze_batchnorm=_pretrained(spec))
+    return attach_head(base, spec)
+
+
+def _pretrained(spec: TransferSpec) -> bool:
+    return spec.weights is not None or spec.base_model is not None
+
+
+def transfer_architecture(spec: TransferSpec) -> keras.Model:
+    """The model ``spec`` builds, without weights: the registry base, frozen as asked, and the head.
+
+    A develop-a-model base has the registry's architecture at the same input
+    size, so no file is read. Inside ``budgets.shapes_only()`` nothing is
+    allocated; ``spec`` must already be checked for shapes and choices.
+    """
+    base = get_backbone(spec.backbone).constructor(
+        weights=None, include_top=False, input_shape=tuple(spec.input_shape))
+    set_trainable_from(base, spec.trainable_from, freeze_batchnorm=_pretrained(spec))
     return attach_head(base, spec)
 
 
@@ -224,11 +247,13 @@ class TransferPlan:
 
 
 def plan_transfer_model(spec: TransferSpec) -> TransferPlan:
-    """Check ``spec`` and describe the model it builds (architecture only, no weights).
+    """Check ``spec`` and describe the model it builds (architecture only, nothing allocated).
 
     Raises:
         ShapeError, ConfigError: a choice that cannot work, explained.
+        BudgetError: a model over a budget of this server.
     """
     check = check_transfer_spec(spec)
-    model = _assemble(dataclasses.replace(spec, weights=None))
-    return TransferPlan(spec, check, layer_table(model, expand_nested=True), parameter_counts(model))
+    with shapes_only():
+        model = transfer_architecture(spec)
+        return TransferPlan(spec, check, layer_table(model, expand_nested=True), parameter_counts(model))

@@ -32,3 +32,7 @@ class ModelFileError(TLError, ValueError):
 
 class ConfigError(TLError, ValueError):
     """A choice (layer name, pooling, head size...) outside what is accepted."""
+
+
+class BudgetError(ConfigError):
+    """A choice over one of this server's budgets (a ``TL_*`` limit), refused before allocation."""
