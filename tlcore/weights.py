@@ -18,6 +18,7 @@ from pathlib import Path
 import keras
 
 from tlcore.atomic import atomic_save
+from tlcore.budgets import weights_file_problem
 from tlcore.errors import WeightsError
 from tlcore.zoo import BackboneSpec, WeightsFile, get_backbone
 
@@ -134,9 +135,15 @@ def download_weights(
 def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
     """Load a ``.weights.h5`` or ``.h5`` weights file into ``model``.
 
+    Before Keras reads any data, every dataset's declared shape (HDF5 metadata)
+    must be the shape of one of the model's weights, and together they may hold
+    no more numbers than the model has: a small file declaring huge datasets is
+    refused before anything is allocated.
+
     Raises:
         WeightsError: when the file is missing, has another ending, or holds
-            weights of another architecture or input size.
+            weights of another architecture or input size (naming the first
+            dataset that does not fit).
     """
     path = Path(path)
     if not path.name.endswith(WEIGHTS_SUFFIXES):
@@ -145,11 +152,17 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
         )
     if not path.is_file():
         raise WeightsError(f"A weights file must exist. Received: {str(path)!r} (no such file)")
+    expected = (f"The weights in {path.name!r} must fit {model.name} "
+                f"({model.count_params():,} parameters, input {tuple(model.input.shape)})")
+    try:
+        problem = weights_file_problem(path, model)
+    except OSError as exc:  # h5py: not an HDF5 file
+        problem = f"it is not an HDF5 file ({str(exc)[:200]})"
+    if problem:
+        raise WeightsError(f"{expected}. Received: weights of another architecture or size: {problem}")
     try:
         model.load_weights(path)
     except Exception as exc:  # Keras raises ValueError, KeyError or OSError here
         raise WeightsError(
-            f"The weights in {path.name!r} must fit {model.name} "
-            f"({model.count_params():,} parameters, input {tuple(model.input.shape)}). "
-            f"Received: weights of another architecture or size ({str(exc)[:200]})"
+            f"{expected}. Received: weights of another architecture or size ({str(exc)[:200]})"
         ) from exc
