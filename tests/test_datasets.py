@@ -378,3 +378,85 @@ def test_sample_dataset_has_a_stable_digest_and_datasets_pickle(tmp_path, monkey
     assert tlcore.sample_dataset(per_class=3, size=32, seed=5).digest == first.digest
     assert tlcore.sample_dataset(per_class=3, size=32, seed=6).digest != first.digest
     assert pickle.loads(pickle.dumps(first)) == first
+
+
+# --- The Train page's picker and the stored-datasets panel (AppTest) ---------------------------------
+
+
+def test_train_page_explains_the_folder_option_is_off_without_allowed_roots(monkeypatch):
+    from conftest import open_page
+
+    monkeypatch.delenv("TL_DATASET_ROOTS", raising=False)
+    at = open_page("views/train.py")
+    at.radio(key="dataset_source").set_value("Folder on the server").run()
+    assert not at.exception
+    assert "Folder on the server is off on this server" in at.info[0].value
+    assert "TL_DATASET_ROOTS" in at.info[0].value
+    assert not [box for box in at.text_input if box.key == "dataset_folder"]  # nothing to type a path into
+
+
+def test_train_page_takes_a_folder_only_inside_the_allowed_roots(roots):
+    from conftest import open_page
+
+    allowed, secret = roots
+    at = open_page("views/train.py")
+    at.radio(key="dataset_source").set_value("Folder on the server").run()
+    assert f"Allowed folders: `{allowed}`" in " ".join(c.value for c in at.caption)
+    at.text_input(key="dataset_folder").set_value(f"{allowed}/../secret/private").run()
+    assert not at.exception
+    assert "must be inside one of the allowed folders (TL_DATASET_ROOTS)" in at.error[0].value
+    assert not at.get("imgs")  # nothing from the secret folder is shown
+    at.text_input(key="dataset_folder").set_value("pets").run()
+    assert not at.error and "6 images in 2 classes from pets" in " ".join(c.value for c in at.caption)
+
+
+def _render_usage():
+    from ui.storage import render_data_usage
+
+    render_data_usage()
+
+
+def test_stored_datasets_panel_shows_usage_and_deletes_after_confirming(monkeypatch, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
+    from ui import storage
+
+    storage._usage.clear()
+    storage._datasets.clear()
+    dataset = tlcore.load_dataset(make_zip(two_classes()))
+    at = AppTest.from_function(_render_usage, default_timeout=60).run()
+    assert not at.exception
+    assert "of 50 GB used (TL_MAX_DATA_GB)" in at.get("progress")[0].proto.text
+    assert at.dataframe[0].value["id"].tolist() == [dataset.root.name]
+    assert at.button(key="delete_dataset").disabled  # confirm first
+    at.checkbox(key=f"confirm-dataset-{dataset.root.name}").check().run()
+    at.button(key="delete_dataset").click().run()
+    assert not at.exception and not dataset.root.exists()
+    assert "freed" in at.success[0].value and "No stored datasets yet" in at.caption[0].value
+
+
+def _decode():
+    import streamlit as st
+
+    from conftest import image_bytes
+    from ui.samples import decoded_image
+
+    width, height = decoded_image(image_bytes((30, 20), seed=42)).size
+    st.markdown(f"decoded {width}x{height}")
+
+
+def test_an_upload_is_decoded_once_across_reruns(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from ui.samples import _decoded
+
+    _decoded.clear()
+    calls = []
+    real = tlcore.load_image
+    monkeypatch.setattr(tlcore, "load_image", lambda source, **kw: (calls.append(1), real(source, **kw))[1])
+    at = AppTest.from_function(_decode).run()
+    at.run()  # a rerun
+    other = AppTest.from_function(_decode).run()  # another session, the same bytes
+    assert at.markdown[0].value == other.markdown[0].value == "decoded 30x20"
+    assert len(calls) == 1

@@ -600,7 +600,6 @@ def load_dataset(
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             items, declared = _archive_items(archive, settings, data, skipped)  # checked even if stored before
-            _check_image_count(len(items), name, settings)
             if (stored := _open_stored(datasets_dir(settings) / key, name, settings)) is not None:
                 return stored
             return _store(items, name, settings, key=key, expected_bytes=declared, source="archive",

@@ -6,7 +6,7 @@ import streamlit as st
 
 import tlcore
 from ui import charts, classifiers, sidebar
-from ui.samples import IMAGE_TYPES, sample_images
+from ui.samples import IMAGE_TYPES, decoded_image, sample_images
 from ui.state import from_url, to_url
 
 st.title("Classify an image")
@@ -33,10 +33,10 @@ with left:
              format_func={"crop": "centre crop", "squash": "squash"}.get)
     to_url("fit", "predict_model")
 
-source = upload.getvalue() if upload is not None else SAMPLES[sample]
+source = upload.getvalue() if upload is not None else SAMPLES[sample].read_bytes()
 source_name = upload.name if upload is not None else f"the {sample} sample"
 try:
-    image = tlcore.load_image(source)
+    image = decoded_image(source)  # once per distinct content: a rerun does not decode again
 except tlcore.ImageError as exc:
     left.error(f"**That file cannot be used.** {exc}")
     st.stop()

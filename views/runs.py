@@ -45,3 +45,6 @@ with st.expander("Delete this run"):
         store.delete(opened)
         st.query_params.pop("run", None)
         st.rerun()
+st.subheader("Stored datasets")
+from ui.storage import render_data_usage  # noqa: E402
+render_data_usage()

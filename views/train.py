@@ -4,7 +4,7 @@
 import streamlit as st
 
 import tlcore
-from ui import charts, models, sidebar, training
+from ui import charts, datasets, models, sidebar, training
 from ui.run_view import render_run
 
 st.title("Train on your images")
@@ -17,7 +17,7 @@ st.caption(f"Model from the Build page: {spec.backbone} at {spec.input_shape[0]}
 st.page_link("views/build.py", label="Change the model on the Build page", icon=":material/construction:")
 
 st.subheader("1. Images")
-dataset = training.dataset_picker()
+dataset = datasets.dataset_picker()
 
 counts_col, thumbs_col = st.columns([1, 2])
 with counts_col:

@@ -1,0 +1,136 @@
+"""The Train page's dataset picker and its cached, content-keyed dataset loaders.
+
+Every upload is keyed by its sha256 (``tlcore.upload_key``): a rerun, another
+session or a re-upload of the same bytes gets the stored dataset back without
+decoding anything, and a refusal is remembered too, so a refused upload is not
+decoded again on every rerun. The rules (what a server folder may be, the
+budgets) live in ``tlcore``; this module only wires them to widgets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import streamlit as st
+
+import tlcore
+from ui.samples import IMAGE_TYPES
+
+SAMPLE, ZIP, GROUPS, FOLDER = "Built-in sample (shapes)", "Zip of class folders", "Images per class", "Folder on the server"
+FOLDER_OFF = ("**Folder on the server is off on this server.** Visitors may train only from folders an "
+              "administrator lists in `TL_DATASET_ROOTS` (separated by `:`), and none is listed. "
+              "Upload a .zip of class folders instead.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """A stored dataset, or why the source was refused (remembered like a dataset)."""
+
+    dataset: tlcore.ImageDataset | None
+    error: str | None = None
+
+
+def _outcome(load, *args) -> Outcome:
+    try:
+        return Outcome(load(*args))
+    except tlcore.TLError as exc:
+        return Outcome(None, str(exc))
+
+
+@st.cache_resource(max_entries=4, show_spinner="Drawing the sample dataset...")
+def _sample() -> tlcore.ImageDataset:
+    return tlcore.sample_dataset(per_class=64, size=64)
+
+
+@st.cache_resource(max_entries=16, show_spinner="Checking and storing the images...")
+def _upload(key: str, _source) -> Outcome:
+    return _outcome(tlcore.load_dataset, _source)
+
+
+@st.cache_resource(max_entries=8, ttl=600, show_spinner="Checking and storing the folder's images...")
+def _folder(resolved: str) -> Outcome:
+    """A server folder, re-read after 10 minutes (its files may change; unchanged content is not stored twice)."""
+    return _outcome(tlcore.load_dataset, resolved)
+
+
+def _still_stored(dataset: tlcore.ImageDataset | None) -> bool:
+    return dataset is None or (dataset.root / "digest.txt").is_file()
+
+
+def _cached(loader, *args) -> tlcore.ImageDataset:
+    """``loader(*args)``'s dataset, loaded again if it was deleted since; raises DatasetError if refused."""
+    outcome = loader(*args)
+    if not _still_stored(outcome.dataset):  # deleted on the Runs page since it was cached
+        loader.clear(*args)
+        outcome = loader(*args)
+    if outcome.error is not None:
+        raise tlcore.DatasetError(outcome.error)
+    return outcome.dataset
+
+
+def forget_stored() -> None:
+    """Drop every cached dataset and refusal (after datasets were deleted: room was made)."""
+    _upload.clear()
+    _folder.clear()
+
+
+def sample_dataset() -> tlcore.ImageDataset:
+    dataset = _sample()
+    if not _still_stored(dataset):
+        _sample.clear()
+        dataset = _sample()
+    return dataset
+
+
+def dataset_from_archive(data: bytes) -> tlcore.ImageDataset:
+    """Each distinct archive is checked and stored once per server."""
+    return _cached(_upload, tlcore.upload_key(data), data)
+
+
+def dataset_from_groups(groups: dict[str, list[bytes]]) -> tlcore.ImageDataset:
+    return _cached(_upload, tlcore.upload_key(groups), groups)
+
+
+def dataset_from_folder(typed: str) -> tlcore.ImageDataset:
+    """A folder a visitor typed, only inside ``TL_DATASET_ROOTS`` (raises DatasetError otherwise)."""
+    return _cached(_folder, str(tlcore.server_folder(typed)))
+
+
+def _folder_widgets() -> tlcore.ImageDataset:
+    roots = tlcore.load_settings().dataset_roots
+    if not roots:
+        st.info(FOLDER_OFF, icon=":material/folder_off:")
+        st.stop()
+    st.caption(f"Allowed folders: {', '.join(f'`{root}`' for root in roots)}. A relative path is looked up "
+               "inside them; links that lead elsewhere are not followed.")
+    typed = st.text_input("Folder path on the server (one subfolder per class)", key="dataset_folder")
+    if not typed:
+        st.stop()
+    return dataset_from_folder(typed)
+
+
+def dataset_picker() -> tlcore.ImageDataset:
+    """Widgets to choose a dataset; explains and stops the page until one is usable."""
+    source = st.radio("Dataset", [SAMPLE, ZIP, GROUPS, FOLDER], horizontal=True, key="dataset_source")
+    try:
+        if source == SAMPLE:
+            return sample_dataset()
+        if source == ZIP:
+            upload = st.file_uploader("A .zip with one folder per class (cats/1.jpg, dogs/2.png, ...)",
+                                      type=["zip"])
+            if upload is None:
+                st.stop()
+            return dataset_from_archive(upload.getvalue())
+        if source == GROUPS:
+            text = st.text_input("Class names, separated by commas", "class a, class b")
+            names = [name.strip() for name in text.split(",") if name.strip()]
+            groups = {name: st.file_uploader(f"Images of {name}", type=IMAGE_TYPES, accept_multiple_files=True,
+                                             key=f"group-{name}") for name in names}
+            if len(groups) < 2 or not all(groups.values()):
+                st.info("Name at least two classes and upload at least two images for each.")
+                st.stop()
+            return dataset_from_groups({n: [f.getvalue() for f in files] for n, files in groups.items()})
+        return _folder_widgets()
+    except tlcore.TLError as exc:
+        st.error(f"**That dataset cannot be used.** {exc}")
+        st.stop()

@@ -1,0 +1,60 @@
+"""The data folder against TL_MAX_DATA_GB, and the stored datasets with a confirmed delete."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+import tlcore
+from ui import datasets
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _usage() -> tlcore.DataUsage:
+    return tlcore.data_usage()
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _datasets() -> pd.DataFrame:
+    return tlcore.list_datasets()
+
+
+def render_data_usage() -> None:
+    """Usage against the cap, a table of stored datasets, and a delete action (confirmed first)."""
+    if done := st.session_state.pop("dataset_deleted", None):
+        st.success(done)
+    usage = _usage()
+    st.progress(usage.fraction, text=f"Data folder: {usage} (TL_MAX_DATA_GB); stored datasets take "
+                                     f"{tlcore.format_size(usage.datasets)}.")
+    table = _datasets()
+    if table.empty:
+        st.caption("No stored datasets yet: they appear here once the Train page has stored one.")
+        return
+    st.dataframe(
+        table.assign(size=table["bytes"].map(tlcore.format_size))[
+            ["name", "images", "classes", "size", "created", "builtin", "id"]],
+        hide_index=True, width="stretch",
+        column_config={"created": st.column_config.DatetimeColumn("stored", format="YYYY-MM-DD HH:mm"),
+                       "builtin": st.column_config.CheckboxColumn("built-in"),
+                       "size": st.column_config.TextColumn("size on disk")},
+    )
+    deletable = table[~table["builtin"]]
+    if deletable.empty:
+        return
+    labels = {row.id: f"{row.name} · {row.images} images · {tlcore.format_size(row.bytes)} · {row.id[:8]}"
+              for row in deletable.itertuples()}
+    with st.expander("Delete a dataset to make room"):
+        chosen = st.selectbox("Dataset", list(labels), format_func=labels.get, key="dataset_to_delete")
+        st.caption("Runs trained on it keep their records and models; training on it again needs a new upload.")
+        confirmed = st.checkbox("Yes, delete this dataset's stored images", key=f"confirm-dataset-{chosen}")
+        if st.button("Delete dataset", type="primary", disabled=not confirmed, key="delete_dataset"):
+            try:
+                freed = tlcore.delete_dataset(chosen)
+            except tlcore.TLError as exc:
+                st.error(str(exc))
+                return
+            datasets.forget_stored()
+            _usage.clear()
+            _datasets.clear()
+            st.session_state["dataset_deleted"] = f"Deleted {labels[chosen]}: {tlcore.format_size(freed)} freed."
+            st.rerun()
