@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import tlcore
+from conftest import image_bytes
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +57,25 @@ def test_history_is_saved_as_it_happens_and_eta_is_reported(tmp_path, dataset):
     job.wait(60)
 
 
-def test_a_failing_job_reports_plainly(tmp_path, dataset):
-    queue = tlcore.JobQueue()
+def test_a_spec_that_cannot_work_is_refused_when_submitted(tmp_path, dataset):
     store = tlcore.RunStore(tmp_path)
-    job = queue.submit(tlcore.TransferSpec(backbone="VGG16", input_shape=(16, 16, 3), weights=None),
-                       dataset, tlcore.TrainConfig(epochs=1), store)
-    snapshot = job.wait(60)
-    assert snapshot.state == "failed" and "at least 32x32" in snapshot.error
+    with pytest.raises(tlcore.ShapeError, match="at least 32x32"):
+        tlcore.JobQueue().submit(tlcore.TransferSpec(backbone="VGG16", input_shape=(16, 16, 3), weights=None),
+                                 dataset, tlcore.TrainConfig(epochs=1), store)
+    assert store.list().empty
+
+
+def test_a_failing_job_reports_plainly(tmp_path):
+    vanishing = tlcore.load_dataset({"a": [image_bytes(seed=1), image_bytes(seed=2)],
+                                     "b": [image_bytes(seed=3), image_bytes(seed=4)]})
+    for path in vanishing.files:
+        path.unlink()  # the images go missing after the job was queued
+    store = tlcore.RunStore(tmp_path)
+    job = tlcore.JobQueue().submit(SPEC, vanishing, tlcore.TrainConfig(epochs=1, cache_features=False), store)
+    snapshot = job.wait(120)
+    assert snapshot.state == "failed"
+    assert snapshot.error.startswith("Training failed unexpectedly (") and "server log" in snapshot.error
+    assert "Traceback" not in snapshot.error and str(vanishing.root) not in snapshot.error
     assert store.list().loc[0, "status"] == "failed"
 
 
@@ -109,3 +122,12 @@ def test_old_finished_jobs_are_let_go_but_their_runs_stay(tmp_path, dataset):
     assert set(queue.jobs) == {done[-1].id, latest.id}
     latest.wait(120)
     assert len(store.list()) == 4
+
+
+def test_a_job_over_the_memory_budget_is_refused_before_any_worker_starts(tmp_path, dataset, monkeypatch):
+    monkeypatch.setenv("TL_JOB_MEMORY_GB", "4")
+    store = tlcore.RunStore(tmp_path)
+    spec = tlcore.TransferSpec(backbone="VGG16", input_shape=(224, 224, 3), weights=None, trainable_from="all")
+    with pytest.raises(tlcore.BudgetError, match=r"at most 4 GB of memory on this server \(TL_JOB_MEMORY_GB\)"):
+        tlcore.JobQueue().submit(spec, dataset, tlcore.TrainConfig(batch_size=64), store)
+    assert store.list().empty

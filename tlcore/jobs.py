@@ -36,7 +36,8 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import ray  # noqa: E402
 import ray.exceptions  # noqa: E402
 
-from tlcore.build import TransferSpec
+from tlcore.budgets import check_job_memory
+from tlcore.build import TransferSpec, check_transfer_spec
 from tlcore.datasets import ImageDataset
 from tlcore.errors import ConfigError, TLError
 from tlcore.runs import RunStore
@@ -368,8 +369,13 @@ class JobQueue:
 
         Raises:
             ConfigError: the line is full (``max_queued_jobs``), or the config is invalid.
+            BudgetError: the job would need more memory than a worker may use (``TL_JOB_MEMORY_GB``).
+            ShapeError: the spec cannot be built.
         """
         config.check()
+        spec = dataclasses.replace(spec, num_classes=len(dataset.class_names))
+        check_transfer_spec(spec)
+        check_job_memory(spec, config.batch_size)
         with self._condition:
             if len(self._waiting) >= self.max_waiting:
                 raise ConfigError(
