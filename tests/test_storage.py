@@ -72,7 +72,7 @@ def test_the_data_cap_refuses_before_storing(monkeypatch, data_dir):
     used = folder_size(data_dir)
     monkeypatch.setenv("TL_MAX_DATA_GB", str((used + 1_000) / 1e9))  # room for 1 KB more
     archive = make_zip(seed=10)
-    with pytest.raises(tlcore.StorageError, match=r"The data folder may hold at most [\d.e-]+ GB \(TL_MAX_DATA_GB\). "
+    with pytest.raises(tlcore.StorageError, match=r"The data folder may hold at most [\d.]+ KB \(TL_MAX_DATA_GB\). "
                                                   r"Received: a dataset \(uploaded archive\) of about [\d.]+ KB while "
                                                   r"[\d.]+ KB are in use; delete runs or datasets to make room."):
         tlcore.load_dataset(archive)
@@ -87,7 +87,7 @@ def test_the_data_cap_is_enforced_while_writing(monkeypatch, data_dir):
     small_jpegs = make_zip(n=20, seed=20, fmt="JPEG", quality=10)  # each JPEG becomes a larger PNG
     declared = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(small_jpegs)).infolist())
     monkeypatch.setenv("TL_MAX_DATA_GB", str((used + 2 * declared) / 1e9))  # the declared size fits
-    with pytest.raises(tlcore.StorageError, match=r"at most [\d.e-]+ GB \(TL_MAX_DATA_GB\). Received: a dataset "
+    with pytest.raises(tlcore.StorageError, match=r"at most [\d.]+ KB \(TL_MAX_DATA_GB\). Received: a dataset "
                                                   r"\(uploaded archive\) that reached [\d.]+ KB while writing"):
         tlcore.load_dataset(small_jpegs)
     assert folder_size(data_dir) == used  # the partial folder is gone
@@ -165,3 +165,24 @@ def test_a_full_data_folder_stores_nothing(monkeypatch, data_dir):
     with pytest.raises(tlcore.StorageError, match="TL_MAX_DATA_GB"):
         tlcore.load_dataset({"a": [big.getvalue()] * 2, "b": [image_bytes(seed=1), image_bytes(seed=2)]})
     assert folder_size(data_dir) == 0
+
+
+def test_two_datasets_written_at_once_share_the_cap(monkeypatch):
+    from tlcore.storage import WriteBudget
+
+    monkeypatch.setenv("TL_MAX_DATA_GB", str(10_000 / 1e9))  # 10 KB, empty folder
+    first, second = WriteBudget(expected=4_000), WriteBudget(expected=4_000)  # each fits alone
+    first.take(6_000)
+    second.take(3_000)
+    with pytest.raises(tlcore.StorageError, match=r"at most 10.0 KB \(TL_MAX_DATA_GB\). Received: a dataset that "
+                                                  r"reached 5.0 KB while writing, with 6.0 KB in use"):
+        second.take(2_000)  # its 3 + 2 KB and the other's 6 KB: past 10 KB
+
+
+def test_the_cap_message_in_gigabytes(monkeypatch):
+    monkeypatch.setenv("TL_MAX_DATA_GB", "50")
+    with pytest.raises(tlcore.StorageError) as refused:
+        tlcore.check_room(3_100_000_000, used=48_200_000_000)
+    assert str(refused.value) == ("The data folder may hold at most 50 GB (TL_MAX_DATA_GB). Received: a dataset of "
+                                  "about 3.1 GB while 48.2 GB are in use; delete runs or datasets to make room.")
+    assert tlcore.check_room(1_000_000_000, used=48_200_000_000) == 48_200_000_000

@@ -646,7 +646,7 @@ def sample_dataset(*, per_class: int = 64, size: int = 64, seed: int = 0) -> Ima
     root = datasets_dir(settings) / f"sample-{per_class}-{size}-{seed}"
     if not (root / CLASSES_FILE).is_file():
         rng = np.random.default_rng(seed)
-        building = root.with_name(root.name + f".{uuid.uuid4().hex}")
+        building = root.with_name(f"{BUILDING_PREFIX}{uuid.uuid4().hex}")  # swept if left unfinished
         digest = _ContentDigest()
         for label, kind in enumerate(SAMPLE_CLASSES):
             (building / str(label)).mkdir(parents=True)

@@ -110,7 +110,8 @@ class DataUsage:
 
 
 def _cap_text(cap: int) -> str:
-    return f"{cap / GB:g} GB"
+    """The cap as set ("50 GB"), or in smaller units when it is under 0.1 GB."""
+    return f"{cap / GB:g} GB" if cap >= GB / 10 else format_size(cap)
 
 
 def data_usage() -> DataUsage:
@@ -164,7 +165,6 @@ class WriteBudget:
     """
 
     def __init__(self, *, expected: int = 0, what: str = "a dataset") -> None:
-        global _ledger_total
         settings = load_settings()
         self.cap = int(settings.max_data_gb * GB)
         self.what = what
