@@ -40,7 +40,7 @@ from tlcore.errors import (
 from tlcore.features import extract_features, feature_extractor, project_2d
 from tlcore.images import fit_image, load_image
 from tlcore.inference import compiled_forward
-from tlcore.jobs import JobQueue, JobSnapshot, TrainingJob
+from tlcore.jobs import JobQueue, JobSnapshot, TrainingJob, connect as connect_ray
 from tlcore.model_files import check_model_config, load_model_file
 from tlcore.labels import imagenet_labels, imagenet_wordnet_ids
 from tlcore.predict import model_input_size, predict_top_k
@@ -100,6 +100,7 @@ __all__ = [
     "check_transfer_spec",
     "compare_layers",
     "compiled_forward",
+    "connect_ray",
     "download_weights",
     "estimate_job_memory",
     "evaluate",

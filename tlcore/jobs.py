@@ -315,8 +315,9 @@ class TrainingJob:
                     self._worker.stop.remote()
                     stop_sent = True
             state = ray.get(done)
+            _, _, peak = ray.get(self._worker.progress.remote())
             with self._lock:
-                self._history = self.store.get(self.run_id).history
+                self._history, self._peak = self.store.get(self.run_id).history, peak
             return state
         finally:
             if self._worker is not None:

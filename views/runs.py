@@ -42,7 +42,7 @@ st.caption("This page's address opens this run directly: copy it to share.")
 render_run(store.get(opened), store)
 with st.expander("Delete this run"):
     if st.checkbox("Yes, delete it and its model", key=f"confirm-{opened}") and st.button("Delete", type="primary"):
-        store.delete(opened)
+        training.job_queue().delete_run(opened, store)  # a job still training for it is ended first
         st.query_params.pop("run", None)
         st.rerun()
 st.subheader("Stored datasets")

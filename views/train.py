@@ -84,10 +84,10 @@ def live_progress() -> None:
     else:
         progress = snapshot.progress
         eta = f", about {snapshot.remaining:.0f} s left" if snapshot.remaining is not None else ""
-        where = f"epoch {progress.epoch} of {progress.epochs}, batch {progress.batch} of {progress.batches}" \
-            if progress else "preparing the images and the model"
+        where = progress.describe() if progress else "starting a worker, preparing the images and the model"
+        memory = f" · worker memory {snapshot.peak_memory / 2**30:.1f} GB" if snapshot.peak_memory else ""
         st.progress(progress.fraction if progress else 0.0,
-                    text=f"{snapshot.state.capitalize()}: {where} · {snapshot.elapsed:.0f} s{eta}")
+                    text=f"{snapshot.state.capitalize()}: {where} · {snapshot.elapsed:.0f} s{eta}{memory}")
     if len(snapshot.history):
         st.altair_chart(charts.training_curves(snapshot.history), width="content")
     if st.button("Stop", icon=":material/stop:", disabled=snapshot.state == "stopping"):
