@@ -42,7 +42,7 @@ from PIL import Image, ImageDraw
 
 from tlcore.atomic import atomic_write_text
 from tlcore.errors import DatasetError, ImageError
-from tlcore.images import ImageSource, ResizeMode, fit_image, load_image
+from tlcore.images import ImageSource, load_image
 from tlcore.settings import Settings, load_settings
 from tlcore.storage import (
     BUILDING_PREFIX,
@@ -90,11 +90,6 @@ class ImageDataset:
         """Images per class."""
         tally = np.bincount(np.asarray(self.labels, dtype=int), minlength=len(self.class_names))
         return dict(zip(self.class_names, (int(n) for n in tally)))
-
-    def arrays(self, size: tuple[int, int], *, mode: ResizeMode = "crop") -> tuple[np.ndarray, np.ndarray]:
-        """All images fitted to (height, width): uint8 (n, h, w, 3) and int labels (n,)."""
-        pixels = np.stack([np.asarray(fit_image(Image.open(f).convert("RGB"), size, mode=mode)) for f in self.files])
-        return pixels, np.asarray(self.labels, dtype=np.int64)
 
     def split(self, validation_fraction: float, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Stratified, seeded indices (train, validation): each class keeps its share in both.

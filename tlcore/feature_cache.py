@@ -26,11 +26,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from tlcore.atomic import atomic_write_text
+from tlcore.atomic import StorageError, atomic_write_text
 from tlcore.datasets import ImageDataset
 from tlcore.images import ResizeMode
 from tlcore.inference import compiled_forward
 from tlcore.pipeline import batched_outputs, image_batches
+from tlcore.storage import check_room
 
 EXTRACT_BATCH = 32
 """Images per forward pass when extracting (memory follows this, not the dataset)."""
@@ -118,6 +119,7 @@ class FeatureCache:
         cached = self.load(key)
         if cached is not None and len(cached) == len(dataset):
             return cached, True
+        self._make_room(len(dataset) * int(np.prod(prefix.output.shape[1:])) * 4, dataset)
         self._extract(prefix, dataset, key, preprocess=preprocess, mode=mode, on_progress=on_progress)
         atomic_write_text(self.root / f"{key}.json", json.dumps({
             "backbone": backbone, "dataset": dataset.name, "dataset_digest": dataset.digest,
@@ -125,6 +127,25 @@ class FeatureCache:
             "created": time.time(),
         }, indent=2))
         return self.load(key), False
+
+    def _make_room(self, needed: int, dataset: ImageDataset) -> None:
+        """Delete the least recently used feature files until ``needed`` bytes fit ``TL_MAX_DATA_GB``.
+
+        Raises:
+            StorageError: even without any other feature file, they would not fit.
+        """
+        what = f"frozen features of {len(dataset):,} images"
+        oldest_first = sorted(self.root.glob("*.npy"), key=lambda path: path.stat().st_mtime)
+        while True:
+            try:
+                check_room(needed, what=what)
+                return
+            except StorageError:
+                if not oldest_first:
+                    raise
+                stale = oldest_first.pop(0)
+                stale.unlink(missing_ok=True)
+                stale.with_suffix(".json").unlink(missing_ok=True)
 
     def _extract(self, prefix: keras.Model, dataset: ImageDataset, key: str, *, preprocess: Callable,
                  mode: ResizeMode, on_progress: Callable[[int, int], None] | None) -> None:

@@ -134,6 +134,7 @@ class RunStore:
             "validation_indices": evaluation.indices.tolist(),
             "confidently_wrong": json.loads(evaluation.confidently_wrong().to_json(orient="records")),
             "stopped": result.stopped, "feature_cache": result.feature_cache, "seconds": result.seconds,
+            "recalibrated_batchnorm": result.recalibrated_batchnorm,
         }, indent=2))
         self._update(run_id, status="stopped" if result.stopped else "done", seconds=result.seconds)
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tlcore.atomic import StorageError
 from tlcore.build import TransferSpec, base_and_head, build_transfer_model, set_trainable_from
 from tlcore.datasets import ImageDataset
 from tlcore.errors import ConfigError, DatasetError
@@ -196,6 +197,7 @@ class TrainResult:
     stopped: bool
     feature_cache: bool
     seconds: float
+    recalibrated_batchnorm: int = 0
 
 
 class _Recorder(keras.callbacks.Callback):
@@ -322,16 +324,23 @@ class TrainingData:
         return image_batches(self.dataset, indices, self.size, preprocess=get_backbone(self.backbone).preprocess,
                              batch_size=batch_size, mode=self.mode, seed=seed, augment=augment)
 
-    def features(self, prefix: keras.Model, on_batch=None) -> np.ndarray:
-        """``prefix``'s output for every image, from the cache (computed once, memory-mapped)."""
+    def features(self, prefix: keras.Model, on_batch=None) -> np.ndarray | None:
+        """``prefix``'s output for every image, from the cache (computed once, memory-mapped).
+
+        None when the features would not fit the data folder (``TL_MAX_DATA_GB``) even
+        after older feature files are let go: training then streams images instead.
+        """
         def report(done: int, total: int) -> None:
             if on_batch:
                 batches = -(-total // EXTRACT_BATCH)
                 on_batch(BatchProgress(FEATURES_PHASE, 1, 1, -(-done // EXTRACT_BATCH), batches))
 
-        rows, _ = self.cache.features(prefix, self.dataset, backbone=self.backbone,
-                                      preprocess=get_backbone(self.backbone).preprocess, mode=self.mode,
-                                      on_progress=report)
+        try:
+            rows, _ = self.cache.features(prefix, self.dataset, backbone=self.backbone,
+                                          preprocess=get_backbone(self.backbone).preprocess, mode=self.mode,
+                                          on_progress=report)
+        except StorageError:
+            return None
         return rows
 
 
@@ -362,9 +371,9 @@ def fit_phase(model: keras.Model, data: TrainingData, train_idx: np.ndarray, val
     epochs = config.epochs if epochs is None else epochs
     rows = [] if rows is None else rows
     split = frozen_split(model) if data.cache is not None and not config.augment else None
-    if split is not None:
-        prefix, trained = split
-        features = data.features(prefix, on_batch)
+    features = data.features(split[0], on_batch) if split is not None else None
+    if features is not None:
+        trained = split[1]
         training = row_batches(features, data.labels, train_idx, batch_size=config.batch_size, seed=config.seed)
         validation = (row_batches(features, data.labels, val_idx, batch_size=EVAL_BATCH)
                       if len(val_idx) else None)
@@ -383,6 +392,46 @@ def fit_phase(model: keras.Model, data: TrainingData, train_idx: np.ndarray, val
     trained.fit(training, validation_data=validation, epochs=epochs, callbacks=callbacks, shuffle=False,
                 verbose=0)
     return FittedPhase(trained, features)
+
+
+TRAINING_BATCHNORM_MOMENTUM = 0.9
+"""Momentum of batch-norm layers that train (Keras applications use 0.99 to 0.999)."""
+RECALIBRATION_BATCHES = 50
+"""Training batches whose statistics replace the moving ones once a run that trains batch norm ends."""
+
+
+def trained_batchnorm(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    """The batch-norm layers of ``model`` (nested models included) that training updates."""
+    found = []
+    for layer in model.layers:
+        if not layer.trainable:
+            continue
+        if isinstance(layer, keras.Model):
+            found.extend(trained_batchnorm(layer))
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+    return found
+
+
+def recalibrate_batchnorm(model: keras.Model, layers: list[keras.layers.BatchNormalization],
+                          batches: tf.data.Dataset) -> None:
+    """Replace the moving statistics of ``layers`` by their average over ``batches`` ("precise BN").
+
+    A network trained from scratch for a few dozen steps leaves moving means and
+    variances that describe none of the weights it ended with, so inference (and
+    so validation) runs on statistics of nothing. Each batch here is run in
+    training mode with the momentum set so that the moving values become the
+    plain average of the batches' statistics; no weight changes.
+    """
+    momenta = [layer.momentum for layer in layers]
+    try:
+        for step, (x, _) in enumerate(batches.take(RECALIBRATION_BATCHES)):
+            for layer in layers:
+                layer.momentum = step / (step + 1)
+            model(x, training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
 
 
 def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, indices: np.ndarray,
@@ -466,6 +515,8 @@ def train(
     data = TrainingData(dataset, spec.backbone, tuple(spec.input_shape[:2]), config.resize_mode,
                         cache if config.cache_features else None)
     train_idx, val_idx = dataset.split(config.validation_fraction, seed=config.seed)
+    for layer in trained_batchnorm(model):  # from scratch: let the moving statistics keep up
+        layer.momentum = min(layer.momentum, TRAINING_BATCHNORM_MOMENTUM)
     rows: list[dict] = []
     common = dict(on_batch=on_batch, on_epoch=on_epoch, stop=stop, rows=rows)
     fitted = fit_phase(model, data, train_idx, val_idx, config, phase="train", rate=config.learning_rate,
@@ -480,9 +531,15 @@ def train(
                            offset=len(rows), **common)
         cached &= fitted.cached
         stopped = stop is not None and stop.is_set()
+    batchnorm = trained_batchnorm(fitted.trained)
+    if batchnorm:
+        recalibration = (row_batches(fitted.rows, data.labels, train_idx, batch_size=config.batch_size,
+                                     seed=config.seed) if fitted.cached
+                         else data.images(train_idx, config.batch_size, seed=config.seed))
+        recalibrate_batchnorm(fitted.trained, batchnorm, recalibration)
     held_out = val_idx if len(val_idx) else train_idx
     evaluation = (evaluate(fitted.trained, fitted.rows, data.labels, held_out, dataset.class_names)
                   if fitted.cached else evaluate_images(model, data, held_out, dataset.class_names))
     history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
     return TrainResult(model, spec, config, dataset.class_names, history, evaluation, stopped, cached,
-                       time.perf_counter() - started)
+                       time.perf_counter() - started, len(batchnorm))
