@@ -131,3 +131,18 @@ def test_a_job_over_the_memory_budget_is_refused_before_any_worker_starts(tmp_pa
     with pytest.raises(tlcore.BudgetError, match=r"at most 4 GB of memory on this server \(TL_JOB_MEMORY_GB\)"):
         tlcore.JobQueue().submit(spec, dataset, tlcore.TrainConfig(batch_size=64), store)
     assert store.list().empty
+
+
+def test_a_dataset_a_job_reads_cannot_be_deleted_until_the_job_ends(tmp_path):
+    uploaded = tlcore.load_dataset({"a": [image_bytes(seed=11), image_bytes(seed=12)],
+                                    "b": [image_bytes(seed=13), image_bytes(seed=14)]})
+    queue = tlcore.JobQueue()
+    job = queue.submit(SPEC, uploaded, tlcore.TrainConfig(epochs=300, batch_size=2), tlcore.RunStore(tmp_path))
+    assert uploaded.root.name in queue.datasets_in_use()
+    with pytest.raises(tlcore.DatasetError, match="queued or running training job reads cannot be deleted"):
+        tlcore.delete_dataset(uploaded.root.name, in_use=queue.datasets_in_use())
+    assert uploaded.root.is_dir()
+    job.stop()
+    job.wait(120)
+    assert queue.datasets_in_use() == set()
+    assert tlcore.delete_dataset(uploaded.root.name, in_use=queue.datasets_in_use()) > 0

@@ -396,6 +396,10 @@ class JobQueue:
         """The job of a run, while the server still holds it."""
         return next((job for job in list(self.jobs.values()) if job.run_id == run_id), None)
 
+    def datasets_in_use(self) -> set[str]:
+        """Folder names (dataset ids) of the datasets that queued or running jobs read."""
+        return {job.dataset.root.name for job in list(self.jobs.values()) if not job.finished}
+
     def delete_run(self, run_id: str, store: RunStore, *, timeout: float = 60) -> None:
         """Delete a run; a job still queued or training for it is ended first."""
         job = self.for_run(run_id)

@@ -21,6 +21,7 @@ import stat
 import threading
 import time
 import uuid
+from collections.abc import Collection
 from pathlib import Path
 
 import pandas as pd
@@ -254,7 +255,7 @@ def list_datasets() -> pd.DataFrame:
     return table
 
 
-def delete_dataset(dataset_id: str) -> int:
+def delete_dataset(dataset_id: str, *, in_use: Collection[str] = ()) -> int:
     """Delete a stored dataset and return the bytes freed.
 
     The folder is first renamed out of the way, so no one can open it half
@@ -262,9 +263,10 @@ def delete_dataset(dataset_id: str) -> int:
 
     Args:
         dataset_id: an ``id`` from ``list_datasets``.
+        in_use: ids of datasets that queued or running jobs read (``JobQueue.datasets_in_use``).
 
     Raises:
-        DatasetError: not the id of a stored dataset, or a built-in sample dataset.
+        DatasetError: not the id of a stored dataset, a built-in sample dataset, or one in use.
     """
     folder = datasets_dir()
     ids = set(list_datasets()["id"])
@@ -277,6 +279,11 @@ def delete_dataset(dataset_id: str) -> int:
         raise DatasetError(
             "Built-in sample datasets are not deleted: they are small, rebuilt on demand and may be in "
             f"use. Received: {dataset_id!r}"
+        )
+    if dataset_id in in_use:
+        raise DatasetError(
+            "A dataset that a queued or running training job reads cannot be deleted; stop the job or "
+            f"wait for it to end. Received: {dataset_id!r}, in use"
         )
     target = folder / dataset_id
     freed = folder_size(target)

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import tlcore
-from ui import datasets
+from ui import datasets, training
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -49,7 +49,7 @@ def render_data_usage() -> None:
         confirmed = st.checkbox("Yes, delete this dataset's stored images", key=f"confirm-dataset-{chosen}")
         if st.button("Delete dataset", type="primary", disabled=not confirmed, key="delete_dataset"):
             try:
-                freed = tlcore.delete_dataset(chosen)
+                freed = tlcore.delete_dataset(chosen, in_use=training.job_queue().datasets_in_use())
             except tlcore.TLError as exc:
                 st.error(str(exc))
                 return
