@@ -306,11 +306,14 @@ class TrainingJob:
         try:
             done = self._worker.run.remote(self.trainer, self.spec, self.dataset, self.config,
                                            str(self.store.root), self.run_id)
-            stop_sent = False
+            stop_sent, asked = False, None
             while not ray.wait([done], timeout=POLL_SECONDS)[0]:
-                progress, history, peak = ray.get(self._worker.progress.remote())
-                with self._lock:
-                    self._progress, self._history, self._peak = progress, history, peak
+                asked = asked or self._worker.progress.remote()  # one question at a time, even
+                if ray.wait([asked], timeout=0)[0]:                # while the worker waits for a machine
+                    progress, history, peak = ray.get(asked)
+                    asked = None
+                    with self._lock:
+                        self._progress, self._history, self._peak = progress, history, peak
                 if self._stop.is_set() and not stop_sent:
                     self._worker.stop.remote()
                     stop_sent = True
