@@ -1,7 +1,7 @@
 """Soak: open and close many app sessions that each predict, and report memory growth.
 
 Run: .venv/bin/python bench/soak_sessions.py [sessions]
-Each session is a fresh AppTest of app.py on the Predict page (MobileNetV2,
+Each session is a fresh AppTest of app/streamlit_app.py on the Predict page (MobileNetV2,
 untrained weights so no download is needed) that uploads a different made-up
 image and gets its top-5. Resident memory is sampled after a warm-up of 10
 sessions and then every 25 sessions. Target: under 100 MB growth after 200.
@@ -33,11 +33,11 @@ def one_session(seed: int) -> None:
     pixels = np.random.default_rng(seed).integers(0, 256, (120, 160, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "PNG")
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "app" / "streamlit_app.py"), default_timeout=120)
     at.session_state["backbone"] = "MobileNetV2"
     at.session_state["weights"] = "Random (untrained)"
     at.run()
-    at.switch_page("views/predict.py").run()
+    at.switch_page("../pages/predict.py").run()
     at.file_uploader[0].set_value(("photo.png", buffer.getvalue(), "image/png")).run()
     assert not at.exception and len(at.table[0].value) == 5, "a session did not predict"
 

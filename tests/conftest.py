@@ -35,12 +35,14 @@ def keras_home(tmp_path, monkeypatch) -> Path:
     return tmp_path / "keras" / "models"
 
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app" / "streamlit_app.py")  # the entrypoint; page paths are relative to it
 RANDOM = "Random (untrained)"
 
 
 def open_page(page: str, *, backbone: str = "VGG16", weights: str = RANDOM, **state):
-    """An AppTest of app.py on ``page``, with the sidebar's choices and any session state set."""
+    """An AppTest of the app on ``page`` (e.g. "../pages/build.py", relative to the entrypoint),
+    with the sidebar's choices and any session state set."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(APP, default_timeout=180)
@@ -49,7 +51,7 @@ def open_page(page: str, *, backbone: str = "VGG16", weights: str = RANDOM, **st
     for key, value in state.items():
         at.session_state[key] = value
     at.run()
-    if page != "views/home.py":
+    if page != "../pages/home.py":
         at.switch_page(page).run()
     assert not at.exception, at.exception
     return at

@@ -12,7 +12,7 @@ SMALL = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=N
 
 
 def open_train(spec=SMALL) -> AppTest:
-    return open_page("views/train.py", transfer_spec=spec)
+    return open_page("../pages/train.py", transfer_spec=spec)
 
 
 def wait_for_job(at: AppTest, timeout: float = 180) -> tlcore.JobSnapshot:
@@ -81,7 +81,7 @@ def finished_run():
 def test_runs_page_lists_reopens_and_links_a_run(finished_run):
     at = AppTest.from_file(APP, default_timeout=180)
     at.run()
-    at.switch_page("views/runs.py").run()
+    at.switch_page("../pages/runs.py").run()
     assert not at.exception
     table = at.dataframe[0].value
     assert "shapes for the runs page" in table["name"].tolist()
@@ -91,14 +91,14 @@ def test_runs_page_lists_reopens_and_links_a_run(finished_run):
 
 
 def test_predict_with_a_trained_run_uses_its_class_names(finished_run):
-    at = open_page("views/predict.py", predict_model=finished_run)
+    at = open_page("../pages/predict.py", predict_model=finished_run)
     at.file_uploader[0].set_value(("shape.png", image_bytes((40, 40)), "image/png")).run()
     table = at.table[0].value
     assert set(table["label"]) <= {"circle", "square", "triangle", "stripes"} and len(table) == 4
 
 
 def test_build_from_a_saved_run_is_develop_a_model(finished_run):
-    at = open_page("views/build.py", base_run=finished_run)
+    at = open_page("../pages/build.py", base_run=finished_run)
     spec = at.session_state["transfer_spec"]
     assert spec.base_model and spec.base_model.endswith("model.keras") and spec.input_shape == (32, 32, 3)
     assert "32x32 leaves a **1x1x512**" in at.success[0].value

@@ -5,6 +5,7 @@ MobileNetV2 weights written where Keras keeps ImageNet files). Screenshots go
 to ``screenshots/`` (printed at the end of the run).
 """
 
+import contextlib
 import os
 import shutil
 import socket
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import APP, image_bytes
+from conftest import APP, ROOT, image_bytes
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(__file__).resolve().parents[1] / "screenshots"
@@ -30,31 +31,41 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(cached_mobilenet, tmp_path_factory):
+@contextlib.contextmanager
+def streamlit_server(log: Path):
+    """A fresh server process for the app on a free loopback port; yields its URL once healthy."""
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "streamlit.log"
     with open(log, "w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", APP, "--server.port", str(port),
              "--server.address", "127.0.0.1", "--server.headless", "true",
              "--server.fileWatcherType", "none"],
-            stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(),
+            stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(), cwd=ROOT,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"the app did not start in 90 s:\n{log.read_text()}")
+        yield url
+    finally:
+        process.terminate()
         try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail(f"the app did not start in 90 s:\n{log.read_text()}")
-    yield url
-    process.terminate()
-    process.wait(timeout=20)
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def server(cached_mobilenet, tmp_path_factory):
+    with streamlit_server(tmp_path_factory.mktemp("server") / "streamlit.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +150,19 @@ def test_train_the_sample_dataset_for_two_epochs(server, page):
     page.screenshot(path=SHOTS / "train.png", full_page=True)
     page.get_by_text("Validation accuracy").wait_for()
     open_and_see(page, f"{server}/runs", "Open a run", "runs.png")
+
+
+def test_a_fresh_servers_first_request_can_be_a_deep_link(cached_mobilenet, page, tmp_path):
+    """The very first request of a new server process is a link to a page with a choice in it."""
+    with streamlit_server(tmp_path / "streamlit.log") as url:
+        page.goto(f"{url}/layers?backbone=MobileNetV2")
+        wait_until_idle(page)
+        page.get_by_text("3,538,984").first.wait_for()  # MobileNetV2's parameters, with its top
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        for section in ("Learn", "Reuse a pretrained network", "Train on your images"):
+            assert sidebar.get_by_text(section, exact=True).is_visible()
+        assert sidebar.get_by_role("link", name="Layers").is_visible()
+        assert sidebar.get_by_text("streamlit_app", exact=True).count() == 0  # no file names as pages
+        assert sidebar.get_by_role("combobox", name="Backbone").input_value() == "MobileNetV2"
+        assert "backbone=MobileNetV2" in page.url
+        page.screenshot(path=SHOTS / "fresh-deep-link.png")

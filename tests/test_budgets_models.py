@@ -380,7 +380,7 @@ def test_a_non_hdf5_weights_file_is_refused(mobilenet, tmp_path):
 def test_build_page_shows_the_budget_refusal_as_an_error():
     from conftest import open_page
 
-    at = open_page("views/build.py")
+    at = open_page("../pages/build.py")
     at.selectbox(key="preset").set_value("custom").run()
     at.number_input(key="custom_size").set_value(1024).run()
     at.radio(key="build_pooling").set_value("flatten").run()

@@ -387,7 +387,7 @@ def test_train_page_explains_the_folder_option_is_off_without_allowed_roots(monk
     from conftest import open_page
 
     monkeypatch.delenv("TL_DATASET_ROOTS", raising=False)
-    at = open_page("views/train.py")
+    at = open_page("../pages/train.py")
     at.radio(key="dataset_source").set_value("Folder on the server").run()
     assert not at.exception
     assert "Folder on the server is off on this server" in at.info[0].value
@@ -399,7 +399,7 @@ def test_train_page_takes_a_folder_only_inside_the_allowed_roots(roots):
     from conftest import open_page
 
     allowed, secret = roots
-    at = open_page("views/train.py")
+    at = open_page("../pages/train.py")
     at.radio(key="dataset_source").set_value("Folder on the server").run()
     assert f"Allowed folders: `{allowed}`" in " ".join(c.value for c in at.caption)
     at.text_input(key="dataset_folder").set_value(f"{allowed}/../secret/private").run()

@@ -146,7 +146,7 @@ def test_a_full_disk_gives_a_clear_message_and_keeps_the_previous_file(tmp_path)
 
 
 def test_server_settings():
-    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    config = tomllib.loads((ROOT / "app" / ".streamlit" / "config.toml").read_text())
     assert config["server"]["enableXsrfProtection"] is True
     assert config["client"]["showErrorDetails"] == "none"
     assert config["server"]["maxUploadSize"] >= 200
@@ -169,11 +169,11 @@ def test_an_unexpected_page_error_shows_a_friendly_message(monkeypatch):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(tlcore, "layer_table", broken)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "app" / "streamlit_app.py"), default_timeout=120)
     at.query_params["include_top"] = "False"
     at.query_params["size"] = "77"  # a size no other test asks for, so nothing is cached
     at.run()
-    at.switch_page("views/layers.py").run()
+    at.switch_page("../pages/layers.py").run()
     assert not at.exception
     assert "Something went wrong on this page" in at.error[0].value
     assert "boom" not in at.error[0].value

@@ -55,8 +55,8 @@ def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
     if record.model_path.is_file():
         if actions[2].button("Classify with this model", key=f"predict-{record.id}"):
             st.session_state["predict_model"] = record.id
-            st.switch_page("views/predict.py")
+            st.switch_page("../pages/predict.py")
         if actions[3].button("Reuse its base for a new task", key=f"reuse-{record.id}",
                              help="Develop-a-model: this run's trained base, a new head."):
             st.session_state["base_run"] = record.id
-            st.switch_page("views/build.py")
+            st.switch_page("../pages/build.py")

@@ -14,7 +14,7 @@ spec = st.session_state.get("transfer_spec") or tlcore.TransferSpec(
 st.caption(f"Model from the Build page: {spec.backbone} at {spec.input_shape[0]}x{spec.input_shape[1]}, "
            f"{spec.pooling} pooling, trainable from: {spec.trainable_from or 'nothing (base frozen)'}, "
            f"{'a reused base' if spec.base_model else f'{choice.label} weights'}.")
-st.page_link("views/build.py", label="Change the model on the Build page", icon=":material/construction:")
+st.page_link("../pages/build.py", label="Change the model on the Build page", icon=":material/construction:")
 
 st.subheader("1. Images")
 dataset = datasets.dataset_picker()

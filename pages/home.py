@@ -15,18 +15,18 @@ Pick a backbone in the sidebar (VGG16 to start), then try the four ways to reuse
 )
 
 WAYS = [
-    ("views/predict.py", "1. Classifier", "Use the network as it is: upload a photo and see "
+    ("../pages/predict.py", "1. Classifier", "Use the network as it is: upload a photo and see "
      "its top-5 ImageNet classes."),
-    ("views/features.py", "2. Feature extractor", "Remove the output layer and keep the "
+    ("../pages/features.py", "2. Feature extractor", "Remove the output layer and keep the "
      "penultimate vector (4,096 numbers for VGG16's fc2) for each image, to download or feed "
      "another model."),
-    ("views/build.py", "3. Integrated feature extractor", "Drop the ImageNet head, choose a new "
+    ("../pages/build.py", "3. Integrated feature extractor", "Drop the ImageNet head, choose a new "
      "input size, a pooling and a new head, and freeze the pretrained layers."),
-    ("views/train.py", "4. Fine-tuning", "Unfreeze some or all of the base (choose where training "
+    ("../pages/train.py", "4. Fine-tuning", "Unfreeze some or all of the base (choose where training "
      "starts on Build, e.g. block5_conv1) and train on your own images, watching the curves live."),
-    ("views/runs.py", "5. Develop-a-model", "Every training run is kept. Reuse a run's trained base for a "
+    ("../pages/runs.py", "5. Develop-a-model", "Every training run is kept. Reuse a run's trained base for a "
      "new task: train a source model first, then build on it."),
-    ("views/layers.py", "Look inside", "Every layer of a backbone, its output shape and "
+    ("../pages/layers.py", "Look inside", "Every layer of a backbone, its output shape and "
      "parameters, and what include_top=False removes."),
 ]
 for path, title, text in WAYS:

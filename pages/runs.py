@@ -10,7 +10,7 @@ store = training.run_store()
 runs = store.list()
 if runs.empty:
     st.info("No runs yet: train a model on the Train page.")
-    st.page_link("views/train.py", label="Go to Train", icon=":material/model_training:")
+    st.page_link("../pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
 live = {job.run_id for job in training.job_queue().jobs.values() if not job.finished}
