@@ -78,3 +78,12 @@ def test_compiled_forward_is_shared_and_thread_safe(tiny_classifier):
         for got, want in zip(results[i], serial):
             np.testing.assert_array_equal(got, want)
     np.testing.assert_allclose(serial[0], tiny_classifier(batches[0]).numpy(), rtol=1e-5)
+
+
+def test_tied_probabilities_are_in_class_id_order():
+    from tlcore.predict import top_k_table
+
+    probabilities = np.array([0.1, 0.3, 0.3, 0.0, 0.3], np.float32)
+    table = top_k_table(probabilities, [f"c{i}" for i in range(5)], 4)
+    assert list(table["class_id"]) == [1, 2, 4, 0]
+    assert list(table["rank"]) == [1, 2, 3, 4]

@@ -32,9 +32,13 @@ def prepare_input(
 
 
 def top_k_table(probabilities: np.ndarray, labels: Sequence[str], k: int) -> pd.DataFrame:
-    """The k most probable classes as sorted records (k clamped to 1..classes)."""
+    """The k most probable classes as sorted records (k clamped to 1..classes).
+
+    Ties are broken by class id, lowest first, so equal probabilities always
+    come out in the same order.
+    """
     k = max(1, min(int(k), len(probabilities)))
-    order = np.argsort(probabilities, kind="stable")[::-1][:k]
+    order = np.lexsort((np.arange(len(probabilities)), -np.asarray(probabilities)))[:k]
     return pd.DataFrame(
         {
             "rank": np.arange(1, k + 1),
@@ -67,7 +71,9 @@ def predict_top_k(
         mode: "crop" (centre crop, default) or "squash".
 
     Returns:
-        DataFrame with columns rank, label, class_id, probability, most probable first.
+        DataFrame with columns rank, label, class_id, probability, most probable
+        first; equal probabilities in class-id order (lowest first). ImageNet
+        labels are the readable names ("great white shark").
 
     Raises:
         ImageError: the image is not usable.
