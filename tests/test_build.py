@@ -86,3 +86,13 @@ def test_bad_choices(change, message):
 def test_input_too_small_is_explained_before_keras_fails():
     with pytest.raises(tlcore.ShapeError, match="at least 32x32 for VGG16"):
         tlcore.build_transfer_model(spec(input_shape=(16, 16, 3)))
+
+
+def test_trainable_from_a_layer_keras_names_itself_holds_in_the_next_build():
+    choices = tlcore.trainable_from_choices("Xception")
+    assert "conv2d" in choices  # the residual convolutions Keras names itself, as in a fresh process
+    keras.applications.Xception(weights=None, include_top=False, input_shape=(71, 71, 3))  # Keras counts on
+    assert tlcore.trainable_from_choices("Xception") == choices
+    model = tlcore.build_transfer_model(spec(backbone="Xception", input_shape=(71, 71, 3), trainable_from="conv2d_3"))
+    flags = {l.name: l.trainable for l in model.get_layer("xception").layers}
+    assert flags["conv2d_3"] and not flags["conv2d_2"]

@@ -60,3 +60,33 @@ def test_smallest_input():
     assert tlcore.smallest_input("VGG16") == 32
     assert tlcore.smallest_input("VGG16", 4) == 128
     assert tlcore.smallest_input("InceptionV3") == 75
+
+
+def test_padded_backbones_are_measured_at_the_real_size():
+    # MobileNetV2 and EfficientNet pad by the input's size: 48 leaves 2x2 (not 1x1), 300 leaves 10x10.
+    check = tlcore.check_input_shape("MobileNetV2", (48, 48, 3))
+    assert check.feature_map == (2, 2, 1280) and not check.notes
+    assert tlcore.feature_map_shape("EfficientNetB0", (300, 300)) == (10, 10, 1280)
+    assert tlcore.smallest_input("MobileNetV2", 2) == 33
+    assert "(e.g. 33x33 or more)" in tlcore.check_input_shape("MobileNetV2", (32, 32, 3)).notes[0]
+
+
+def test_full_network_with_weights_none_takes_any_size_from_the_minimum():
+    check = tlcore.check_input_shape("VGG16", (64, 64, 3), include_top=True, weights=None)
+    assert check.feature_map == (2, 2, 512)
+    with pytest.raises(tlcore.ShapeError, match=r"at least 32x32 for VGG16 with include_top=True: its five") as info:
+        tlcore.check_input_shape("VGG16", (16, 16, 3), include_top=True, weights=None)
+    assert "ImageNet" not in str(info.value)
+    model = tlcore.load_backbone("VGG16", weights=None, include_top=True, input_shape=(32, 32, 3))
+    assert model.output.shape[1:] == (1000,)
+
+
+def test_mobilenet_v2_has_imagenet_classifiers_at_five_sizes():
+    for size in (96, 128, 160, 192, 224):
+        tlcore.check_input_shape("MobileNetV2", (size, size, 3), include_top=True)
+    with pytest.raises(
+        tlcore.ShapeError,
+        match=r"must be one of 96x96, 128x128, 160x160, 192x192, 224x224 for MobileNetV2 with "
+        r"include_top=True and ImageNet weights.*Received: input_shape=\(100, 100, 3\)",
+    ):
+        tlcore.check_input_shape("MobileNetV2", (100, 100, 3), include_top=True)

@@ -111,3 +111,88 @@ def test_download_with_wrong_checksum_leaves_nothing(keras_home, weights_server)
     with pytest.raises(tlcore.WeightsError, match="must match Keras's checksum"):
         tlcore.download_weights(spec, include_top=False)
     assert not list(keras_home.iterdir())
+
+
+# ------------------------------------------------------------ files with and without the top
+
+def write_legacy(model, path):
+    """The legacy layout of Keras's real ImageNet files (what Keras caches)."""
+    with h5py.File(path, "w") as handle:
+        legacy_h5_format.save_weights_to_hdf5_group(handle, model)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mobilenet_files(tmp_path_factory):
+    """A full MobileNetV2 and one without its top, each saved in both layouts."""
+    folder = tmp_path_factory.mktemp("weights")
+    full = tlcore.load_backbone("MobileNetV2", weights=None, include_top=True, input_shape=(96, 96, 3))
+    base = tlcore.load_backbone("MobileNetV2", weights=None, include_top=False, input_shape=(48, 48, 3))
+    files = {"full": full, "no top": base}
+    paths = {}
+    for kind, model in files.items():
+        stem = kind.replace(" ", "")
+        paths[kind, "legacy"] = write_legacy(model, folder / f"{stem}.h5")
+        model.save_weights(folder / f"{stem}.weights.h5")
+        paths[kind, "keras3"] = folder / f"{stem}.weights.h5"
+    return files, paths
+
+
+@pytest.mark.parametrize("layout", ["legacy", "keras3"])
+@pytest.mark.parametrize("kind", ["no top", "full"])
+def test_a_base_takes_a_no_top_file_or_a_full_one(mobilenet_files, kind, layout):
+    models, paths = mobilenet_files
+    assert tlcore.weights.weights_file_kind("MobileNetV2", paths[kind, layout]) == kind
+    loaded = tlcore.load_backbone("MobileNetV2", weights=paths[kind, layout], include_top=False,
+                                  input_shape=(64, 64, 3), pooling="avg")
+    expected = models[kind].get_weights()  # from a full file: the base's weights, the top's skipped
+    assert len(loaded.get_weights()) < len(expected) if kind == "full" else True
+    for got, want in zip(loaded.get_weights(), expected):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("layout", ["legacy", "keras3"])
+def test_predict_needs_the_full_file(mobilenet_files, layout):
+    _, paths = mobilenet_files
+    with pytest.raises(
+        tlcore.WeightsError,
+        match=r"Predict needs the full network's weights \(with its ImageNet top\); this file has no top: "
+              r"'notop(\.weights)?\.h5' holds the weights of MobileNetV2 without its classifier.*"
+              r"Received: a weights file without the top",
+    ) as info:
+        tlcore.load_backbone("MobileNetV2", weights=paths["no top", layout], include_top=True)
+    assert isinstance(info.value, weights_module.NoTopWeightsError)
+    full = tlcore.load_backbone("MobileNetV2", weights=paths["full", layout], include_top=True)
+    assert full.output.shape[1:] == (1000,)
+
+
+def test_a_full_legacy_file_is_read_in_layer_order_whatever_its_layer_names(tmp_path):
+    import keras
+
+    keras.applications.Xception(weights=None, include_top=False, input_shape=(71, 71, 3))
+    other_names = keras.applications.Xception(weights=None, include_top=True, input_shape=(71, 71, 3))
+    assert "conv2d" not in [l.name for l in other_names.layers]  # e.g. "conv2d_4": Keras counted on
+    path = write_legacy(other_names, tmp_path / "xception_full.h5")
+    base = tlcore.load_backbone("Xception", weights=path, include_top=False, input_shape=(71, 71, 3))
+    assert "conv2d" in [l.name for l in base.layers]
+    for got, want in zip(base.get_weights(), other_names.get_weights()):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_file_of_neither_kind_is_refused_with_both_named(mobilenet_files):
+    _, paths = mobilenet_files
+    with pytest.raises(tlcore.WeightsError, match=r"must be VGG16's, with or without its top. Received: weights "
+                                                  r"of another architecture or size: dataset 'Conv1"):
+        weights_module.weights_file_kind("VGG16", paths["full", "legacy"])
+
+
+def test_mobilenet_v2_loads_the_imagenet_file_of_its_input_size(keras_home):
+    keras_home.mkdir(parents=True)
+    made = tlcore.load_backbone("MobileNetV2", weights=None, include_top=True, input_shape=(128, 128, 3))
+    status = tlcore.weights_status("MobileNetV2", input_shape=(128, 128, 3))
+    assert status.path.name == "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_128.h5"
+    write_legacy(made, status.path)
+    assert not tlcore.weights_status("MobileNetV2").cached  # the 224 file is another one
+    loaded = tlcore.load_backbone("MobileNetV2", input_shape=(128, 128, 3))
+    np.testing.assert_array_equal(loaded.get_weights()[0], made.get_weights()[0])
+    assert loaded.name == "mobilenetv2_1.00_128"

@@ -42,7 +42,8 @@ def test_feature_layer_is_the_penultimate_layer(name):
 def test_weights_files_are_the_ones_keras_downloads(name):
     spec = tlcore.BACKBONES[name]
     source = inspect.getsource(inspect.getmodule(spec.constructor))
-    for file in (spec.weights_top, spec.weights_notop):
+    sized = [file for _, top, notop in spec.sized_weights for file in (top, notop)]
+    for file in (spec.weights_top, spec.weights_notop, *sized):
         assert file.url.endswith(file.file_name)
         # Keras builds some names with f-strings; its checksum, or the name's stem, is in its source.
         assert (file.md5 or file.file_name.split("_1.0_")[0]) in source
@@ -78,3 +79,31 @@ def test_adding_a_row_is_all_it_takes(monkeypatch):
     monkeypatch.setattr(zoo, "BACKBONES", MappingProxyType({**zoo.BACKBONES, row.name: row}))
     model = tlcore.load_backbone("TinyMobileNet", weights=None, include_top=False, input_shape=(32, 32, 3))
     assert model.output.shape[1:] == (1, 1, 1280)
+
+
+def test_mobilenet_v2_has_a_weights_file_per_input_size():
+    spec = tlcore.BACKBONES["MobileNetV2"]
+    assert spec.imagenet_top_sizes == (96, 128, 160, 192, 224)
+    assert spec.weights_file(True, (128, 128, 3)).file_name == "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_128.h5"
+    assert spec.weights_file(False, (96, 96, 3)).file_name.endswith("_1.0_96_no_top.h5")
+    assert spec.weights_file(False, (100, 100, 3)) == spec.weights_file(False) == spec.weights_notop
+    assert tlcore.BACKBONES["VGG16"].imagenet_top_sizes == (224,)
+
+
+def test_layer_names_are_the_same_in_every_build():
+    from tlcore.zoo import build_architecture
+
+    first = [l.name for l in build_architecture("InceptionV3", include_top=False, input_shape=(75, 75, 3)).layers]
+    keras.applications.InceptionV3(weights=None, include_top=False, input_shape=(75, 75, 3))  # Keras counts on
+    second = [l.name for l in build_architecture("InceptionV3", include_top=False, input_shape=(75, 75, 3)).layers]
+    assert first == second and first[1] == "conv2d"
+
+
+def test_efficientnet_for_imagenet_weights_has_keras_s_extra_rescaling():
+    from tlcore.zoo import build_architecture
+
+    plain = build_architecture("EfficientNetB0", include_top=False, input_shape=(32, 32, 3))
+    imagenet = build_architecture("EfficientNetB0", imagenet=True, include_top=False, input_shape=(32, 32, 3))
+    assert [l.name for l in imagenet.layers[:4]] == ["input_layer", "rescaling", "normalization", "rescaling_1"]
+    assert len(imagenet.layers) == len(plain.layers) + 1
+    assert imagenet.count_params() == plain.count_params()

@@ -7,10 +7,11 @@ import os
 
 import keras
 
+from tlcore.budgets import shapes_only
 from tlcore.errors import ConfigError
 from tlcore.shapes import check_input_shape
 from tlcore.weights import Progress, download_weights, load_weights_file
-from tlcore.zoo import BackboneSpec, get_backbone
+from tlcore.zoo import BackboneSpec, build_architecture, get_backbone
 
 POOLINGS = (None, "avg", "max")
 
@@ -24,13 +25,22 @@ def load_backbone(
     pooling: str | None = None,
     progress: Progress | None = None,
 ) -> keras.Model:
-    """Build a pretrained network from the registry.
+    """Build a pretrained network from the registry: the model ``keras.applications`` builds.
+
+    The architecture is Keras's for these weights (for "imagenet", as Keras
+    builds it to load ImageNet weights), with the layer names of a fresh
+    process (``zoo.keras_names``), so names are the same in every build.
 
     Args:
         name: a ``BACKBONES`` key such as "VGG16".
-        weights: "imagenet" (Keras's cache, downloading once when online),
-            None (untrained), or a path to a ``.weights.h5``/``.h5`` file.
-        include_top: keep the ImageNet classifier (input must be the default size).
+        weights: "imagenet" (Keras's cache, downloading once when online; the
+            file Keras picks for this input size), None (untrained), or a path
+            to a ``.weights.h5``/``.h5`` file. Without the top, a full
+            network's file works too (its top is skipped); with the top, a
+            no-top file is refused saying so.
+        include_top: keep the ImageNet classifier. With ImageNet weights the
+            input must be a size Keras has a classifier for (the default; for
+            MobileNetV2 also 96, 128, 160, 192); otherwise any size works.
         input_shape: (height, width, 3); the backbone's default when None.
         pooling: with ``include_top=False``: None, "avg" or "max".
         progress: called with (bytes done, bytes in all) while downloading.
@@ -44,13 +54,24 @@ def load_backbone(
     if pooling not in POOLINGS:
         raise ConfigError(f"Pooling must be one of {POOLINGS}. Received: pooling={pooling!r}")
     shape = check_input_shape(
-        spec, input_shape or spec.default_shape, include_top=include_top
+        spec, input_shape or spec.default_shape, include_top=include_top, weights=weights
     ).input_shape
-    model = spec.constructor(
-        weights=None, include_top=include_top, input_shape=shape, pooling=pooling
+    model = build_architecture(
+        spec, imagenet=weights == "imagenet", include_top=include_top, input_shape=shape, pooling=pooling
     )
     if weights == "imagenet":
-        weights = download_weights(spec, include_top=include_top, progress=progress)
+        weights = download_weights(spec, include_top=include_top, input_shape=shape, progress=progress)
     if weights is not None:
-        load_weights_file(model, weights)
+        load_weights_file(model, weights, backbone=spec, include_top=include_top)
     return model
+
+
+def layer_names(name: str | BackboneSpec, *, include_top: bool = True, imagenet: bool = False) -> list[str]:
+    """Names of the network's layers after its input, in order (counted with shapes only).
+
+    The names are the ones ``load_backbone`` gives, in every build and process
+    (``imagenet``: the architecture Keras builds for ImageNet weights).
+    """
+    with shapes_only():
+        model = build_architecture(name, imagenet=imagenet, include_top=include_top)
+        return [layer.name for layer in model.layers[1:]]

@@ -20,7 +20,7 @@ from tlcore.model_files import load_model_file
 from tlcore.shapes import ShapeCheck, check_input_shape, smallest_input
 from tlcore.summary import ParameterCounts, layer_table, parameter_counts
 from tlcore.weights import Progress
-from tlcore.zoo import get_backbone
+from tlcore.zoo import build_architecture, get_backbone
 
 POOLINGS = ("avg", "max", "flatten")
 ALL_LAYERS = "all"
@@ -41,7 +41,8 @@ class TransferSpec:
             map before ``pooling`` (the classic "AveragePooling2D(4)" head).
         trainable_from: None (whole base frozen, default), a layer name of
             the base such as "block5_conv1" (that layer and all after it
-            train), or "all" (every layer trains).
+            train; ``trainable_from_choices`` lists them, with names that are
+            the same in every build and process), or "all" (every layer trains).
         hidden_units: width of the hidden Dense layer; 0 for none.
         dropout: dropout rate before each Dense layer, 0 to 0.9.
         num_classes: outputs of the softmax head, at least 2.
@@ -132,9 +133,17 @@ def set_trainable_from(
 
 
 def trainable_from_choices(backbone: str) -> list[str]:
-    """Layer names where training can sensibly start: each layer with weights."""
-    base = get_backbone(backbone).constructor(weights=None, include_top=False)
-    return [layer.name for layer in base.layers if layer.weights]
+    """Layer names where training can sensibly start: each layer of the base with weights.
+
+    The names are stable: every base ``tlcore`` builds names Keras's unnamed
+    layers as a fresh process does ("conv2d_85" is the same layer of
+    InceptionV3 in every build and process; see ``zoo.keras_names``), so a
+    choice stays valid in the next build, in a training worker and in a URL.
+    Counted with shapes only: nothing is allocated.
+    """
+    with shapes_only():
+        base = build_architecture(backbone, include_top=False)
+        return [layer.name for layer in base.layers if layer.weights]
 
 
 def attach_head(base: keras.Model, spec: TransferSpec) -> keras.Model:
@@ -223,8 +232,8 @@ def transfer_architecture(spec: TransferSpec) -> keras.Model:
     size, so no file is read. Inside ``budgets.shapes_only()`` nothing is
     allocated; ``spec`` must already be checked for shapes and choices.
     """
-    base = get_backbone(spec.backbone).constructor(
-        weights=None, include_top=False, input_shape=tuple(spec.input_shape))
+    base = build_architecture(spec.backbone, imagenet=spec.weights == "imagenet",
+                              include_top=False, input_shape=tuple(spec.input_shape))
     set_trainable_from(base, spec.trainable_from, freeze_batchnorm=_pretrained(spec))
     return attach_head(base, spec)
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import random
+import os
 
-import keras
-
+from tlcore.budgets import shapes_only
 from tlcore.errors import ShapeError
-from tlcore.zoo import BackboneSpec, get_backbone
+from tlcore.zoo import BackboneSpec, build_architecture, get_backbone
 
 MAX_INPUT_SIDE = 1024
 
@@ -31,54 +30,74 @@ class ShapeCheck:
     notes: tuple[str, ...] = ()
 
 
-@functools.cache
-def _flexible_base(name: str) -> keras.Model:
-    """The untrained base with a free input size, used only for shape arithmetic.
+@functools.lru_cache(maxsize=4096)
+def _built_feature_map(spec: BackboneSpec, height: int, width: int) -> tuple[int, int, int] | None:
+    """The base's output shape at (height, width), from the model Keras builds at that size.
 
-    Building it draws initializer seeds from Python's ``random``; its state is
-    put back, so whether this cache was warm never changes the weights of a
-    model built afterwards with the same seed.
+    Built inside ``shapes_only()``: variables have shapes but no memory, and
+    Python's random state is put back, so measuring never changes the weights
+    of a model built afterwards. Remembered per (backbone, size).
     """
-    spec = get_backbone(name)
-    state = random.getstate()
-    try:
-        return spec.constructor(weights=None, include_top=False, input_shape=(None, None, 3))
-    finally:
-        random.setstate(state)
+    with shapes_only():
+        try:
+            base = build_architecture(spec, include_top=False, input_shape=(height, width, 3))
+        except ValueError:  # Keras refuses the size, or the image shrinks to nothing inside
+            return None
+        shape = tuple(int(d) for d in base.output.shape[1:])
+    return shape if min(shape[:2]) > 0 else None
 
 
 def feature_map_shape(backbone: str | BackboneSpec, size: tuple[int, int]) -> tuple[int, int, int] | None:
     """The (height, width, channels) the base leaves for an input of ``size``.
 
-    Returns None where the image shrinks to nothing inside the base.
+    Measured on the network ``keras.applications`` builds at exactly that size
+    (MobileNetV2 and EfficientNet pad by the input's size, so a base with a free
+    input size would be one smaller), counted with shapes only: nothing is
+    allocated. Remembered per (backbone, size).
+
+    Returns None where Keras refuses the size or the image shrinks to nothing.
     """
-    spec = get_backbone(backbone)
-    try:
-        shape = _flexible_base(spec.name).compute_output_spec(
-            keras.KerasTensor((1, size[0], size[1], 3))
-        ).shape
-    except ValueError:
-        return None
-    return tuple(int(d) for d in shape[1:]) if min(shape[1:3]) > 0 else None
+    return _built_feature_map(get_backbone(backbone), int(size[0]), int(size[1]))
 
 
-def smallest_input(backbone: str | BackboneSpec, min_map: int = 1) -> int:
-    """The smallest square input whose feature map is at least ``min_map`` wide."""
-    spec = get_backbone(backbone)
-    low, high = spec.min_size, MAX_INPUT_SIDE
-    if (feature_map_shape(spec, (high, high)) or (0,))[0] < min_map:
-        raise ShapeError(
-            f"A feature map of {min_map}x{min_map} needs an input over the "
-            f"{MAX_INPUT_SIDE}x{MAX_INPUT_SIDE} limit for {spec.name}. Received: min_map={min_map}"
-        )
-    while low < high:
+def _side(spec: BackboneSpec, size: int) -> int:
+    return min((_built_feature_map(spec, size, size) or (0, 0))[:2])
+
+
+@functools.lru_cache(maxsize=256)
+def _smallest_input(spec: BackboneSpec, min_map: int) -> int | None:
+    low = spec.min_size
+    # A first guess (each 32 more pixels add about one position), doubled until it is big enough.
+    high = min(MAX_INPUT_SIDE, low + 32 * max(min_map - 1, 0))
+    while _side(spec, high) < min_map:
+        if high == MAX_INPUT_SIDE:
+            return None
+        low, high = high + 1, min(MAX_INPUT_SIDE, 2 * high)
+    while low < high:  # the map only grows with the input
         mid = (low + high) // 2
-        shape = feature_map_shape(spec, (mid, mid))
-        if shape is not None and min(shape[:2]) >= min_map:
+        if _side(spec, mid) >= min_map:
             high = mid
         else:
             low = mid + 1
     return low
+
+
+def smallest_input(backbone: str | BackboneSpec, min_map: int = 1) -> int:
+    """The smallest square input whose feature map is at least ``min_map`` wide.
+
+    Measured on the networks Keras builds (see ``feature_map_shape``).
+
+    Raises:
+        ShapeError: when even ``MAX_INPUT_SIDE`` leaves a smaller map.
+    """
+    spec = get_backbone(backbone)
+    smallest = _smallest_input(spec, int(min_map))
+    if smallest is None:
+        raise ShapeError(
+            f"A feature map of {min_map}x{min_map} needs an input over the "
+            f"{MAX_INPUT_SIDE}x{MAX_INPUT_SIDE} limit for {spec.name}. Received: min_map={min_map}"
+        )
+    return smallest
 
 
 def _as_shape(input_shape: object) -> tuple[int, int, int]:
@@ -99,14 +118,28 @@ def check_input_shape(
     input_shape: tuple[int, int, int],
     *,
     include_top: bool = False,
+    weights: str | os.PathLike | None = "imagenet",
 ) -> ShapeCheck:
     """Explain, before Keras fails, whether ``input_shape`` works for ``backbone``.
 
+    The rules are Keras's own (``imagenet_utils.obtain_input_shape``): with
+    ``include_top=True`` and ImageNet weights the input must be a size Keras has
+    an ImageNet classifier for (the default size; MobileNetV2 also 96, 128, 160
+    and 192); with other weights (None or a file) a full network takes any
+    size from the minimum, and a file made at another size is refused when it
+    is loaded.
+
+    Args:
+        backbone: a ``BACKBONES`` name.
+        input_shape: (height, width, 3).
+        include_top: whether the ImageNet classifier is kept.
+        weights: "imagenet", None or a weights-file path.
+
     Raises:
-        ShapeError: for a shape that is not (h, w, 3), a size other than the
-            default with ``include_top=True``, a side under the backbone's
-            minimum or over ``MAX_INPUT_SIDE``. The message says why and gives
-            the smallest size that works.
+        ShapeError: for a shape that is not (h, w, 3), a size without an
+            ImageNet classifier with ``include_top=True``, a side under the
+            backbone's minimum or over ``MAX_INPUT_SIDE``. The message says why
+            and gives the smallest size that works.
     """
     spec = get_backbone(backbone)
     height, width, channels = _as_shape(input_shape)
@@ -116,16 +149,23 @@ def check_input_shape(
             f"Input must have 3 channels (RGB) for {spec.name}: its pretrained filters "
             f"expect colour images. {received}"
         )
-    if include_top and (height, width) != (spec.default_size, spec.default_size):
+    sizes = spec.imagenet_top_sizes
+    if include_top and weights == "imagenet" and (height != width or height not in sizes):
+        if len(sizes) == 1:
+            raise ShapeError(
+                f"Input size must be {sizes[0]}x{sizes[0]} for {spec.name} with include_top=True "
+                "and ImageNet weights: its ImageNet classifier was trained at that size. Use "
+                f"include_top=False for other sizes. {received}"
+            )
         raise ShapeError(
-            f"Input size must be {spec.default_size}x{spec.default_size} for {spec.name} with "
-            "include_top=True: its ImageNet classifier was trained at that size. Use "
-            f"include_top=False for other sizes. {received}"
+            f"Input size must be one of {', '.join(f'{s}x{s}' for s in sizes)} for {spec.name} "
+            "with include_top=True and ImageNet weights: Keras has an ImageNet classifier "
+            f"trained at each of these sizes. Use include_top=False for other sizes. {received}"
         )
     if min(height, width) < spec.min_size:
         raise ShapeError(
             f"Input size must be at least {spec.min_size}x{spec.min_size} for {spec.name} with "
-            f"include_top=False: {spec.shrinks}, so a smaller image shrinks to nothing before "
+            f"include_top={include_top}: {spec.shrinks}, so a smaller image shrinks to nothing before "
             f"the last layer. The smallest size that works is {spec.min_size}x{spec.min_size}. "
             f"{received}"
         )

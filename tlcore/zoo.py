@@ -7,11 +7,16 @@ row in ``BACKBONES``; every zoo test is parametrised over the table.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 
 import keras
+from keras.src.applications.efficientnet import IMAGENET_STDDEV_RGB
+from keras.src.backend.common import global_state
 
 _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 _EFFICIENTNET = "https://storage.googleapis.com/keras-applications/"
@@ -49,8 +54,16 @@ class BackboneSpec:
             or None for "the layer just before the output".
         last_conv_layer: the last layer with a spatial (4-D) output.
         shrinks: how the base shrinks an image, in words (why inputs have a minimum).
-        weights_top: the ImageNet weights file with the classifier.
-        weights_notop: the ImageNet weights file without it.
+        weights_top: the ImageNet weights file with the classifier, at ``default_size``.
+        weights_notop: the ImageNet weights file without it, at ``default_size``.
+        sized_weights: other square input sizes that have their own ImageNet
+            files, as (size, file with top, file without top). Keras loads the
+            file of the input's size when it has one (MobileNetV2: 96, 128,
+            160, 192) and the default size's file otherwise.
+        imagenet_variant: what Keras changes in the architecture when it loads
+            ImageNet weights itself, as a function of the model built with
+            ``weights=None`` (EfficientNet: a Rescaling layer after its
+            Normalization); None where nothing changes.
     """
 
     name: str
@@ -64,12 +77,26 @@ class BackboneSpec:
     shrinks: str
     weights_top: WeightsFile
     weights_notop: WeightsFile
+    sized_weights: tuple[tuple[int, WeightsFile, WeightsFile], ...] = ()
+    imagenet_variant: Callable[[keras.Model], keras.Model] | None = None
 
     @property
     def default_shape(self) -> tuple[int, int, int]:
         return (self.default_size, self.default_size, 3)
 
-    def weights_file(self, include_top: bool) -> WeightsFile:
+    @property
+    def imagenet_top_sizes(self) -> tuple[int, ...]:
+        """The square sizes at which Keras has an ImageNet classifier (``include_top=True``)."""
+        return tuple(sorted({self.default_size, *(size for size, _, _ in self.sized_weights)}))
+
+    def weights_file(
+        self, include_top: bool, input_shape: tuple[int, int, int] | None = None
+    ) -> WeightsFile:
+        """The ImageNet file Keras loads for this input shape (the default size's when None)."""
+        if input_shape is not None and input_shape[0] == input_shape[1]:
+            for size, top, notop in self.sized_weights:
+                if size == input_shape[0]:
+                    return top if include_top else notop
         return self.weights_top if include_top else self.weights_notop
 
 
@@ -82,7 +109,34 @@ def _tf_kernels(folder: str, stem: str, md5_top: str, md5_notop: str, mb: tuple[
     return {"weights_top": top, "weights_notop": notop}
 
 
-_MOBILENET_V2 = _KERAS_APPS + "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224"
+def _mobilenet_v2(size: int) -> tuple[WeightsFile, WeightsFile]:
+    """Keras's MobileNetV2 (alpha 1.0) files for one input size (no checksums in Keras)."""
+    stem = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}"
+    url = f"{_KERAS_APPS}mobilenet_v2/{stem}"
+    return (WeightsFile(stem + ".h5", url + ".h5", None, 14),
+            WeightsFile(stem + "_no_top.h5", url + "_no_top.h5", None, 9))
+
+
+def _efficientnet_imagenet(model: keras.Model) -> keras.Model:
+    """EfficientNet as Keras builds it for ImageNet weights.
+
+    Keras adds ``Rescaling(1 / sqrt(std))`` after the Normalization layer (its
+    Normalization divides by sqrt(variance), the original by the variance; see
+    keras/src/applications/efficientnet.py). The same layer objects are reused.
+    """
+    normalization = next(l for l in model.layers if isinstance(l, keras.layers.Normalization))
+    rescale = keras.layers.Rescaling([1.0 / math.sqrt(std) for std in IMAGENET_STDDEV_RGB])
+
+    def call(layer, *args, **kwargs):
+        outputs = layer(*args, **kwargs)
+        return rescale(outputs) if layer is normalization else outputs
+
+    inputs = keras.Input(batch_shape=model.input.shape, name=model.layers[0].name)
+    return keras.models.clone_model(
+        model, input_tensors=inputs, clone_function=lambda layer: layer, call_function=call
+    )
+
+
 _APPS = keras.applications
 
 _ROWS = [
@@ -111,10 +165,8 @@ _ROWS = [
         "MobileNetV2", _APPS.MobileNetV2, _APPS.mobilenet_v2.preprocess_input, "tf (scaled to -1..1)",
         224, 32, None, "out_relu",
         "five stride-2 convolutions divide the side by 32",
-        weights_top=WeightsFile(
-            _MOBILENET_V2.rsplit("/", 1)[1] + ".h5", _MOBILENET_V2 + ".h5", None, 14),
-        weights_notop=WeightsFile(
-            _MOBILENET_V2.rsplit("/", 1)[1] + "_no_top.h5", _MOBILENET_V2 + "_no_top.h5", None, 9),
+        *_mobilenet_v2(224),
+        sized_weights=tuple((size, *_mobilenet_v2(size)) for size in (96, 128, 160, 192)),
     ),
     BackboneSpec(
         "EfficientNetB0", _APPS.EfficientNetB0, _APPS.efficientnet.preprocess_input,
@@ -124,6 +176,7 @@ _ROWS = [
                                 "902e53a9f72be733fc0bcb005b3ebbac", 29),
         weights_notop=WeightsFile("efficientnetb0_notop.h5", _EFFICIENTNET + "efficientnetb0_notop.h5",
                                   "50bc09e76180e00e4465e1a485ddc09d", 16),
+        imagenet_variant=_efficientnet_imagenet,
     ),
     BackboneSpec(
         "InceptionV3", _APPS.InceptionV3, _APPS.inception_v3.preprocess_input, "tf (scaled to -1..1)",
@@ -167,4 +220,49 @@ def get_backbone(backbone: str | BackboneSpec) -> BackboneSpec:
         ) from None
 
 
-__all__ = ["BACKBONES", "BackboneSpec", "WeightsFile", "get_backbone"]
+@contextlib.contextmanager
+def keras_names() -> Iterator[None]:
+    """Inside, Keras names unnamed layers as in a fresh process: "conv2d", "conv2d_1", ...
+
+    Keras numbers the layers it names itself per thread ("conv2d_94" once 94
+    Conv2D layers exist), so InceptionV3 or Xception built twice would have
+    different layer names. Building inside this context gives the names a
+    fresh Python process gives them, every time; the counters are put back on
+    the way out. Keras's name counters are thread-local, like this context.
+    """
+    saved = global_state.get_global_attribute("object_name_uids")
+    global_state.set_global_attribute("object_name_uids", collections.defaultdict(int))
+    try:
+        yield
+    finally:
+        global_state.set_global_attribute("object_name_uids", saved)
+
+
+def build_architecture(
+    backbone: str | BackboneSpec,
+    *,
+    imagenet: bool = False,
+    include_top: bool = True,
+    input_shape: tuple[int, int, int] | None = None,
+    pooling: str | None = None,
+) -> keras.Model:
+    """The network ``keras.applications`` builds, without loading any weights.
+
+    Layer names are the ones a fresh process gets (``keras_names``), so they are
+    the same in every build and every process. With ``imagenet=True`` the
+    architecture is the one Keras builds for ``weights="imagenet"`` (see
+    ``BackboneSpec.imagenet_variant``). Arguments are not checked here: use
+    ``tlcore.check_input_shape`` first. Inside ``budgets.shapes_only()`` nothing
+    is allocated.
+    """
+    spec = get_backbone(backbone)
+    with keras_names():
+        model = spec.constructor(
+            weights=None, include_top=include_top, input_shape=input_shape, pooling=pooling
+        )
+        if imagenet and spec.imagenet_variant is not None:
+            model = spec.imagenet_variant(model)
+    return model
+
+
+__all__ = ["BACKBONES", "BackboneSpec", "WeightsFile", "build_architecture", "get_backbone", "keras_names"]
