@@ -16,6 +16,8 @@ import pandas as pd
 import streamlit as st
 
 import tlcore
+from tlcore import weights as tlcore_weights
+from tlcore.backbone import layer_names as backbone_layer_names
 from ui import training
 
 
@@ -38,13 +40,21 @@ class WeightsChoice:
         return self.weights is None
 
 
-def ensure_imagenet_weights(backbone: str, *, include_top: bool = True) -> None:
+def ensure_imagenet_weights(
+    backbone: str, include_top: bool = True, input_shape: tuple[int, int, int] | None = None
+) -> None:
     """Download ImageNet weights with a progress bar if they are not cached yet.
+
+    Args:
+        backbone: a ``BACKBONES`` name.
+        include_top: the full network's file, or the one without the top.
+        input_shape: the input the network is built for: Keras picks the file
+            by size where it has several (MobileNetV2: 96 to 224).
 
     Raises:
         tlcore.WeightsError: offline and not cached (the message says what to do).
     """
-    if tlcore.weights_status(backbone, include_top=include_top).cached:
+    if tlcore.weights_status(backbone, include_top=include_top, input_shape=input_shape).cached:
         return
     text = f"Downloading {backbone} ImageNet weights"
     bar = st.progress(0.0, text=text)
@@ -54,7 +64,7 @@ def ensure_imagenet_weights(backbone: str, *, include_top: bool = True) -> None:
         bar.progress(min(done / total, 1.0) if total else 0.0, text=shown)
 
     try:
-        tlcore.download_weights(backbone, include_top=include_top, progress=report)
+        tlcore.download_weights(backbone, include_top=include_top, input_shape=input_shape, progress=report)
     finally:
         bar.empty()
 
@@ -115,15 +125,28 @@ def transfer_plan(spec: tlcore.TransferSpec) -> tlcore.TransferPlan:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def layer_names(backbone: str) -> list[str]:
-    """Names of the base's layers with weights: where training can start."""
+    """Names of the base's layers with weights: where training can start.
+
+    The same in every build and process, so a choice in a URL or a run record
+    stays valid (``tlcore.trainable_from_choices``).
+    """
     return tlcore.trainable_from_choices(backbone)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def full_layer_names(backbone: str) -> list[str]:
-    """Names of every layer of the full network, for choosing a feature layer."""
-    model = tlcore.get_backbone(backbone).constructor(weights=None)
-    return [layer.name for layer in model.layers[1:]]
+    """Names of every layer of the full network after its input, for choosing a feature layer."""
+    return backbone_layer_names(backbone, include_top=True)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def weights_file_kind(backbone: str, path: str) -> str:
+    """Whether a weights file of ``backbone`` is "full" or "no top" (read from metadata only).
+
+    Raises:
+        tlcore.WeightsError: a file of another architecture or size.
+    """
+    return tlcore_weights.weights_file_kind(backbone, path)
 
 
 def store_upload(data: bytes, folder: str, suffix: str) -> Path:

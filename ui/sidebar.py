@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 import tlcore
-from ui.models import WeightsChoice, store_upload
+from tlcore.weights import NoTopWeightsError
+from ui.models import WeightsChoice, store_upload, weights_file_kind
 from ui.state import from_url, to_url
 
 IMAGENET, RANDOM, FILE = "ImageNet", "Random (untrained)", "My weights file"
@@ -20,7 +21,8 @@ def render() -> None:
                      help="The pretrained ImageNet network every page uses.")
         st.radio("Weights", [IMAGENET, RANDOM, FILE], key="weights",
                  help="ImageNet: the real pretrained weights. Random: an untrained network, "
-                      "for trying the pages offline. My weights file: a .weights.h5 you saved.")
+                      "for trying the pages offline. My weights file: a .weights.h5 or .h5 file, "
+                      "of the full network or without its top (like Keras's _notop files).")
         to_url("backbone", "weights")
         backbone = st.session_state["backbone"]
         if st.session_state["weights"] == IMAGENET:
@@ -45,12 +47,26 @@ def _imagenet_status(backbone: str) -> None:
 
 
 def _weights_upload(backbone: str) -> None:
-    upload = st.file_uploader(f"Weights for the full {backbone} (.weights.h5 or .h5)",
-                              type=["h5"], key="weights_file")
+    upload = st.file_uploader(
+        f"Weights for {backbone} (.weights.h5 or .h5), with or without the top", type=["h5"],
+        key="weights_file",
+        help="The full network's file works everywhere. A file without the top (like Keras's "
+             "_notop files) works for Build, Train and Features at a convolutional layer; "
+             "Predict needs the full network's file.")
     if upload is not None:
         suffix = ".weights.h5" if upload.name.endswith(".weights.h5") else ".h5"
-        st.session_state["weights_path"] = str(store_upload(upload.getvalue(), "weights", suffix))
-        st.caption(f"Using {upload.name}.")
+        path = str(store_upload(upload.getvalue(), "weights", suffix))
+        st.session_state["weights_path"] = path
+        try:
+            kind = weights_file_kind(backbone, path)
+        except tlcore.WeightsError as exc:
+            st.warning(str(exc))
+            return
+        if kind == "no top":
+            st.caption(f"Using {upload.name}: {backbone} without its top. It works for Build, Train "
+                       "and Features at a convolutional layer; Predict needs the full network's file.")
+        else:
+            st.caption(f"Using {upload.name}: the full {backbone}, with its ImageNet top.")
 
 
 def choice() -> WeightsChoice:
@@ -68,6 +84,10 @@ def load_or_explain(loader, *args):
     """Call a model loader; on a TLError show it plainly and stop the page."""
     try:
         return loader(*args)
+    except NoTopWeightsError as exc:
+        st.error(f"**This weights file has no top.** {exc}")
+        st.info(f"Choose *{IMAGENET}* in the sidebar, or upload the full network's file.")
+        st.stop()
     except tlcore.WeightsError as exc:
         st.error(f"**The weights are not available.** {exc}")
         st.info(f"To try this page without them, choose *{RANDOM}* in the sidebar.")
