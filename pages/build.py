@@ -13,7 +13,8 @@ runs = training.run_store().list().query("status in ['done', 'stopped']")
 run_names = dict(zip(runs["id"], runs["name"] + " · " + runs["id"].str[-6:]))
 if st.session_state.get("base_run") not in [PRETRAINED, *run_names]:
     st.session_state.pop("base_run", None)
-from_url("base_run", PRETRAINED, choices=[PRETRAINED, *run_names])
+from_url("base_run", PRETRAINED, choices=[PRETRAINED, *run_names],
+         accepted=f"{PRETRAINED} or the id of a finished run on this server")
 base_run = st.selectbox(
     "Start from", [PRETRAINED, *run_names], key="base_run",
     format_func=lambda r: f"{choice.backbone} pretrained on ImageNet ({choice.label} weights)" if r == PRETRAINED
@@ -30,20 +31,21 @@ st.caption(f"{backbone} without its ImageNet top, and a new head for your own cl
 PRESETS = ["224", "128", "300", "48", "custom"]
 POOLING_NAMES = {"avg": "global average", "max": "global max", "flatten": "flatten"}
 FROZEN, FROM_LAYER, EVERYTHING = "All frozen", "Train from a layer", "Everything trainable"
+CUSTOM_SIZE, HIDDEN, DROPOUT, CLASSES = (1, 4096), (0, 4096), (0.0, 0.9), (2, 1000)  # the widgets' (min, max)
 from_url("preset", str(spec.default_size) if str(spec.default_size) in PRESETS else "224", choices=PRESETS)
-from_url("custom_size", 64, cast=int)
+from_url("custom_size", 64, cast=int, bounds=CUSTOM_SIZE)
 from_url("build_pooling", "avg", choices=list(tlcore.POOLINGS))
 from_url("training", FROZEN, choices=[FROZEN, FROM_LAYER, EVERYTHING])
-from_url("hidden", 256, cast=int)
-from_url("dropout", 0.2, cast=float)
-from_url("classes", 2, cast=int)
+from_url("hidden", 256, cast=int, bounds=HIDDEN)
+from_url("dropout", 0.2, cast=float, bounds=DROPOUT)
+from_url("classes", 2, cast=int, bounds=CLASSES)
 
 shape_col, freeze_col, head_col = st.columns(3, gap="large")
 with shape_col:
     st.subheader("Input")
     preset = st.selectbox("Input size", PRESETS, key="preset", disabled=source is not None,
                           format_func=lambda p: p if p == "custom" else f"{p}x{p}")
-    size = (st.number_input("Custom size (pixels)", min_value=1, max_value=4096, key="custom_size")
+    size = (st.number_input("Custom size (pixels)", *CUSTOM_SIZE, key="custom_size")
             if preset == "custom" else int(preset))
     if source is not None:
         size = source.spec.input_shape[0]
@@ -55,15 +57,16 @@ with freeze_col:
     trainable_from = {FROZEN: None, EVERYTHING: tlcore.ALL_LAYERS}.get(training)
     if training == FROM_LAYER:
         names = models.layer_names(backbone)
-        from_url("trainable_from", names[-3] if len(names) > 2 else names[0], choices=names)
+        from_url("trainable_from", names[-3] if len(names) > 2 else names[0], choices=names,
+                 accepted=f"the name of a layer of {backbone}")
         trainable_from = st.selectbox("Train from layer", names, key="trainable_from",
                                       help="This layer and every layer after it train; "
                                            "the ones before stay frozen.")
 with head_col:
     st.subheader("New head")
-    hidden = st.number_input("Hidden units (0 for none)", min_value=0, max_value=4096, step=32, key="hidden")
-    dropout = st.slider("Dropout", 0.0, 0.9, step=0.05, key="dropout")
-    classes = st.number_input("Classes", min_value=2, max_value=1000, key="classes")
+    hidden = st.number_input("Hidden units (0 for none)", *HIDDEN, step=32, key="hidden")
+    dropout = st.slider("Dropout", *DROPOUT, step=0.05, key="dropout")
+    classes = st.number_input("Classes", *CLASSES, key="classes")
 to_url("base_run", "preset", "custom_size", "build_pooling", "training", "hidden", "dropout", "classes",
        *(["trainable_from"] if training == FROM_LAYER else []))
 

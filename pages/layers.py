@@ -4,19 +4,20 @@ import streamlit as st
 
 import tlcore
 from ui import models, sidebar
-from ui.state import from_url, to_url
+from ui.state import boolean, from_url, to_url
 
 st.title("Layers")
 backbone = sidebar.choice().backbone
 spec = tlcore.get_backbone(backbone)
 
-from_url("include_top", True, cast=lambda v: v == "True")
-from_url("size", spec.default_size, cast=int)
+SIZE = (8, 1024)  # the input size widget's (min, max)
+from_url("include_top", True, cast=boolean, choices=[True, False])
+from_url("size", spec.default_size, cast=int, bounds=SIZE)
 from_url("pooling", "none", choices=["none", "avg", "max"])
 
 controls = st.columns(3)
 include_top = controls[0].toggle("Keep the ImageNet top (include_top)", key="include_top")
-size = controls[1].number_input("Input size without the top", min_value=8, max_value=1024, step=1,
+size = controls[1].number_input("Input size without the top", *SIZE, step=1,
                                 key="size", disabled=include_top)
 pooling = controls[2].selectbox("Pooling without the top", ["none", "avg", "max"], key="pooling",
                                 disabled=include_top)

@@ -4,6 +4,7 @@ import streamlit as st
 
 from ui import charts, training
 from ui.run_view import render_run
+from ui.state import link_notice
 
 st.title("Runs")
 store = training.run_store()
@@ -35,6 +36,8 @@ if chosen:
 st.subheader("Open a run")
 linked = st.query_params.get("run")
 options = list(labels)
+if linked is not None and linked not in options:
+    link_notice("run", linked, "the id of a run on this server", options[0])
 opened = st.selectbox("Run", options, index=options.index(linked) if linked in options else 0,
                       format_func=labels.get, key="opened_run")
 st.query_params["run"] = opened

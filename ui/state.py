@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import streamlit as st
 
 
+def boolean(raw: str) -> bool:
+    """``"True"`` or ``"False"`` (what ``to_url`` writes for a toggle) as a bool."""
+    if raw not in ("True", "False"):
+        raise ValueError(f"not True or False: {raw!r}")
+    return raw == "True"
+
+
 def from_url(key: str, default: Any, *, cast: Callable[[str], Any] = str,
-             choices: Sequence[Any] | None = None) -> None:
+             choices: Sequence[Any] | None = None, bounds: tuple[float, float] | None = None,
+             accepted: str | None = None) -> None:
     """Seed ``st.session_state[key]`` from the URL (once), for a widget with that key.
 
-    A value the URL gives that cannot be cast, or is not among ``choices``,
-    is ignored in favour of ``default``.
+    A linked value the widget could not take (one that cannot be cast, is not among
+    ``choices``, or lies outside ``bounds``, the widget's own (min, max)) is not used: the
+    widget starts at ``default``, and a notice names the parameter, the value received and
+    what is accepted, so the page still opens with the control that fixes it.
+
+    Args:
+        key: the widget's key and the URL parameter's name.
+        default: the value used when the URL has none, or one that is not accepted.
+        cast: turns the URL's text into the widget's type; raises ValueError if it cannot.
+        choices: the values the widget offers, if it is a choice.
+        bounds: the widget's (min_value, max_value), inclusive, if it is a number.
+        accepted: what is accepted, in words, when the default wording would be unclear.
     """
     if key in st.session_state:
         return
@@ -22,11 +41,41 @@ def from_url(key: str, default: Any, *, cast: Callable[[str], Any] = str,
     if raw is not None:
         try:
             value = cast(raw)
-        except ValueError:
+            ok = choices is None or value in choices
+            if bounds is not None:
+                ok = ok and not (isinstance(value, float) and math.isnan(value))
+                ok = ok and bounds[0] <= value <= bounds[1]
+        except (ValueError, TypeError):
+            ok = False
+        if not ok:
             value = default
-        if choices is not None and value not in choices:
-            value = default
+            link_notice(key, raw, accepted or _accepted(cast, choices, bounds), default)
     st.session_state[key] = value
+
+
+def link_notice(key: str, raw: str, accepted: str, default: Any) -> None:
+    """Tell the user that the link's ``key=raw`` was not used, what is accepted, and what is used."""
+    shown = raw if len(raw) <= 60 else raw[:57] + "..."
+    st.toast(f"**This link's `{key}` was not used.** `{key}` must be {accepted}. "
+             f"Received: `{key}={shown}`. Using {_shown(default)} instead.",
+             icon=":material/link_off:", duration="infinite")
+
+
+def _accepted(cast: Callable[[str], Any], choices: Sequence[Any] | None,
+              bounds: tuple[float, float] | None) -> str:
+    if choices is not None:
+        shown = [str(c) for c in choices]
+        if len(shown) > 12:
+            return f"one of {len(shown)} values ({', '.join(shown[:3])}, ..., {shown[-1]})"
+        return "one of " + ", ".join(shown)
+    kind = "a whole number" if cast is int else "a number" if cast is float else "a value"
+    if bounds is not None:
+        return f"{kind} from {bounds[0]} to {bounds[1]}"
+    return kind
+
+
+def _shown(default: Any) -> str:
+    return "the default" if default is None else f"the default, `{default}`,"
 
 
 def to_url(*keys: str) -> None:
