@@ -1,65 +1,25 @@
 """The app in a real browser: headless Debian Chromium driven by Playwright.
 
 The server runs on a loopback port with the test's own Keras cache (untrained
-MobileNetV2 weights written where Keras keeps ImageNet files). Screenshots go
-to ``screenshots/`` (printed at the end of the run).
+MobileNetV2 weights written where Keras keeps ImageNet files). Chromium draws with
+software GL (see live_app.CHROMIUM_FLAGS), and every table and chart is checked in
+what a person sees: the element's screenshot, decoded, must show rows, text and the
+expected colours, and charts must hold their marks. Screenshots go to ``screenshots/``
+(printed at the end of the run).
 """
 
-import contextlib
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from conftest import APP, ROOT, image_bytes
+from conftest import image_bytes
+from live_app import WEBGL_RENDERER, launch_chromium, picture, streamlit_server, wait_until_idle
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(__file__).resolve().parents[1] / "screenshots"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextlib.contextmanager
-def streamlit_server(log: Path):
-    """A fresh server process for the app on a free loopback port; yields its URL once healthy."""
-    port = free_port()
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", APP, "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true",
-             "--server.fileWatcherType", "none"],
-            stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(), cwd=ROOT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(f"the app did not start in 90 s:\n{log.read_text()}")
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+ROW = 35  # st.dataframe's header and row height, in CSS pixels (device scale 1)
+GRID, CHART = '[data-testid="stDataFrame"]', '[data-testid="stVegaLiteChart"]'
 
 
 @pytest.fixture(scope="module")
@@ -69,26 +29,64 @@ def server(cached_mobilenet, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
     from playwright.sync_api import sync_playwright
 
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
     SHOTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-        tab.set_default_timeout(120_000)
-        yield tab
-        browser.close()
+        chromium = launch_chromium(playwright)
+        yield chromium
+        chromium.close()
 
 
-def wait_until_idle(tab) -> None:
-    """Wait for Streamlit to finish running the script (its status widget disappears)."""
-    tab.wait_for_load_state("networkidle")
-    tab.locator('[data-testid="stApp"]').wait_for()
-    tab.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000
-    )
+@pytest.fixture(scope="module")
+def page(server, browser):
+    tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+    tab.set_default_timeout(120_000)
+    yield tab
+    tab.close()
+
+
+# What a picture shows -------------------------------------------------------------------------
+
+def row_darkness(grid_picture, columns=(8, 150)) -> list[int]:
+    """The darkest grey level in each row's first cell, header excluded (text is dark, none is white)."""
+    grey = np.asarray(grid_picture.convert("L"))
+    rows = (grey.shape[0] - ROW) // ROW
+    return [int(grey[ROW + i * ROW + 5: ROW + (i + 1) * ROW - 5, columns[0]:columns[1]].min())
+            for i in range(rows)]
+
+
+def pixels_of(image, rgb, tolerance=3) -> int:
+    """How many pixels are within ``tolerance`` of the colour ``rgb``."""
+    difference = np.abs(np.asarray(image, dtype=int) - np.array(rgb)).max(axis=2)
+    return int((difference <= tolerance).sum())
+
+
+def coloured(image) -> int:
+    """How many pixels are clearly coloured (not white, grey or black): marks, not axes or text."""
+    pixels = np.asarray(image, dtype=int)
+    return int(((pixels.max(axis=2) - pixels.min(axis=2)) > 60).sum())
+
+
+def marks(chart, kind: str) -> int:
+    """How many marks of ``kind`` ("rect", "line", "symbol", "text") the Vega chart's SVG holds."""
+    return chart.locator(f"svg g.mark-{kind}.role-mark > *").count()
+
+
+def open_and_see(tab, url: str, text: str) -> None:
+    """Open ``url`` and wait for ``text`` once the app is idle."""
+    tab.goto(url)
+    wait_until_idle(tab)
+    tab.get_by_text(text).first.wait_for()
+
+
+# Tests -------------------------------------------------------------------------------------------
+
+def test_chromium_draws_with_software_gl(page, server):
+    page.goto(server)
+    wait_until_idle(page)
+    assert "SwiftShader" in (page.evaluate(WEBGL_RENDERER) or "")
 
 
 def test_predict_an_uploaded_image(server, page):
@@ -100,11 +98,20 @@ def test_predict_an_uploaded_image(server, page):
     )
     page.get_by_text("What the network sees of made-up.png").wait_for()
     wait_until_idle(page)
-    rows = page.locator('[data-testid="stTable"] tbody tr')
-    assert rows.count() == 5
+    table = page.locator('[data-testid="stTable"]')
+    assert table.locator("tbody tr").count() == 5
+    assert table.locator("thead").inner_text().split() == ["rank", "label", "class_id", "probability"]
+    assert "%" in table.locator("tbody tr").first.inner_text()
+    drawn_table = picture(table)
+    assert np.asarray(drawn_table.convert("L")).min() < 90  # its text is on screen, dark on white
+    chart = page.locator(CHART).first
+    assert marks(chart, "rect") == 5  # one bar per class
+    drawn_chart = picture(chart)
+    drawn_chart.save(SHOTS / "predict-chart.png")
+    assert (np.asarray(drawn_chart.convert("L")) < 170).sum() > 300  # class names and axis drawn
+    assert coloured(drawn_chart) >= 5 * 8  # five bars (hairlines: untrained weights give ~0.1%)
     assert page.get_by_text("Prediction took").is_visible()
-    assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 1
-    page.screenshot(path=SHOTS / "predict.png", full_page=True)
+    page.screenshot(path=SHOTS / "predict.png")
 
 
 def test_bad_upload_shows_a_message_not_a_traceback(server, page):
@@ -117,28 +124,70 @@ def test_bad_upload_shows_a_message_not_a_traceback(server, page):
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
-def open_and_see(tab, url: str, text: str, shot: str) -> None:
-    """Open ``url``, wait for ``text`` once the app is idle, and keep a screenshot."""
-    tab.goto(url)
-    wait_until_idle(tab)
-    tab.get_by_text(text).first.wait_for()
-    tab.screenshot(path=SHOTS / shot, full_page=True)
+def test_layers_tables_are_drawn_with_every_row_and_the_removed_layers_in_red(server, page):
+    open_and_see(page, f"{server}/layers?backbone=VGG16", "138,357,544")
+    grids = page.locator(GRID)
+    grids.nth(1).wait_for()
+    assert grids.count() == 2
+    layers = picture(grids.nth(0))
+    darkness = row_darkness(layers)
+    assert len(darkness) >= 10 and max(darkness) < 100  # every visible row has its name drawn
+    assert pixels_of(layers, (255, 255, 255)) > layers.width * layers.height // 2  # on white cells
+    assert grids.nth(0).locator("td", has_text="block1_conv1").count() == 1
+    page.screenshot(path=SHOTS / "layers.png")
+
+    comparison = grids.nth(1)
+    comparison.scroll_into_view_if_needed()
+    comparison.hover()
+    page.mouse.wheel(0, 2000)  # the removed layers (flatten, fc1, fc2, predictions) are last
+    REMOVED = (0xFD, 0xE2, 0xE1)  # pages/layers.py's colour for a removed layer's row
+    for _ in range(40):  # the grid redraws on the next frames
+        bottom = picture(comparison)
+        if pixels_of(bottom, REMOVED):
+            break
+        page.wait_for_timeout(250)
+    pink_rows = pixels_of(bottom, REMOVED) / (bottom.width * (ROW - 1))
+    assert comparison.locator("td", has_text="predictions").count() == 1  # scrolled to the end
+    assert 3.0 < pink_rows <= 4.5  # four rows on the removed colour, drawn across the grid
+    bottom.save(SHOTS / "layers-removed.png")
 
 
-def test_layers_page(server, page):
-    open_and_see(page, f"{server}/layers?backbone=VGG16", "138,357,544", "layers.png")
-
-
-def test_build_page_explains_a_too_small_input(server, page):
+def test_build_page_explains_a_too_small_input_and_greys_the_frozen_layers(server, page):
     open_and_see(page, f"{server}/build?backbone=VGG16&preset=custom&custom_size=16",
-                 "at least 32x32 for VGG16", "build-too-small.png")
+                 "at least 32x32 for VGG16")
+    page.screenshot(path=SHOTS / "build-too-small.png")
     open_and_see(page, f"{server}/build?backbone=VGG16&preset=128&training=Train+from+a+layer"
-                 "&trainable_from=block5_conv1", "4x4x512", "build.png")
+                 "&trainable_from=block5_conv1", "4x4x512")
+    grid = page.locator(GRID).first
+    grid.wait_for()
+    layers = picture(grid)
+    darkness = row_darkness(layers)
+    # Row 1 is the new input ("image", trainable: dark text); the pretrained blocks before
+    # block5_conv1 are frozen and drawn in grey (#8a8a8a).
+    assert darkness[0] < 90
+    assert all(110 < level < 170 for level in darkness[1:8]), darkness
+    assert grid.locator("td", has_text="block1_conv1").count() == 1
+    grid.scroll_into_view_if_needed()
+    page.screenshot(path=SHOTS / "build.png")
+
+
+def test_a_bad_value_in_a_link_is_named_and_the_page_still_works(server, page):
+    open_and_see(page, f"{server}/build?backbone=VGG16&preset=128&dropout=5", "4x4x512")
+    toast = page.locator('[data-testid="stToast"]')
+    toast.first.wait_for()
+    assert "dropout=5 in this link was not used" in toast.first.inner_text()
+    assert "from 0.0 to 0.9" in toast.first.inner_text()
+    assert page.locator('[data-testid="stSliderThumbValue"]').inner_text() == "0.20"  # the default
+    assert "dropout=0.2" in page.url
+    page.screenshot(path=SHOTS / "bad-link.png")
 
 
 def test_train_the_sample_dataset_for_two_epochs(server, page):
     page.goto(f"{server}/train?backbone=MobileNetV2&weights=Random+%28untrained%29")
     wait_until_idle(page)
+    counts = page.locator(CHART).first
+    assert marks(counts, "rect") == 4  # one bar per class of the sample dataset
+    assert coloured(picture(counts)) > 2000  # the bars are drawn, in colour
     epochs = page.get_by_label("Epochs", exact=True)
     epochs.fill("2")
     epochs.press("Enter")
@@ -146,23 +195,43 @@ def test_train_the_sample_dataset_for_two_epochs(server, page):
     page.get_by_role("button", name="Train").click()
     page.get_by_text("Confusion matrix").wait_for(timeout=180_000)
     wait_until_idle(page)
-    assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 3
-    page.screenshot(path=SHOTS / "train.png", full_page=True)
+    charts = page.locator(CHART)
+    assert charts.count() >= 3
+    curves = charts.nth(1)
+    assert marks(curves, "line") >= 2 and marks(curves, "symbol") >= 4  # 2 splits x 2 epochs
+    assert coloured(picture(curves)) > 300
+    heatmap = next(charts.nth(i) for i in range(charts.count()) if marks(charts.nth(i), "text") == 16)
+    assert marks(heatmap, "rect") == 16  # 4 true x 4 predicted classes
+    assert coloured(picture(heatmap)) > 2000
     page.get_by_text("Validation accuracy").wait_for()
-    open_and_see(page, f"{server}/runs", "Open a run", "runs.png")
+    charts.nth(1).scroll_into_view_if_needed()
+    page.screenshot(path=SHOTS / "train.png")
+
+    open_and_see(page, f"{server}/runs", "Open a run")
+    runs = page.locator(GRID).first
+    runs.wait_for()
+    assert max(row_darkness(picture(runs))[:1]) < 100  # the run's row is drawn
+    compared = page.locator(CHART).first
+    assert marks(compared, "line") >= 1 and coloured(picture(compared)) > 100
+    page.screenshot(path=SHOTS / "runs.png")
 
 
-def test_a_fresh_servers_first_request_can_be_a_deep_link(cached_mobilenet, page, tmp_path):
+def test_a_fresh_servers_first_request_can_be_a_deep_link(cached_mobilenet, browser, tmp_path):
     """The very first request of a new server process is a link to a page with a choice in it."""
+    tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+    tab.set_default_timeout(120_000)
     with streamlit_server(tmp_path / "streamlit.log") as url:
-        page.goto(f"{url}/layers?backbone=MobileNetV2")
-        wait_until_idle(page)
-        page.get_by_text("3,538,984").first.wait_for()  # MobileNetV2's parameters, with its top
-        sidebar = page.locator('[data-testid="stSidebar"]')
+        tab.goto(f"{url}/layers?backbone=MobileNetV2")
+        wait_until_idle(tab)
+        tab.get_by_text("3,538,984").first.wait_for()  # MobileNetV2's parameters, with its top
+        tab.locator(GRID).first.wait_for()
+        sidebar = tab.locator('[data-testid="stSidebar"]')
         for section in ("Learn", "Reuse a pretrained network", "Train on your images"):
             assert sidebar.get_by_text(section, exact=True).is_visible()
         assert sidebar.get_by_role("link", name="Layers").is_visible()
         assert sidebar.get_by_text("streamlit_app", exact=True).count() == 0  # no file names as pages
         assert sidebar.get_by_role("combobox", name="Backbone").input_value() == "MobileNetV2"
-        assert "backbone=MobileNetV2" in page.url
-        page.screenshot(path=SHOTS / "fresh-deep-link.png")
+        assert "backbone=MobileNetV2" in tab.url
+        assert max(row_darkness(picture(tab.locator(GRID).first))) < 100
+        tab.screenshot(path=SHOTS / "fresh-deep-link.png")
+    tab.close()
