@@ -37,7 +37,7 @@ def test_build_link_out_of_range_falls_back_with_a_notice(key, raw, accepted, de
     assert "4x4x512" in at.success[0].value
     assert getattr(at, widget)(key=key).value == default  # the control that fixes it is there
     message = notices(at)
-    assert f"`{key}` must be {accepted}" in message and f"Received: `{key}={raw}`" in message
+    assert f"`{key}={raw}` in this link was not used:** `{key}` must be {accepted}." in message
     assert f"Using the default, `{default}`" in message
     assert at.query_params[key] == str(default)  # the address now says what the page shows
 
@@ -45,7 +45,7 @@ def test_build_link_out_of_range_falls_back_with_a_notice(key, raw, accepted, de
 def test_build_custom_size_too_large_for_the_widget():
     at = open_link("../pages/build.py", backbone="VGG16", preset="custom", custom_size="99999")
     assert at.number_input(key="custom_size").value == 64
-    assert "Received: `custom_size=99999`" in notices(at)
+    assert "`custom_size=99999` in this link was not used" in notices(at)
     assert "a whole number from 1 to 4096" in notices(at)
     assert "2x2x512" in at.success[0].value  # 64x64 builds
 
@@ -63,7 +63,7 @@ def test_unknown_backbone_falls_back_to_vgg16_with_a_notice():
     assert at.sidebar.selectbox(key="backbone").value == "VGG16"
     message = notices(at)
     assert "`backbone` must be one of VGG16, VGG19, ResNet50" in message
-    assert "Received: `backbone=AlexNet`" in message and "Using the default, `VGG16`" in message
+    assert "`backbone=AlexNet` in this link" in message and "Using the default, `VGG16`" in message
     assert at.query_params["backbone"] == "VGG16"
 
 
@@ -74,7 +74,7 @@ def test_layers_size_and_toggle_with_bad_values():
     assert at.number_input(key="size").value == 224
     message = notices(at)
     assert "`include_top` must be one of True, False" in message
-    assert "`size` must be a whole number from 8 to 1024" in message and "Received: `size=3`" in message
+    assert "`size=3` in this link was not used:** `size` must be a whole number from 8 to 1024" in message
 
 
 def test_good_values_give_no_notice():
@@ -88,4 +88,4 @@ def test_good_values_give_no_notice():
 def test_a_very_long_value_is_shortened_in_the_notice():
     at = open_link("../pages/build.py", backbone="VGG16", preset="128", classes="9" * 500)
     assert at.number_input(key="classes").value == 2
-    assert "Received: `classes=" + "9" * 57 + "...`" in notices(at)
+    assert "`classes=" + "9" * 57 + "...` in this link" in notices(at)

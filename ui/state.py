@@ -56,8 +56,8 @@ def from_url(key: str, default: Any, *, cast: Callable[[str], Any] = str,
 def link_notice(key: str, raw: str, accepted: str, default: Any) -> None:
     """Tell the user that the link's ``key=raw`` was not used, what is accepted, and what is used."""
     shown = raw if len(raw) <= 60 else raw[:57] + "..."
-    st.toast(f"**This link's `{key}` was not used.** `{key}` must be {accepted}. "
-             f"Received: `{key}={shown}`. Using {_shown(default)} instead.",
+    st.toast(f"**`{key}={shown}` in this link was not used:** `{key}` must be {accepted}. "
+             f"Using {_shown(default)}.",
              icon=":material/link_off:", duration="infinite")
 
 
@@ -75,7 +75,7 @@ def _accepted(cast: Callable[[str], Any], choices: Sequence[Any] | None,
 
 
 def _shown(default: Any) -> str:
-    return "the default" if default is None else f"the default, `{default}`,"
+    return "the default" if default is None else f"the default, `{default}`"
 
 
 def to_url(*keys: str) -> None:
