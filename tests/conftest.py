@@ -9,6 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 _HOME = Path(tempfile.mkdtemp(prefix="tl-tests-"))
 os.environ["KERAS_HOME"] = str(_HOME / "keras")  # never the user's real cache
 os.environ["TL_DATA_DIR"] = str(_HOME / "data")
+os.environ.setdefault("TL_PRECISION", "float32")  # exact float32 values, no calibrations; test_precision.py sets its own
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import io  # noqa: E402

@@ -41,6 +41,17 @@ from tlcore.features import extract_features, feature_extractor, project_2d
 from tlcore.images import fit_image, load_image
 from tlcore.inference import compiled_forward
 from tlcore.jobs import JobQueue, JobSnapshot, TrainingJob, connect as connect_ray
+from tlcore.precision import (
+    PRECISIONS,
+    Calibration,
+    PrecisionCheck,
+    PrecisionChoice,
+    choose_precision,
+    compare_precisions,
+    force_precision,
+    forced_precision,
+    inference_forward,
+)
 from tlcore.model_files import check_model_config, load_model_file
 from tlcore.labels import imagenet_labels, imagenet_wordnet_ids
 from tlcore.predict import model_input_size, predict_top_k
@@ -140,4 +151,14 @@ __all__ = [
     "list_datasets",
     "server_folder",
     "upload_key",
+    # inference precision (float32, or bfloat16 where measured faster)
+    "PRECISIONS",
+    "Calibration",
+    "PrecisionCheck",
+    "PrecisionChoice",
+    "choose_precision",
+    "compare_precisions",
+    "force_precision",
+    "forced_precision",
+    "inference_forward",
 ]

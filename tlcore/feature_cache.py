@@ -30,6 +30,7 @@ from tlcore.atomic import StorageError, atomic_write_text
 from tlcore.datasets import ImageDataset
 from tlcore.images import ResizeMode
 from tlcore.inference import compiled_forward
+from tlcore.precision import choose_precision
 from tlcore.pipeline import batched_outputs, image_batches
 from tlcore.storage import check_room
 
@@ -47,11 +48,13 @@ def weights_digest(model: keras.Model) -> str:
     return digest.hexdigest()
 
 
-def cache_key(prefix: keras.Model, dataset: ImageDataset, *, backbone: str, mode: ResizeMode) -> str:
+def cache_key(prefix: keras.Model, dataset: ImageDataset, *, backbone: str, mode: ResizeMode,
+              precision: str = "float32") -> str:
     """The key of ``prefix``'s features for ``dataset``: equal keys, equal contents.
 
     Layer names are left out (Keras numbers unnamed layers per process); the
-    layer types, the output shape and the weights decide what the prefix computes.
+    layer types, the output shape and the weights decide what the prefix computes,
+    and the precision it ran in (bfloat16 features differ; float32 keys are unchanged).
     """
     described = {
         "backbone": backbone,
@@ -62,6 +65,8 @@ def cache_key(prefix: keras.Model, dataset: ImageDataset, *, backbone: str, mode
         "dataset": dataset.digest,
         "mode": mode,
     }
+    if precision != "float32":
+        described["precision"] = precision
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -115,15 +120,17 @@ class FeatureCache:
         Returns:
             (features memory-mapped from disk, True when they were already there).
         """
-        key = cache_key(prefix, dataset, backbone=backbone, mode=mode)
+        precision = choose_precision(prefix, backbone=backbone, batch=EXTRACT_BATCH).precision
+        key = cache_key(prefix, dataset, backbone=backbone, mode=mode, precision=precision)
         cached = self.load(key)
         if cached is not None and len(cached) == len(dataset):
             return cached, True
         self._make_room(len(dataset) * int(np.prod(prefix.output.shape[1:])) * 4, dataset)
-        self._extract(prefix, dataset, key, preprocess=preprocess, mode=mode, on_progress=on_progress)
+        self._extract(prefix, dataset, key, preprocess=preprocess, mode=mode, on_progress=on_progress,
+                      precision=precision)
         atomic_write_text(self.root / f"{key}.json", json.dumps({
             "backbone": backbone, "dataset": dataset.name, "dataset_digest": dataset.digest,
-            "images": len(dataset), "shape": [int(d) for d in prefix.output.shape[1:]],
+            "images": len(dataset), "shape": [int(d) for d in prefix.output.shape[1:]], "precision": precision,
             "created": time.time(),
         }, indent=2))
         return self.load(key), False
@@ -148,7 +155,8 @@ class FeatureCache:
                 stale.with_suffix(".json").unlink(missing_ok=True)
 
     def _extract(self, prefix: keras.Model, dataset: ImageDataset, key: str, *, preprocess: Callable,
-                 mode: ResizeMode, on_progress: Callable[[int, int], None] | None) -> None:
+                 mode: ResizeMode, on_progress: Callable[[int, int], None] | None,
+                 precision: str = "float32") -> None:
         """One streaming pass: each batch goes from the files through ``prefix`` into the file."""
         self.root.mkdir(parents=True, exist_ok=True)
         size = tuple(int(d) for d in prefix.input.shape[1:3])
@@ -159,7 +167,7 @@ class FeatureCache:
             batches = image_batches(dataset, np.arange(len(dataset)), size, preprocess=preprocess,
                                     batch_size=EXTRACT_BATCH, mode=mode)
             done = 0
-            for output in batched_outputs(compiled_forward(prefix), batches):
+            for output in batched_outputs(compiled_forward(prefix, precision=precision), batches):
                 rows[done:done + len(output)] = output
                 done += len(output)
                 if on_progress:

@@ -11,7 +11,7 @@ import numpy as np
 from tlcore.backbone import load_backbone
 from tlcore.errors import ConfigError
 from tlcore.images import ImageSource, ResizeMode, load_image, to_batch
-from tlcore.inference import compiled_forward
+from tlcore.precision import inference_forward
 from tlcore.predict import model_input_size
 from tlcore.zoo import BackboneSpec, get_backbone
 
@@ -52,8 +52,13 @@ def extract_features(
     batch_size: int = 16,
     mode: ResizeMode = "crop",
     progress: Callable[[int, int], None] | None = None,
+    precision: str | None = None,
 ) -> np.ndarray:
     """Feature vectors for many images, in batches.
+
+    Args:
+        precision: "auto", "float32" or "bfloat16"; None follows a forced
+            precision, then ``TL_PRECISION`` (see ``tlcore.precision``).
 
     Returns:
         float32 array of shape (len(images), features); spatial outputs are flattened.
@@ -62,7 +67,8 @@ def extract_features(
         ImageError: the first image that is not usable (none are skipped silently).
     """
     spec = get_backbone(backbone)
-    forward = compiled_forward(extractor)
+    forward = inference_forward(extractor, backbone=spec, batch=max(1, min(batch_size, len(images))),
+                                precision=precision)
     size = model_input_size(extractor)
     chunks = []
     for start in range(0, len(images), batch_size):

@@ -44,6 +44,8 @@ class Settings:
         max_queued_jobs: how many training jobs may wait in line.
         ray_address: an existing Ray cluster to train on (``TL_RAY_ADDRESS``); empty
             starts a local Ray instance on 127.0.0.1.
+        precision: what inference (Predict, Features, the feature cache) computes in:
+            ``auto`` (bfloat16 where measured faster on this machine), ``float32`` or ``bfloat16``.
     """
 
     data_dir: Path = Path.home() / ".transfer-lab"
@@ -67,6 +69,7 @@ class Settings:
     max_training_jobs: int = 1
     max_queued_jobs: int = 8
     ray_address: str = ""
+    precision: str = "auto"
 
 
 def _from_env(field: dataclasses.Field, environ: dict[str, str]) -> object:

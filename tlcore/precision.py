@@ -1,0 +1,480 @@
+"""Which precision inference runs in: float32, or bfloat16 where it is measured faster here.
+
+CPUs with bfloat16 units (AVX512-BF16, AMX) run some networks several times
+faster in bfloat16 and others slower (VGG16 gains, MobileNetV2 loses on the same
+CPU), so the choice is made per machine and per network, by measuring:
+
+- ``TL_PRECISION`` (``Settings.precision``) is ``auto`` (the default),
+  ``float32`` or ``bfloat16``; a person can force float32 for their own work
+  with ``force_precision("float32")`` (the sidebar's switch does, per session);
+- under ``auto`` a short calibration times the model's float32 forward pass
+  against its bfloat16 copy's on the same inputs, alternately, and keeps the
+  verdict for this machine (CPU model and flags, cores, TensorFlow version),
+  backbone, input size, batch kind (one image or batches) and architecture, in
+  ``<TL_DATA_DIR>/precision/<machine>.json``; later calls and processes read it;
+- bfloat16 is chosen only when it was measured at least ``MIN_SPEEDUP`` times
+  faster and its outputs agreed with float32's (cosine similarity at least
+  ``MIN_COSINE`` for every calibration input): ``auto`` never picks a precision
+  measured slower.
+
+Only inference uses this (Predict, Features, the frozen-prefix feature cache);
+training and the evaluation of a trained model stay float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import platform
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tlcore.atomic import atomic_write_text
+from tlcore.errors import ConfigError
+from tlcore.inference import compiled_forward, forget_forward
+from tlcore.settings import load_settings
+from tlcore.zoo import BackboneSpec, get_backbone
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+"""What ``TL_PRECISION`` (and every ``precision=`` argument) accepts."""
+MIN_SPEEDUP = 1.1
+"""``auto`` picks bfloat16 only when measured at least this many times faster than float32."""
+MIN_COSINE = 0.99
+"""``auto`` picks bfloat16 only when every calibration output is at least this similar to float32's."""
+CALIBRATION_BATCH = 8
+"""Images per forward pass when calibrating for batch work (feature extraction, the feature cache)."""
+CALIBRATION_REPEATS = 3
+"""Timed forward passes per precision (after one untimed warm-up); the fastest counts."""
+CALIBRATION_BUDGET_S = 12.0
+"""A calibration stops repeating once it has spent this long (each precision is timed at least once)."""
+BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
+"""CPU flags (Linux ``/proc/cpuinfo``) of units that compute in bfloat16."""
+
+_FORCED: contextvars.ContextVar[str | None] = contextvars.ContextVar("tl_forced_precision", default=None)
+_LOCK = threading.Lock()
+_CALIBRATING = threading.Lock()
+_KNOWN: dict[tuple[str, str], Calibration] = {}  # (store file, key) -> verdict, read or measured
+_NO_COPY: weakref.WeakSet = weakref.WeakSet()  # models Keras could not rebuild in bfloat16: not tried again
+
+
+def check_precision(value: object, *, name: str = "precision") -> str:
+    """``value`` as one of ``PRECISIONS`` (case and spaces ignored).
+
+    Raises:
+        ConfigError: anything else, naming what is accepted and what was received.
+    """
+    word = value.strip().lower() if isinstance(value, str) else value
+    if word not in PRECISIONS:
+        raise ConfigError(f"{name} must be one of {', '.join(PRECISIONS)}. Received: {value!r}")
+    return word
+
+
+def precision_setting() -> str:
+    """``TL_PRECISION``, checked (default "auto")."""
+    return check_precision(load_settings().precision, name="Setting TL_PRECISION")
+
+
+def force_precision(precision: str | None) -> None:
+    """Force ``precision`` for the rest of the current context (thread, Streamlit script run); None undoes it.
+
+    The sidebar calls it on every run with "float32" or None, so one person's
+    choice applies to their own session only.
+    """
+    _FORCED.set(None if precision is None else check_precision(precision))
+
+
+@contextlib.contextmanager
+def forced_precision(precision: str | None) -> Iterator[None]:
+    """``force_precision`` for the ``with`` block only."""
+    token = _FORCED.set(None if precision is None else check_precision(precision))
+    try:
+        yield
+    finally:
+        _FORCED.reset(token)
+
+
+def requested_precision(precision: str | None = None) -> tuple[str, str]:
+    """(precision, where it comes from): an argument, then a forced one, then ``TL_PRECISION``."""
+    if precision is not None:
+        return check_precision(precision), "asked for"
+    if _FORCED.get() is not None:
+        return _FORCED.get(), "forced for this session"
+    return precision_setting(), "TL_PRECISION"
+
+
+# --- the machine -------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _cpuinfo() -> tuple[str, frozenset[str] | None]:
+    """(CPU model name, flags), flags None where the system does not list them."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine(), None
+    model, flags = platform.machine(), set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            model = value.strip()
+        elif key.strip() == "flags":
+            flags = set(value.split())
+    return model, frozenset(flags)
+
+
+def bfloat16_units() -> bool | None:
+    """Whether this CPU reports bfloat16 units (True/False), or None where it cannot tell."""
+    _, flags = _cpuinfo()
+    return None if flags is None else any(flag in flags for flag in BFLOAT16_FLAGS)
+
+
+def machine() -> dict:
+    """What decides the speed of a precision here: CPU model, its bfloat16 flags, cores, versions."""
+    model, flags = _cpuinfo()
+    return {
+        "cpu": model,
+        "bfloat16_flags": sorted(f for f in (flags or ()) if "bf16" in f or f.startswith("amx")),
+        "cores": os.cpu_count(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+
+
+def machine_id() -> str:
+    """A short digest of ``machine()``: verdicts are kept per machine."""
+    return hashlib.sha256(json.dumps(machine(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --- calibration -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """One measurement of float32 against bfloat16 for one model on this machine.
+
+    Attributes:
+        backbone: the registry name.
+        input_size: (height, width) of the model input.
+        batch: images per timed forward pass (1, or ``CALIBRATION_BATCH`` for batch work).
+        architecture: a digest of the model's layer types and output shape.
+        float32_ms: the fastest float32 forward pass, in milliseconds.
+        bfloat16_ms: the fastest bfloat16 forward pass, in milliseconds.
+        cosine: the lowest cosine similarity between the two precisions' outputs.
+        measured_at: when (seconds since the epoch).
+    """
+
+    backbone: str
+    input_size: tuple[int, int]
+    batch: int
+    architecture: str
+    float32_ms: float
+    bfloat16_ms: float
+    cosine: float
+    measured_at: float
+
+    @property
+    def speedup(self) -> float:
+        """How many times faster bfloat16 was (below 1: slower)."""
+        return self.float32_ms / self.bfloat16_ms
+
+    @property
+    def precision(self) -> str:
+        """The verdict: bfloat16 only when measured ``MIN_SPEEDUP`` faster and in agreement."""
+        faster = self.speedup >= MIN_SPEEDUP
+        return "bfloat16" if faster and self.cosine >= MIN_COSINE else "float32"
+
+    @property
+    def key(self) -> str:
+        return calibration_key(self.backbone, self.input_size, self.batch, self.architecture)
+
+
+def calibration_key(backbone: str, input_size: tuple[int, int], batch: int, architecture: str) -> str:
+    return f"{backbone}|{input_size[0]}x{input_size[1]}|batch {batch}|{architecture}"
+
+
+def architecture_digest(model: keras.Model) -> str:
+    """What the model computes, without weights or names: its layer types and output shape."""
+    def types(m: keras.Model) -> list[str]:
+        found = []
+        for layer in m.layers:
+            found.extend(types(layer) if isinstance(layer, keras.Model) else [type(layer).__name__])
+        return found
+
+    described = [types(model), [int(d) for d in model.output.shape[1:]]]
+    return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:12]
+
+
+def calibration_batch(batch: int) -> int:
+    """The batch a calibration for work in batches of ``batch`` times: 1, or ``CALIBRATION_BATCH``."""
+    return 1 if batch <= 1 else CALIBRATION_BATCH
+
+
+def calibration_inputs(model: keras.Model, spec: BackboneSpec, batch: int, *, seed: int = 0) -> np.ndarray:
+    """Random pixels (0-255) at the model's input size, preprocessed for the backbone."""
+    shape = (batch, *(int(d) for d in model.input.shape[1:]))
+    pixels = np.random.default_rng(seed).uniform(0, 255, shape).astype(np.float32)
+    return spec.preprocess(pixels)
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, np.float64).reshape(len(a), -1)
+    b = np.asarray(b, np.float64).reshape(len(b), -1)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    same = np.all(a == b, axis=1)
+    return np.where(same, 1.0, (a * b).sum(axis=1) / np.maximum(norms, 1e-30))
+
+
+def calibrate(model: keras.Model, *, backbone: str | BackboneSpec, batch: int = 1) -> Calibration:
+    """Time ``model``'s float32 forward pass against its bfloat16 copy's, here and now.
+
+    Both are traced and warmed first; then they run alternately on the same
+    inputs, ``CALIBRATION_REPEATS`` times each (fewer once ``CALIBRATION_BUDGET_S``
+    is spent), and the fastest of each counts. The bfloat16 copy is kept only if
+    it wins (``forget_forward`` otherwise), so a verdict of float32 costs no memory.
+    """
+    spec = get_backbone(backbone)
+    batch = calibration_batch(batch)
+    x = calibration_inputs(model, spec, batch)
+    float32 = compiled_forward(model)
+    bfloat16 = compiled_forward(model, precision="bfloat16")
+    cosine = float(_cosines(float32(x), bfloat16(x)).min())  # also the warm-up at this batch size
+    best = {"float32": float("inf"), "bfloat16": float("inf")}
+    started = time.perf_counter()
+    for _ in range(CALIBRATION_REPEATS):
+        for name, forward in (("float32", float32), ("bfloat16", bfloat16)):
+            start = time.perf_counter()
+            forward(x)
+            best[name] = min(best[name], (time.perf_counter() - start) * 1000)
+        if time.perf_counter() - started > CALIBRATION_BUDGET_S:
+            break
+    calibration = Calibration(
+        backbone=spec.name, input_size=tuple(int(d) for d in model.input.shape[1:3]), batch=batch,
+        architecture=architecture_digest(model), float32_ms=round(best["float32"], 3),
+        bfloat16_ms=round(best["bfloat16"], 3), cosine=round(cosine, 6), measured_at=time.time(),
+    )
+    if calibration.precision != "bfloat16":
+        forget_forward(model, "bfloat16")
+    return calibration
+
+
+# --- verdicts kept on disk ---------------------------------------------------------------------
+
+
+def store_path() -> Path:
+    """This machine's verdicts: ``<TL_DATA_DIR>/precision/<machine_id>.json``."""
+    return load_settings().data_dir / "precision" / f"{machine_id()}.json"
+
+
+def _read_store(path: Path) -> dict[str, Calibration]:
+    try:
+        rows = json.loads(path.read_text())["calibrations"]
+        return {key: Calibration(**{**row, "input_size": tuple(row["input_size"])}) for key, row in rows.items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}  # none yet, or unreadable: measure again
+
+
+def known_calibration(key: str) -> Calibration | None:
+    """The verdict kept for ``key`` on this machine, if any (memory first, then the file)."""
+    path = store_path()
+    with _LOCK:
+        found = _KNOWN.get((str(path), key))
+        if found is None:
+            found = _read_store(path).get(key)
+            if found is not None:
+                _KNOWN[(str(path), key)] = found
+    return found
+
+
+def keep_calibration(calibration: Calibration) -> None:
+    """Add ``calibration`` to this machine's file (and memory), keeping what else is there."""
+    path = store_path()
+    with _LOCK:
+        rows = _read_store(path)
+        rows[calibration.key] = calibration
+        atomic_write_text(path, json.dumps({
+            "machine": machine(),
+            "calibrations": {key: dataclasses.asdict(row) for key, row in sorted(rows.items())},
+        }, indent=2))
+        _KNOWN[(str(path), calibration.key)] = calibration
+
+
+def calibrations(backbone: str | None = None) -> list[Calibration]:
+    """Every verdict kept on this machine (for ``backbone`` only when given), oldest first."""
+    rows = _read_store(store_path()).values()
+    if backbone is not None:
+        rows = [row for row in rows if row.backbone == get_backbone(backbone).name]
+    return sorted(rows, key=lambda row: row.measured_at)
+
+
+def forget_calibrations() -> None:
+    """Drop this machine's verdicts (memory and file): the next ``auto`` choice measures again."""
+    path = store_path()
+    with _LOCK:
+        for known in [k for k in _KNOWN if k[0] == str(path)]:
+            del _KNOWN[known]
+        path.unlink(missing_ok=True)
+
+
+# --- the choice --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision a piece of inference runs in, and why.
+
+    Attributes:
+        precision: "float32" or "bfloat16".
+        reason: where it comes from: "asked for", "forced for this session", "TL_PRECISION",
+            "measured", or "no bfloat16 units".
+        calibration: the measurement behind a "measured" choice.
+    """
+
+    precision: str
+    reason: str
+    calibration: Calibration | None = None
+
+    def describe(self) -> str:
+        """E.g. "bfloat16 (measured 2.1x faster here)" or "float32 (TL_PRECISION)"."""
+        if self.calibration is not None:
+            speedup = self.calibration.speedup
+            if self.precision == "bfloat16":
+                return f"bfloat16 (measured {speedup:.1f}x faster here)"
+            if self.calibration.cosine < MIN_COSINE:
+                return f"float32 (bfloat16 disagreed: cosine {self.calibration.cosine:.3f})"
+            return f"float32 (bfloat16 measured {speedup:.2f}x here)"
+        if self.reason == "no bfloat16 units":
+            return "float32 (this CPU has no bfloat16 units)"
+        return f"{self.precision} ({self.reason})"
+
+
+def choose_precision(model: keras.Model, *, backbone: str | BackboneSpec, batch: int = 1,
+                     precision: str | None = None) -> PrecisionChoice:
+    """The precision to run ``model`` in, for work in batches of ``batch`` images.
+
+    Args:
+        model: a model with one image input (classifier, feature extractor, frozen prefix).
+        backbone: whose preprocessing its input expects (for the calibration inputs).
+        batch: images per forward pass in the work ahead (1: Predict).
+        precision: "auto", "float32" or "bfloat16"; None follows a forced
+            precision, then ``TL_PRECISION``.
+
+    Raises:
+        ConfigError: a precision or ``TL_PRECISION`` outside ``PRECISIONS``. (A model
+            Keras cannot rebuild in bfloat16 gets float32 under ``auto``; an explicit
+            "bfloat16" for it fails when its forward pass is built.)
+    """
+    wanted, reason = requested_precision(precision)
+    if wanted != "auto":
+        return PrecisionChoice(wanted, reason)
+    if bfloat16_units() is False:
+        return PrecisionChoice("float32", "no bfloat16 units")
+    if model in _NO_COPY:
+        return PrecisionChoice("float32", "no bfloat16 copy of this model")
+    spec = get_backbone(backbone)
+    size = tuple(int(d) for d in model.input.shape[1:3])
+    key = calibration_key(spec.name, size, calibration_batch(batch), architecture_digest(model))
+    found = known_calibration(key)
+    if found is None:
+        with _CALIBRATING:  # one calibration at a time: two would time each other
+            found = known_calibration(key)
+            if found is None:
+                try:
+                    found = calibrate(model, backbone=spec, batch=batch)
+                except ConfigError:  # no bfloat16 copy of this model: float32, and say so
+                    _NO_COPY.add(model)
+                    return PrecisionChoice("float32", "no bfloat16 copy of this model")
+                keep_calibration(found)
+    return PrecisionChoice(found.precision, "measured", found)
+
+
+def inference_forward(model: keras.Model, *, backbone: str | BackboneSpec, batch: int = 1,
+                      precision: str | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """``compiled_forward`` in the precision ``choose_precision`` picks (outputs float32)."""
+    choice = choose_precision(model, backbone=backbone, batch=batch, precision=precision)
+    return compiled_forward(model, precision=choice.precision)
+
+
+def describe_backbone(backbone: str | BackboneSpec) -> str:
+    """What inference on ``backbone`` runs in here, in words (for the sidebar); measures nothing.
+
+    E.g. "bfloat16 (measured 2.1x faster here for one image, 3.0x for batches)",
+    "float32 (forced for this session)", or, before any measurement, what ``auto`` will do.
+    """
+    wanted, reason = requested_precision()
+    if wanted != "auto":
+        return f"{wanted} ({reason})"
+    if bfloat16_units() is False:
+        return "float32 (this CPU has no bfloat16 units)"
+    latest: dict[int, Calibration] = {}
+    for row in calibrations(backbone):  # oldest first: the latest of each batch kind stays
+        latest[row.batch] = row
+    if not latest:
+        return "auto (bfloat16 if a short measurement on first use finds it faster here)"
+    kinds = {1: "for one image", CALIBRATION_BATCH: "for batches"}
+    parts = {"bfloat16": [], "float32": []}
+    for batch, row in sorted(latest.items()):
+        parts[row.precision].append(f"{row.speedup:.1f}x {kinds.get(batch, f'for batches of {batch}')}")
+    if not parts["float32"]:
+        return f"bfloat16 (measured {', '.join(parts['bfloat16'])} faster here)"
+    if not parts["bfloat16"]:
+        return f"float32 (bfloat16 measured {', '.join(parts['float32'])} here)"
+    return (f"bfloat16 where measured faster ({', '.join(parts['bfloat16'])}), "
+            f"float32 elsewhere (bfloat16 {', '.join(parts['float32'])})")
+
+
+# --- accuracy ----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PrecisionCheck:
+    """How far a model's bfloat16 outputs are from its float32 ones, over some inputs.
+
+    Attributes:
+        images: how many inputs were compared.
+        top1_agreement: the share of inputs whose largest output is the same
+            (for a classifier: the same top-1 class).
+        max_abs_error: the largest absolute difference of any output (for a
+            classifier: of any probability).
+        min_cosine: the lowest cosine similarity between an input's two output vectors.
+        mean_cosine: their mean.
+    """
+
+    images: int
+    top1_agreement: float
+    max_abs_error: float
+    min_cosine: float
+    mean_cosine: float
+
+
+def compare_precisions(model: keras.Model, batches: Iterable[np.ndarray]) -> PrecisionCheck:
+    """Run ``model`` in float32 and in bfloat16 over ``batches`` (preprocessed inputs) and compare.
+
+    Raises:
+        ConfigError: no inputs, or a model that has no bfloat16 copy.
+    """
+    float32, bfloat16 = compiled_forward(model), compiled_forward(model, precision="bfloat16")
+    pairs = [(float32(x), bfloat16(x)) for x in batches]
+    if not pairs or not sum(len(a) for a, _ in pairs):
+        raise ConfigError("Comparing precisions needs at least one input. Received: no batches")
+    a = np.concatenate([p[0].reshape(len(p[0]), -1) for p in pairs])
+    b = np.concatenate([p[1].reshape(len(p[1]), -1) for p in pairs])
+    cosines = _cosines(a, b)
+    return PrecisionCheck(
+        images=len(a),
+        top1_agreement=float(np.mean(a.argmax(axis=1) == b.argmax(axis=1))),
+        max_abs_error=float(np.abs(a - b).max()),
+        min_cosine=float(cosines.min()),
+        mean_cosine=float(cosines.mean()),
+    )

@@ -1,0 +1,30 @@
+"""The sidebar's line about inference precision, and a switch that forces float32 for this session."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import tlcore
+from tlcore.precision import describe_backbone
+
+FORCE_FLOAT32 = "force_float32"
+"""Session-state key of the switch."""
+
+
+def render_precision(backbone: str) -> None:
+    """Show the precision inference on ``backbone`` uses here; let the person force float32.
+
+    Call it on every run before the page (the sidebar does): it sets the forced
+    precision for the rest of this session's script run, and for no other session.
+    """
+    forced = st.toggle(
+        "Force float32", key=FORCE_FLOAT32,
+        help="Predict and Features run in bfloat16 where it was measured faster and in agreement "
+             "with float32 on this machine (TL_PRECISION=auto). Turn this on to compute in float32 "
+             "in this session, for outputs exactly like plain Keras. Training jobs (and their "
+             "frozen-feature cache) follow TL_PRECISION.")
+    tlcore.force_precision("float32" if forced else None)
+    try:
+        st.caption(f"Inference precision: {describe_backbone(backbone)}")
+    except tlcore.ConfigError as exc:  # a TL_PRECISION the server was started with that is not accepted
+        st.warning(str(exc))
