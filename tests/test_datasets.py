@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 import tlcore
+from tlcore.pipeline import fitted_pixels
 from conftest import image_bytes
 
 
@@ -175,12 +176,12 @@ def test_stratified_seeded_split():
 def test_sample_dataset_is_deterministic_and_offline():
     first = tlcore.sample_dataset(per_class=5, size=32, seed=3)
     assert first.class_names == ("circle", "square", "triangle", "stripes") and len(first) == 20
-    pixels, labels = first.arrays((32, 32))
-    assert pixels.shape == (20, 32, 32, 3) and labels.tolist() == [0] * 5 + [1] * 5 + [2] * 5 + [3] * 5
+    pixels = np.stack([fitted_pixels(str(f), (32, 32)) for f in first.files])
+    assert pixels.shape == (20, 32, 32, 3) and list(first.labels) == [0] * 5 + [1] * 5 + [2] * 5 + [3] * 5
     import shutil
 
     shutil.rmtree(first.root)
-    again, _ = tlcore.sample_dataset(per_class=5, size=32, seed=3).arrays((32, 32))
+    again = np.stack([fitted_pixels(str(f), (32, 32)) for f in tlcore.sample_dataset(per_class=5, size=32, seed=3).files])
     np.testing.assert_array_equal(again, pixels)
     assert not np.array_equal(pixels[0], pixels[5])
 

@@ -17,7 +17,9 @@ def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
     st.caption(f"Run `{record.id}` · {record.status} · {spec.backbone} at {spec.input_shape[0]}x"
                f"{spec.input_shape[1]} · trainable from: {frozen} · {len(record.history)} epoch(s)"
                + (f" · {result['seconds']:.1f} s" if "seconds" in result else "")
-               + (" · frozen features cached" if result.get("feature_cache") else ""))
+               + (" · frozen features cached" if result.get("feature_cache") else "")
+               + (f" · batch-norm statistics of {result['recalibrated_batchnorm']} layers recomputed on the "
+                  "training images" if result.get("recalibrated_batchnorm") else ""))
     if len(record.history):
         st.altair_chart(charts.training_curves(record.history), width="content")
     if not result:
