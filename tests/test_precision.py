@@ -1,7 +1,9 @@
 """Inference precision: the TL_PRECISION setting, the bfloat16 copy's accuracy, the calibration and its cache."""
 
+import gc
 import json
 import threading
+import weakref
 
 import keras
 import numpy as np
@@ -255,3 +257,25 @@ def test_the_sidebar_line_shows_the_precision_and_forces_float32(store):
     at.toggle(key="force_float32").set_value(True).run()
     assert at.caption[0].value == "Inference precision: float32 (forced for this session)"
     assert at.markdown[-1].value == "requested: float32"
+
+
+def test_the_app_sidebar_shows_the_precision_after_the_page_widgets(store):
+    from conftest import open_page
+
+    at = open_page("../pages/layers.py")
+    line = [c.value for c in at.sidebar.caption if c.value.startswith("Inference precision:")]
+    assert line == ["Inference precision: auto (bfloat16 if a short measurement on first use finds it faster here)"]
+    assert at.sidebar.toggle(key="force_float32").value is False
+    assert at.toggle[0].key == "include_top"  # the page's own widgets come first, as before
+
+
+def test_a_model_and_its_bfloat16_copy_are_freed_with_their_last_user():
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Conv2D(4, 3)(inputs)))
+    x = np.ones((1, 8, 8, 3), np.float32)
+    float32, bfloat16 = compiled_forward(model)(x), compiled_forward(model, precision="bfloat16")(x)
+    assert float32.shape == bfloat16.shape == (1, 6, 6, 2)
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None

@@ -13,6 +13,7 @@ model, and its outputs are cast back to float32. Which precision to use is
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from collections.abc import Callable
@@ -32,10 +33,16 @@ _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {
 
 
 def _traced(model: keras.Model, runner: keras.Model) -> Callable:
-    """``runner`` in inference mode as a traced, warmed tf.function over ``model``'s input shape."""
+    """``runner`` in inference mode as a traced, warmed tf.function over ``model``'s input shape.
+
+    The function reaches ``model`` only through a weak reference (tf.function holds the
+    variables it captures weakly too), so the cache entry, and with it any bfloat16
+    copy, goes when the last user of ``model`` lets go of it.
+    """
     signature = tf.TensorSpec((None, *model.input.shape[1:]), tf.float32)
     if runner is model:
-        forward = tf.function(lambda batch: model(batch, training=False), input_signature=[signature])
+        weak = weakref.ref(model)
+        forward = tf.function(lambda batch: weak()(batch, training=False), input_signature=[signature])
     else:
         forward = tf.function(lambda batch: tf.cast(runner(batch, training=False), tf.float32),
                               input_signature=[signature])
@@ -67,10 +74,12 @@ def compiled_forward(model: keras.Model, *, precision: str = "float32") -> Calla
             runner = model if precision == "float32" else bfloat16_clone(model)
             forward = forwards[precision] = _traced(model, runner)
 
-    def run(batch: np.ndarray) -> np.ndarray:
-        return forward(tf.convert_to_tensor(batch, tf.float32)).numpy()
+    return functools.partial(_run, forward, model)
 
-    return run
+
+def _run(forward: Callable, model: keras.Model, batch: np.ndarray) -> np.ndarray:
+    """``forward`` on ``batch``; ``model`` rides along, so whoever holds the function keeps the model alive."""
+    return forward(tf.convert_to_tensor(batch, tf.float32)).numpy()
 
 
 def forget_forward(model: keras.Model, precision: str) -> None:
