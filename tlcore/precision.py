@@ -57,6 +57,10 @@ CALIBRATION_BATCH = 8
 """Images per forward pass when calibrating for batch work (feature extraction, the feature cache)."""
 CALIBRATION_REPEATS = 3
 """Timed forward passes per precision (after one untimed warm-up); the fastest counts."""
+CALIBRATION_MAX_REPEATS = 8
+"""Up to this many when the two are close (``UNSURE_BAND``): a close call gets a second look."""
+UNSURE_BAND = (0.8, 1.3)
+"""Speed-ups in this range are measured again (within ``CALIBRATION_BUDGET_S``) before the verdict."""
 CALIBRATION_BUDGET_S = 12.0
 """A calibration stops repeating once it has spent this long (each precision is timed at least once)."""
 BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -240,8 +244,9 @@ def calibrate(model: keras.Model, *, backbone: str | BackboneSpec, batch: int = 
     """Time ``model``'s float32 forward pass against its bfloat16 copy's, here and now.
 
     Both are traced and warmed first; then they run alternately on the same
-    inputs, ``CALIBRATION_REPEATS`` times each (fewer once ``CALIBRATION_BUDGET_S``
-    is spent), and the fastest of each counts. The bfloat16 copy is kept only if
+    inputs, ``CALIBRATION_REPEATS`` times each, up to ``CALIBRATION_MAX_REPEATS``
+    when the ratio is a close call (fewer once ``CALIBRATION_BUDGET_S`` is spent),
+    and the fastest of each counts (other work on the machine only ever adds time). The bfloat16 copy is kept only if
     it wins (``forget_forward`` otherwise), so a verdict of float32 costs no memory.
     """
     spec = get_backbone(backbone)
@@ -252,12 +257,13 @@ def calibrate(model: keras.Model, *, backbone: str | BackboneSpec, batch: int = 
     cosine = float(_cosines(float32(x), bfloat16(x)).min())  # also the warm-up at this batch size
     best = {"float32": float("inf"), "bfloat16": float("inf")}
     started = time.perf_counter()
-    for _ in range(CALIBRATION_REPEATS):
+    for repeat in range(1, CALIBRATION_MAX_REPEATS + 1):
         for name, forward in (("float32", float32), ("bfloat16", bfloat16)):
             start = time.perf_counter()
             forward(x)
             best[name] = min(best[name], (time.perf_counter() - start) * 1000)
-        if time.perf_counter() - started > CALIBRATION_BUDGET_S:
+        close = UNSURE_BAND[0] <= best["float32"] / best["bfloat16"] <= UNSURE_BAND[1]
+        if (repeat >= CALIBRATION_REPEATS and not close) or time.perf_counter() - started > CALIBRATION_BUDGET_S:
             break
     calibration = Calibration(
         backbone=spec.name, input_size=tuple(int(d) for d in model.input.shape[1:3]), batch=batch,

@@ -7,6 +7,7 @@ import streamlit as st
 import tlcore
 from tlcore.weights import NoTopWeightsError
 from ui.models import WeightsChoice, store_upload, weights_file_kind
+from ui.precision import render_precision
 from ui.state import from_url, to_url
 
 IMAGENET, RANDOM, FILE = "ImageNet", "Random (untrained)", "My weights file"
@@ -31,6 +32,7 @@ def render() -> None:
             _weights_upload(backbone)
         else:
             st.caption("Untrained weights: outputs are not predictions.")
+        render_precision(backbone)
 
 
 def _imagenet_status(backbone: str) -> None:
