@@ -14,8 +14,9 @@ CPU), so the choice is made per machine and per network, by measuring:
   ``<TL_DATA_DIR>/precision/<machine>.json``; later calls and processes read it;
 - bfloat16 is chosen only when it was measured at least ``MIN_SPEEDUP`` times
   faster and its outputs agreed with float32's (cosine similarity at least
-  ``MIN_COSINE`` for every calibration input): ``auto`` never picks a precision
-  measured slower.
+  ``MIN_COSINE`` on each of ``AGREEMENT_IMAGES`` made-up images): ``auto`` never
+  picks a precision measured slower. Made-up images are not the person's data:
+  ``compare_precisions`` checks a model on real held-out images.
 
 Only inference uses this (Predict, Features, the frozen-prefix feature cache);
 training and the evaluation of a trained model stay float32.
@@ -51,10 +52,12 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 """What ``TL_PRECISION`` (and every ``precision=`` argument) accepts."""
 MIN_SPEEDUP = 1.1
 """``auto`` picks bfloat16 only when measured at least this many times faster than float32."""
-MIN_COSINE = 0.99
+MIN_COSINE = 0.995
 """``auto`` picks bfloat16 only when every calibration output is at least this similar to float32's."""
 CALIBRATION_BATCH = 8
 """Images per forward pass when calibrating for batch work (feature extraction, the feature cache)."""
+AGREEMENT_IMAGES = 8
+"""Made-up images both precisions run on before any timing; every output must agree (``MIN_COSINE``)."""
 CALIBRATION_REPEATS = 3
 """Timed forward passes per precision (after one untimed warm-up); the fastest counts."""
 CALIBRATION_MAX_REPEATS = 8
@@ -226,9 +229,17 @@ def calibration_batch(batch: int) -> int:
 
 
 def calibration_inputs(model: keras.Model, spec: BackboneSpec, batch: int, *, seed: int = 0) -> np.ndarray:
-    """Random pixels (0-255) at the model's input size, preprocessed for the backbone."""
-    shape = (batch, *(int(d) for d in model.input.shape[1:]))
-    pixels = np.random.default_rng(seed).uniform(0, 255, shape).astype(np.float32)
+    """``batch`` made-up images at the model's input size, preprocessed for the backbone.
+
+    Every other one is pixel noise; the rest are smooth (4x4 random colours
+    stretched over the image), which drive a network more like photographs do.
+    """
+    height, width, channels = (int(d) for d in model.input.shape[1:])
+    rng = np.random.default_rng(seed)
+    pixels = rng.uniform(0, 255, (batch, height, width, channels)).astype(np.float32)
+    coarse = rng.uniform(0, 255, (batch, 4, 4, channels)).astype(np.float32)
+    smooth = tf.image.resize(coarse, (height, width), method="bilinear").numpy()
+    pixels[1::2] = smooth[1::2]
     return spec.preprocess(pixels)
 
 
@@ -243,18 +254,23 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def calibrate(model: keras.Model, *, backbone: str | BackboneSpec, batch: int = 1) -> Calibration:
     """Time ``model``'s float32 forward pass against its bfloat16 copy's, here and now.
 
-    Both are traced and warmed first; then they run alternately on the same
-    inputs, ``CALIBRATION_REPEATS`` times each, up to ``CALIBRATION_MAX_REPEATS``
-    when the ratio is a close call (fewer once ``CALIBRATION_BUDGET_S`` is spent),
-    and the fastest of each counts (other work on the machine only ever adds time). The bfloat16 copy is kept only if
-    it wins (``forget_forward`` otherwise), so a verdict of float32 costs no memory.
+    Both are traced, then compared on ``AGREEMENT_IMAGES`` made-up images and
+    warmed at the batch size; then they run alternately on the same inputs,
+    ``CALIBRATION_REPEATS`` times each, up to ``CALIBRATION_MAX_REPEATS`` when the
+    ratio is a close call (fewer once ``CALIBRATION_BUDGET_S`` is spent), and the
+    fastest of each counts (other work on the machine only ever adds time). The
+    bfloat16 copy is kept only if it wins (``forget_forward`` otherwise), so a
+    verdict of float32 costs no memory.
     """
     spec = get_backbone(backbone)
     batch = calibration_batch(batch)
-    x = calibration_inputs(model, spec, batch)
+    x = calibration_inputs(model, spec, max(batch, AGREEMENT_IMAGES))
     float32 = compiled_forward(model)
     bfloat16 = compiled_forward(model, precision="bfloat16")
-    cosine = float(_cosines(float32(x), bfloat16(x)).min())  # also the warm-up at this batch size
+    cosine = float(_cosines(float32(x), bfloat16(x)).min())
+    if batch < len(x):
+        x = x[:batch]
+        float32(x), bfloat16(x)  # the warm-up at this batch size
     best = {"float32": float("inf"), "bfloat16": float("inf")}
     started = time.perf_counter()
     for repeat in range(1, CALIBRATION_MAX_REPEATS + 1):
