@@ -7,7 +7,7 @@ Run: .venv/bin/python bench/first_answer.py [switches]
     layout, where Keras caches the real file), so nothing is downloaded and the app loads
     them through its real ImageNet path. Chromium (Debian's, software GL) is started first
     and is not timed: a person's browser is already open. The clock starts when
-    `streamlit run app/streamlit_app.py` is launched (headless, free loopback port) and
+    `streamlit run app.py` is launched (headless, free loopback port) and
     stops when the top-5 table for samples/cat.jpg, uploaded on Predict with MobileNetV2,
     is on screen (5 rows, nothing stale, the script idle).
 (b) Page switch with the models cached: clicks on the sidebar's Layers and Predict links
@@ -120,7 +120,7 @@ def main(switches: int = 5) -> None:
           f"weights\n")
     print("| measure | time | target |")
     print("|---|---|---|")
-    print(row("(a) launch `streamlit run app/streamlit_app.py` -> server answers /_stcore/health", healthy))
+    print(row("(a) launch `streamlit run app.py` -> server answers /_stcore/health", healthy))
     print(row("(a) launch -> Predict page drawn (first run: imports, model load, sample's top-5)", page_ready))
     print(row("(a) launch -> top-5 of uploaded samples/cat.jpg on screen", first_answer))
     print(row("    of which: upload -> top-5 on screen", upload_to_table))

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = ROOT / "app" / "streamlit_app.py"
+APP = ROOT / "app.py"  # st.App around app/streamlit_app.py, as ./lab app runs it
 
 # Software GL (SwiftShader through ANGLE) instead of --disable-gpu: the GPU process composites
 # canvases the way a person's browser does, so st.dataframe's grid (a canvas) and WebGL draw.
@@ -42,7 +42,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def streamlit_server(log: Path, *, env: dict[str, str] | None = None,
                      timeout: float = 90) -> Iterator[str]:
-    """Start ``streamlit run app/streamlit_app.py`` on a free loopback port, headless.
+    """Start ``streamlit run app.py`` on a free loopback port, headless.
 
     Yields the server's URL once ``/_stcore/health`` answers; stops the process afterwards.
     """

@@ -69,9 +69,15 @@ def coloured(image) -> int:
     return int(((pixels.max(axis=2) - pixels.min(axis=2)) > 60).sum())
 
 
-def marks(chart, kind: str) -> int:
-    """How many marks of ``kind`` ("rect", "line", "symbol", "text") the Vega chart's SVG holds."""
-    return chart.locator(f"svg g.mark-{kind}.role-mark > *").count()
+def marks(chart, kind: str, *, wait: bool = True) -> int:
+    """How many marks of ``kind`` ("rect", "line", "symbol", "text") the Vega chart's SVG holds.
+
+    With ``wait``, first waits for one to be drawn (Vega draws after its element appears).
+    """
+    drawn = chart.locator(f"svg g.mark-{kind}.role-mark > *")
+    if wait:
+        drawn.first.wait_for(state="attached", timeout=30_000)  # a flat line has no height
+    return drawn.count()
 
 
 def open_and_see(tab, url: str, text: str) -> None:
@@ -200,7 +206,7 @@ def test_train_the_sample_dataset_for_two_epochs(server, page):
     curves = charts.nth(1)
     assert marks(curves, "line") >= 2 and marks(curves, "symbol") >= 4  # 2 splits x 2 epochs
     assert coloured(picture(curves)) > 300
-    heatmap = next(charts.nth(i) for i in range(charts.count()) if marks(charts.nth(i), "text") == 16)
+    heatmap = next(charts.nth(i) for i in range(charts.count()) if marks(charts.nth(i), "text", wait=False) == 16)
     assert marks(heatmap, "rect") == 16  # 4 true x 4 predicted classes
     assert coloured(picture(heatmap)) > 2000
     page.get_by_text("Validation accuracy").wait_for()

@@ -146,7 +146,7 @@ def test_a_full_disk_gives_a_clear_message_and_keeps_the_previous_file(tmp_path)
 
 
 def test_server_settings():
-    config = tomllib.loads((ROOT / "app" / ".streamlit" / "config.toml").read_text())
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["server"]["enableXsrfProtection"] is True
     assert config["client"]["showErrorDetails"] == "none"
     assert config["server"]["maxUploadSize"] >= 200

@@ -1,0 +1,13 @@
+"""Transfer Lab: `streamlit run app.py` serves the dashboard (so does `uvicorn app:app`).
+
+The router (navigation over pages/ and the shared sidebar) is app/streamlit_app.py. It lives
+in a folder of its own because Streamlit 1.67 takes a ``pages/`` folder *beside* the script it
+runs for its legacy multipage mode, which breaks a deep link opened first on a fresh server
+and every AppTest (see that file). This file only names that script as the app.
+"""
+
+from pathlib import Path
+
+import streamlit as st
+
+app = st.App(Path(__file__).resolve().parent / "app" / "streamlit_app.py")
