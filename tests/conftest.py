@@ -10,6 +10,10 @@ _HOME = Path(tempfile.mkdtemp(prefix="tl-tests-"))
 os.environ["KERAS_HOME"] = str(_HOME / "keras")  # never the user's real cache
 os.environ["TL_DATA_DIR"] = str(_HOME / "data")
 os.environ.setdefault("TL_PRECISION", "float32")  # exact float32 values, no calibrations; test_precision.py sets its own
+# Ray reads these when it is imported, and a test module may import it before tlcore does:
+# no usage statistics, and a local instance on 127.0.0.1 only.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import io  # noqa: E402
@@ -83,3 +87,11 @@ def pytest_terminal_summary(terminalreporter):
     shots = Path(__file__).resolve().parents[1] / "screenshots"
     if shots.is_dir() and any(shots.glob("*.png")):
         terminalreporter.write_line(f"browser screenshots: {shots}")
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> str:
+    """The test session's one Ray instance (started once, on 127.0.0.1), for servers the tests start."""
+    import tlcore
+
+    return tlcore.connect_ray()

@@ -8,6 +8,7 @@ expected colours, and charts must hold their marks. Screenshots go to ``screensh
 (printed at the end of the run).
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,9 @@ GRID, CHART = '[data-testid="stDataFrame"]', '[data-testid="stVegaLiteChart"]'
 
 
 @pytest.fixture(scope="module")
-def server(cached_mobilenet, tmp_path_factory):
-    with streamlit_server(tmp_path_factory.mktemp("server") / "streamlit.log") as url:
+def server(cached_mobilenet, tmp_path_factory, ray_address):
+    env = {**os.environ, "TL_RAY_ADDRESS": ray_address}  # train on the session's Ray, not a second one
+    with streamlit_server(tmp_path_factory.mktemp("server") / "streamlit.log", env=env) as url:
         yield url
 
 
