@@ -160,7 +160,10 @@ def _spec_cost(spec: TransferSpec) -> ModelCost:
 def _described(spec: TransferSpec) -> str:
     head = f"{spec.hidden_units:,} hidden units" if spec.hidden_units else "no hidden layer"
     pooling = {"avg": "global average pooling", "max": "global max pooling"}.get(spec.pooling, spec.pooling)
-    return f"{spec.backbone} at {spec.input_shape[0]}x{spec.input_shape[1]}, {pooling} head with {head}"
+    blocks = spec.conv_blocks
+    convs = (f"{blocks} new convolutional block{'s' if blocks > 1 else ''} of {spec.conv_filters:,} "
+             f"{spec.conv_kernel}x{spec.conv_kernel} filters, " if blocks else "")
+    return f"{spec.backbone} at {spec.input_shape[0]}x{spec.input_shape[1]}, {convs}{pooling} head with {head}"
 
 
 def check_model_cost(
@@ -216,7 +219,9 @@ def check_spec_budget(spec: TransferSpec) -> ModelCost:
         cost,
         described=_described(spec),
         params_advice=("use global average pooling, a smaller input or fewer hidden units"
-                       if spec.pooling == "flatten" else "use fewer hidden units or a smaller backbone"),
+                       if spec.pooling == "flatten" else
+                       "use fewer or smaller new convolutions, fewer hidden units or a smaller backbone"
+                       if spec.conv_blocks else "use fewer hidden units or a smaller backbone"),
         activation_advice=f"use a smaller input (about {fits}x{fits} fits)",
     )
     return cost

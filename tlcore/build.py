@@ -25,6 +25,14 @@ from tlcore.zoo import build_architecture, get_backbone
 POOLINGS = ("avg", "max", "flatten")
 ALL_LAYERS = "all"
 """``trainable_from`` value that makes every layer of the base trainable."""
+CONV_BLOCKS = (0, 4)
+"""(fewest, most) new convolutional blocks a head may add."""
+CONV_FILTERS = (1, 1024)
+"""(fewest, most) filters of each new convolution."""
+CONV_KERNELS = (1, 7)
+"""(smallest, largest) kernel side of each new convolution."""
+CONV_POOLS = (1, 4)
+"""(smallest, largest) max-pooling window closing each new block; 1 for no pooling."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,11 +46,22 @@ class TransferSpec:
         pooling: "avg" (global average, default), "max" (global max) or
             "flatten" (keep every position of the feature map).
         pool_size: an optional average pooling window applied to the feature
-            map before ``pooling`` (the classic "AveragePooling2D(4)" head).
+            map before ``pooling`` (the classic "AveragePooling2D(4)" head),
+            after any new convolutional blocks.
         trainable_from: None (whole base frozen, default), a layer name of
             the base such as "block5_conv1" (that layer and all after it
             train; ``trainable_from_choices`` lists them, with names that are
             the same in every build and process), or "all" (every layer trains).
+        conv_blocks: new convolutional blocks between the base and the pooling
+            (the article's "new convolutional and pooling layers"), 0 to 4; 0 for
+            none (default). Each block is a ``Conv2D(conv_filters, conv_kernel,
+            padding="same", activation="relu")``, which keeps the map's size,
+            then a ``MaxPooling2D(conv_pool)``, which divides it by ``conv_pool``.
+        conv_filters: filters of each new convolution, 1 to 1024 (default 64).
+        conv_kernel: kernel side of each new convolution, 1 to 7 (default 3).
+        conv_pool: max-pooling window closing each block, 1 to 4 (default 2);
+            1 for no pooling. The blocks need a feature map of at least
+            ``conv_pool ** conv_blocks`` positions a side leaving the base.
         hidden_units: width of the hidden Dense layer; 0 for none.
         dropout: dropout rate before each Dense layer, 0 to 0.9.
         num_classes: outputs of the softmax head, at least 2.
@@ -61,6 +80,30 @@ class TransferSpec:
     dropout: float = 0.2
     num_classes: int = 2
     base_model: str | None = None
+    conv_blocks: int = 0
+    conv_filters: int = 64
+    conv_kernel: int = 3
+    conv_pool: int = 2
+
+
+def head_feature_map(spec: TransferSpec, feature_map: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The (height, width, channels) the new convolutional blocks leave from the base's ``feature_map``.
+
+    A block's convolution keeps the size (padding "same") and gives ``conv_filters``
+    channels; its max pooling divides each side by ``conv_pool``, rounding down, as
+    Keras's ``MaxPooling2D`` does. Without blocks, ``feature_map`` itself.
+    """
+    height, width, channels = feature_map
+    for _ in range(spec.conv_blocks):
+        height, width, channels = height // spec.conv_pool, width // spec.conv_pool, spec.conv_filters
+    return height, width, channels
+
+
+def _conv_head_text(spec: TransferSpec) -> str:
+    blocks = "1 convolutional block" if spec.conv_blocks == 1 else f"{spec.conv_blocks} convolutional blocks"
+    each = " each" if spec.conv_blocks > 1 else ""
+    pooling = f" with a {spec.conv_pool}x{spec.conv_pool} max pooling{each}" if spec.conv_pool > 1 else ""
+    return blocks + pooling
 
 
 def check_transfer_spec(spec: TransferSpec) -> ShapeCheck:
@@ -73,22 +116,44 @@ def check_transfer_spec(spec: TransferSpec) -> ShapeCheck:
         The input-shape check, with the feature map leaving the base.
 
     Raises:
-        ShapeError: an input or pooling window the base cannot take.
-        ConfigError: a pooling, head size or dropout outside what is accepted.
+        ShapeError: an input, new convolutional blocks or a pooling window the
+            base's feature map cannot take, with the smallest input that works.
+        ConfigError: a pooling, convolutional block, head size or dropout
+            outside what is accepted.
         BudgetError: a model over a budget of this server.
     """
     base = get_backbone(spec.backbone)
     check = check_input_shape(base, spec.input_shape)
     if spec.pooling not in POOLINGS:
         raise ConfigError(f"Pooling must be one of {POOLINGS}. Received: pooling={spec.pooling!r}")
+    _check_conv_choices(spec)
+    height, width, channels = check.feature_map
+    leaves = f"{base.name} at {spec.input_shape[0]}x{spec.input_shape[1]} leaves {height}x{width}x{channels}"
+    shrink = spec.conv_pool ** spec.conv_blocks
+    if min(height, width) < shrink:
+        smallest = smallest_input(base, shrink)
+        raise ShapeError(
+            f"The feature map leaving the base must be at least {shrink}x{shrink} for "
+            f"{_conv_head_text(spec)}, which {'divide' if spec.conv_blocks > 1 else 'divides'} it by {shrink}: "
+            f"{leaves}. "
+            f"The smallest input that works is {smallest}x{smallest}. Received: "
+            f"input_shape={spec.input_shape}, conv_blocks={spec.conv_blocks}, conv_pool={spec.conv_pool}"
+        )
     if spec.pool_size is not None:
-        height, width, channels = check.feature_map
-        if spec.pool_size < 1 or spec.pool_size > min(height, width):
-            smallest = smallest_input(base, max(spec.pool_size, 1))
+        head_height, head_width, head_channels = head_feature_map(spec, check.feature_map)
+        if spec.pool_size < 1 or spec.pool_size > min(head_height, head_width):
+            smallest = smallest_input(base, max(spec.pool_size, 1) * shrink)
+            if spec.conv_blocks:
+                raise ShapeError(
+                    f"An average pooling of {spec.pool_size}x{spec.pool_size} must fit the map it "
+                    f"receives: {leaves}, and {_conv_head_text(spec)} make it "
+                    f"{head_height}x{head_width}x{head_channels}. The smallest input that works is "
+                    f"{smallest}x{smallest}. Received: input_shape={spec.input_shape}, "
+                    f"pool_size={spec.pool_size}, conv_blocks={spec.conv_blocks}, conv_pool={spec.conv_pool}"
+                )
             raise ShapeError(
                 f"An average pooling of {spec.pool_size}x{spec.pool_size} must fit the feature "
-                f"map leaving the base: {base.name} at {spec.input_shape[0]}x{spec.input_shape[1]} "
-                f"leaves {height}x{width}x{channels}. The smallest input that works is "
+                f"map leaving the base: {leaves}. The smallest input that works is "
                 f"{smallest}x{smallest}. Received: input_shape={spec.input_shape}, "
                 f"pool_size={spec.pool_size}"
             )
@@ -100,6 +165,19 @@ def check_transfer_spec(spec: TransferSpec) -> ShapeCheck:
         raise ConfigError(f"Dropout must be from 0 up to (not including) 1. Received: dropout={spec.dropout}")
     check_spec_budget(spec)
     return check
+
+
+def _check_conv_choices(spec: TransferSpec) -> None:
+    rules = [
+        ("conv_blocks", CONV_BLOCKS, "New convolutional blocks must be from {} to {}"),
+        ("conv_filters", CONV_FILTERS, "Filters of a new convolution must be from {} to {}"),
+        ("conv_kernel", CONV_KERNELS, "Kernel size of a new convolution must be from {} to {}"),
+        ("conv_pool", CONV_POOLS, "The max pooling closing a new block must be from {} (none) to {}"),
+    ]
+    for field, (low, high), rule in rules:
+        value = getattr(spec, field)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ConfigError(f"{rule.format(low, high)}. Received: {field}={value!r}")
 
 
 def set_trainable_from(
@@ -147,13 +225,22 @@ def trainable_from_choices(backbone: str) -> list[str]:
 
 
 def attach_head(base: keras.Model, spec: TransferSpec) -> keras.Model:
-    """Put ``spec``'s input, pooling and classifier head around ``base``.
+    """Put ``spec``'s input, new convolutional blocks, pooling and classifier head around ``base``.
+
+    Head layers are named: "image" (input), "head_conv_1", "head_conv_pool_1", ...
+    (new blocks), "head_avg_window" (``pool_size``), "head_pool", "head_dropout_1",
+    "head_hidden", "head_dropout", "head_output".
 
     The base is called with ``training=False`` so BatchNormalization stays in
     inference mode, even when its layers are unfrozen for fine-tuning.
     """
     inputs = keras.Input(shape=spec.input_shape, name="image")
     x = base(inputs, training=False)
+    for block in range(1, spec.conv_blocks + 1):
+        x = keras.layers.Conv2D(spec.conv_filters, spec.conv_kernel, padding="same", activation="relu",
+                                name=f"head_conv_{block}")(x)
+        if spec.conv_pool > 1:
+            x = keras.layers.MaxPooling2D(spec.conv_pool, name=f"head_conv_pool_{block}")(x)
     if spec.pool_size:
         x = keras.layers.AveragePooling2D(spec.pool_size, name="head_avg_window")(x)
     x = {
@@ -247,12 +334,16 @@ class TransferPlan:
         check: the input-shape check, with the feature map leaving the base.
         layers: ``layer_table`` of the model, base layers expanded.
         counts: total, trainable and frozen parameters.
+        head_map: (height, width, channels) the new convolutional blocks leave,
+            which the pooling turns into the head's input (the base's feature
+            map when there are no blocks).
     """
 
     spec: TransferSpec
     check: ShapeCheck
     layers: pd.DataFrame
     counts: ParameterCounts
+    head_map: tuple[int, int, int] | None = None
 
 
 def plan_transfer_model(spec: TransferSpec) -> TransferPlan:
@@ -265,4 +356,5 @@ def plan_transfer_model(spec: TransferSpec) -> TransferPlan:
     check = check_transfer_spec(spec)
     with shapes_only():
         model = transfer_architecture(spec)
-        return TransferPlan(spec, check, layer_table(model, expand_nested=True), parameter_counts(model))
+        return TransferPlan(spec, check, layer_table(model, expand_nested=True), parameter_counts(model),
+                            head_feature_map(spec, check.feature_map))

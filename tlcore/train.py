@@ -263,7 +263,8 @@ def frozen_split(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
             if not isinstance(layer, _DETERMINISTIC_WEIGHTLESS):
                 break
             cut_layer = layer
-        cut = cut_layer.output
+        # the base's own ``output`` belongs to its inner graph: take the tensor the head receives
+        cut = head[0].input if cut_layer is base else cut_layer.output
         return keras.Model(model.input, cut, name="frozen_prefix"), keras.Model(cut, model.output, name="trainable_rest")
     first = next(i for i, layer in enumerate(base.layers) if layer.trainable_weights)
     if first <= 1:
