@@ -7,6 +7,10 @@ can a notebook. Importing it has no side effects beyond importing Keras.
 from tlcore.backbone import load_backbone
 from tlcore.build import (
     ALL_LAYERS,
+    CONV_BLOCKS,
+    CONV_FILTERS,
+    CONV_KERNELS,
+    CONV_POOLS,
     POOLINGS,
     TransferPlan,
     TransferSpec,
@@ -14,6 +18,7 @@ from tlcore.build import (
     base_and_head,
     build_transfer_model,
     check_transfer_spec,
+    head_feature_map,
     plan_transfer_model,
     set_trainable_from,
     trainable_from_choices,
@@ -27,6 +32,7 @@ from tlcore.budgets import (
     estimate_job_memory,
     model_cost,
 )
+from tlcore.code import as_notebook, feature_program, layers_program, prediction_program, transfer_program
 from tlcore.errors import (
     BudgetError,
     ConfigError,
@@ -151,6 +157,17 @@ __all__ = [
     "list_datasets",
     "server_folder",
     "upload_key",
+    # the Keras program behind each page, and heads with new convolutional blocks
+    "CONV_BLOCKS",
+    "CONV_FILTERS",
+    "CONV_KERNELS",
+    "CONV_POOLS",
+    "as_notebook",
+    "feature_program",
+    "head_feature_map",
+    "layers_program",
+    "prediction_program",
+    "transfer_program",
     # inference precision (float32, or bfloat16 where measured faster)
     "PRECISIONS",
     "Calibration",
