@@ -4,6 +4,7 @@ import streamlit as st
 
 import tlcore
 from ui import models, sidebar, training
+from ui.code_panel import code_panel
 from ui.state import from_url, to_url
 
 st.title("Build a transfer model")
@@ -32,6 +33,7 @@ PRESETS = ["224", "128", "300", "48", "custom"]
 POOLING_NAMES = {"avg": "global average", "max": "global max", "flatten": "flatten"}
 FROZEN, FROM_LAYER, EVERYTHING = "All frozen", "Train from a layer", "Everything trainable"
 CUSTOM_SIZE, HIDDEN, DROPOUT, CLASSES = (1, 4096), (0, 4096), (0.0, 0.9), (2, 1000)  # the widgets' (min, max)
+WINDOW = (0, 16)  # average pooling window; 0 for none
 from_url("preset", str(spec.default_size) if str(spec.default_size) in PRESETS else "224", choices=PRESETS)
 from_url("custom_size", 64, cast=int, bounds=CUSTOM_SIZE)
 from_url("build_pooling", "avg", choices=list(tlcore.POOLINGS))
@@ -39,6 +41,11 @@ from_url("training", FROZEN, choices=[FROZEN, FROM_LAYER, EVERYTHING])
 from_url("hidden", 256, cast=int, bounds=HIDDEN)
 from_url("dropout", 0.2, cast=float, bounds=DROPOUT)
 from_url("classes", 2, cast=int, bounds=CLASSES)
+from_url("conv_blocks", 0, cast=int, bounds=tlcore.CONV_BLOCKS)
+from_url("conv_filters", 64, cast=int, bounds=tlcore.CONV_FILTERS)
+from_url("conv_kernel", 3, cast=int, bounds=tlcore.CONV_KERNELS)
+from_url("conv_pool", 2, cast=int, bounds=tlcore.CONV_POOLS)
+from_url("pool_size", 0, cast=int, bounds=WINDOW)
 
 shape_col, freeze_col, head_col = st.columns(3, gap="large")
 with shape_col:
@@ -64,17 +71,30 @@ with freeze_col:
                                            "the ones before stay frozen.")
 with head_col:
     st.subheader("New head")
+    blocks = st.number_input("New convolutional blocks", *tlcore.CONV_BLOCKS, key="conv_blocks",
+                             help="Convolution and pooling layers between the base and the pooling: each block "
+                                  "is a Conv2D (padding 'same', ReLU) and a max pooling. 0 for none.")
+    conv = st.columns(3)
+    filters = conv[0].number_input("Filters", *tlcore.CONV_FILTERS, step=16, key="conv_filters", disabled=not blocks)
+    kernel = conv[1].number_input("Kernel", *tlcore.CONV_KERNELS, key="conv_kernel", disabled=not blocks)
+    block_pool = conv[2].number_input("Max pool", *tlcore.CONV_POOLS, key="conv_pool", disabled=not blocks,
+                                      help="The max pooling closing each block divides the map by this. 1 for none.")
+    window = st.number_input("Average pooling window before the dense layers (0 for none)", *WINDOW,
+                             key="pool_size", help="An AveragePooling2D(n) on the map, as in the classic "
+                                                   "AveragePooling2D(4) head; it must fit the map it receives.")
     hidden = st.number_input("Hidden units (0 for none)", *HIDDEN, step=32, key="hidden")
     dropout = st.slider("Dropout", *DROPOUT, step=0.05, key="dropout")
     classes = st.number_input("Classes", *CLASSES, key="classes")
 to_url("base_run", "preset", "custom_size", "build_pooling", "training", "hidden", "dropout", "classes",
+       "conv_blocks", "conv_filters", "conv_kernel", "conv_pool", "pool_size",
        *(["trainable_from"] if training == FROM_LAYER else []))
 
 transfer = tlcore.TransferSpec(
     backbone=backbone, input_shape=(int(size), int(size), 3), weights=choice.weights,
     base_model=str(source.model_path) if source else None,
     pooling=pooling, trainable_from=trainable_from, hidden_units=int(hidden),
-    dropout=float(dropout), num_classes=int(classes),
+    dropout=float(dropout), num_classes=int(classes), pool_size=int(window) or None, conv_blocks=int(blocks),
+    conv_filters=int(filters), conv_kernel=int(kernel), conv_pool=int(block_pool),
 )
 try:
     plan = models.transfer_plan(transfer)
@@ -85,7 +105,9 @@ except tlcore.TLError as exc:
 st.session_state["transfer_spec"] = transfer  # what the Train page uses
 st.divider()
 height, width, channels = plan.check.feature_map
-st.success(f"{backbone} at {size}x{size} leaves a **{height}x{width}x{channels}** feature map; "
+blocks_leave = ("; the new convolutional blocks make it **{}x{}x{}**".format(*plan.head_map)
+                if transfer.conv_blocks else "")
+st.success(f"{backbone} at {size}x{size} leaves a **{height}x{width}x{channels}** feature map{blocks_leave}; "
            f"the {POOLING_NAMES[pooling]} pooling turns it into the head's input.")
 for note in plan.check.notes:
     st.info(note)
@@ -100,3 +122,4 @@ st.dataframe(
     column_config={"trainable": st.column_config.CheckboxColumn("trainable")},
 )
 st.caption("Grey rows are frozen: their pretrained weights stay as they are during training.")
+code_panel("Keras code", tlcore.transfer_program(transfer), "build_model")

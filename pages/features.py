@@ -8,6 +8,7 @@ import streamlit as st
 
 import tlcore
 from ui import charts, models, sidebar
+from ui.code_panel import code_panel
 from ui.samples import IMAGE_TYPES, sample_images
 
 st.title("Feature vectors")
@@ -62,3 +63,5 @@ downloads = st.columns(2)
 downloads[0].download_button("Download CSV", frame.to_csv().encode(), f"features_{layer}.csv", "text/csv")
 downloads[1].download_button("Download .npy", npy.getvalue(), f"features_{layer}.npy",
                              "application/octet-stream")
+code_panel("Keras code", tlcore.feature_program(choice.backbone, layer, weights=choice.weights, images=names),
+           "features")

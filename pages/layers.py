@@ -4,6 +4,7 @@ import streamlit as st
 
 import tlcore
 from ui import models, sidebar
+from ui.code_panel import code_panel
 from ui.state import boolean, from_url, to_url
 
 st.title("Layers")
@@ -50,3 +51,4 @@ st.dataframe(
 )
 removed = comparison.query("status == 'removed'")["name"].tolist()
 st.caption(f"Removed: {', '.join(removed) or 'nothing'}.")
+code_panel("Keras code", tlcore.layers_program(backbone, include_top, int(size), pool), "layers")

@@ -6,6 +6,7 @@ import streamlit as st
 
 import tlcore
 from ui import charts, classifiers, sidebar
+from ui.code_panel import code_panel
 from ui.samples import IMAGE_TYPES, decoded_image, sample_images
 from ui.state import from_url, to_url
 
@@ -64,3 +65,7 @@ with right:
     st.table(table.style.format({"probability": "{:.2%}"}).hide(axis="index"))
     st.altair_chart(charts.top_k_bars(table), width="stretch")
     st.caption(f"Prediction took {elapsed_ms:.0f} ms (decode, resize and one forward pass).")
+code_panel("Keras code", tlcore.prediction_program(
+    classifier.backbone, weights=choice.weights, class_names=classifier.labels, mode=st.session_state["fit"],
+    model_file={classifiers.IMAGENET: None, classifiers.UPLOADED: getattr(model_file, "name", None)}.get(
+        model_id, f"{model_id}.keras"), image=getattr(upload, "name", None) or "my_image.jpg"), "predict")

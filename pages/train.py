@@ -5,6 +5,7 @@ import streamlit as st
 
 import tlcore
 from ui import charts, datasets, models, sidebar, training
+from ui.code_panel import code_panel
 from ui.run_view import render_run
 
 st.title("Train on your images")
@@ -57,6 +58,8 @@ config = tlcore.TrainConfig(
     fine_tune_from=fine_from if fine_tune else None, fine_tune_epochs=int(fine_epochs) if fine_tune else 0,
     fine_tune_learning_rate=float(fine_rate),
 )
+
+code_panel("Keras code", tlcore.transfer_program(spec, config), "train_model")
 
 st.subheader("3. Train")
 if st.button("Train", type="primary", icon=":material/play_arrow:"):

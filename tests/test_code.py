@@ -8,6 +8,7 @@ trainable counts. Predictions and feature vectors are compared as numbers, with 
 program's own (random) weights loaded into tlcore's network.
 """
 
+import ast
 import dataclasses
 import json
 import os
@@ -365,6 +366,20 @@ def test_every_program_is_valid_python_whatever_the_names(program):
     text = program()
     compile(text, "program", "exec")
     assert max(len(line) for line in text.splitlines()) <= 110
+    assert not _unused_imports(text)
+
+
+def _unused_imports(text):
+    tree = ast.parse(text)
+    imported = {(alias.asname or alias.name).split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+    used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    return imported - used
+
+
+def test_no_program_of_the_grid_imports_what_it_does_not_use(grid):
+    for name, case in grid["cases"].items():
+        assert not _unused_imports(case["program"]), name
 
 
 def test_feature_program_names_keras_named_layers_in_a_fresh_session():
@@ -388,3 +403,11 @@ def test_feature_program_names_keras_named_layers_in_a_fresh_session():
 def test_a_program_is_only_written_for_choices_that_work(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_a_develop_a_model_program_reads_the_run_as_the_runs_page_downloads_it():
+    reused = spec("MobileNetV2", 32, weights=None, base_model="/data/runs/20260101-120000-abcdef/model.keras")
+    program = code.transfer_program(reused)
+    assert 'earlier = keras.saving.load_model("20260101-120000-abcdef.keras")' in program
+    assert "MobileNetV2(" not in program  # the base comes from the earlier run, not from keras.applications
+    assert '"mine.keras"' in code.transfer_program(dataclasses.replace(reused, base_model="/x/mine.keras"))

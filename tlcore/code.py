@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import json
 import os
+import pathlib
 import re
 import textwrap
 from collections.abc import Sequence
@@ -236,6 +237,19 @@ def _head_heading(spec: TransferSpec, feature_map: tuple[int, int, int]) -> str:
     return f"A new head on the base's {height}x{width}x{channels} feature map: {', '.join(parts)}."
 
 
+def _imports(module: str, *groups: Sequence[str]) -> list[str]:
+    names = [name for group in groups for name in group]
+    return [f"from keras.applications.{module} import {', '.join(names)}"] if names else []
+
+
+def _download_name(path: str | None) -> str:
+    """A stored run's model ("<runs>/<run id>/model.keras") as the Runs page downloads it: "<run id>.keras"."""
+    if not path:
+        return "earlier_run.keras"
+    stored = pathlib.PurePath(path)
+    return f"{stored.parent.name}.keras" if stored.name == "model.keras" and stored.parent.name else stored.name
+
+
 def _data(spec: TransferSpec, config: TrainConfig, data_dir: str) -> Step:
     height, width, _ = spec.input_shape
     crop = ", crop_to_aspect_ratio=True" if config.resize_mode == "crop" else ""
@@ -282,7 +296,7 @@ def transfer_program(
     *,
     weights: str | os.PathLike | None = FROM_SPEC,
     data_dir: str = "my_images",
-    base_file: str = "earlier_run.keras",
+    base_file: str | None = None,
 ) -> str:
     """The Keras program that builds ``spec``'s model (and, with ``config``, trains and saves it).
 
@@ -303,7 +317,8 @@ def transfer_program(
             pass None to run offline; the freezing still follows the spec (batch
             norm stays frozen in a pretrained base, as ``build_transfer_model`` does).
         data_dir: the folder of class folders the program reads.
-        base_file: the saved earlier model a develop-a-model spec reuses.
+        base_file: the saved earlier model a develop-a-model spec reuses; by default
+            the name the Runs page downloads it as ("<run id>.keras").
 
     Raises:
         ShapeError, ConfigError, BudgetError: a spec or config that cannot be built
@@ -320,7 +335,7 @@ def transfer_program(
     referenced = {spec.trainable_from, config.fine_tune_from if fine_tune else None}
     height, width, _ = spec.input_shape
     steps = [_data(spec, config, data_dir)] if config is not None else []
-    steps.append(_base(spec, row, names, weights, base_file))
+    steps.append(_base(spec, row, names, weights, base_file or _download_name(spec.base_model)))
     what_trains = ("the whole base is frozen" if spec.trainable_from is None else
                    "every layer of the base trains" if spec.trainable_from == ALL_LAYERS else
                    f"{spec.trainable_from} and the layers after it train")
@@ -343,8 +358,8 @@ def transfer_program(
     page = "Train" if config is not None else "Build"
     return _program(f"{spec.backbone} at {height}x{width} with a new head for your classes (Transfer Lab, "
                     f"{page} page).",
-                    ["import keras", f"from keras.applications.{names.module} import "
-                     f"{names.constructor}, preprocess_input"],
+                    ["import keras", *_imports(names.module, [] if spec.base_model else [names.constructor],
+                                               ["preprocess_input"] if config is not None else [])],
                     bool(referenced & facts.keras_named), steps)
 
 
