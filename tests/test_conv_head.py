@@ -141,3 +141,11 @@ def test_training_a_head_with_blocks_reads_the_frozen_base_from_the_feature_cach
     result = tlcore.train(transfer, dataset, tlcore.TrainConfig(epochs=1, batch_size=8), cache=cache)
     assert result.feature_cache and len(result.history) == 1
     assert result.model.get_layer("head_conv_1").kernel.shape == (3, 3, 512, 4)
+
+
+def test_blocks_no_input_can_feed_say_so():
+    with pytest.raises(tlcore.ShapeError, match=(
+            r"at least 256x256 for 4 convolutional blocks with a 4x4 max pooling each, which divide it by 256: "
+            r"VGG16 at 128x128 leaves 4x4x512\. No input up to 1024x1024 leaves a 256x256 map: use fewer blocks "
+            r"or smaller poolings\. Received: input_shape=\(128, 128, 3\), conv_blocks=4, conv_pool=4$")):
+        tlcore.check_transfer_spec(spec(conv_blocks=4, conv_pool=4))

@@ -17,10 +17,10 @@ from tlcore.backbone import load_backbone
 from tlcore.budgets import check_spec_budget, shapes_only
 from tlcore.errors import ConfigError, ShapeError
 from tlcore.model_files import load_model_file
-from tlcore.shapes import ShapeCheck, check_input_shape, smallest_input
+from tlcore.shapes import MAX_INPUT_SIDE, ShapeCheck, check_input_shape, smallest_input
 from tlcore.summary import ParameterCounts, layer_table, parameter_counts
 from tlcore.weights import Progress
-from tlcore.zoo import build_architecture, get_backbone
+from tlcore.zoo import BackboneSpec, build_architecture, get_backbone
 
 POOLINGS = ("avg", "max", "flatten")
 ALL_LAYERS = "all"
@@ -131,26 +131,25 @@ def check_transfer_spec(spec: TransferSpec) -> ShapeCheck:
     leaves = f"{base.name} at {spec.input_shape[0]}x{spec.input_shape[1]} leaves {height}x{width}x{channels}"
     shrink = spec.conv_pool ** spec.conv_blocks
     if min(height, width) < shrink:
-        smallest = smallest_input(base, shrink)
         raise ShapeError(
             f"The feature map leaving the base must be at least {shrink}x{shrink} for "
             f"{_conv_head_text(spec)}, which {'divide' if spec.conv_blocks > 1 else 'divides'} it by {shrink}: "
-            f"{leaves}. "
-            f"The smallest input that works is {smallest}x{smallest}. Received: "
+            f"{leaves}. {_smallest_text(base, shrink)} Received: "
             f"input_shape={spec.input_shape}, conv_blocks={spec.conv_blocks}, conv_pool={spec.conv_pool}"
         )
     if spec.pool_size is not None:
         head_height, head_width, head_channels = head_feature_map(spec, check.feature_map)
         if spec.pool_size < 1 or spec.pool_size > min(head_height, head_width):
-            smallest = smallest_input(base, max(spec.pool_size, 1) * shrink)
             if spec.conv_blocks:
                 raise ShapeError(
                     f"An average pooling of {spec.pool_size}x{spec.pool_size} must fit the map it "
                     f"receives: {leaves}, and {_conv_head_text(spec)} make it "
-                    f"{head_height}x{head_width}x{head_channels}. The smallest input that works is "
-                    f"{smallest}x{smallest}. Received: input_shape={spec.input_shape}, "
-                    f"pool_size={spec.pool_size}, conv_blocks={spec.conv_blocks}, conv_pool={spec.conv_pool}"
+                    f"{head_height}x{head_width}x{head_channels}. "
+                    f"{_smallest_text(base, max(spec.pool_size, 1) * shrink)} Received: "
+                    f"input_shape={spec.input_shape}, pool_size={spec.pool_size}, "
+                    f"conv_blocks={spec.conv_blocks}, conv_pool={spec.conv_pool}"
                 )
+            smallest = smallest_input(base, max(spec.pool_size, 1))
             raise ShapeError(
                 f"An average pooling of {spec.pool_size}x{spec.pool_size} must fit the feature "
                 f"map leaving the base: {leaves}. The smallest input that works is "
@@ -165,6 +164,16 @@ def check_transfer_spec(spec: TransferSpec) -> ShapeCheck:
         raise ConfigError(f"Dropout must be from 0 up to (not including) 1. Received: dropout={spec.dropout}")
     check_spec_budget(spec)
     return check
+
+
+def _smallest_text(base: BackboneSpec, min_map: int) -> str:
+    """The sentence giving the smallest input that leaves a map of ``min_map`` a side, or why none does."""
+    try:
+        smallest = smallest_input(base, min_map)
+    except ShapeError:
+        return (f"No input up to {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE} leaves a {min_map}x{min_map} map: use fewer "
+                "blocks or smaller poolings.")
+    return f"The smallest input that works is {smallest}x{smallest}."
 
 
 def _check_conv_choices(spec: TransferSpec) -> None:
