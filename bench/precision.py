@@ -1,7 +1,7 @@
 """float32 against bfloat16 inference, in the same process, for every backbone; what ``auto`` picks; accuracy.
 
 Run: .venv/bin/python bench/precision.py [--repeats 10] [--batch-repeats 5] [--backbones VGG16,ResNet50]
-     [--no-training]
+     [--no-speed] [--no-training]
 
 For each backbone at its default size (weights=None: the arithmetic, and so the
 time, is the same as with ImageNet weights):
@@ -15,9 +15,11 @@ time, is the same as with ImageNet weights):
   temporary data folder), and whether that pick is slower than float32 here;
 - the lowest cosine similarity of the batch's bfloat16 features with float32's.
 
-Then accuracy: a VGG16 trained here on the built-in sample (the model of a
-training run) against float32 on held-out images, and the ImageNet classifiers
-whose weights are in the Keras cache (skipped, and said so, where they are not).
+Then accuracy: VGG16 and MobileNetV2 trained here on the built-in sample (the
+models of training runs) against float32 on held-out images, and what ``auto``
+makes of each; a training run whose frozen-prefix features are computed in
+float32 and in bfloat16; and the ImageNet classifiers whose weights are in the
+Keras cache (skipped, and said so, where they are not).
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def speed_table(names: list[str], repeats: int, batch_repeats: int) -> list[str]
 
         def pick(choice: tlcore.PrecisionChoice) -> str:
             c = choice.calibration
-            return f"{choice.precision} ({c.speedup:.2f}x)" if c else choice.describe()
+            return f"{choice.precision} ({c.speedup:.2f}x clock, {c.cpu_speedup:.2f}x CPU)" if c else choice.describe()
 
         size = tlcore.get_backbone(name).default_size
         lines.append(
@@ -138,10 +140,32 @@ def trained_check() -> list[str]:
         c = tlcore.compare_precisions(result.model, batches)
         accuracy = result.evaluation.accuracy
         auto = tlcore.choose_precision(result.model, backbone=backbone, batch=1)
-        gate = (f"{auto.precision} ({auto.calibration.speedup:.2f}x, {auto.calibration.cosine:.4f})"
+        gate = (f"{auto.precision} ({auto.calibration.gain:.2f}x, {auto.calibration.cosine:.4f})"
                 if auto.calibration else auto.describe())
         lines.append(f"| {backbone} {size} px, trained from scratch 4 epochs (val. accuracy {accuracy:.2f}) "
                      f"| {c.images} | {c.top1_agreement:.3f} | {c.max_abs_error:.4f} | {c.min_cosine:.5f} | {gate} |")
+        print(lines[-1], file=sys.stderr, flush=True)
+    return lines
+
+
+def cached_training() -> list[str]:
+    """Training with the frozen-prefix feature cache, its features computed in float32 and in bfloat16."""
+    lines = ["| frozen features computed in | `tlcore.train` (build, features, fit, evaluate) | final loss "
+             "| val. accuracy | largest weight difference from float32 |", "|---|---|---|---|---|"]
+    shapes = tlcore.sample_dataset(per_class=32, size=128, seed=0)
+    spec = tlcore.TransferSpec(backbone="VGG16", input_shape=(128, 128, 3), weights=None,
+                               trainable_from="block5_conv1", hidden_units=64, dropout=0.0)
+    weights = {}
+    for precision in ("float32", "bfloat16"):
+        with tlcore.forced_precision(precision):
+            started = time.perf_counter()
+            result = tlcore.train(spec, shapes, tlcore.TrainConfig(epochs=3, batch_size=16, learning_rate=1e-4))
+            seconds = time.perf_counter() - started
+        assert result.feature_cache
+        weights[precision] = result.model.get_weights()
+        difference = max(float(np.abs(a - b).max()) for a, b in zip(weights["float32"], weights[precision]))
+        lines.append(f"| {precision} | {seconds:.1f} s | {result.history['loss'].iloc[-1]:.4f} "
+                     f"| {result.evaluation.accuracy:.3f} | {difference:.2e} |")
         print(lines[-1], file=sys.stderr, flush=True)
     return lines
 
@@ -165,19 +189,23 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--batch-repeats", type=int, default=5)
     parser.add_argument("--backbones", default=",".join(tlcore.BACKBONES))
-    parser.add_argument("--no-training", action="store_true")
+    parser.add_argument("--no-training", action="store_true", help="skip the trained-model checks")
+    parser.add_argument("--no-speed", action="store_true", help="skip the per-backbone timings")
     args = parser.parse_args()
     names = [n for n in args.backbones.split(",") if n]
     machine = tp.machine()
     print(f"CPU: {machine['cpu']}, {machine['cores']} cores, bfloat16 flags: "
           f"{', '.join(machine['bfloat16_flags']) or 'none'}; TensorFlow {machine['tensorflow']}, "
           f"Keras {machine['keras']}; load average before: {os.getloadavg()[0]:.1f}\n")
-    print("\n".join(speed_table(names, args.repeats, args.batch_repeats)))
-    print(f"\nFastest of {args.repeats} single-image and {args.batch_repeats} batch calls per precision, "
-          f"alternating; load average after: {os.getloadavg()[0]:.1f}.")
+    if not args.no_speed:
+        print("\n".join(speed_table(names, args.repeats, args.batch_repeats)))
+        print(f"\nFastest of {args.repeats} single-image and {args.batch_repeats} batch calls per precision, "
+              f"alternating; load average after: {os.getloadavg()[0]:.1f}.")
     if not args.no_training:
         print()
         print("\n".join(trained_check()))
+        print()
+        print("\n".join(cached_training()))
     print()
     print("\n".join(imagenet_check(names)))
 

@@ -192,10 +192,13 @@ def test_auto_never_picks_a_precision_measured_slower(trained, store, timed, mon
     assert verdict(100, 120) == "float32"  # slower
     assert verdict(100, 95) == "float32"  # within the margin (MIN_SPEEDUP)
     assert verdict(100, 50, cosine=0.9) == "float32"  # faster but in disagreement
+    faster_by_the_clock_only = tlcore.Calibration("VGG16", (32, 32), 8, "x", 100, 50, 0.9999, 0.0, 100, 105)
+    assert faster_by_the_clock_only.precision == "float32"  # a busy machine's clock, not the work
     model, _, _ = trained
     for batch in (1, 16):  # the real measurement: its verdict follows the rule, and a loser keeps no copy
         choice = tlcore.choose_precision(model, backbone="VGG16", batch=batch)
-        faster = choice.calibration.bfloat16_ms * tp.MIN_SPEEDUP <= choice.calibration.float32_ms
+        c = choice.calibration
+        faster = c.speedup >= tp.MIN_SPEEDUP and c.cpu_speedup >= tp.MIN_SPEEDUP
         assert choice.precision == ("bfloat16" if faster else "float32")
         assert ("bfloat16" in _COMPILED[model]) == (choice.precision == "bfloat16")
     monkeypatch.setattr(tp, "bfloat16_units", lambda: False)
