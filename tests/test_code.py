@@ -12,6 +12,7 @@ import ast
 import dataclasses
 import json
 import os
+import resource
 import subprocess
 import sys
 import textwrap
@@ -200,7 +201,7 @@ def grid(tmp_path_factory):
     (root / "runner.py").write_text(RUNNER)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(KERAS_HOME=str(keras_home), TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     process = subprocess.Popen([sys.executable, str(root / "runner.py"), str(root / "cases.json"),
                                 str(root / "results.json")], cwd=root, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -208,7 +209,9 @@ def grid(tmp_path_factory):
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err[-3000:]
     results = json.loads((root / "results.json").read_text())
-    print(f"\n{len(cases)} programs ran in one process in {time.perf_counter() - started:.0f} s: "
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(f"\n{len(cases)} programs ran in one process in {time.perf_counter() - started:.0f} s "
+          f"({used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime:.0f} s of CPU): "
           + ", ".join(f"{name} {result['seconds']} s" for name, result in results.items()))
     return dict(root=root, shared=shared, cases={c["name"]: c for c in cases}, results=results, expected=wanted)
 
