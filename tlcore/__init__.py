@@ -4,7 +4,9 @@ A plain Python library (no Streamlit): the Transfer Lab pages call it, and so
 can a notebook. Importing it has no side effects beyond importing Keras.
 """
 
+from tlcore.access import can_manage, check_password, markdown_text, redact_paths, wrong_try_delay
 from tlcore.backbone import load_backbone
+from tlcore.batch import BatchItem, BatchResult, batch_inputs, predict_batch
 from tlcore.build import (
     ALL_LAYERS,
     CONV_BLOCKS,
@@ -43,6 +45,7 @@ from tlcore.errors import (
     TLError,
     WeightsError,
 )
+from tlcore.export import EXPORT_FORMATS, ExportFormat, ExportInfo, export_run, run_keras_file, write_export
 from tlcore.features import extract_features, feature_extractor, project_2d
 from tlcore.images import fit_image, load_image
 from tlcore.inference import compiled_forward
@@ -168,6 +171,22 @@ __all__ = [
     "layers_program",
     "prediction_program",
     "transfer_program",
+    # access for a team, batch prediction, deployable exports
+    "BatchItem",
+    "BatchResult",
+    "EXPORT_FORMATS",
+    "ExportFormat",
+    "ExportInfo",
+    "batch_inputs",
+    "can_manage",
+    "check_password",
+    "export_run",
+    "markdown_text",
+    "predict_batch",
+    "redact_paths",
+    "run_keras_file",
+    "write_export",
+    "wrong_try_delay",
     # inference precision (float32, or bfloat16 where measured faster)
     "PRECISIONS",
     "Calibration",

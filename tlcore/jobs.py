@@ -192,7 +192,7 @@ class JobSnapshot:
 
 def _worker_environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items()
-            if key.startswith("TL_") or key in WORKER_ENVIRONMENT}
+            if (key.startswith("TL_") or key in WORKER_ENVIRONMENT) and key != "TL_PASSWORD"}
 
 
 def _memory_message(note: dict, progress: BatchProgress | None) -> str:
@@ -209,11 +209,11 @@ class TrainingJob:
     """One training run, from the line on the server to a worker and the run store."""
 
     def __init__(self, queue: JobQueue, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig,
-                 store: RunStore, trainer: Callable = train):
+                 store: RunStore, trainer: Callable = train, owner: str = ""):
         self.id = uuid.uuid4().hex[:8]
         self.spec, self.dataset, self.config, self.store, self.trainer = spec, dataset, config, store, trainer
         self.run_id = store.create(dataclasses.replace(spec, num_classes=len(dataset.class_names)),
-                                   config, dataset.summary())
+                                   config, dataset.summary(), owner=owner)
         self._queue = queue
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -363,13 +363,14 @@ class JobQueue:
         self.jobs: dict[str, TrainingJob] = {}
 
     def submit(self, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig,
-               store: RunStore, *, trainer: Callable = train) -> TrainingJob:
+               store: RunStore, *, trainer: Callable = train, owner: str = "") -> TrainingJob:
         """Queue a training job; it trains in a Ray worker when its turn comes.
 
         Args:
             spec, dataset, config: what to train, on what, and how.
             store: where the run is recorded (the worker writes to it).
             trainer: the training function (``tlcore.train``'s signature).
+            owner: who starts it (recorded with the run; see ``tlcore.can_manage``).
 
         Raises:
             ConfigError: the line is full (``max_queued_jobs``), or the config is invalid.
@@ -386,7 +387,7 @@ class JobQueue:
                     f"At most {self.max_waiting} training jobs may wait in line (TL_MAX_QUEUED_JOBS). "
                     f"Received: a new job while {len(self._waiting)} wait; try again later"
                 )
-            job = TrainingJob(self, spec, dataset, config, store, trainer)
+            job = TrainingJob(self, spec, dataset, config, store, trainer, owner)
             self._waiting.append(job)
             self.jobs[job.id] = job
             finished = [old for old in self.jobs.values() if old.finished]

@@ -3,7 +3,7 @@
 Layout, under ``<data_dir>/runs``::
 
     index.sqlite           one row per run (SQLite transactions)
-    <run id>/config.json   the TransferSpec and TrainConfig
+    <run id>/config.json   the TransferSpec and TrainConfig, and who started the run
     <run id>/dataset.json  the dataset summary
     <run id>/history.csv   per-epoch history, rewritten as each epoch ends
     <run id>/result.json   final metrics, class names, confusion matrix
@@ -35,12 +35,12 @@ from tlcore.model_files import load_model_file
 from tlcore.train import HISTORY_COLUMNS, TrainConfig, TrainResult
 
 RUN_COLUMNS = ["id", "created", "name", "backbone", "input_size", "trainable_from", "dataset",
-               "status", "best_val_accuracy", "epochs", "seconds"]
+               "status", "best_val_accuracy", "epochs", "seconds", "owner"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, created REAL, name TEXT, backbone TEXT, input_size INTEGER,
     trainable_from TEXT, dataset TEXT, status TEXT, best_val_accuracy REAL,
-    epochs INTEGER, seconds REAL
+    epochs INTEGER, seconds REAL, owner TEXT
 )"""
 
 
@@ -56,6 +56,10 @@ class RunRecord:
     history: pd.DataFrame
     result: dict | None
     status: str
+    owner: str = ""
+    """Who started the run (a login name or a browser session's id); "" for runs stored before owners."""
+    name: str = ""
+    """What the run is called (its dataset and backbone unless named)."""
 
     @property
     def class_names(self) -> list[str]:
@@ -87,6 +91,12 @@ class RunStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+            if "owner" not in columns:  # an index written before runs had owners: they keep none
+                try:
+                    db.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
+                except sqlite3.OperationalError:  # another process added it meanwhile
+                    pass
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.root / "index.sqlite", timeout=30)
@@ -96,20 +106,26 @@ class RunStore:
         with self._connect() as db:
             db.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*values.values(), run_id))
 
-    def create(self, spec: TransferSpec, config: TrainConfig, dataset: dict, *, name: str = "") -> str:
-        """Start a run record; returns its id."""
+    def create(self, spec: TransferSpec, config: TrainConfig, dataset: dict, *, name: str = "",
+               owner: str = "") -> str:
+        """Start a run record; returns its id.
+
+        Args:
+            owner: who started it (a login name or a browser session's id); only
+                they, or an admin, may stop or delete it (``tlcore.can_manage``).
+        """
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         folder = self.root / run_id
         folder.mkdir()
         atomic_write_text(folder / "config.json", json.dumps(
-            {"spec": dataclasses.asdict(spec), "config": dataclasses.asdict(config)}, indent=2))
+            {"spec": dataclasses.asdict(spec), "config": dataclasses.asdict(config), "owner": owner}, indent=2))
         atomic_write_text(folder / "dataset.json", json.dumps(dataset, indent=2))
         with self._connect() as db:
             db.execute(
                 f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
                 (run_id, time.time(), name or f"{spec.backbone} on {dataset.get('name', 'images')}",
                  spec.backbone, spec.input_shape[0], spec.trainable_from or "frozen",
-                 dataset.get("name", ""), "running", None, 0, 0.0),
+                 dataset.get("name", ""), "running", None, 0, 0.0, owner),
             )
         return run_id
 
@@ -152,6 +168,7 @@ class RunStore:
             rows = db.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY created DESC").fetchall()
         frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
         frame["created"] = pd.to_datetime(frame["created"], unit="s")
+        frame["owner"] = frame["owner"].fillna("")
         return frame
 
     def get(self, run_id: str) -> RunRecord:
@@ -161,7 +178,7 @@ class RunStore:
             KeyError: no run with that id.
         """
         with self._connect() as db:
-            row = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row = db.execute("SELECT status, owner, name FROM runs WHERE id = ?", (run_id,)).fetchone()
         folder = self.root / run_id
         if row is None or not folder.is_dir():
             raise KeyError(f"Run id must name a stored run. Received: {run_id!r}")
@@ -174,6 +191,7 @@ class RunStore:
             run_id, folder, _spec_from(saved["spec"]), TrainConfig(**saved["config"]),
             json.loads((folder / "dataset.json").read_text()), history,
             json.loads(result_path.read_text()) if result_path.is_file() else None, row[0],
+            row[1] or saved.get("owner", ""), row[2] or "",
         )
 
     def load_model(self, run_id: str) -> keras.Model:

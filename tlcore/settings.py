@@ -46,6 +46,13 @@ class Settings:
             starts a local Ray instance on 127.0.0.1.
         precision: what inference (Predict, Features, the feature cache) computes in:
             ``auto`` (bfloat16 where measured faster on this machine), ``float32`` or ``bfloat16``.
+        password: a shared password every visitor types before any page (``TL_PASSWORD``;
+            a ``password`` in ``.streamlit/secrets.toml`` works too); empty, the default,
+            asks for none. Ignored when Streamlit's OIDC login (``[auth]`` in the secrets) is set up.
+        read_only: 1 serves a public demo: predict, look and explore, but no training, no
+            uploads of models or weights and no deletions; 0, the default, allows everything.
+        admins: login names (OIDC e-mail addresses) that may stop and delete every run,
+            separated by commas; everyone else manages only the runs they started.
     """
 
     data_dir: Path = Path.home() / ".transfer-lab"
@@ -70,6 +77,9 @@ class Settings:
     max_queued_jobs: int = 8
     ray_address: str = ""
     precision: str = "auto"
+    password: str = dataclasses.field(default="", repr=False)
+    read_only: int = 0
+    admins: str = ""
 
 
 def _from_env(field: dataclasses.Field, environ: dict[str, str]) -> object:
