@@ -3,7 +3,7 @@
 import streamlit as st
 
 import tlcore
-from ui import models, sidebar, training
+from ui import access, models, sidebar, training
 from ui.code_panel import code_panel
 from ui.state import from_url, to_url
 
@@ -26,7 +26,7 @@ backbone = source.spec.backbone if source else choice.backbone
 spec = tlcore.get_backbone(backbone)
 st.caption(f"{backbone} without its ImageNet top, and a new head for your own classes."
            if source is None else
-           f"The base that run `{base_run}` trained on {source.dataset.get('name')}, reused for a new task "
+           f"The base that run `{base_run}` trained on {access.plain(source.dataset.get('name'))}, reused for a new task "
            f"at its input size, {source.spec.input_shape[0]}x{source.spec.input_shape[1]}.")
 
 PRESETS = ["224", "128", "300", "48", "custom"]
@@ -99,7 +99,7 @@ transfer = tlcore.TransferSpec(
 try:
     plan = models.transfer_plan(transfer)
 except tlcore.TLError as exc:
-    st.error(f"**This model cannot be built.** {exc}")
+    st.error(f"**This model cannot be built.** {access.message(exc)}")
     st.stop()
 
 st.session_state["transfer_spec"] = transfer  # what the Train page uses

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import tlcore
-from ui import charts, models, sidebar
+from ui import access, charts, models, sidebar
 from ui.code_panel import code_panel
 from ui.samples import IMAGE_TYPES, sample_images
 
@@ -38,7 +38,7 @@ try:
         progress=lambda done, total: bar.progress(done / total, text=f"Image {done} of {total}"),
     )
 except tlcore.ImageError as exc:
-    st.error(f"**One of the files cannot be used.** {exc}")
+    st.error(f"**One of the files cannot be used.** {access.message(exc)}")
     st.stop()
 bar.empty()
 

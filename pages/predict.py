@@ -5,7 +5,7 @@ import time
 import streamlit as st
 
 import tlcore
-from ui import charts, classifiers, sidebar
+from ui import access, batch, charts, classifiers, sidebar
 from ui.code_panel import code_panel
 from ui.samples import IMAGE_TYPES, decoded_image, sample_images
 from ui.state import from_url, to_url
@@ -19,6 +19,8 @@ if st.session_state.get("predict_model", classifiers.IMAGENET) not in MODELS:
     del st.session_state["predict_model"]  # a run deleted since
 from_url("predict_model", classifiers.IMAGENET, choices=list(MODELS))
 from_url("fit", "crop", choices=["crop", "squash"])
+INPUTS = {"upload": "An image", "camera": "Camera", "batch": "Many images or a zip"}
+from_url("predict_input", "upload", choices=list(INPUTS))
 
 left, right = st.columns([2, 3], gap="large")
 with left:
@@ -28,18 +30,36 @@ with left:
         model_file = st.file_uploader(f"A .keras model built on {choice.backbone} (its preprocessing is used)",
                                       type=["keras"], key="model_file")
         class_text = st.text_input("Its class names, comma-separated (optional)", key="model_classes")
-    upload = st.file_uploader("Upload an image", type=IMAGE_TYPES, help="JPEG, PNG, WebP, BMP, GIF or TIFF.")
-    sample = st.selectbox("...or pick a sample", list(SAMPLES), key="sample", disabled=upload is not None)
+    how = st.segmented_control("Classify", list(INPUTS), key="predict_input", format_func=INPUTS.get,
+                               required=True)
+    if how == "batch":
+        uploads = st.file_uploader("Images, or zips of images", type=[*IMAGE_TYPES, "zip"],
+                                   accept_multiple_files=True, key="batch_files",
+                                   help="Checked like datasets: JPEG, PNG, WebP, BMP, GIF or TIFF; zips inspected whole.")
+    elif how == "camera":
+        upload = st.camera_input("Take a photo", key="camera_photo")
+    else:
+        upload = st.file_uploader("Upload an image", type=IMAGE_TYPES, help="JPEG, PNG, WebP, BMP, GIF or TIFF.")
+    if how != "batch":
+        sample = st.selectbox("...or pick a sample", list(SAMPLES), key="sample", disabled=upload is not None)
     st.radio("Fit to the network's input", ["crop", "squash"], key="fit", horizontal=True,
              format_func={"crop": "centre crop", "squash": "squash"}.get)
-    to_url("fit", "predict_model")
+    to_url("fit", "predict_model", "predict_input")
+
+if how == "batch":  # a table for many images instead of one image's top-5
+    classifier = classifiers.load(model_id, choice, model_file, class_text)
+    about.caption(classifier.description)
+    with right:
+        batch.render_batch(classifier, f"{model_id}|{choice}", uploads or [], st.session_state["fit"])
+    st.stop()
 
 source = upload.getvalue() if upload is not None else SAMPLES[sample].read_bytes()
-source_name = upload.name if upload is not None else f"the {sample} sample"
+source_name = (("your photo" if how == "camera" else access.plain(upload.name)) if upload is not None
+               else f"the {sample} sample")
 try:
     image = decoded_image(source)  # once per distinct content: a rerun does not decode again
 except tlcore.ImageError as exc:
-    left.error(f"**That file cannot be used.** {exc}")
+    left.error(f"**That file cannot be used.** {access.message(exc)}")
     st.stop()
 
 classifier = classifiers.load(model_id, choice, model_file, class_text)
@@ -49,7 +69,7 @@ try:
     table = tlcore.predict_top_k(classifier.model, image, backbone=classifier.backbone, k=5,
                                  labels=classifier.labels, mode=st.session_state["fit"])
 except tlcore.TLError as exc:
-    st.error(str(exc))
+    st.error(access.message(exc))
     st.stop()
 elapsed_ms = (time.perf_counter() - started) * 1000
 
@@ -62,7 +82,8 @@ with right:
         st.warning("These weights are untrained (random): the classes below are what an untrained "
                    "network outputs, **not predictions**. Choose ImageNet weights for real ones.")
     st.subheader(f"Top {len(table)}")
-    st.table(table.style.format({"probability": "{:.2%}"}).hide(axis="index"))
+    shown = table.assign(label=table["label"].map(access.plain))  # st.table reads Markdown: names stay literal
+    st.table(shown.style.format({"probability": "{:.2%}"}).hide(axis="index"))
     st.altair_chart(charts.top_k_bars(table), width="stretch")
     st.caption(f"Prediction took {elapsed_ms:.0f} ms (decode, resize and one forward pass).")
 code_panel("Keras code", tlcore.prediction_program(

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import charts, training
+from ui import access, charts, training
 from ui.run_view import render_run
 from ui.state import link_notice
 
@@ -16,9 +16,10 @@ if runs.empty:
 
 live = {job.run_id for job in training.job_queue().jobs.values() if not job.finished}
 runs.loc[(runs["status"] == "running") & ~runs["id"].isin(live), "status"] = "interrupted"
+runs["started by"] = runs["owner"].map(access.owner_label)
 st.dataframe(
     runs[["created", "name", "backbone", "input_size", "trainable_from", "status", "best_val_accuracy",
-          "epochs", "seconds"]],
+          "epochs", "seconds", *(["started by"] if access.enabled() else [])]],
     hide_index=True, width="stretch",
     column_config={"best_val_accuracy": st.column_config.NumberColumn("best val. accuracy", format="percent"),
                    "seconds": st.column_config.NumberColumn("duration (s)", format="%.1f"),
@@ -42,12 +43,23 @@ opened = st.selectbox("Run", options, index=options.index(linked) if linked in o
                       format_func=labels.get, key="opened_run")
 st.query_params["run"] = opened
 st.caption("This page's address opens this run directly: copy it to share.")
-render_run(store.get(opened), store)
-with st.expander("Delete this run"):
-    if st.checkbox("Yes, delete it and its model", key=f"confirm-{opened}") and st.button("Delete", type="primary"):
-        training.job_queue().delete_run(opened, store)  # a job still training for it is ended first
-        st.query_params.pop("run", None)
-        st.rerun()
+record = store.get(opened)
+job = training.job_queue().for_run(opened)
+if job is not None and not job.finished and not access.read_only() and access.may_manage(record):
+    if st.button("Stop this run", icon=":material/stop:", key=f"stop-{opened}"):
+        job.stop()  # at the next batch; what was learned is kept
+render_run(record, store)
+if access.read_only():  # a public demo: nothing is stopped or deleted
+    st.caption("This is a read-only demo: runs cannot be stopped or deleted here.")
+elif not access.may_manage(record):
+    st.caption(f"Only who started this run ({access.plain(access.owner_label(record.owner))}) or an admin "
+               "(TL_ADMINS) can stop or delete it.")
+else:
+    with st.expander("Delete this run"):
+        if st.checkbox("Yes, delete it and its model", key=f"confirm-{opened}") and st.button("Delete", type="primary"):
+            training.job_queue().delete_run(opened, store)  # a job still training for it is ended first
+            st.query_params.pop("run", None)
+            st.rerun()
 st.subheader("Stored datasets")
 from ui.storage import render_data_usage  # noqa: E402
 render_data_usage()

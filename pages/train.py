@@ -4,11 +4,16 @@
 import streamlit as st
 
 import tlcore
-from ui import charts, datasets, models, sidebar, training
+from ui import access, charts, datasets, models, sidebar, training
 from ui.code_panel import code_panel
 from ui.run_view import render_run
 
 st.title("Train on your images")
+if access.read_only():  # TL_READ_ONLY: a public demo trains nothing
+    st.info("Training is off on this public demo: predict, look and explore on the other pages, or open the "
+            "runs trained here.", icon=":material/lock:")
+    st.page_link("../pages/runs.py", label="See the trained runs", icon=":material/history:")
+    st.stop()
 choice = sidebar.choice()
 spec = st.session_state.get("transfer_spec") or tlcore.TransferSpec(
     backbone=choice.backbone, input_shape=(96, 96, 3), weights=choice.weights)
@@ -23,14 +28,14 @@ dataset = datasets.dataset_picker()
 counts_col, thumbs_col = st.columns([1, 2])
 with counts_col:
     st.altair_chart(charts.class_counts(dataset.counts), width="stretch")
-    st.caption(f"{len(dataset)} images in {len(dataset.class_names)} classes from {dataset.name}.")
+    st.caption(f"{len(dataset)} images in {len(dataset.class_names)} classes from {access.plain(dataset.name)}.")
     if dataset.skipped:
         with st.expander(f"{len(dataset.skipped)} file(s) skipped"):
-            st.write("\n".join(f"- {line}" for line in dataset.skipped))
+            st.write("\n".join(f"- {access.plain(access.shown(line))}" for line in dataset.skipped))
 with thumbs_col:
     for label, name in enumerate(dataset.class_names):
         files = [str(f) for f, l in zip(dataset.files, dataset.labels) if l == label][:8]
-        st.image(files, width=56, caption=[name] + [""] * (len(files) - 1))
+        st.image(files, width=56, caption=[access.plain(name)] + [""] * (len(files) - 1))
 
 st.subheader("2. Settings")
 cols = st.columns(4)
@@ -66,9 +71,9 @@ if st.button("Train", type="primary", icon=":material/play_arrow:"):
     if spec.weights == "imagenet" and not spec.base_model:
         sidebar.load_or_explain(models.ensure_imagenet_weights, spec.backbone, False)
     try:
-        job = training.job_queue().submit(spec, dataset, config, training.run_store())
+        job = training.job_queue().submit(spec, dataset, config, training.run_store(), owner=access.user())
     except tlcore.TLError as exc:
-        st.error(str(exc))
+        st.error(access.message(exc))
         st.stop()
     st.session_state["job_id"] = job.id
 
@@ -101,7 +106,7 @@ snapshot = job.snapshot()
 if not snapshot.finished:
     live_progress()
 elif snapshot.state == "failed":
-    st.error(f"**Training did not finish.** {snapshot.error}")
+    st.error(f"**Training did not finish.** {access.message(snapshot.error)}")
 else:
     if snapshot.state == "stopped":
         st.warning("Stopped early: what was learned so far is kept.")

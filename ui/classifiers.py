@@ -7,7 +7,7 @@ import dataclasses
 import keras
 import streamlit as st
 
-from ui import models, sidebar, training
+from ui import access, models, sidebar, training
 
 IMAGENET, UPLOADED = "imagenet", "uploaded"
 
@@ -23,9 +23,11 @@ class Classifier:
 
 
 def choices(backbone: str) -> dict[str, str]:
-    """Model id -> what to call it: ImageNet, an upload, then every finished run."""
+    """Model id -> what to call it: ImageNet, an upload (not in a read-only demo), then every finished run."""
     runs = training.run_store().list().query("status in ['done', 'stopped']")
-    options = {IMAGENET: f"{backbone}: the 1,000 ImageNet classes", UPLOADED: "A .keras model file of mine"}
+    options = {IMAGENET: f"{backbone}: the 1,000 ImageNet classes"}
+    if not access.read_only():
+        options[UPLOADED] = "A .keras model file of mine"
     options.update({row.id: f"Trained run: {row.name} · {row.id[-6:]}" for row in runs.itertuples()})
     return options
 
@@ -43,8 +45,9 @@ def load(model_id: str, choice: models.WeightsChoice, model_file, class_text: st
         path = str(models.store_upload(model_file.getvalue(), "models", ".keras"))
         labels = [name.strip() for name in class_text.split(",") if name.strip()] or None
         return Classifier(sidebar.load_or_explain(models.file_model, path), choice.backbone, labels,
-                          f"Your model {model_file.name}, with {choice.backbone} preprocessing.")
+                          f"Your model {access.plain(model_file.name)}, with {choice.backbone} preprocessing.")
     record = training.run_store().get(model_id)
     return Classifier(sidebar.load_or_explain(models.run_model, model_id), record.spec.backbone,
                       record.class_names, f"A model trained in run `{model_id}` on "
-                      f"{record.dataset.get('name')}: {', '.join(record.class_names)}.")
+                      f"{access.plain(record.dataset.get('name'))}: "
+                      f"{', '.join(access.plain(name) for name in record.class_names)}.")

@@ -14,9 +14,15 @@ import dataclasses
 import streamlit as st
 
 import tlcore
+from ui import access
 from ui.samples import IMAGE_TYPES
 
 SAMPLE, ZIP, GROUPS, FOLDER = "Built-in sample (shapes)", "Zip of class folders", "Images per class", "Folder on the server"
+CAMERA_OFF = "off"
+SHOTS, SHOT_COUNT = "camera_shots", "camera_shot_count"
+"""Session-state keys: class name -> the camera photos (JPEG bytes) taken for it; photos taken so far."""
+MAX_SHOTS = 60
+"""Camera photos kept per class in one session (each is a JPEG of some 50-150 KB)."""
 FOLDER_OFF = ("**Folder on the server is off on this server.** Visitors may train only from folders an "
               "administrator lists in `TL_DATASET_ROOTS` (separated by `:`), and none is listed. "
               "Upload a .zip of class folders instead.")
@@ -101,12 +107,59 @@ def _folder_widgets() -> tlcore.ImageDataset:
     if not roots:
         st.info(FOLDER_OFF, icon=":material/folder_off:")
         st.stop()
-    st.caption(f"Allowed folders: {', '.join(f'`{root}`' for root in roots)}. A relative path is looked up "
+    allowed = (", ".join(f"`{root}`" for root in roots) if access.is_local()
+               else "the folders the administrator listed in TL_DATASET_ROOTS")
+    st.caption(f"Allowed folders: {allowed}. A relative path is looked up "
                "inside them; links that lead elsewhere are not followed.")
     typed = st.text_input("Folder path on the server (one subfolder per class)", key="dataset_folder")
     if not typed:
         st.stop()
     return dataset_from_folder(typed)
+
+
+def _camera(names: list[str]) -> dict[str, list[bytes]]:
+    """One camera for every class, as Teachable Machine has: choose a class, take photos of it.
+
+    Each photo joins the chosen class and the camera is ready for the next one (a
+    fresh widget per photo). Off by default, so the browser asks for the camera
+    only once someone wants it.
+    """
+    shots: dict[str, list[bytes]] = st.session_state.setdefault(SHOTS, {})
+    target = st.radio("Take photos with the camera for", [CAMERA_OFF, *names], horizontal=True, key="camera_class",
+                      format_func=lambda n: "nobody (camera off)" if n == CAMERA_OFF else access.plain(n))
+    if target != CAMERA_OFF:
+        count = st.session_state.get(SHOT_COUNT, 0)
+        photo = st.camera_input(f"A photo of {access.plain(target)}", key=f"camera-{count}")
+        if photo is not None:
+            kept = shots.setdefault(target, [])
+            if len(kept) < MAX_SHOTS:
+                kept.append(photo.getvalue())
+            st.session_state[SHOT_COUNT] = count + 1  # a new camera widget: ready for the next photo
+            st.rerun()
+        if len(shots.get(target, [])) >= MAX_SHOTS:
+            st.caption(f"{MAX_SHOTS} photos is the most kept per class; upload files for more.")
+    taken = {name: len(shots.get(name, [])) for name in names if shots.get(name)}
+    if taken:
+        st.caption("Camera photos: " + ", ".join(f"{access.plain(n)} {c}" for n, c in taken.items()) + ".")
+        if st.button("Forget the camera photos", key="forget_shots"):
+            shots.clear()
+            st.rerun()
+    return {name: shots.get(name, []) for name in names}
+
+
+def _groups_widgets() -> tlcore.ImageDataset:
+    """Class names, then for each its uploaded files and camera photos."""
+    text = st.text_input("Class names, separated by commas", "class a, class b")
+    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    uploads = {name: st.file_uploader(f"Images of {access.plain(name)}", type=IMAGE_TYPES,
+                                      accept_multiple_files=True, key=f"group-{name}") for name in names}
+    photos = _camera(names)
+    groups = {name: [f.getvalue() for f in uploads[name] or []] + photos[name] for name in names}
+    if len(groups) < 2 or not all(len(images) >= 2 for images in groups.values()):
+        st.info("Name at least two classes and give each at least two images: upload files, or take photos "
+                "with the camera.")
+        st.stop()
+    return dataset_from_groups(groups)
 
 
 def dataset_picker() -> tlcore.ImageDataset:
@@ -122,15 +175,8 @@ def dataset_picker() -> tlcore.ImageDataset:
                 st.stop()
             return dataset_from_archive(upload.getvalue())
         if source == GROUPS:
-            text = st.text_input("Class names, separated by commas", "class a, class b")
-            names = [name.strip() for name in text.split(",") if name.strip()]
-            groups = {name: st.file_uploader(f"Images of {name}", type=IMAGE_TYPES, accept_multiple_files=True,
-                                             key=f"group-{name}") for name in names}
-            if len(groups) < 2 or not all(groups.values()):
-                st.info("Name at least two classes and upload at least two images for each.")
-                st.stop()
-            return dataset_from_groups({n: [f.getvalue() for f in files] for n, files in groups.items()})
+            return _groups_widgets()
         return _folder_widgets()
     except tlcore.TLError as exc:
-        st.error(f"**That dataset cannot be used.** {exc}")
+        st.error(f"**That dataset cannot be used.** {access.message(exc)}")
         st.stop()

@@ -2,11 +2,62 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
 import tlcore
-from ui import charts
+from tlcore import export
+from ui import access, charts
+
+_log = logging.getLogger("transfer_lab.exports")
+
+
+def _read_export(build, *args) -> bytes:
+    """The bytes of an export, built on first click (in the download's own thread) and kept on disk.
+
+    Runs when the person clicks, never on a page render: the page does not read the
+    model file. A failure is logged; Streamlit tells the browser the file could not be made.
+    """
+    try:
+        return Path(build(*args)).read_bytes()
+    except Exception:
+        _log.exception("Building a download failed (%s)", getattr(build, "__name__", build))
+        raise
+
+
+def _size(path: Path) -> str:
+    return f" ({tlcore.format_size(path.stat().st_size)})" if path.is_file() else ""
+
+
+def _download_model(record: tlcore.RunRecord) -> None:
+    """The model as .keras without optimizer state, made only when the button is clicked."""
+    bare = export.exports_folder(record) / "model.keras"
+    st.download_button(f"Download model (.keras){_size(bare)}",
+                       functools.partial(_read_export, export.run_keras_file, record), f"{record.id}.keras",
+                       "application/octet-stream", key=f"model-{record.id}", on_click="ignore",
+                       icon=":material/download:",
+                       help="Architecture and weights without the optimizer's state: what Predict's "
+                            "\"A .keras model file of mine\" takes. Made on the first click, then kept.")
+
+
+def _exports(record: tlcore.RunRecord) -> None:
+    """The deployable exports, each made only when its button is clicked."""
+    with st.expander("Export for deployment (TFLite, SavedModel, Keras)", icon=":material/deployed_code:"):
+        st.caption("Each is a zip with the model, labels.txt, a model card (classes, input, preprocessing, "
+                   "metrics, training settings, dates) and predict.py, a short example that needs no Transfer "
+                   "Lab. TFLite and SavedModel take raw RGB pixels (0..255): the preprocessing is inside. The "
+                   "first click makes the file (a few seconds to a minute); later clicks send the kept one.")
+        cells = st.columns(len(export.EXPORT_FORMATS))
+        for cell, form in zip(cells, export.EXPORT_FORMATS.values()):
+            path = export.export_path(record, form.key)
+            cell.download_button(f"{form.title}{_size(path)}",
+                                 functools.partial(_read_export, export.export_run, record, form.key),
+                                 f"{record.id}-{form.key}.zip", "application/zip", key=f"export-{form.key}-{record.id}",
+                                 on_click="ignore", icon=":material/download:", width="stretch")
 
 
 def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
@@ -14,12 +65,17 @@ def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
     result = record.result or {}
     spec = record.spec
     frozen = spec.trainable_from or "all frozen"
-    st.caption(f"Run `{record.id}` · {record.status} · {spec.backbone} at {spec.input_shape[0]}x"
+    started = f" · started by {access.plain(access.owner_label(record.owner))}" if access.enabled() else ""
+    st.caption(f"Run `{record.id}` · {record.status}{started} · {spec.backbone} at {spec.input_shape[0]}x"
                f"{spec.input_shape[1]} · trainable from: {frozen} · {len(record.history)} epoch(s)"
                + (f" · {result['seconds']:.1f} s" if "seconds" in result else "")
                + (" · frozen features cached" if result.get("feature_cache") else "")
                + (f" · batch-norm statistics of {result['recalibrated_batchnorm']} layers recomputed on the "
                   "training images" if result.get("recalibrated_batchnorm") else ""))
+    if record.status == "failed":  # what failed, in words (tlcore's message; details are in the server log)
+        note = record.folder / "error.txt"
+        reason = note.read_text(encoding="utf-8") if note.is_file() else "The details are in the server log."
+        st.error(f"**This run failed.** {access.message(reason)}")
     if len(record.history):
         st.altair_chart(charts.training_curves(record.history), width="content")
     if not result:
@@ -47,11 +103,12 @@ def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
             path = record.image_path(int(item["index"]))
             if path is not None:
                 cell.image(str(path), width=96)
-            cell.caption(f"{item['true']} → **{item['predicted']}** ({item['confidence']:.0%})")
+            cell.caption(f"{access.plain(item['true'])} → **{access.plain(item['predicted'])}** "
+                         f"({item['confidence']:.0%})")
     actions = st.columns(4)
     if record.model_path.is_file():
-        actions[0].download_button("Download model (.keras)", store.model_bytes(record.id),
-                                   f"{record.id}.keras", key=f"model-{record.id}")
+        with actions[0]:
+            _download_model(record)
     actions[1].download_button("Download history (CSV)", record.history.to_csv(index=False).encode(),
                                f"{record.id}-history.csv", "text/csv", key=f"history-{record.id}")
     if record.model_path.is_file():
@@ -62,3 +119,4 @@ def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
                              help="Develop-a-model: this run's trained base, a new head."):
             st.session_state["base_run"] = record.id
             st.switch_page("../pages/build.py")
+        _exports(record)

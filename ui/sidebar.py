@@ -6,6 +6,7 @@ import streamlit as st
 
 import tlcore
 from tlcore.weights import NoTopWeightsError
+from ui import access
 from ui.models import WeightsChoice, store_upload, weights_file_kind
 from ui.precision import render_precision
 from ui.state import from_url, to_url
@@ -15,12 +16,15 @@ IMAGENET, RANDOM, FILE = "ImageNet", "Random (untrained)", "My weights file"
 
 def render() -> None:
     """Draw the backbone and weights pickers; called by app.py before each page."""
+    sources = [IMAGENET, RANDOM] if access.read_only() else [IMAGENET, RANDOM, FILE]  # read-only: no uploads
+    if st.session_state.get("weights") not in (None, *sources):
+        del st.session_state["weights"]
     from_url("backbone", "VGG16", choices=list(tlcore.BACKBONES))
-    from_url("weights", IMAGENET, choices=[IMAGENET, RANDOM, FILE])
+    from_url("weights", IMAGENET, choices=sources)
     with st.sidebar:
         st.selectbox("Backbone", list(tlcore.BACKBONES), key="backbone",
                      help="The pretrained ImageNet network every page uses.")
-        st.radio("Weights", [IMAGENET, RANDOM, FILE], key="weights",
+        st.radio("Weights", sources, key="weights",
                  help="ImageNet: the real pretrained weights. Random: an untrained network, "
                       "for trying the pages offline. My weights file: a .weights.h5 or .h5 file, "
                       "of the full network or without its top (like Keras's _notop files).")
@@ -40,11 +44,13 @@ def _imagenet_status(backbone: str) -> None:
         status = tlcore.weights_status(backbone, include_top=include_top)
         if status.cached:
             st.caption(f":material/check_circle: {what}: ImageNet weights cached.")
-        else:
+        else:  # the folder itself only for someone on the server's own machine
+            where = f"`{status.path.parent}`" if access.is_local() else tlcore.access.KERAS_CACHE_WORDS
+            other = f", or choose *{FILE}*" if not access.read_only() else ""
             st.caption(
                 f":material/download: {what}: not on this machine; downloaded on first use "
                 f"(about {status.file.approx_mb} MB). Offline, put `{status.file.file_name}` "
-                f"in `{status.path.parent}`, or choose *{FILE}*."
+                f"in {where}{other}."
             )
 
 
@@ -62,19 +68,21 @@ def _weights_upload(backbone: str) -> None:
         try:
             kind = weights_file_kind(backbone, path)
         except tlcore.WeightsError as exc:
-            st.warning(str(exc))
+            st.warning(access.shown(exc))
             return
         if kind == "no top":
-            st.caption(f"Using {upload.name}: {backbone} without its top. It works for Build, Train "
+            st.caption(f"Using {access.plain(upload.name)}: {backbone} without its top. It works for Build, Train "
                        "and Features at a convolutional layer; Predict needs the full network's file.")
         else:
-            st.caption(f"Using {upload.name}: the full {backbone}, with its ImageNet top.")
+            st.caption(f"Using {access.plain(upload.name)}: the full {backbone}, with its ImageNet top.")
 
 
 def choice() -> WeightsChoice:
     """The backbone and weights chosen in the sidebar."""
     backbone = st.session_state.get("backbone", "VGG16")
     source = st.session_state.get("weights", IMAGENET)
+    if source == FILE and access.read_only():
+        source = RANDOM
     if source == IMAGENET:
         return WeightsChoice(backbone, "imagenet", "ImageNet")
     if source == FILE and st.session_state.get("weights_path"):
@@ -87,13 +95,13 @@ def load_or_explain(loader, *args):
     try:
         return loader(*args)
     except NoTopWeightsError as exc:
-        st.error(f"**This weights file has no top.** {exc}")
+        st.error(f"**This weights file has no top.** {access.shown(exc)}")
         st.info(f"Choose *{IMAGENET}* in the sidebar, or upload the full network's file.")
         st.stop()
     except tlcore.WeightsError as exc:
-        st.error(f"**The weights are not available.** {exc}")
+        st.error(f"**The weights are not available.** {access.shown(exc)}")
         st.info(f"To try this page without them, choose *{RANDOM}* in the sidebar.")
         st.stop()
     except tlcore.TLError as exc:
-        st.error(str(exc))
+        st.error(access.shown(exc))
         st.stop()

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import tlcore
-from ui import datasets, training
+from ui import access, datasets, training
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -22,7 +22,7 @@ def _datasets() -> pd.DataFrame:
 def render_data_usage() -> None:
     """Usage against the cap, a table of stored datasets, and a delete action (confirmed first)."""
     if done := st.session_state.pop("dataset_deleted", None):
-        st.success(done)
+        st.success(access.message(done))
     usage = _usage()
     st.progress(usage.fraction, text=f"Data folder: {usage} (TL_MAX_DATA_GB); stored datasets take "
                                      f"{tlcore.format_size(usage.datasets)}.")
@@ -39,7 +39,10 @@ def render_data_usage() -> None:
                        "size": st.column_config.TextColumn("size on disk")},
     )
     deletable = table[~table["builtin"]]
-    if deletable.empty:
+    if deletable.empty or access.read_only():  # read-only: a public demo deletes nothing
+        return
+    if access.enabled() and not access.is_admin():  # datasets are shared by everyone who uploaded them
+        st.caption("Only an admin (TL_ADMINS) can delete stored datasets.")
         return
     labels = {row.id: f"{row.name} · {row.images} images · {tlcore.format_size(row.bytes)} · {row.id[:8]}"
               for row in deletable.itertuples()}
@@ -51,7 +54,7 @@ def render_data_usage() -> None:
             try:
                 freed = tlcore.delete_dataset(chosen, in_use=training.job_queue().datasets_in_use())
             except tlcore.TLError as exc:
-                st.error(str(exc))
+                st.error(access.message(exc))
                 return
             datasets.forget_stored()
             _usage.clear()

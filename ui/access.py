@@ -1,0 +1,167 @@
+"""Access for a team, in one place: the password or sign-in screen, read-only mode, run owners,
+and what visitors are shown (no server paths, names as plain text).
+
+Off by default (a laptop demo): no password, no sign-in, everyone manages every run.
+- ``TL_PASSWORD`` (or ``password = "..."`` in ``.streamlit/secrets.toml``): every page asks for it
+  first (``tlcore.check_password``, constant time), and a session waits longer after each wrong try.
+- Streamlit's OIDC login (an ``[auth]`` section in the secrets): people sign in instead (``st.login``).
+- ``TL_READ_ONLY=1``: predict, look and explore; no Train page, no uploads of models or weights,
+  no deletions.
+- With a password or a sign-in, runs belong to who started them: only they, or a name in
+  ``TL_ADMINS``, stop or delete them (``tlcore.can_manage``).
+The entrypoint calls ``gate()`` before any page runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+
+import streamlit as st
+
+import tlcore
+from tlcore.access import check_password, is_local_url, markdown_text, message_text, redact_paths, wrong_try_delay
+
+PASSED, FAILURES, VISITOR = "_access_passed", "_access_failures", "_access_visitor"
+"""Session-state keys: the password was given; wrong tries in a row; this browser session's id."""
+_log = logging.getLogger("transfer_lab.access")
+
+
+def _secret(key: str):
+    """A value from ``.streamlit/secrets.toml``, or None (also when there is no secrets file)."""
+    try:
+        return st.secrets.get(key)
+    except Exception:  # no secrets file: Streamlit raises, naming where it looked (never shown)
+        return None
+
+
+def password() -> str:
+    """The shared password: ``TL_PASSWORD``, else ``password`` in the secrets; "" for none."""
+    return tlcore.load_settings().password or str(_secret("password") or "")
+
+
+def login_configured() -> bool:
+    """Whether Streamlit's OIDC login is set up (an ``[auth]`` section in the secrets)."""
+    return isinstance(_secret("auth"), Mapping)
+
+
+def enabled() -> bool:
+    """Whether access control is on (a password or a sign-in); off, everyone manages every run."""
+    return login_configured() or bool(password())
+
+
+def read_only() -> bool:
+    """``TL_READ_ONLY``: a public demo without training, uploads of models, or deletions."""
+    return bool(tlcore.load_settings().read_only)
+
+
+def _signed_in() -> bool:
+    return bool(st.user.get("is_logged_in"))
+
+
+def user() -> str:
+    """Who is here: the login name (e-mail) when signed in, else this browser session's id."""
+    if _signed_in():
+        return str(st.user.get("email") or st.user.get("name") or st.user.get("sub") or "")
+    if VISITOR not in st.session_state:
+        st.session_state[VISITOR] = f"session {uuid.uuid4().hex[:8]}"
+    return st.session_state[VISITOR]
+
+
+def is_admin() -> bool:
+    return user().casefold() in tlcore.access.admin_names()
+
+
+def may_manage(run: object) -> bool:
+    """Whether the person here may stop or delete ``run`` (a RunRecord or an owner's name)."""
+    return not enabled() or tlcore.can_manage(run, user())
+
+
+def owner_label(owner: str) -> str:
+    """Who started a run, in words for a table."""
+    if not owner:
+        return "(before owners were kept)"
+    return "you" if owner == user() else owner
+
+
+def is_local() -> bool:
+    """Whether the browser is on the server's own machine (localhost): then server paths may be shown."""
+    return is_local_url(st.context.url)
+
+
+def shown(text: object) -> str:
+    """Text for a visitor: server paths replaced by words unless the app is served on localhost."""
+    return str(text) if is_local() else redact_paths(str(text))
+
+
+def message(error: object) -> str:
+    """An error's message for a visitor: no server paths, and any names it quotes shown literally."""
+    return message_text(shown(error))
+
+
+def plain(text: object) -> str:
+    """A user-supplied name (class, file, run, dataset) as Markdown that shows it literally."""
+    return markdown_text(text)
+
+
+def _providers(auth: Mapping) -> list[str]:
+    """Named OIDC providers (``[auth.google]``...); [] when ``[auth]`` itself holds one."""
+    if "client_id" in auth:
+        return []
+    return [name for name, value in auth.items() if isinstance(value, Mapping)]
+
+
+def _sign_in() -> None:
+    st.title("Transfer Lab")
+    st.write("Sign in to continue.")
+    providers = _providers(_secret("auth") or {})
+    for provider in providers or [None]:
+        label = f"Sign in with {provider.capitalize()}" if provider else "Sign in"
+        st.button(label, type="primary", icon=":material/login:", on_click=st.login,
+                  args=(provider,) if provider else (), key=f"login-{provider or 'default'}")
+
+
+def _wait(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def _password_form(expected: str) -> None:
+    st.title("Transfer Lab")
+    with st.form("access", clear_on_submit=True):
+        given = st.text_input("Password", type="password", key="access_password")
+        submitted = st.form_submit_button("Enter", type="primary")
+    if not submitted:
+        return
+    if check_password(given, expected):
+        st.session_state[PASSED] = True
+        st.session_state[FAILURES] = 0
+        st.rerun()
+    failures = st.session_state.get(FAILURES, 0) + 1
+    st.session_state[FAILURES] = failures
+    _log.warning("Wrong password (%d in a row in one session)", failures)
+    _wait(wrong_try_delay(failures))  # this session only: the server and other visitors go on
+    st.error(f"That is not the password. After each wrong try the next answer takes longer "
+             f"({wrong_try_delay(failures + 1):.0f} s now).")
+
+
+def gate() -> None:
+    """Ask for the password, or a sign-in, before any page; stops the script until given.
+
+    With Streamlit's OIDC login configured, people sign in (the password is not
+    asked); otherwise with a password set, each browser session types it once.
+    Signed-in people see who they are and a sign-out button in the sidebar.
+    """
+    if login_configured():
+        if not _signed_in():
+            _sign_in()
+            st.stop()
+        with st.sidebar:
+            st.caption(f"Signed in as {plain(user())}" + (" (admin)" if is_admin() else ""))
+            st.button("Sign out", on_click=st.logout, key="logout", icon=":material/logout:")
+        return
+    expected = password()
+    if expected and not st.session_state.get(PASSED):
+        _password_form(expected)
+        st.stop()

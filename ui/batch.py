@@ -1,0 +1,72 @@
+"""Batch prediction on the Predict page: many images or zips in; a table with thumbnails, top-1 and
+top-5, and a CSV out. The checks, budgets and the work are ``tlcore.batch``'s; this draws them."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+import streamlit as st
+
+import tlcore
+from ui import access
+
+RESULT = "batch_result"
+"""Session-state key: (what was classified, its BatchResult), so a rerun (a download) does not classify again."""
+
+
+def _key(files: list[tuple[str, bytes]], *parts: object) -> str:
+    digest = hashlib.sha256(repr(parts).encode())
+    for name, data in files:
+        digest.update(name.encode("utf-8", "replace") + b"\0" + hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def render_batch(classifier, model_key: str, uploads: list, mode: str) -> None:
+    """Classify every uploaded image (zips expanded) with a progress bar; show the table and a CSV download.
+
+    Args:
+        classifier: the Predict page's ``ui.classifiers.Classifier``.
+        model_key: what identifies the classifier (model choice, backbone, weights).
+        uploads: the uploaded files (images and zips).
+        mode: "crop" or "squash".
+    """
+    if not uploads:
+        st.info("Upload images, or zips of images (folders inside are fine), to classify them all at once.")
+        return
+    files = [(upload.name, upload.getvalue()) for upload in uploads]
+    key = _key(files, model_key, mode, st.session_state.get("force_float32"))
+    cached = st.session_state.get(RESULT)
+    if cached is not None and cached[0] == key:
+        result = cached[1]
+    else:
+        try:
+            items = tlcore.batch_inputs(files)
+        except tlcore.TLError as exc:
+            st.error(f"**Those files cannot be used.** {access.message(exc)}")
+            return
+        bar = st.progress(0.0, text=f"Classifying {len(items):,} images...")
+        try:
+            result = tlcore.predict_batch(
+                classifier.model, items, backbone=classifier.backbone, labels=classifier.labels, mode=mode,
+                progress=lambda done, total: bar.progress(done / total, text=f"Image {done:,} of {total:,}"))
+        except tlcore.TLError as exc:
+            st.error(access.message(exc))
+            return
+        finally:
+            bar.empty()
+        st.session_state[RESULT] = (key, result)
+    st.subheader(f"{len(result.table):,} image(s) classified")
+    st.dataframe(
+        result.table.assign(image=list(result.thumbnails))[["image", "file", "top-1", "probability", "top-5"]],
+        hide_index=True, width="stretch", row_height=56,
+        column_config={"image": st.column_config.ImageColumn("image", width="small"),
+                       "probability": st.column_config.NumberColumn("probability", format="percent"),
+                       "top-5": st.column_config.TextColumn("top-5", width="large")},
+    )
+    if result.skipped:
+        with st.expander(f"{len(result.skipped):,} file(s) skipped"):
+            st.dataframe(pd.DataFrame([s.split(": ", 1) for s in result.skipped], columns=["file", "reason"]),
+                         hide_index=True, width="stretch")
+    st.download_button("Download the table (CSV)", result.csv(), "predictions.csv", "text/csv",
+                       on_click="ignore", icon=":material/download:", key="batch_csv")
