@@ -79,7 +79,7 @@ print("REPORT " + json.dumps(report))
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A small VGG16 run (block5 fine-tuned, so its model.keras holds Adam's state) with every export."""
-    store = tlcore.RunStore(tmp_path_factory.mktemp("export-runs"))
+    store = tlcore.RunStore(tlcore.load_settings().data_dir / "runs")  # the app's store: the run page can open it
     dataset = tlcore.sample_dataset(per_class=10, size=32)
     spec = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=None, hidden_units=32,
                                dropout=0.0, trainable_from="block5_conv1")
@@ -198,6 +198,29 @@ def test_an_export_is_built_once_and_kept(trained):
     before = zips["tflite-int8"].stat().st_mtime_ns
     assert export.export_run(record, "tflite-int8", model=model) == zips["tflite-int8"]
     assert zips["tflite-int8"].stat().st_mtime_ns == before
+
+
+def test_the_run_page_reads_no_model_file_until_a_download_is_clicked(trained, monkeypatch):
+    from conftest import open_page
+    from ui import run_view
+
+    _, record, _, zips = trained
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a page render must not read or build a model file")
+
+    for owner, name in ((tlcore.RunStore, "model_bytes"), (export, "export_run"), (export, "run_keras_file"),
+                        (tlcore.model_files, "load_model_file")):
+        monkeypatch.setattr(owner, name, refuse)
+    at = open_page("../pages/runs.py", backbone="VGG16", opened_run=record.id)
+    assert not at.exception and not at.error
+    labels = [button.label for button in at.get("download_button")]
+    assert any(label.startswith("Download model (.keras)") for label in labels)
+    for form in export.EXPORT_FORMATS.values():  # built already by the fixture: their sizes are shown
+        size = tlcore.format_size(zips[form.key].stat().st_size)
+        assert f"{form.title} ({size})" in labels
+    monkeypatch.undo()
+    assert run_view._read_export(export.export_run, record, "tflite-int8") == zips["tflite-int8"].read_bytes()
 
 
 def test_an_unknown_format_is_refused_with_the_accepted_ones(trained):
