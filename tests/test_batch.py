@@ -5,7 +5,6 @@ import stat
 import zipfile
 
 import keras
-import numpy as np
 import pandas as pd
 import pytest
 
