@@ -67,7 +67,8 @@ about.caption(classifier.description)
 started = time.perf_counter()
 try:
     table = tlcore.predict_top_k(classifier.model, image, backbone=classifier.backbone, k=5,
-                                 labels=classifier.labels, mode=st.session_state["fit"])
+                                 labels=classifier.labels, mode=st.session_state["fit"],
+                                 precision=classifier.precision)
 except tlcore.TLError as exc:
     st.error(access.message(exc))
     st.stop()

@@ -1,5 +1,6 @@
 """Inference precision: the TL_PRECISION setting, the bfloat16 copy's accuracy, the calibration and its cache."""
 
+import dataclasses
 import gc
 import json
 import threading
@@ -282,3 +283,23 @@ def test_a_model_and_its_bfloat16_copy_are_freed_with_their_last_user():
     del model
     gc.collect()
     assert alive() is None
+
+
+def test_a_trained_run_is_checked_in_bfloat16_on_its_validation_images_before_predict_uses_it(monkeypatch):
+    monkeypatch.setenv("TL_PRECISION", "auto")
+    shapes = tlcore.sample_dataset(per_class=8, size=32, seed=12)
+    spec = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=None, hidden_units=16)
+    result = tlcore.train(spec, shapes, tlcore.TrainConfig(epochs=2, batch_size=8))
+    if tp.bfloat16_units() is False:
+        assert result.precision_check is None
+        return
+    check = result.precision_check
+    assert check.images == len(result.evaluation.indices) == 8
+    assert check.top1_agreement >= 0.95 and check.max_abs_error < 0.05 and check.min_cosine > 0.99
+    stored = dataclasses.asdict(check)
+    assert tlcore.precision_for_run(stored) == "auto"
+    assert tlcore.precision_for_run({**stored, "top1_agreement": 0.9}) == "float32"
+    assert tlcore.precision_for_run({**stored, "max_abs_error": 0.2}) == "float32"
+    assert tlcore.precision_for_run(None) == "float32"  # older runs, or trained under TL_PRECISION=float32
+    monkeypatch.setenv("TL_PRECISION", "float32")
+    assert tlcore.train(spec, shapes, tlcore.TrainConfig(epochs=1, batch_size=8)).precision_check is None

@@ -60,6 +60,7 @@ from tlcore.precision import (
     force_precision,
     forced_precision,
     inference_forward,
+    precision_for_run,
 )
 from tlcore.model_files import check_model_config, load_model_file
 from tlcore.labels import imagenet_labels, imagenet_wordnet_ids
@@ -197,4 +198,5 @@ __all__ = [
     "force_precision",
     "forced_precision",
     "inference_forward",
+    "precision_for_run",
 ]

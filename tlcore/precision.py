@@ -523,3 +523,22 @@ def compare_precisions(model: keras.Model, batches: Iterable[np.ndarray]) -> Pre
         min_cosine=float(cosines.min()),
         mean_cosine=float(cosines.mean()),
     )
+
+
+RUN_MIN_AGREEMENT = 0.99
+"""A trained run may predict in bfloat16 only if its validation images keep this share of top-1 classes."""
+RUN_MAX_ERROR = 0.05
+"""...and no probability moves by more than this."""
+
+
+def precision_for_run(check: dict | None) -> str:
+    """The precision a trained run's model may predict in, from its stored ``PrecisionCheck``.
+
+    "auto" (bfloat16 where measured faster) when the check on its validation images
+    passed; "float32" when it failed or was never made (older runs, or training under
+    ``TL_PRECISION=float32``).
+    """
+    if not check:
+        return "float32"
+    passed = check["top1_agreement"] >= RUN_MIN_AGREEMENT and check["max_abs_error"] <= RUN_MAX_ERROR
+    return "auto" if passed else "float32"

@@ -58,6 +58,7 @@ def predict_top_k(
     k: int = 5,
     labels: Sequence[str] | None = None,
     mode: ResizeMode = "crop",
+    precision: str | None = None,
 ) -> pd.DataFrame:
     """Classify one image.
 
@@ -69,6 +70,8 @@ def predict_top_k(
         k: how many classes to return; clamped to the number of classes.
         labels: class names; ImageNet's for 1,000 outputs when None.
         mode: "crop" (centre crop, default) or "squash".
+        precision: "auto", "float32" or "bfloat16"; None follows a forced precision,
+            then ``TL_PRECISION`` (a trained run passes ``precision_for_run``'s answer).
 
     Returns:
         DataFrame with columns rank, label, class_id, probability, most probable
@@ -79,7 +82,7 @@ def predict_top_k(
         ImageError: the image is not usable.
         ConfigError: labels that do not match the model's outputs.
     """
-    forward = inference_forward(model, backbone=backbone)  # float32, or bfloat16 where measured faster here
+    forward = inference_forward(model, backbone=backbone, precision=precision)  # bfloat16 where measured faster
     probabilities = forward(prepare_input(image, model, backbone=backbone, mode=mode))[0]
     classes = probabilities.shape[-1]
     if labels is None:

@@ -151,6 +151,7 @@ class RunStore:
             "confidently_wrong": json.loads(evaluation.confidently_wrong().to_json(orient="records")),
             "stopped": result.stopped, "feature_cache": result.feature_cache, "seconds": result.seconds,
             "recalibrated_batchnorm": result.recalibrated_batchnorm,
+            "precision_check": dataclasses.asdict(result.precision_check) if result.precision_check else None,
         }, indent=2))
         self._update(run_id, status="stopped" if result.stopped else "done", seconds=result.seconds)
 

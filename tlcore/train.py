@@ -31,6 +31,7 @@ from tlcore.feature_cache import EXTRACT_BATCH, FeatureCache
 from tlcore.images import ResizeMode
 from tlcore.inference import compiled_forward
 from tlcore.pipeline import batched_outputs, image_batches, row_batches
+from tlcore.precision import PrecisionCheck, bfloat16_units, compare_precisions, requested_precision
 from tlcore.settings import load_settings
 from tlcore.zoo import get_backbone
 
@@ -198,6 +199,7 @@ class TrainResult:
     feature_cache: bool
     seconds: float
     recalibrated_batchnorm: int = 0
+    precision_check: PrecisionCheck | None = None
 
 
 class _Recorder(keras.callbacks.Callback):
@@ -543,4 +545,19 @@ def train(
                   if fitted.cached else evaluate_images(model, data, held_out, dataset.class_names))
     history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
     return TrainResult(model, spec, config, dataset.class_names, history, evaluation, stopped, cached,
-                       time.perf_counter() - started, len(batchnorm))
+                       time.perf_counter() - started, len(batchnorm),
+                       _precision_check(model, data, held_out))
+
+
+def _precision_check(model: keras.Model, data: TrainingData, indices: np.ndarray) -> PrecisionCheck | None:
+    """bfloat16 against float32 on the held-out images, when inference could ever use bfloat16 here.
+
+    Accuracy is checked, not assumed: Predict uses bfloat16 for a run only when this passed
+    (``precision_for_run``).
+    """
+    if requested_precision()[0] == "float32" or bfloat16_units() is False or not len(indices):
+        return None
+    try:
+        return compare_precisions(model, (x.numpy() for x, _ in data.images(indices, EVAL_BATCH)))
+    except ConfigError:  # a model with no bfloat16 copy: it predicts in float32
+        return None

@@ -7,6 +7,8 @@ import dataclasses
 import keras
 import streamlit as st
 
+import tlcore
+
 from ui import access, models, sidebar, training
 
 IMAGENET, UPLOADED = "imagenet", "uploaded"
@@ -20,6 +22,7 @@ class Classifier:
     backbone: str
     labels: list[str] | None
     description: str
+    precision: str | None = None
 
 
 def choices(backbone: str) -> dict[str, str]:
@@ -50,4 +53,5 @@ def load(model_id: str, choice: models.WeightsChoice, model_file, class_text: st
     return Classifier(sidebar.load_or_explain(models.run_model, model_id), record.spec.backbone,
                       record.class_names, f"A model trained in run `{model_id}` on "
                       f"{access.plain(record.dataset.get('name'))}: "
-                      f"{', '.join(access.plain(name) for name in record.class_names)}.")
+                      f"{', '.join(access.plain(name) for name in record.class_names)}.",
+                      tlcore.precision_for_run((record.result or {}).get("precision_check")))
