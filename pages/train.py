@@ -69,7 +69,7 @@ code_panel("Keras code", tlcore.transfer_program(spec, config), "train_model")
 st.subheader("3. Train")
 if st.button("Train", type="primary", icon=":material/play_arrow:"):
     if spec.weights == "imagenet" and not spec.base_model:
-        sidebar.load_or_explain(models.ensure_imagenet_weights, spec.backbone, False)
+        sidebar.load_or_explain(models.ensure_imagenet_weights, spec.backbone, False, spec.input_shape)
     try:
         job = training.job_queue().submit(spec, dataset, config, training.run_store(), owner=access.user())
     except tlcore.TLError as exc:

@@ -109,7 +109,8 @@ def test_training_never_asks_for_the_whole_dataset_as_an_array(shapes, monkeypat
 
 
 def test_old_feature_files_make_room_and_a_run_streams_when_even_that_is_not_enough(tmp_path, shapes, monkeypatch):
-    cache = FeatureCache(tlcore.load_settings().data_dir / "features-making-room")
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path))  # a data folder of its own: its usage is exactly known
+    cache = FeatureCache(tmp_path / "features")
     tlcore.train(SPEC, shapes, tlcore.TrainConfig(epochs=1, batch_size=8), cache=cache)
     stale = list(cache.root.glob("*.npy"))
     assert stale

@@ -33,6 +33,16 @@ import pandas as pd
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
+
+def _has_ray_token() -> bool:
+    """Whether this machine has a Ray token: ``RAY_AUTH_TOKEN(_PATH)``, or ``~/.ray/auth_token``."""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or Path(path or Path.home() / ".ray" / "auth_token").is_file()
+
+
+if os.environ.get("TL_RAY_ADDRESS") and _has_ray_token():
+    os.environ.setdefault("RAY_AUTH_MODE", "token")  # a client sends the cluster's token only when told to
+
 import ray  # noqa: E402
 import ray.exceptions  # noqa: E402
 
