@@ -49,3 +49,15 @@ def test_project_2d_separates_two_clusters():
     assert np.sign(points[:10, 0]).tolist().count(np.sign(points[0, 0])) == 10
     assert np.all(np.sign(points[10:, 0]) == -np.sign(points[0, 0]))
     assert tlcore.project_2d(np.ones((1, 5))).shape == (1, 2)
+
+
+def test_a_no_top_weights_file_serves_a_cut_inside_the_base_and_is_refused_for_fc2(tmp_path):
+    base = tlcore.load_backbone("VGG16", weights=None, include_top=False, input_shape=(32, 32, 3))
+    path = tmp_path / "vgg16_notop.weights.h5"
+    base.save_weights(path)
+    extractor = tlcore.feature_extractor("VGG16", weights=str(path), layer="block5_pool")
+    assert extractor.output.shape[1:] == (7, 7, 512)
+    np.testing.assert_array_equal(extractor.get_layer("block1_conv1").get_weights()[0],
+                                  base.get_layer("block1_conv1").get_weights()[0])
+    with pytest.raises(tlcore.WeightsError, match="needs the full network's weights"):
+        tlcore.feature_extractor("VGG16", weights=str(path))  # fc2 is in the top

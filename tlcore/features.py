@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import keras
 import numpy as np
 
-from tlcore.backbone import load_backbone
+from tlcore.backbone import layer_names, load_backbone
 from tlcore.errors import ConfigError
 from tlcore.images import ImageSource, ResizeMode, load_image, to_batch
 from tlcore.precision import inference_forward
@@ -26,7 +26,8 @@ def feature_extractor(
 
     Args:
         backbone: a ``BACKBONES`` name.
-        weights: "imagenet", None or a weights-file path (of the full network).
+        weights: "imagenet", None or a weights-file path: of the full network, or,
+            for a layer inside the base (e.g. "block5_pool"), a no-top file too.
         layer: the layer whose output is the feature vector; by default the
             penultimate one (VGG16: "fc2", 4,096 values).
 
@@ -34,14 +35,19 @@ def feature_extractor(
         ConfigError: a layer name the network does not have.
     """
     spec = get_backbone(backbone)
-    full = load_backbone(spec, weights=weights, include_top=True)
-    name = layer or spec.feature_layer or full.layers[-2].name
-    names = [l.name for l in full.layers]
+    if layer is not None and layer in layer_names(spec, include_top=False, imagenet=weights == "imagenet"):
+        # a cut inside the base: the network without its top, so a no-top weights file serves too
+        size = (spec.default_size, spec.default_size, 3)
+        network = load_backbone(spec, weights=weights, include_top=False, input_shape=size)
+    else:
+        network = load_backbone(spec, weights=weights, include_top=True)
+    name = layer or spec.feature_layer or network.layers[-2].name
+    names = [l.name for l in network.layers]
     if name not in names:
         raise ConfigError(
             f"Feature layer must be a layer of {spec.name} (e.g. {names[-2]!r}). Received: layer={name!r}"
         )
-    return keras.Model(full.input, full.get_layer(name).output, name=f"{spec.name}_{name}_features")
+    return keras.Model(network.input, network.get_layer(name).output, name=f"{spec.name}_{name}_features")
 
 
 def extract_features(
