@@ -16,7 +16,6 @@ run's own model.
 """
 
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tlcore  # noqa: E402
+from predict_latency import median_ms  # noqa: E402  (bench/ is this script's folder)
 from tlcore import export  # noqa: E402
 
 RUNS = [
@@ -41,14 +41,6 @@ RUNS = [
 ]
 
 
-def median_ms(call, repeats: int) -> float:
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def runner(fmt: str, folder: Path, model_backbone: str):
