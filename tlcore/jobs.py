@@ -313,6 +313,8 @@ class TrainingJob:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         self._worker = TrainingWorker.options(num_cpus=1, num_gpus=gpus).remote(
             _worker_environment(), limit, str(note))
+        if self._killed:  # killed while its worker was being created: end it before it trains
+            ray.kill(self._worker)
         try:
             done = self._worker.run.remote(self.trainer, self.spec, self.dataset, self.config,
                                            str(self.store.root), self.run_id)
