@@ -53,6 +53,10 @@ class Settings:
             uploads of models or weights and no deletions; 0, the default, allows everything.
         admins: login names (OIDC e-mail addresses) that may stop and delete every run,
             separated by commas; everyone else manages only the runs they started.
+        max_map_images: a dataset map (Features) places at most this many images, a
+            stratified, seeded subset of larger datasets.
+        max_map_feature_mb: a dataset map's feature vectors may take at most this many MB in
+            all (images x values x 4 bytes), checked before any image is read.
     """
 
     data_dir: Path = Path.home() / ".transfer-lab"
@@ -80,6 +84,8 @@ class Settings:
     password: str = dataclasses.field(default="", repr=False)
     read_only: int = 0
     admins: str = ""
+    max_map_images: int = 400
+    max_map_feature_mb: int = 256
 
 
 def _from_env(field: dataclasses.Field, environ: dict[str, str]) -> object:
