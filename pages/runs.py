@@ -18,7 +18,7 @@ live = {job.run_id for job in training.job_queue().jobs.values() if not job.fini
 runs.loc[(runs["status"] == "running") & ~runs["id"].isin(live), "status"] = "interrupted"
 runs["started by"] = runs["owner"].map(access.owner_label)
 st.dataframe(
-    runs[["created", "name", "backbone", "input_size", "trainable_from", "status", "best_val_accuracy",
+    runs[["created", "name", "backbone", "input_size", "trainable_from", "role", "status", "best_val_accuracy",
           "epochs", "seconds", *(["started by"] if access.enabled() else [])]],
     hide_index=True, width="stretch",
     column_config={"best_val_accuracy": st.column_config.NumberColumn("best val. accuracy", format="percent"),
@@ -28,11 +28,17 @@ st.dataframe(
 
 labels = {row.id: f"{row.name} · {row.created:%Y-%m-%d %H:%M} · {row.id[-6:]}" for row in runs.itertuples()}
 st.subheader("Compare")
-chosen = st.multiselect("Runs to overlay", list(labels), default=list(labels)[:2], format_func=labels.get)
+newest = runs.iloc[0]  # a model and its run from scratch are compared first when they are the newest
+pair = runs[(runs["run_group"] == newest["run_group"]) & runs["role"].isin(["transfer", "scratch"])]
+default = pair["id"].tolist() if newest["run_group"] and len(pair) == 2 else list(labels)[:2]
+chosen = st.multiselect("Runs to overlay", list(labels), default=default, format_func=labels.get)
 if chosen:
     histories = {labels[i]: store.get(i).history for i in chosen}
     metric = st.radio("Curve", ["val_accuracy", "val_loss", "accuracy", "loss"], horizontal=True)
     st.altair_chart(charts.compared_curves(histories, metric), width="stretch")
+    for comparison in training.scratch_pairs(store, chosen):
+        st.markdown(f"**{access.plain(comparison.transfer.name)}** against the same model from scratch: "
+                    f"{comparison.summary()}")
 
 st.subheader("Open a run")
 linked = st.query_params.get("run")

@@ -67,23 +67,33 @@ config = tlcore.TrainConfig(
 code_panel("Keras code", tlcore.transfer_program(spec, config), "train_model")
 
 st.subheader("3. Train")
+with_scratch = st.toggle(
+    "Also train it from scratch, to compare", key="with_scratch",
+    help="Queues a second run right after: the same model with random weights and every layer training, on "
+         "the same split for the same epochs. Its page shows both curves and the gap.")
 if st.button("Train", type="primary", icon=":material/play_arrow:"):
     if spec.weights == "imagenet" and not spec.base_model:
         sidebar.load_or_explain(models.ensure_imagenet_weights, spec.backbone, False, spec.input_shape)
+    queue, store = training.job_queue(), training.run_store()
     try:
-        job = training.job_queue().submit(spec, dataset, config, training.run_store(), owner=access.user())
+        if with_scratch:
+            job, scratch = queue.submit_with_scratch(spec, dataset, config, store, owner=access.user())
+        else:
+            job, scratch = queue.submit(spec, dataset, config, store, owner=access.user()), None
     except tlcore.TLError as exc:
         st.error(access.message(exc))
         st.stop()
-    st.session_state["job_id"] = job.id
+    st.session_state["job_id"], st.session_state["scratch_job_id"] = job.id, scratch and scratch.id
 
-job = training.job_queue().jobs.get(st.session_state.get("job_id", ""))
+jobs = training.job_queue().jobs
+job = jobs.get(st.session_state.get("job_id", ""))
+scratch = jobs.get(st.session_state.get("scratch_job_id") or "")
 if job is None:
     st.stop()
 
 
 @st.fragment(run_every=1.0)
-def live_progress() -> None:
+def live_progress(job: tlcore.TrainingJob) -> None:
     snapshot = job.snapshot()
     if snapshot.finished:
         st.rerun()
@@ -98,16 +108,24 @@ def live_progress() -> None:
                     text=f"{snapshot.state.capitalize()}: {where} · {snapshot.elapsed:.0f} s{eta}{memory}")
     if len(snapshot.history):
         st.altair_chart(charts.training_curves(snapshot.history), width="content")
-    if st.button("Stop", icon=":material/stop:", disabled=snapshot.state == "stopping"):
+    if st.button("Stop", icon=":material/stop:", disabled=snapshot.state == "stopping", key=f"stop-{job.id}"):
         job.stop()
 
 
 snapshot = job.snapshot()
 if not snapshot.finished:
-    live_progress()
-elif snapshot.state == "failed":
+    live_progress(job)
+    if scratch is not None:
+        st.caption("Then the same model from scratch, to compare: it waits in line behind this one.")
+    st.stop()
+if snapshot.state == "failed":
     st.error(f"**Training did not finish.** {access.message(snapshot.error)}")
 else:
     if snapshot.state == "stopped":
         st.warning("Stopped early: what was learned so far is kept.")
     render_run(training.run_store().get(snapshot.run_id), training.run_store())
+if scratch is not None and not scratch.finished:
+    st.subheader("The same model from scratch, to compare")
+    live_progress(scratch)
+elif scratch is not None and scratch.snapshot().state == "failed":
+    st.error(f"**The run from scratch did not finish.** {access.message(scratch.snapshot().error)}")

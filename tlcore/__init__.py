@@ -27,6 +27,15 @@ from tlcore.build import (
 )
 from tlcore.atomic import StorageError, atomic_save, atomic_write_bytes, atomic_write_text
 from tlcore.datasets import ImageDataset, content_digest, load_dataset, sample_dataset, server_folder, upload_key
+from tlcore.dataset_map import (
+    DatasetMap,
+    check_map_limit,
+    dataset_map,
+    map_subset,
+    nearest_neighbour_accuracy,
+    run_dataset,
+    thumbnail_url,
+)
 from tlcore.budgets import (
     ModelCost,
     check_job_memory,
@@ -34,6 +43,7 @@ from tlcore.budgets import (
     estimate_job_memory,
     model_cost,
 )
+from tlcore.compare import ScratchComparison, scratch_comparison, scratch_config, scratch_spec
 from tlcore.code import as_notebook, feature_program, layers_program, prediction_program, transfer_program
 from tlcore.errors import (
     BudgetError,
@@ -48,6 +58,7 @@ from tlcore.errors import (
 from tlcore.export import EXPORT_FORMATS, ExportFormat, ExportInfo, export_run, run_keras_file, write_export
 from tlcore.features import extract_features, feature_extractor, project_2d
 from tlcore.images import fit_image, load_image
+from tlcore.grad_cam import cam_map_size, grad_cam, heat_overlay, last_conv_layer
 from tlcore.inference import compiled_forward
 from tlcore.jobs import JobQueue, JobSnapshot, TrainingJob, connect as connect_ray
 from tlcore.precision import (
@@ -94,6 +105,7 @@ __all__ = [
     "ParameterCounts",
     "RunRecord",
     "RunStore",
+    "ScratchComparison",
     "Settings",
     "ShapeCheck",
     "ShapeError",
@@ -161,6 +173,14 @@ __all__ = [
     "list_datasets",
     "server_folder",
     "upload_key",
+    # a dataset as a map of its feature vectors
+    "DatasetMap",
+    "check_map_limit",
+    "dataset_map",
+    "map_subset",
+    "nearest_neighbour_accuracy",
+    "run_dataset",
+    "thumbnail_url",
     # the Keras program behind each page, and heads with new convolutional blocks
     "CONV_BLOCKS",
     "CONV_FILTERS",
@@ -172,6 +192,11 @@ __all__ = [
     "layers_program",
     "prediction_program",
     "transfer_program",
+    # what the network sees: Grad-CAM
+    "cam_map_size",
+    "grad_cam",
+    "heat_overlay",
+    "last_conv_layer",
     # access for a team, batch prediction, deployable exports
     "BatchItem",
     "BatchResult",
@@ -199,4 +224,8 @@ __all__ = [
     "forced_precision",
     "inference_forward",
     "precision_for_run",
+    # transfer against scratch
+    "scratch_comparison",
+    "scratch_config",
+    "scratch_spec",
 ]

@@ -48,6 +48,7 @@ import ray.exceptions  # noqa: E402
 
 from tlcore.budgets import check_job_memory
 from tlcore.build import TransferSpec, check_transfer_spec
+from tlcore.compare import scratch_config, scratch_spec
 from tlcore.datasets import ImageDataset
 from tlcore.errors import ConfigError, TLError
 from tlcore.runs import RunStore
@@ -219,11 +220,12 @@ class TrainingJob:
     """One training run, from the line on the server to a worker and the run store."""
 
     def __init__(self, queue: JobQueue, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig,
-                 store: RunStore, trainer: Callable = train, owner: str = ""):
+                 store: RunStore, trainer: Callable = train, owner: str = "", *, group: str = "",
+                 role: str = "", name: str = ""):
         self.id = uuid.uuid4().hex[:8]
         self.spec, self.dataset, self.config, self.store, self.trainer = spec, dataset, config, store, trainer
         self.run_id = store.create(dataclasses.replace(spec, num_classes=len(dataset.class_names)),
-                                   config, dataset.summary(), owner=owner)
+                                   config, dataset.summary(), owner=owner, group=group, role=role, name=name)
         self._queue = queue
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -375,7 +377,8 @@ class JobQueue:
         self.jobs: dict[str, TrainingJob] = {}
 
     def submit(self, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig,
-               store: RunStore, *, trainer: Callable = train, owner: str = "") -> TrainingJob:
+               store: RunStore, *, trainer: Callable = train, owner: str = "", group: str = "",
+               role: str = "", name: str = "") -> TrainingJob:
         """Queue a training job; it trains in a Ray worker when its turn comes.
 
         Args:
@@ -383,30 +386,66 @@ class JobQueue:
             store: where the run is recorded (the worker writes to it).
             trainer: the training function (``tlcore.train``'s signature).
             owner: who starts it (recorded with the run; see ``tlcore.can_manage``).
+            group, role, name: recorded with the run (see ``RunRecord``).
 
         Raises:
             ConfigError: the line is full (``max_queued_jobs``), or the config is invalid.
             BudgetError: the job would need more memory than a worker may use (``TL_JOB_MEMORY_GB``).
             ShapeError: the spec cannot be built.
         """
+        spec = self._checked(spec, dataset, config)
+        return self._enqueue([(spec, config, role, name)], dataset, store, trainer, owner, group)[0]
+
+    def submit_with_scratch(self, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig,
+                            store: RunStore, *, trainer: Callable = train, owner: str = "",
+                            group: str = "") -> tuple[TrainingJob, TrainingJob]:
+        """Queue ``spec`` and, right behind it, the same model trained from scratch on the same split.
+
+        The pair shares a group (``tlcore.scratch_comparison`` reads it back); the scratch run
+        has random weights, every layer trainable, and the same epochs in one phase
+        (``scratch_config``). Both are checked before either is queued.
+
+        Returns:
+            (the transfer job, the scratch job).
+
+        Raises:
+            ConfigError: ``spec`` is itself a model from scratch, the line has no room for
+                two more jobs, or the config is invalid.
+            BudgetError, ShapeError: as ``submit``, for either model.
+        """
+        transfer = self._checked(spec, dataset, config)
+        scratch, again = scratch_spec(transfer), scratch_config(config)
+        self._checked(scratch, dataset, again)
+        jobs = self._enqueue([(transfer, config, "transfer", ""),
+                              (scratch, again, "scratch", f"{spec.backbone} on {dataset.name}, from scratch")],
+                             dataset, store, trainer, owner, group or uuid.uuid4().hex[:12])
+        return jobs[0], jobs[1]
+
+    def _checked(self, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig) -> TransferSpec:
         config.check()
         spec = dataclasses.replace(spec, num_classes=len(dataset.class_names))
         check_transfer_spec(spec)
         check_job_memory(spec, config.batch_size)
+        return spec
+
+    def _enqueue(self, runs: list[tuple[TransferSpec, TrainConfig, str, str]], dataset: ImageDataset,
+                 store: RunStore, trainer: Callable, owner: str, group: str) -> list[TrainingJob]:
         with self._condition:
-            if len(self._waiting) >= self.max_waiting:
+            if len(self._waiting) + len(runs) > self.max_waiting:
                 raise ConfigError(
                     f"At most {self.max_waiting} training jobs may wait in line (TL_MAX_QUEUED_JOBS). "
-                    f"Received: a new job while {len(self._waiting)} wait; try again later"
+                    f"Received: {len(runs)} new job(s) while {len(self._waiting)} wait; try again later"
                 )
-            job = TrainingJob(self, spec, dataset, config, store, trainer, owner)
-            self._waiting.append(job)
-            self.jobs[job.id] = job
+            jobs = [TrainingJob(self, spec, dataset, config, store, trainer, owner, group=group, role=role,
+                                name=name) for spec, config, role, name in runs]
+            self._waiting.extend(jobs)
+            self.jobs.update((job.id, job) for job in jobs)
             finished = [old for old in self.jobs.values() if old.finished]
             for old in finished[: max(0, len(finished) - self.KEEP_FINISHED)]:
                 del self.jobs[old.id]
-        job._thread.start()
-        return job
+        for job in jobs:
+            job._thread.start()
+        return jobs
 
     def for_run(self, run_id: str) -> TrainingJob | None:
         """The job of a run, while the server still holds it."""

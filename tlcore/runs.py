@@ -35,13 +35,15 @@ from tlcore.model_files import load_model_file
 from tlcore.train import HISTORY_COLUMNS, TrainConfig, TrainResult
 
 RUN_COLUMNS = ["id", "created", "name", "backbone", "input_size", "trainable_from", "dataset",
-               "status", "best_val_accuracy", "epochs", "seconds", "owner"]
+               "status", "best_val_accuracy", "epochs", "seconds", "owner", "run_group", "role"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, created REAL, name TEXT, backbone TEXT, input_size INTEGER,
     trainable_from TEXT, dataset TEXT, status TEXT, best_val_accuracy REAL,
-    epochs INTEGER, seconds REAL, owner TEXT
+    epochs INTEGER, seconds REAL, owner TEXT, run_group TEXT, role TEXT
 )"""
+_ADDED_COLUMNS = ("owner", "run_group", "role")
+"""Columns added after the first index was written: an older index gains them, empty."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +62,10 @@ class RunRecord:
     """Who started the run (a login name or a browser session's id); "" for runs stored before owners."""
     name: str = ""
     """What the run is called (its dataset and backbone unless named)."""
+    group: str = ""
+    """Runs started together share a group, e.g. a model and the same model from scratch; "" for none."""
+    role: str = ""
+    """The run's part in its group: "transfer", "scratch", or "source" (a develop-a-model demo's first run)."""
 
     @property
     def class_names(self) -> list[str]:
@@ -92,11 +98,12 @@ class RunStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
-            if "owner" not in columns:  # an index written before runs had owners: they keep none
-                try:
-                    db.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
-                except sqlite3.OperationalError:  # another process added it meanwhile
-                    pass
+            for column in _ADDED_COLUMNS:
+                if column not in columns:  # an index written before: its runs keep none
+                    try:
+                        db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
+                    except sqlite3.OperationalError:  # another process added it meanwhile
+                        pass
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.root / "index.sqlite", timeout=30)
@@ -107,25 +114,27 @@ class RunStore:
             db.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*values.values(), run_id))
 
     def create(self, spec: TransferSpec, config: TrainConfig, dataset: dict, *, name: str = "",
-               owner: str = "") -> str:
+               owner: str = "", group: str = "", role: str = "") -> str:
         """Start a run record; returns its id.
 
         Args:
             owner: who started it (a login name or a browser session's id); only
                 they, or an admin, may stop or delete it (``tlcore.can_manage``).
+            group, role: runs started together and each one's part (see ``RunRecord``).
         """
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         folder = self.root / run_id
         folder.mkdir()
         atomic_write_text(folder / "config.json", json.dumps(
-            {"spec": dataclasses.asdict(spec), "config": dataclasses.asdict(config), "owner": owner}, indent=2))
+            {"spec": dataclasses.asdict(spec), "config": dataclasses.asdict(config), "owner": owner,
+             "group": group, "role": role}, indent=2))
         atomic_write_text(folder / "dataset.json", json.dumps(dataset, indent=2))
         with self._connect() as db:
             db.execute(
                 f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
                 (run_id, time.time(), name or f"{spec.backbone} on {dataset.get('name', 'images')}",
                  spec.backbone, spec.input_shape[0], spec.trainable_from or "frozen",
-                 dataset.get("name", ""), "running", None, 0, 0.0, owner),
+                 dataset.get("name", ""), "running", None, 0, 0.0, owner, group, role),
             )
         return run_id
 
@@ -169,8 +178,18 @@ class RunStore:
             rows = db.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY created DESC").fetchall()
         frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
         frame["created"] = pd.to_datetime(frame["created"], unit="s")
-        frame["owner"] = frame["owner"].fillna("")
+        for column in _ADDED_COLUMNS:
+            frame[column] = frame[column].fillna("")
         return frame
+
+    def group_runs(self, group: str) -> list[RunRecord]:
+        """The runs of a group, oldest first; none for ""."""
+        if not group:
+            return []
+        with self._connect() as db:
+            ids = [row[0] for row in db.execute(
+                "SELECT id FROM runs WHERE run_group = ? ORDER BY created", (group,))]
+        return [self.get(run_id) for run_id in ids if (self.root / run_id).is_dir()]
 
     def get(self, run_id: str) -> RunRecord:
         """Read a run back.
@@ -179,7 +198,8 @@ class RunStore:
             KeyError: no run with that id.
         """
         with self._connect() as db:
-            row = db.execute("SELECT status, owner, name FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row = db.execute("SELECT status, owner, name, run_group, role FROM runs WHERE id = ?",
+                             (run_id,)).fetchone()
         folder = self.root / run_id
         if row is None or not folder.is_dir():
             raise KeyError(f"Run id must name a stored run. Received: {run_id!r}")
@@ -192,7 +212,8 @@ class RunStore:
             run_id, folder, _spec_from(saved["spec"]), TrainConfig(**saved["config"]),
             json.loads((folder / "dataset.json").read_text()), history,
             json.loads(result_path.read_text()) if result_path.is_file() else None, row[0],
-            row[1] or saved.get("owner", ""), row[2] or "",
+            row[1] or saved.get("owner", ""), row[2] or "", row[3] or saved.get("group", ""),
+            row[4] or saved.get("role", ""),
         )
 
     def load_model(self, run_id: str) -> keras.Model:

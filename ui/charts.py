@@ -52,6 +52,22 @@ def feature_map(points: np.ndarray, names: list[str], groups: list[str] | None =
     )
 
 
+def dataset_map(points: pd.DataFrame, class_names: list[str]) -> alt.Chart:
+    """A dataset's images as points (columns x, y, class, name), coloured by class.
+
+    An ``image`` column of ``data:`` URLs shows each image on hover: Vega Tooltip
+    draws the field named ``image`` as a picture when the tooltip is a list of fields.
+    """
+    tooltip = (["image"] if "image" in points else []) + ["class", "name"]
+    return (
+        alt.Chart(points)
+        .mark_circle(size=80, opacity=0.85)
+        .encode(x=alt.X("x:Q", title="component 1"), y=alt.Y("y:Q", title="component 2"),
+                color=alt.Color("class:N", sort=list(class_names), title="class"), tooltip=tooltip)
+        .properties(height=440)
+    )
+
+
 def training_curves(history: pd.DataFrame) -> alt.Chart:
     """Loss and accuracy per epoch, training and validation, side by side."""
     frame = history.reset_index(drop=True).assign(step=lambda h: range(1, len(h) + 1))
@@ -103,3 +119,26 @@ def class_counts(counts: dict[str, int]) -> alt.Chart:
         x=alt.X("images:Q"), y=alt.Y("class:N", sort=None, title=None, axis=alt.Axis(labelOverlap=False)),
         tooltip=["class", "images"],
     ).properties(height=28 * len(counts) + 20)
+
+
+def transfer_against_scratch(curves: pd.DataFrame) -> alt.Chart:
+    """Accuracy and loss per epoch of a model and the same model from scratch (``ScratchComparison.curves``).
+
+    Colour tells the model; a solid line is validation, a dashed one training.
+    """
+    long = curves.melt(id_vars=["model", "epoch"], value_vars=["loss", "val_loss", "accuracy", "val_accuracy"],
+                       var_name="series", value_name="value").dropna(subset=["value"])
+    long["metric"] = long["series"].str.replace("val_", "", regex=False)
+    long["split"] = np.where(long["series"].str.startswith("val_"), "validation", "training")
+    base = alt.Chart(long).mark_line(point=True).encode(
+        x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
+        y=alt.Y("value:Q", title=None),
+        color=alt.Color("model:N", title=None, scale=alt.Scale(domain=["transfer", "scratch"],
+                                                               range=["#1f77b4", "#d62728"])),
+        strokeDash=alt.StrokeDash("split:N", title=None, sort=["validation", "training"]),
+        tooltip=["model", "epoch", "split", alt.Tooltip("value:Q", format=".4f")],
+    ).properties(width=320, height=220)
+    return alt.hconcat(
+        base.transform_filter(alt.datum.metric == "accuracy").properties(title="accuracy"),
+        base.transform_filter(alt.datum.metric == "loss").properties(title="loss"),
+    )

@@ -12,6 +12,7 @@ import streamlit as st
 import tlcore
 from tlcore import export
 from ui import access, charts
+from ui.compare_view import render_scratch_comparison
 
 _log = logging.getLogger("transfer_lab.exports")
 
@@ -78,6 +79,9 @@ def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
         st.error(f"**This run failed.** {access.message(reason)}")
     if len(record.history):
         st.altair_chart(charts.training_curves(record.history), width="content")
+    comparison = tlcore.scratch_comparison(store, record.id)
+    if comparison is not None:
+        render_scratch_comparison(comparison)
     if not result:
         return
     metrics = st.columns(3)

@@ -17,3 +17,13 @@ def job_queue() -> tlcore.JobQueue:
 @st.cache_resource
 def run_store() -> tlcore.RunStore:
     return tlcore.RunStore(tlcore.load_settings().data_dir / "runs")
+
+
+def scratch_pairs(store: tlcore.RunStore, run_ids: list[str]) -> list[tlcore.ScratchComparison]:
+    """The transfer-against-scratch pairs whose two runs are both among ``run_ids``, once each."""
+    pairs = {}
+    for run_id in run_ids:
+        comparison = tlcore.scratch_comparison(store, run_id)
+        if comparison is not None and {comparison.transfer.id, comparison.scratch.id} <= set(run_ids):
+            pairs[comparison.transfer.id] = comparison
+    return list(pairs.values())
