@@ -21,6 +21,12 @@ st.caption(f"Model from the Build page: {spec.backbone} at {spec.input_shape[0]}
            f"{spec.pooling} pooling, trainable from: {spec.trainable_from or 'nothing (base frozen)'}, "
            f"{'a reused base' if spec.base_model else f'{choice.label} weights'}.")
 st.page_link("../pages/build.py", label="Change the model on the Build page", icon=":material/construction:")
+if spec.weights is None and not spec.base_model and spec.trainable_from != tlcore.ALL_LAYERS:
+    st.warning("**Frozen random layers have nothing to pass on.** The frozen part of this base has untrained "
+               "(random) weights, so what it hands the head is noise and accuracy tends to stay near chance "
+               "(25% for 4 classes). Make every layer trainable on Build (*trainable from: all*), choose "
+               "ImageNet weights where they can be downloaded, or run the develop-a-model demo on Home, which "
+               "trains a base first and then reuses it.", icon=":material/info:")
 
 st.subheader("1. Images")
 dataset = datasets.dataset_picker()
