@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import tlcore
-from ui import access, charts, models, sidebar
+from ui import access, charts, dataset_map, models, sidebar
 from ui.code_panel import code_panel
 from ui.samples import IMAGE_TYPES, sample_images
 
@@ -18,6 +18,15 @@ layers = models.full_layer_names(choice.backbone)
 default_layer = spec.feature_layer or layers[-2]
 st.caption(f"{choice.backbone} with {choice.label} weights, cut after a layer: by default "
            f"`{default_layer}`, the one before the output layer.")
+
+source = dataset_map.source()
+if source != dataset_map.IMAGES:  # a dataset as a map: do its classes separate before any training?
+    dataset = dataset_map.pick(source)
+    images = dataset_map.limit()
+    layer = st.selectbox("Feature layer", layers, index=layers.index(default_layer))
+    extractor = sidebar.load_or_explain(models.extractor, choice, layer)
+    dataset_map.show(dataset_map.place(dataset, extractor, choice, layer, images), random_weights=choice.is_random)
+    st.stop()
 
 uploads = st.file_uploader("Upload images", type=IMAGE_TYPES, accept_multiple_files=True)
 use_samples = st.checkbox("Use the sample images", value=not uploads)
