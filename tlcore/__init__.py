@@ -55,7 +55,9 @@ from tlcore.errors import (
     TLError,
     WeightsError,
 )
+from tlcore.graph import head_layers, last_kept_layer, network_graph, transfer_graph
 from tlcore.export import EXPORT_FORMATS, ExportFormat, ExportInfo, export_run, run_keras_file, write_export
+from tlcore.feature_maps import FeatureMaps, conv_layer_names, depth_note, feature_grid, feature_maps
 from tlcore.features import extract_features, feature_extractor, project_2d
 from tlcore.images import fit_image, load_image
 from tlcore.grad_cam import cam_map_size, grad_cam, heat_overlay, last_conv_layer
@@ -228,4 +230,14 @@ __all__ = [
     "scratch_comparison",
     "scratch_config",
     "scratch_spec",
+    # what a layer sees, and the network as a diagram
+    "FeatureMaps",
+    "conv_layer_names",
+    "depth_note",
+    "feature_grid",
+    "feature_maps",
+    "head_layers",
+    "last_kept_layer",
+    "network_graph",
+    "transfer_graph",
 ]
