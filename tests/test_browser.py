@@ -243,3 +243,25 @@ def test_a_fresh_servers_first_request_can_be_a_deep_link(cached_mobilenet, brow
         assert max(row_darkness(picture(tab.locator(GRID).first))) < 100
         tab.screenshot(path=SHOTS / "fresh-deep-link.png")
     tab.close()
+
+
+def test_features_maps_the_sample_dataset_with_each_image_on_hover(server, page):
+    """Features' dataset map: one point per image in its class's colour, and the image itself on hover."""
+    page.goto(f"{server}/features?backbone=MobileNetV2&weights=Random+%28untrained%29"
+              "&features_map=dataset&map_images=40")
+    wait_until_idle(page)
+    page.get_by_text("40 of 256 images").first.wait_for()
+    chart = page.locator(CHART).first
+    assert marks(chart, "symbol") == 40  # one point per image placed
+    drawn = picture(chart)
+    # tableau10's first four hues at the points' opacity 0.85 on white: circle, square, triangle, stripes
+    for rgb in ((103, 140, 181), (246, 151, 59), (232, 112, 111), (135, 194, 190)):
+        assert pixels_of(drawn, rgb, tolerance=6) > 150, rgb  # each class's points are drawn (10 each)
+    point = chart.locator("svg g.mark-symbol.role-mark > *").first.bounding_box()
+    page.mouse.move(point["x"] + point["width"] / 2, point["y"] + point["height"] / 2)
+    shown = page.locator("#vg-tooltip-element img")
+    shown.wait_for(state="visible", timeout=10_000)
+    assert shown.evaluate("img => img.complete && img.naturalWidth") == 64  # the 64 px thumbnail, decoded
+    thumbnail = picture(shown, settle=5)
+    assert np.asarray(thumbnail, dtype=float).std() > 10 and len(thumbnail.getcolors(1 << 24)) > 300  # a picture
+    page.screenshot(path=SHOTS / "features-dataset-map.png")

@@ -71,8 +71,8 @@ def test_solid_colours_separate_and_labels_unrelated_to_the_images_are_near_chan
 
 
 def test_the_limits_are_refused_before_any_image_is_read(colours, monkeypatch):
-    gone = tlcore.ImageDataset(colours.root, colours.class_names, tuple(p.with_suffix(".missing") for p in colours.files),
-                               colours.labels, name="gone")
+    missing = tuple(path.with_suffix(".missing") for path in colours.files)  # reading any would fail
+    gone = tlcore.ImageDataset(colours.root, colours.class_names, missing, colours.labels, name="gone")
     with pytest.raises(tlcore.BudgetError, match=r"at most 400 images on this server \(TL_MAX_MAP_IMAGES\)\. "
                                                  r"Received: limit=500"):
         tlcore.dataset_map(gone, mean_colour(), backbone="MobileNetV2", limit=500)

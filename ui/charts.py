@@ -59,11 +59,14 @@ def dataset_map(points: pd.DataFrame, class_names: list[str]) -> alt.Chart:
     draws the field named ``image`` as a picture when the tooltip is a list of fields.
     """
     tooltip = (["image"] if "image" in points else []) + ["class", "name"]
+    unitless = alt.Axis(labels=False, ticks=False)  # PCA coordinates have no unit: only nearness counts
     return (
         alt.Chart(points)
         .mark_circle(size=80, opacity=0.85)
-        .encode(x=alt.X("x:Q", title="component 1"), y=alt.Y("y:Q", title="component 2"),
-                color=alt.Color("class:N", sort=list(class_names), title="class"), tooltip=tooltip)
+        .encode(x=alt.X("x:Q", title="component 1", axis=unitless), y=alt.Y("y:Q", title="component 2", axis=unitless),
+                color=alt.Color("class:N", sort=list(class_names), title="class",
+                                scale=alt.Scale(scheme="tableau10")),  # distinct hues, not Streamlit's paired shades
+                tooltip=tooltip)
         .properties(height=440)
     )
 
