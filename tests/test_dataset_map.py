@@ -1,6 +1,7 @@
 """Datasets as a map (tlcore.dataset_map) and the Features page drawing one."""
 
 import base64
+import importlib
 import io
 import json
 import shutil
@@ -69,6 +70,20 @@ def test_solid_colours_separate_and_labels_unrelated_to_the_images_are_near_chan
     accuracy, chance = tlcore.nearest_neighbour_accuracy(rng.normal(size=(400, 32)), rng.integers(0, 4, 400))
     assert abs(accuracy - chance) < 0.08 and 0.23 < chance < 0.27
 
+
+
+def test_nearest_neighbours_found_block_by_block_are_the_brute_force_ones(monkeypatch):
+    module = importlib.import_module("tlcore.dataset_map")  # tlcore.dataset_map itself is the function
+
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(50, 6))
+    labels = (vectors[:, 0] > 0).astype(int)  # a class the first value decides: nearest neighbours mostly agree
+    distances = ((vectors[:, None] - vectors[None]) ** 2).sum(-1)
+    np.fill_diagonal(distances, np.inf)
+    expected = np.mean(labels[distances.argmin(axis=1)] == labels)
+    monkeypatch.setattr(module, "NEIGHBOUR_ROWS", 7)  # blocks of 7 rows, the last one short
+    accuracy, _ = tlcore.nearest_neighbour_accuracy(vectors, labels)
+    assert accuracy == pytest.approx(expected) and accuracy > 0.6
 
 def test_the_limits_are_refused_before_any_image_is_read(colours, monkeypatch):
     missing = tuple(path.with_suffix(".missing") for path in colours.files)  # reading any would fail

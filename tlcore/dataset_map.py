@@ -32,6 +32,8 @@ from tlcore.zoo import BackboneSpec
 
 MB = 1_000_000
 MAP_COLUMNS = ["x", "y", "class", "label", "index", "file"]
+NEIGHBOUR_ROWS = 256
+"""Rows whose distances to all others are computed at once when finding nearest neighbours."""
 THUMBNAIL_SIDES = (8, 256)
 """Smallest and largest side of a hover thumbnail, in pixels."""
 
@@ -133,9 +135,13 @@ def nearest_neighbour_accuracy(features: np.ndarray, labels: Sequence[int] | np.
     rows = np.asarray(features, dtype=np.float32).reshape(n, -1)
     rows = rows - rows.mean(axis=0, keepdims=True)  # distances are unchanged; less cancellation below
     squared = np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
-    distances = squared[:, None] + squared[None, :] - 2.0 * (rows @ rows.T).astype(np.float64)
-    np.fill_diagonal(distances, np.inf)
-    accuracy = float(np.mean(labels[np.argmin(distances, axis=1)] == labels))
+    nearest = np.empty(n, dtype=int)
+    for start in range(0, n, NEIGHBOUR_ROWS):  # a block of rows at a time: memory follows the block, not n x n
+        block = slice(start, min(start + NEIGHBOUR_ROWS, n))
+        distances = squared[block, None] + squared[None, :] - 2.0 * (rows[block] @ rows.T).astype(np.float64)
+        distances[np.arange(distances.shape[0]), np.arange(block.start, block.stop)] = np.inf  # not itself
+        nearest[block] = np.argmin(distances, axis=1)
+    accuracy = float(np.mean(labels[nearest] == labels))
     counts = np.bincount(labels).astype(np.float64)
     chance = float((counts * (counts - 1)).sum() / (n * (n - 1)))
     return accuracy, chance
