@@ -3,7 +3,7 @@
 import streamlit as st
 
 import tlcore
-from ui import access, models, sidebar, training
+from ui import access, models, network_views, sidebar, training
 from ui.code_panel import code_panel
 from ui.state import from_url, to_url
 
@@ -122,4 +122,8 @@ st.dataframe(
     column_config={"trainable": st.column_config.CheckboxColumn("trainable")},
 )
 st.caption("Grey rows are frozen: their pretrained weights stay as they are during training.")
+st.subheader("The model in blocks")
+network_views.diagram(tlcore.transfer_graph(plan.layers),
+                      f"The base's {len(plan.layers) - len(tlcore.head_layers(plan.layers))} layers grouped into "
+                      "blocks by their names, the cut where the base ends, and the new head layer by layer.")
 code_panel("Keras code", tlcore.transfer_program(transfer), "build_model")

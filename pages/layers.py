@@ -3,7 +3,7 @@
 import streamlit as st
 
 import tlcore
-from ui import models, sidebar
+from ui import models, network_views, sidebar
 from ui.code_panel import code_panel
 from ui.state import boolean, from_url, to_url
 
@@ -41,6 +41,11 @@ metrics[3].metric("Non-trainable", f"{counts.non_trainable:,}")
 st.dataframe(table, hide_index=True, width="stretch", height=420,
              column_config={"params": st.column_config.NumberColumn(format="localized")})
 
+st.subheader("The network in blocks")
+network_views.diagram(network_views.layers_dot(views, include_top, int(size), pool),
+                      f"{backbone}'s {len(table)} layers grouped into blocks by their names; the cut is where "
+                      "include_top=False ends the base.")
+
 st.subheader("With the top against without it")
 st.caption(f"include_top=False removes the ImageNet classifier; the kept layers' output shapes follow "
            f"the input size ({size}x{size}) and pooling chosen above.")
@@ -52,3 +57,30 @@ st.dataframe(
 removed = comparison.query("status == 'removed'")["name"].tolist()
 st.caption(f"Removed: {', '.join(removed) or 'nothing'}.")
 code_panel("Keras code", tlcore.layers_program(backbone, include_top, int(size), pool), "layers")
+
+st.subheader("What a layer sees")
+choice = sidebar.choice()
+network = network_views.layer_network(choice)  # the sidebar's network with its top, shared with Predict
+CONV_LAYERS = tlcore.conv_layer_names(network)
+if st.session_state.get("sees_layer") not in CONV_LAYERS:
+    st.session_state["sees_layer"] = CONV_LAYERS[0]  # an early layer; also after switching backbone
+picker, grid = st.columns([1, 2], gap="large")
+with picker:
+    data, source_name = network_views.pick_image("sees")
+    image = network_views.checked_image(data)
+    layer = st.selectbox("Convolutional layer", CONV_LAYERS, key="sees_layer",
+                         help="From the first (edges and colours) to the last (ImageNet's object parts).")
+    top = st.select_slider("Channels shown", network_views.TOP_CHOICES, value=16, key="sees_top")
+    if image is not None:
+        st.image(image, caption=f"The image: {source_name}", width=200)
+maps = network_views.strongest_channels(choice, network, data, layer, top) if image is not None else None
+with grid:
+    if maps is not None:
+        st.image(tlcore.feature_grid(maps, columns=8 if top > 16 else 4),
+                 caption=network_views.grid_caption(maps, source_name), width="stretch")
+    st.info(tlcore.depth_note(CONV_LAYERS, layer))
+    if choice.is_random:
+        st.warning("These are untrained (random) filters: what they show is not learned. Random filters still "
+                   "respond to edges and colours, so the early layers look like an edge or colour picture; the "
+                   "late ones are noise until the network is trained. Choose ImageNet weights to see what "
+                   "pretraining learned.")

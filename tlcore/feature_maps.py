@@ -170,10 +170,13 @@ def feature_grid(
         raise ConfigError(f"Maps must be an array (channels, height, width) with a channel. "
                           f"Received: shape={array.shape}")
     count, height, width = array.shape
-    columns = columns or math.ceil(math.sqrt(count))
+    columns = math.ceil(math.sqrt(count)) if columns is None else columns
     if not COLUMNS_RANGE[0] <= columns <= COLUMNS_RANGE[1]:
         raise ConfigError(f"Columns must be between {COLUMNS_RANGE[0]} and {COLUMNS_RANGE[1]}. "
                           f"Received: columns={columns}")
+    if not (1 <= cell <= 512 and 0 <= gap <= 32):
+        raise ConfigError(f"The cell size must be between 1 and 512 pixels and the gap between 0 and 32. "
+                          f"Received: cell={cell}, gap={gap}")
     columns = min(columns, count)
     rows = math.ceil(count / columns)
     scale = max(1, math.ceil(cell / max(height, width)))

@@ -19,6 +19,9 @@ one rule read from the names alone (no model names):
   sub-block, in a row; with more than ``ROW_MAX`` sub-blocks, consecutive ones
   in the same frozen state share one node (``conv4_block1 ... conv4_block24``).
 
+The blocks read like text: rows of up to ``ROW_MAX`` boxes, left to right, top to
+bottom, so a long chain (MobileNetV2's 16 blocks) stays compact.
+
 A node is shaded when every layer in it is frozen (non-trainable), and drawn
 half-shaded, saying how many, when only some are. The cut (where the base
 ends) is a marked node on the chain; the new head's layers, and whatever else
@@ -50,7 +53,8 @@ AFTER_CUT_FILL = "#fde2e1"
 INPUT_FILL = "#e8eefc"
 CUT_COLOUR = "#c62828"
 SPLIT_OVER = 24
-ROW_MAX = 8
+ROW_MAX = 6
+"""Nodes side by side in one row of the diagram."""
 MAX_NODES = 60
 PER_LAYER_MAX = 16
 """The head and the layers after the cut are drawn one node per layer up to this many."""
@@ -152,7 +156,8 @@ def _common_prefix(names: Sequence[str]) -> str:
 
 
 def _effective_names(rows: pd.DataFrame) -> list[str]:
-    """Each row's name, or for a type-named layer the next author-named layer's (the previous at the end)."""
+    """Each row's name, or for a type-named layer the next author-named layer's (the previous at the end;
+    its own when the table has no author-named layer)."""
     named = [None if is_automatic_name(n, t) else n for n, t in zip(rows["name"], rows["type"])]
     result, following = [None] * len(named), None
     for index in range(len(named) - 1, -1, -1):
@@ -160,9 +165,10 @@ def _effective_names(rows: pd.DataFrame) -> list[str]:
         result[index] = following
     previous = None
     for index, name in enumerate(result):
-        if name is None:
-            result[index] = previous or snake_case(rows["type"].iloc[index])
-        previous = result[index]
+        if name is None:  # no named layer after it: the last named one before, or its own name
+            result[index] = previous or str(rows["name"].iloc[index])
+        elif named[index] is not None:
+            previous = name
     return result
 
 
@@ -212,24 +218,30 @@ def _state(node: _Node) -> str:
     return "trainable" if all(node.trainable) else "partly"
 
 
+def _combine(group: list[_Node]) -> _Node:
+    if len(group) == 1:
+        return group[0]
+    return _Node(f"{group[0].label} ... {group[-1].label}\n{len(group)} blocks", sum((n.names for n in group), ()),
+                 sum((n.types for n in group), ()), sum((n.trainable for n in group), ()),
+                 sum(n.params for n in group), group[-1].shape, group[0].kind)
+
+
 def _merge_runs(nodes: list[_Node]) -> list[_Node]:
-    """Consecutive sub-blocks in the same frozen state as one node ("conv4_block1 ... conv4_block24")."""
+    """At most ``ROW_MAX`` nodes for a row of sub-blocks.
+
+    Consecutive sub-blocks in the same frozen state share one node
+    ("conv4_block1 ... conv4_block12"); if that still leaves too many, equal runs.
+    """
     merged: list[list[_Node]] = []
     for node in nodes:
-        if merged and _state(merged[-1][-1]) == _state(node) == _state(merged[-1][0]) and _state(node) != "partly":
+        if merged and _state(merged[-1][-1]) == _state(node):
             merged[-1].append(node)
         else:
             merged.append([node])
-    result = []
-    for group in merged:
-        if len(group) == 1:
-            result.append(group[0])
-            continue
-        label = f"{group[0].label} ... {group[-1].label}\n{len(group)} blocks"
-        result.append(_Node(label, sum((n.names for n in group), ()), sum((n.types for n in group), ()),
-                            sum((n.trainable for n in group), ()),
-                            sum(n.params for n in group), group[-1].shape, "base"))
-    return result
+    if len(merged) > ROW_MAX:
+        size = math.ceil(len(nodes) / ROW_MAX)
+        merged = [nodes[start:start + size] for start in range(0, len(nodes), size)]
+    return [_combine(group) for group in merged]
 
 
 def _chunks(rows: pd.DataFrame, kind: str, limit: int) -> list[list[_Node]]:
@@ -352,27 +364,43 @@ def network_graph(
         chain.append(node_id)
         return node_id
 
+    row: list[str] = []
+    rows_drawn: list[list[str]] = []
+
+    def close_row(indent: str = "  ") -> None:
+        if len(row) > 1:
+            lines.append(f"{indent}{{rank=same; {'; '.join(row)}}}")
+        if row:
+            rows_drawn.append(list(row))
+        row.clear()
+
     if len(inputs):
         lines.append(f'  input [label="{escape("input" + chr(10) + _shape(inputs["output_shape"].iloc[-1]))}", '
                      f'shape=oval, style=filled, fillcolor="{INPUT_FILL}", '
                      f'tooltip="{escape(", ".join(map(str, inputs["name"])))}"];')
         chain.append("input")
+        row.append("input")
     for index, block in enumerate(blocks):
-        if isinstance(block[0], _Cluster):
+        if isinstance(block[0], _Cluster):  # a block with sub-blocks: a frame around a row of its own
+            close_row()
             cluster = block[0]
             lines.append(f"  subgraph cluster_{index} {{")
             lines.append(f'    label="{escape(f"{cluster.label}: {cluster.sub_blocks} blocks, {cluster.layers} layers")}"; '
                          'style="rounded,dashed"; color="#8a94a3"; fontsize=11;')
-            row = [emit(node, "    ") for node in block[1:]]
-            lines.append(f"    {{rank=same; {'; '.join(row)}}}")
+            row.extend(emit(node, "    ") for node in block[1:])
+            close_row("    ")
             lines.append("  }")
-        else:
-            emit(block[0], "  ")
+            continue
+        if len(row) == ROW_MAX:
+            close_row()
+        row.append(emit(block[0], "  "))
+    close_row()
     if cut is not None:
         lines.append(f'  cut [label="{escape(cut_label)}", shape=box, style="dashed,bold", '
                      f'color="{CUT_COLOUR}", fontcolor="{CUT_COLOUR}", penwidth=2, '
                      f'tooltip="{escape("after " + cut)}"];')
         chain.append("cut")
+        rows_drawn.append(["cut"])
     for rows, kind, label, colour in ((after_rows, "after", after_label, "#d28b88"),
                                       (head_rows, "head", head_label, "#4f9a5d")):
         if not len(rows):
@@ -382,9 +410,17 @@ def network_graph(
         nodes = ([_node(rows.iloc[[i]], str(rows["name"].iloc[i]), kind) for i in range(len(rows))]
                  if len(rows) <= PER_LAYER_MAX else [block[0] for block in _chunks(rows, kind, PER_LAYER_MAX)])
         for node in nodes:
-            emit(node, "    ")
+            if len(row) == ROW_MAX:
+                close_row("    ")
+            row.append(emit(node, "    "))
+        close_row("    ")
         lines.append("  }")
-    lines.extend(f"  {a} -> {b};" for a, b in zip(chain, chain[1:]))
+    # Rows read like text: each row starts under the previous one's first box (an invisible edge
+    # holds it there), and the edge from a row's last box to the next row's first does not move them.
+    row_of = {node_id: number for number, ids_in_row in enumerate(rows_drawn) for node_id in ids_in_row}
+    lines.extend(f"  {a} -> {b}" + (" [constraint=false];" if row_of[a] != row_of[b] else ";")
+                 for a, b in zip(chain, chain[1:]))
+    lines.extend(f"  {a[0]} -> {b[0]} [style=invis, weight=10];" for a, b in zip(rows_drawn, rows_drawn[1:]))
     lines.append("}")
     return "\n".join(lines) + "\n"
 
