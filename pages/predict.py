@@ -5,7 +5,7 @@ import time
 import streamlit as st
 
 import tlcore
-from ui import access, batch, charts, classifiers, sidebar
+from ui import access, batch, charts, classifiers, grad_cam, sidebar
 from ui.code_panel import code_panel
 from ui.samples import IMAGE_TYPES, decoded_image, sample_images
 from ui.state import from_url, to_url
@@ -87,6 +87,7 @@ with right:
     st.table(shown.style.format({"probability": "{:.2%}"}).hide(axis="index"))
     st.altair_chart(charts.top_k_bars(table), width="stretch")
     st.caption(f"Prediction took {elapsed_ms:.0f} ms (decode, resize and one forward pass).")
+    grad_cam.where_it_looks(classifier.model, classifier.backbone, image, table, st.session_state["fit"])
 code_panel("Keras code", tlcore.prediction_program(
     classifier.backbone, weights=choice.weights, class_names=classifier.labels, mode=st.session_state["fit"],
     model_file={classifiers.IMAGENET: None, classifiers.UPLOADED: getattr(model_file, "name", None)}.get(

@@ -11,7 +11,7 @@ import streamlit as st
 
 import tlcore
 from tlcore import export
-from ui import access, charts
+from ui import access, charts, grad_cam
 from ui.compare_view import render_scratch_comparison
 
 _log = logging.getLogger("transfer_lab.exports")
@@ -109,6 +109,7 @@ def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
                 cell.image(str(path), width=96)
             cell.caption(f"{access.plain(item['true'])} → **{access.plain(item['predicted'])}** "
                          f"({item['confidence']:.0%})")
+        grad_cam.wrong_heatmaps(record, min(len(wrong), 8))  # on demand: each one's heat for the wrong class
     actions = st.columns(4)
     if record.model_path.is_file():
         with actions[0]:

@@ -1,0 +1,98 @@
+"""Grad-CAM on the pages: where the network looks on Predict, and on a run's most confidently wrong images."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+import tlcore
+from ui import access, models, training
+
+SHOWN_SIDE = 256
+"""Pictures smaller than this (a 32-pixel model's input) are enlarged to it, so the heat can be read."""
+
+
+def _enlarged(picture: Image.Image, side: int = SHOWN_SIDE) -> Image.Image:
+    scale = max(1, math.ceil(side / max(picture.size)))
+    return picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.BICUBIC)
+
+
+def _how_to_read(label: str, layer: str, size: tuple[int, int], map_size: tuple[int, int], heat) -> str:
+    """The one line under the heatmap: what it shows, or plainly why it cannot point anywhere."""
+    where = f"layer `{layer}`, a {map_size[0]}x{map_size[1]} map stretched over the {size[0]}x{size[1]} input"
+    if map_size == (1, 1):
+        return (f"At this input size {where}: a 1x1 map cannot point anywhere, so the heat is the same over "
+                "the whole image. A larger input gives a finer map.")
+    if float(heat.max()) <= 0.0:
+        return f"Nothing in this image raised the score of **{label}** at {where}: the map is empty (all blue)."
+    return (f"Grad-CAM: red marks where the evidence for **{label}** is strongest, blue where there is none "
+            f"(read at {where}).")
+
+
+def where_it_looks(model, backbone: str, image: Image.Image, table: pd.DataFrame, mode: str) -> None:
+    """Under the top-5: pick one of its classes (top-1 first) and see its Grad-CAM heatmap over the image."""
+    st.subheader("Where the network looks")
+    options = [int(c) for c in table["class_id"]]
+    names = {int(row.class_id): (int(row.rank), str(row.label), float(row.probability)) for row in table.itertuples()}
+    if st.session_state.get("cam_class") not in options:  # another image or model: back to the top-1
+        st.session_state.pop("cam_class", None)
+    class_id = st.selectbox("Heatmap for", options, key="cam_class",
+                            format_func=lambda c: f"{names[c][0]}. {names[c][1]} ({names[c][2]:.1%})")
+    try:
+        layer = tlcore.last_conv_layer(model, backbone)
+        with st.spinner("Working out where the network looks..."):
+            heat = tlcore.grad_cam(model, image, class_id, backbone=backbone, layer=layer, mode=mode)
+        map_size = tlcore.cam_map_size(model, layer)
+    except tlcore.TLError as exc:
+        st.info(f"**No heatmap for this model.** {access.message(exc)}")
+        return
+    size = tlcore.model_input_size(model)
+    label = access.plain(names[class_id][1])
+    shown = _enlarged(tlcore.fit_image(image, size, mode=mode))
+    st.image(tlcore.heat_overlay(shown, heat), width=min(shown.width, 384),
+             caption=f"Heat for {label} over what the network sees")
+    st.caption(_how_to_read(label, layer, size, map_size, heat))
+
+
+@st.cache_data(max_entries=8, show_spinner="Computing the heatmaps of the wrong images...")
+def _wrong_overlays(run_id: str) -> tuple[str, tuple[int, int], list[Image.Image | None]]:
+    """(layer, map size, one overlay per confidently wrong image or None where its file is gone), once per run."""
+    record = training.run_store().get(run_id)
+    model = models.run_model(run_id)
+    layer = tlcore.last_conv_layer(model, record.spec.backbone)
+    names = list(record.result["class_names"])
+    size = tlcore.model_input_size(model)
+    pictures = []
+    for item in record.result.get("confidently_wrong", []):
+        path = record.image_path(int(item["index"]))
+        if path is None:
+            pictures.append(None)
+            continue
+        heat = tlcore.grad_cam(model, path, names.index(item["predicted"]), backbone=record.spec.backbone,
+                               layer=layer, mode=record.config.resize_mode)
+        fitted = tlcore.fit_image(tlcore.load_image(path), size, mode=record.config.resize_mode)
+        pictures.append(tlcore.heat_overlay(_enlarged(fitted, 96), heat))
+    return layer, tlcore.cam_map_size(model, layer), pictures
+
+
+def wrong_heatmaps(record: tlcore.RunRecord, columns: int) -> None:
+    """On demand, under the most confidently wrong images: each one's heatmap for the class it was taken for."""
+    if not record.model_path.is_file() or not st.toggle(
+            "Where the network looked (Grad-CAM)", key=f"cam-{record.id}",
+            help="The heat marks what, in each image, raised the score of the wrong class. "
+                 "Computed once per run, then kept."):
+        return
+    try:
+        layer, map_size, pictures = _wrong_overlays(record.id)
+    except tlcore.TLError as exc:
+        st.info(f"**No heatmaps for this run.** {access.message(exc)}")
+        return
+    for cell, picture in zip(st.columns(columns), pictures):
+        if picture is not None:
+            cell.image(picture, width=96)
+    flat = " A 1x1 map cannot point anywhere: the heat is the same over each image." if map_size == (1, 1) else ""
+    st.caption(f"Red marks the evidence for the wrongly predicted class (read at layer `{layer}`, a "
+               f"{map_size[0]}x{map_size[1]} map).{flat}")
