@@ -308,3 +308,61 @@ def test_layers_and_build_draw_the_network_diagram_and_a_layers_strongest_channe
     assert pixels_of(drawn, head) > 5 * 2000  # the new head's five layers, green
     assert pixels_of(drawn, cut, tolerance=40) > 100
     page.screenshot(path=SHOTS / "build-diagram-page.png")
+
+
+def test_predict_draws_the_heatmap_of_an_uploaded_square_detector(server, page, tmp_path):
+    """A model that spots a white square (inputs scaled as MobileNetV2's are) is uploaded with a photo
+    holding one in its top-left corner: the heatmap is drawn, red in that corner."""
+    import io
+
+    import keras
+    from PIL import Image
+
+    keras.utils.set_random_seed(1)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 90, (192, 40, 40, 3)).astype(np.float32)
+    y = np.arange(192) % 2
+    for i in np.flatnonzero(y):
+        row, col = rng.integers(1, 11, 2)
+        x[i, row:row + 8, col:col + 8] = 255
+    inputs = keras.Input((40, 40, 3))  # functional: Predict cannot take an uploaded Sequential model yet
+    features = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    features = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(keras.layers.MaxPooling2D()(features))
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalMaxPooling2D()(features))
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(x / 127.5 - 1, y, epochs=8, batch_size=32, verbose=0)  # MobileNetV2's preprocessing
+    model.save(tmp_path / "squares.keras")
+    photo = rng.integers(0, 90, (120, 120, 3)).astype(np.uint8)
+    photo[12:36, 15:39] = 255  # the square, in the top-left quadrant
+    encoded = io.BytesIO()
+    Image.fromarray(photo).save(encoded, "PNG")
+
+    page.goto(f"{server}/predict?backbone=MobileNetV2&weights=ImageNet&predict_model=uploaded")
+    wait_until_idle(page)
+    page.get_by_label("Its class names, comma-separated (optional)").fill("plain, square")
+    page.keyboard.press("Enter")
+    wait_until_idle(page)
+    uploads = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    uploads.nth(0).set_input_files(files=[{"name": "squares.keras", "mimeType": "application/octet-stream",
+                                           "buffer": (tmp_path / "squares.keras").read_bytes()}])
+    wait_until_idle(page)
+    uploads.nth(1).set_input_files(files=[{"name": "square.png", "mimeType": "image/png",
+                                           "buffer": encoded.getvalue()}])
+    page.get_by_text("What the network sees of square.png").wait_for()
+    wait_until_idle(page)
+    assert page.get_by_text("Where the network looks").is_visible()
+    shown = page.locator('[data-testid="stImage"]').filter(has_text="Heat for square")
+    drawn = picture(shown.locator("img"))
+    drawn.save(SHOTS / "predict-heatmap.png")
+    pixels = np.asarray(drawn, dtype=int)
+    red = (pixels[..., 0] > 120) & (pixels[..., 0] > pixels[..., 1] + 50) & (pixels[..., 0] > pixels[..., 2] + 50)
+    half_h, half_w = red.shape[0] // 2, red.shape[1] // 2
+    corner = int(red[:half_h, :half_w].sum())
+    assert drawn.width >= 200 and corner > 400  # a large enough picture, hot where the square is
+    assert corner > 3 * (int(red.sum()) - corner)  # and hardly anywhere else
+    assert coloured(drawn) > 400 and len(drawn.getcolors(1 << 24)) > 300  # a drawn picture, not a blank box
+    assert "evidence for **square**" not in page.inner_text("body")  # Markdown drawn, not shown raw
+    assert page.get_by_text("read at layer").first.is_visible()
+    shown.scroll_into_view_if_needed()
+    page.screenshot(path=SHOTS / "predict-heatmap-page.png")
