@@ -111,7 +111,8 @@ def test_bad_class_index_layer_and_models_without_a_spatial_layer_are_explained(
         tlcore.grad_cam(model, picture, -1)
     with pytest.raises(tlcore.ConfigError, match="Received: class_index=True"):
         tlcore.grad_cam(model, picture, True)
-    with pytest.raises(tlcore.ConfigError, match=r"layer must be a layer of .* \(e\.g\. 'conv'\)\. Received: layer='nope'"):
+    with pytest.raises(tlcore.ConfigError,
+                       match=r"layer must be a layer of .* \(e\.g\. 'conv'\)\. Received: layer='nope'"):
         tlcore.grad_cam(model, picture, 0, layer="nope")
     with pytest.raises(tlcore.ConfigError, match=r"spatial \(4-D\) output.*Received: layer='pool' with output "
                                                  r"shape \(None, 4\)"):
@@ -138,7 +139,8 @@ def test_predict_shows_the_heatmap_of_a_chosen_class_for_an_uploaded_model(tmp_p
     table = at.table[0].value
     assert set(table["label"]) == {"red", "green", "blue"}
     picker = at.selectbox(key="cam_class")
-    assert picker.options == [f"{r}. {l} ({p:.1%})" for r, l, p in zip(table["rank"], table["label"], table["probability"])]
+    rows = zip(table["rank"], table["label"], table["probability"])
+    assert picker.options == [f"{rank}. {label} ({p:.1%})" for rank, label, p in rows]
     assert picker.value == int(table["class_id"].iloc[0])  # the top-1 first
     heatmap = at.image[-1]
     assert heatmap.captions == [f"Heat for {table['label'].iloc[0]} over what the network sees"]
