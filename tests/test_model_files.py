@@ -1,3 +1,4 @@
+import io
 import json
 import sys
 import zipfile
@@ -6,6 +7,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
 import tlcore
 
@@ -94,3 +96,22 @@ def test_develop_a_model_reuses_a_saved_base(saved):
     with pytest.raises(tlcore.ShapeError, match="keeps the input size it was trained at: 32x32"):
         tlcore.build_transfer_model(tlcore.TransferSpec(backbone="MobileNetV2", input_shape=(64, 64, 3),
                                                         base_model=str(path)))
+
+
+def test_a_sequential_model_file_predicts_and_explains_like_the_model_saved(tmp_path):
+    """A Sequential read back has no ``input``; it is served as a functional model over the same layers."""
+    keras.utils.set_random_seed(4)
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])
+    path = tmp_path / "sequential.keras"
+    model.save(path)
+    loaded = tlcore.load_model_file(path)
+    assert tlcore.model_input_size(loaded) == (32, 32)
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    encoded = io.BytesIO()
+    Image.fromarray(image).save(encoded, "PNG")
+    table = tlcore.predict_top_k(loaded, encoded.getvalue(), backbone="VGG16", k=3, labels=["a", "b", "c"])
+    expected = model.predict(tlcore.get_backbone("VGG16").preprocess(image[None].astype("float32")), verbose=0)[0]
+    assert np.allclose(table.sort_values("class_id")["probability"], expected, atol=1e-5)
+    heat = tlcore.grad_cam(loaded, encoded.getvalue(), int(table["class_id"][0]), backbone="VGG16")
+    assert heat.shape == (32, 32) and 0 <= heat.min() and heat.max() <= 1

@@ -242,9 +242,33 @@ def load_model_file(path: str | os.PathLike) -> keras.Model:
     check_model_config(config)
     check_model_file_budget(path, config)
     try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # Keras raises many kinds here; the user needs one clear message
         raise ModelFileError(
             f"A model file must load in Keras {keras.__version__}. Received: {Path(path).name!r} "
             f"failed ({str(exc)[:200]})"
         ) from exc
+    return _functional(model, Path(path).name)
+
+
+def _functional(model: keras.Model, name: str) -> keras.Model:
+    """A loaded ``Sequential`` as a functional model over the same layers (the rest as they are).
+
+    A Sequential read back from a file has ``inputs`` but, never having been called, no
+    ``input``; everything downstream (input size, compiled forward, Grad-CAM) reads the
+    functional model's graph.
+    """
+    if not isinstance(model, keras.Sequential):
+        return model
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if not inputs:
+        raise ModelFileError(
+            "A Sequential model file must declare its input shape (keras.Input((height, width, 3)) as its "
+            f"first layer). Received: {name!r}, whose input shape is not recorded"
+        )
+    outputs = model.outputs
+    return keras.Model(inputs[0] if len(inputs) == 1 else inputs, outputs[0] if len(outputs) == 1 else outputs,
+                       name=model.name)
