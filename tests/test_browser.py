@@ -200,18 +200,26 @@ def test_train_the_sample_dataset_for_two_epochs(server, page):
     epochs.fill("2")
     epochs.press("Enter")
     wait_until_idle(page)
-    page.get_by_role("button", name="Train").click()
+    page.get_by_text("Also train it from scratch, to compare").click()
+    wait_until_idle(page)
+    page.get_by_role("button", name="Train", exact=True).click()
     page.get_by_text("Confusion matrix").wait_for(timeout=180_000)
+    page.get_by_text("Gap", exact=True).wait_for(timeout=180_000)  # the twin from scratch finished too
     wait_until_idle(page)
     charts = page.locator(CHART)
-    assert charts.count() >= 3
+    assert charts.count() >= 4
+    versus = next(charts.nth(i) for i in range(charts.count()) if marks(charts.nth(i), "line", wait=False) == 8)
+    assert marks(versus, "symbol") == 16  # 2 models x 2 splits x 2 epochs, in the accuracy and loss panels
+    assert coloured(picture(versus)) > 300  # blue transfer and red scratch lines
+    versus.scroll_into_view_if_needed()
+    page.screenshot(path=SHOTS / "train-vs-scratch.png")
     curves = charts.nth(1)
     assert marks(curves, "line") >= 2 and marks(curves, "symbol") >= 4  # 2 splits x 2 epochs
     assert coloured(picture(curves)) > 300
     heatmap = next(charts.nth(i) for i in range(charts.count()) if marks(charts.nth(i), "text", wait=False) == 16)
     assert marks(heatmap, "rect") == 16  # 4 true x 4 predicted classes
     assert coloured(picture(heatmap)) > 2000
-    page.get_by_text("Validation accuracy").wait_for()
+    page.get_by_text("Validation accuracy", exact=True).wait_for()
     charts.nth(1).scroll_into_view_if_needed()
     page.screenshot(path=SHOTS / "train.png")
 
@@ -220,7 +228,8 @@ def test_train_the_sample_dataset_for_two_epochs(server, page):
     runs.wait_for()
     assert max(row_darkness(picture(runs))[:1]) < 100  # the run's row is drawn
     compared = page.locator(CHART).first
-    assert marks(compared, "line") >= 1 and coloured(picture(compared)) > 100
+    assert marks(compared, "line") == 2 and coloured(picture(compared)) > 100  # the pair, overlaid
+    assert page.get_by_text("against the same model from scratch").first.is_visible()
     page.screenshot(path=SHOTS / "runs.png")
 
 
@@ -265,49 +274,6 @@ def test_features_maps_the_sample_dataset_with_each_image_on_hover(server, page)
     thumbnail = picture(shown, settle=5)
     assert np.asarray(thumbnail, dtype=float).std() > 10 and len(thumbnail.getcolors(1 << 24)) > 300  # a picture
     page.screenshot(path=SHOTS / "features-dataset-map.png")
-
-
-def test_layers_and_build_draw_the_network_diagram_and_a_layers_strongest_channels(server, page):
-    diagram_css, frozen, head, top, cut = ('[data-testid="stGraphVizChart"]', (0xC9, 0xCE, 0xD6),
-                                           (0xD7, 0xF0, 0xDC), (0xFD, 0xE2, 0xE1), (0xC6, 0x28, 0x28))
-    open_and_see(page, f"{server}/layers?backbone=MobileNetV2&weights=ImageNet", "What a layer sees")
-    diagram = page.locator(diagram_css).first
-    diagram.locator("svg g.node").first.wait_for()
-    assert diagram.locator("svg g.node").count() == 24  # input, 20 blocks, the cut, the ImageNet top's 2 layers
-    assert diagram.locator("svg g.cluster").count() == 1  # the top, framed
-    assert diagram.locator("svg g.node", has_text="block_16").count() == 1
-    drawn = picture(diagram)
-    drawn.save(SHOTS / "layers-diagram.png")
-    assert drawn.width > 600 and (np.asarray(drawn.convert("L")) < 100).sum() > 3000  # 20 boxes' text, legible
-    assert pixels_of(drawn, top) > 2000  # the two layers include_top=False removes, pink
-    assert pixels_of(drawn, cut, tolerance=40) > 100  # the red dashed cut
-    assert pixels_of(drawn, frozen) < 200  # nothing is frozen on Layers (a grey box would be thousands)
-
-    grid = page.locator('[data-testid="stImage"]').filter(has_text="strongest")
-    grid.locator("img").wait_for()
-    drawn_grid = picture(grid.locator("img"))
-    drawn_grid.save(SHOTS / "layers-feature-grid.png")
-    pixels = np.asarray(drawn_grid, dtype=int)
-    assert drawn_grid.width > 300 and coloured(drawn_grid) > 0.6 * drawn_grid.width * drawn_grid.height  # viridis
-    assert len(drawn_grid.getcolors(1 << 24)) > 500  # maps with detail, not flat tiles
-    assert pixels[..., 2].mean() > pixels[..., 0].mean() - 40  # purple-blue-green-yellow, not a photo's browns
-    assert page.get_by_text("early layer").first.is_visible()
-    page.screenshot(path=SHOTS / "layers-what-a-layer-sees.png")
-
-    open_and_see(page, f"{server}/build?backbone=VGG16&preset=128&training=Train+from+a+layer"
-                 "&trainable_from=block5_conv1", "The model in blocks")
-    diagram = page.locator(diagram_css).first
-    diagram.locator("svg g.node").first.wait_for()
-    assert diagram.locator("svg g.node").count() == 12  # input, 5 blocks, the cut, 5 head layers
-    drawn = picture(diagram)
-    drawn.save(SHOTS / "build-diagram.png")
-    shaded = diagram.locator("svg g.node").filter(has=page.locator('[fill="#c9ced6"]'))  # tlcore.graph.FROZEN_FILL
-    assert [shaded.nth(i).locator("text").first.text_content() for i in range(shaded.count())] == [
-        "block1", "block2", "block3", "block4"]  # frozen up to block5_conv1, which trains
-    assert pixels_of(drawn, frozen) > 4 * 2000  # and painted grey
-    assert pixels_of(drawn, head) > 5 * 2000  # the new head's five layers, green
-    assert pixels_of(drawn, cut, tolerance=40) > 100
-    page.screenshot(path=SHOTS / "build-diagram-page.png")
 
 
 def test_predict_draws_the_heatmap_of_an_uploaded_square_detector(server, page, tmp_path):
@@ -366,3 +332,46 @@ def test_predict_draws_the_heatmap_of_an_uploaded_square_detector(server, page, 
     assert page.get_by_text("read at layer").first.is_visible()
     shown.scroll_into_view_if_needed()
     page.screenshot(path=SHOTS / "predict-heatmap-page.png")
+
+
+def test_layers_and_build_draw_the_network_diagram_and_a_layers_strongest_channels(server, page):
+    diagram_css, frozen, head, top, cut = ('[data-testid="stGraphVizChart"]', (0xC9, 0xCE, 0xD6),
+                                           (0xD7, 0xF0, 0xDC), (0xFD, 0xE2, 0xE1), (0xC6, 0x28, 0x28))
+    open_and_see(page, f"{server}/layers?backbone=MobileNetV2&weights=ImageNet", "What a layer sees")
+    diagram = page.locator(diagram_css).first
+    diagram.locator("svg g.node").first.wait_for()
+    assert diagram.locator("svg g.node").count() == 24  # input, 20 blocks, the cut, the ImageNet top's 2 layers
+    assert diagram.locator("svg g.cluster").count() == 1  # the top, framed
+    assert diagram.locator("svg g.node", has_text="block_16").count() == 1
+    drawn = picture(diagram)
+    drawn.save(SHOTS / "layers-diagram.png")
+    assert drawn.width > 600 and (np.asarray(drawn.convert("L")) < 100).sum() > 3000  # 20 boxes' text, legible
+    assert pixels_of(drawn, top) > 2000  # the two layers include_top=False removes, pink
+    assert pixels_of(drawn, cut, tolerance=40) > 100  # the red dashed cut
+    assert pixels_of(drawn, frozen) < 200  # nothing is frozen on Layers (a grey box would be thousands)
+
+    grid = page.locator('[data-testid="stImage"]').filter(has_text="strongest")
+    grid.locator("img").wait_for()
+    drawn_grid = picture(grid.locator("img"))
+    drawn_grid.save(SHOTS / "layers-feature-grid.png")
+    pixels = np.asarray(drawn_grid, dtype=int)
+    assert drawn_grid.width > 300 and coloured(drawn_grid) > 0.6 * drawn_grid.width * drawn_grid.height  # viridis
+    assert len(drawn_grid.getcolors(1 << 24)) > 500  # maps with detail, not flat tiles
+    assert pixels[..., 2].mean() > pixels[..., 0].mean() - 40  # purple-blue-green-yellow, not a photo's browns
+    assert page.get_by_text("early layer").first.is_visible()
+    page.screenshot(path=SHOTS / "layers-what-a-layer-sees.png")
+
+    open_and_see(page, f"{server}/build?backbone=VGG16&preset=128&training=Train+from+a+layer"
+                 "&trainable_from=block5_conv1", "The model in blocks")
+    diagram = page.locator(diagram_css).first
+    diagram.locator("svg g.node").first.wait_for()
+    assert diagram.locator("svg g.node").count() == 12  # input, 5 blocks, the cut, 5 head layers
+    drawn = picture(diagram)
+    drawn.save(SHOTS / "build-diagram.png")
+    shaded = diagram.locator("svg g.node").filter(has=page.locator('[fill="#c9ced6"]'))  # tlcore.graph.FROZEN_FILL
+    assert [shaded.nth(i).locator("text").first.text_content() for i in range(shaded.count())] == [
+        "block1", "block2", "block3", "block4"]  # frozen up to block5_conv1, which trains
+    assert pixels_of(drawn, frozen) > 4 * 2000  # and painted grey
+    assert pixels_of(drawn, head) > 5 * 2000  # the new head's five layers, green
+    assert pixels_of(drawn, cut, tolerance=40) > 100
+    page.screenshot(path=SHOTS / "build-diagram-page.png")
