@@ -18,7 +18,7 @@ def top_k_bars(table: pd.DataFrame) -> alt.Chart:
                     axis=alt.Axis(labelOverlap=False)),
             tooltip=["rank", "label", "class_id", alt.Tooltip("probability:Q", format=".4f")],
         )
-        .properties(height=30 * len(table) + 20)
+        .properties(height=alt.Step(28))  # 28 px a bar, however many classes
     )
 
 
