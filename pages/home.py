@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from ui.demo import render_demo
+
 st.title(":material/science: Transfer Lab")
 st.markdown(
     """
@@ -33,3 +35,16 @@ for path, title, text in WAYS:
     with st.container(border=True):
         st.page_link(path, label=title)
         st.caption(text)
+
+st.subheader("See a trained base transfer, offline")
+st.markdown(
+    """
+Without ImageNet weights (this server may have none), a frozen base is random and passes on noise.
+The **develop-a-model** way makes its own: train a **source** model on the sample shapes (circles,
+squares, triangles, stripes) with its whole base learning, then reuse that trained base for a related
+**target** task it never saw (rings, frames, hollow triangles and stars) from only a few images per
+class, and train the same target **from scratch** beside it. Both curves and the gap show whether what
+the source learned carried over.
+"""
+)
+render_demo()

@@ -44,6 +44,16 @@ from tlcore.budgets import (
     model_cost,
 )
 from tlcore.compare import ScratchComparison, scratch_comparison, scratch_config, scratch_spec
+from tlcore.demo import (
+    DEMO_RECIPE,
+    DemoRecipe,
+    DemoResult,
+    DemoRun,
+    DemoSnapshot,
+    demo_target_dataset,
+    start_demo,
+    train_demo,
+)
 from tlcore.code import as_notebook, feature_program, layers_program, prediction_program, transfer_program
 from tlcore.errors import (
     BudgetError,
@@ -230,6 +240,15 @@ __all__ = [
     "scratch_comparison",
     "scratch_config",
     "scratch_spec",
+    # the develop-a-model demo, offline
+    "DEMO_RECIPE",
+    "DemoRecipe",
+    "DemoResult",
+    "DemoRun",
+    "DemoSnapshot",
+    "demo_target_dataset",
+    "start_demo",
+    "train_demo",
     # what a layer sees, and the network as a diagram
     "FeatureMaps",
     "conv_layer_names",

@@ -1,0 +1,98 @@
+"""The develop-a-model demo on Home: one button, the stage and progress live, then the target's
+two curves, the gap, and links to the three runs."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import tlcore
+from ui import access, training
+from ui.compare_view import render_scratch_comparison
+
+GROUP = "demo_group"
+"""Session-state key: the run-store group of this session's demo (a rerun or a page switch finds it)."""
+RECIPE = "demo_recipe"
+"""Session-state key: a ``tlcore.DemoRecipe`` to run instead of ``tlcore.DEMO_RECIPE`` (tests use a tiny one)."""
+ROLES = {"source": "Source: the sample shapes, whole base trained",
+         "transfer": "Target, reusing the source's trained base",
+         "scratch": "Target, from scratch"}
+
+
+@st.cache_resource
+def demo_runs() -> dict[str, tlcore.DemoRun]:
+    """The server's demos by group, while it runs (their runs stay in the run store after)."""
+    return {}
+
+
+def _start() -> None:
+    if access.read_only():  # the button is disabled too; a read-only demo trains nothing
+        return
+    try:
+        demo = tlcore.start_demo(training.job_queue(), training.run_store(), owner=access.user(),
+                                 recipe=st.session_state.get(RECIPE, tlcore.DEMO_RECIPE))
+    except tlcore.TLError as exc:
+        st.session_state["demo_refused"] = access.message(exc)
+        return
+    demo_runs()[demo.group] = demo
+    st.session_state[GROUP] = demo.group
+    st.session_state.pop("demo_refused", None)
+
+
+@st.fragment(run_every=1.0)
+def _live(demo: tlcore.DemoRun) -> None:
+    snapshot = demo.snapshot()
+    if snapshot.finished:
+        st.rerun()
+    st.info(snapshot.describe(), icon=":material/model_training:")
+    current = snapshot.current()
+    if current is not None:
+        role, job = current
+        progress = job.progress
+        where = ("waiting in line" + (f", position {job.position}" if job.position else "")
+                 if job.state == "queued" else progress.describe() if progress
+                 else "starting a worker, preparing the images and the model")
+        st.progress(progress.fraction if progress and job.state != "queued" else 0.0,
+                    text=f"{ROLES[role]}: {where} · {job.elapsed:.0f} s")
+    if st.button("Stop the demo", icon=":material/stop:", key=f"stop-demo-{demo.group}"):
+        demo.stop()
+
+
+def _links(runs: dict[str, tlcore.RunRecord]) -> None:
+    cells = st.columns(len(runs))
+    for cell, (role, record) in zip(cells, runs.items()):
+        cell.page_link("../pages/runs.py", label=ROLES.get(role, role), icon=":material/history:",
+                       query_params={"run": record.id})
+
+
+def render_demo() -> None:
+    """The demo's button, then this session's demo: live while it trains, its result after."""
+    group = st.session_state.get(GROUP)
+    demo = demo_runs().get(group) if group else None
+    snapshot = demo.snapshot() if demo is not None else None
+    running = snapshot is not None and not snapshot.finished
+    st.button("Run the develop-a-model demo", type="primary", icon=":material/play_arrow:", on_click=_start,
+              disabled=access.read_only() or running,
+              help="Training is off on this read-only demo." if access.read_only() else
+              "Trains three small models on this server, one after another (a few minutes).")
+    if "demo_refused" in st.session_state:
+        st.error(st.session_state["demo_refused"])
+    if not group:
+        return
+    if running:
+        _live(demo)
+        return
+    store = training.run_store()
+    runs = {record.role: record for record in store.group_runs(group)}
+    if snapshot is not None and snapshot.stage == "failed":
+        st.error(access.message(snapshot.describe()))
+    if "transfer" in runs:
+        comparison = tlcore.scratch_comparison(store, runs["transfer"].id)
+        if comparison is not None:
+            render_scratch_comparison(comparison)
+    if "source" in runs and runs["source"].result is not None:
+        st.caption(f"The source model reached {runs['source'].result['accuracy']:.1%} validation accuracy on the "
+                   "sample shapes before its base was reused.")
+    if runs:
+        _links(runs)
+    elif snapshot is None:
+        st.caption("This demo's runs are no longer in the run store.")
