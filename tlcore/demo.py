@@ -110,7 +110,7 @@ def _check_generated(per_class: int, size: int) -> None:
         raise ConfigError(f"Image size must be from {SIZES[0]} to {SIZES[1]} pixels. Received: size={size}")
 
 
-def demo_target_dataset(*, per_class: int = 40, size: int = 48, seed: int = 0) -> ImageDataset:
+def demo_target_dataset(*, per_class: int = 32, size: int = 48, seed: int = 0) -> ImageDataset:
     """The demo's target task: rings, frames, hollow triangles and stars, classes the source never saw.
 
     Drawn as the sample shapes are, deterministically (no download), and stored once per
@@ -171,16 +171,16 @@ class DemoRecipe:
 
     seed: int = 0
     size: int = 48
-    source_per_class: int = 128
-    target_per_class: int = 40
+    source_per_class: int = 192
+    target_per_class: int = 32
     source_spec: TransferSpec = TransferSpec(backbone="MobileNetV2", input_shape=(48, 48, 3), weights=None,
                                              trainable_from=ALL_LAYERS, hidden_units=0, dropout=0.2)
-    source_config: TrainConfig = TrainConfig(epochs=10, batch_size=32, learning_rate=1e-3,
+    source_config: TrainConfig = TrainConfig(epochs=6, batch_size=32, learning_rate=3e-3,
                                              validation_fraction=0.2)
     target_spec: TransferSpec = TransferSpec(backbone="MobileNetV2", input_shape=(48, 48, 3), weights=None,
                                              trainable_from=None, hidden_units=0, dropout=0.2)
-    target_config: TrainConfig = TrainConfig(epochs=30, batch_size=16, learning_rate=1e-3,
-                                             validation_fraction=0.7)
+    target_config: TrainConfig = TrainConfig(epochs=15, batch_size=8, learning_rate=1e-3,
+                                             validation_fraction=0.625)
 
     def __post_init__(self) -> None:
         _check_generated(self.source_per_class, self.size)
@@ -208,7 +208,26 @@ class DemoRecipe:
 
 
 DEMO_RECIPE = DemoRecipe()
-"""The recipe the app runs (measured: see README, "Develop-a-model demo")."""
+"""The recipe the app runs: MobileNetV2 at 48x48 from random weights.
+
+The source learns 192 sample shapes a class (6 epochs, Adam at 3e-3, batch 32); the target
+keeps its base frozen and trains a new softmax head on 12 images a class (15 epochs, Adam at
+1e-3, batch 8), and 20 a class are held out to measure. Measured in one process with
+``train_demo`` (2 shared cores, load 2 to 6), validation accuracy:
+
+====  ======  ============  =============  ==========================================
+seed  source  target, base  target, from   gap (points); best scratch of three tries
+              reused        scratch        (15 epochs at 1e-3 or 3e-3, 45 at 1e-3)
+====  ======  ============  =============  ==========================================
+0     94.1%   71.2%         27.5%          +43.8; scratch at best 32.5%
+1     93.4%   62.5%         31.2%          +31.2; scratch at best 37.5%
+2     85.5%   76.2%         25.0%          +51.2; scratch at best 36.2%
+====  ======  ============  =============  ==========================================
+
+About 80 s a seed in all (source 45 s, target 4 s, scratch 30 s). Fine-tuning the reused
+base as well (5 more epochs, every layer at 1e-4) gave 76.2%, 72.5% and 73.8%, at about
+10 s more; the frozen base keeps the demo quickest, and its margin is clear.
+"""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,6 +13,8 @@ GROUP = "demo_group"
 """Session-state key: the run-store group of this session's demo (a rerun or a page switch finds it)."""
 RECIPE = "demo_recipe"
 """Session-state key: a ``tlcore.DemoRecipe`` to run instead of ``tlcore.DEMO_RECIPE`` (tests use a tiny one)."""
+KEEP_FINISHED = 16
+"""Finished demos kept in memory; older ones are read back from the run store by their group."""
 ROLES = {"source": "Source: the sample shapes, whole base trained",
          "transfer": "Target, reusing the source's trained base",
          "scratch": "Target, from scratch"}
@@ -33,7 +35,11 @@ def _start() -> None:
     except tlcore.TLError as exc:
         st.session_state["demo_refused"] = access.message(exc)
         return
-    demo_runs()[demo.group] = demo
+    demos = demo_runs()
+    finished = [group for group, old in demos.items() if old.snapshot().finished]
+    for group in finished[: max(0, len(finished) - KEEP_FINISHED)]:  # their runs stay in the store
+        del demos[group]
+    demos[demo.group] = demo
     st.session_state[GROUP] = demo.group
     st.session_state.pop("demo_refused", None)
 
