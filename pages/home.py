@@ -27,7 +27,7 @@ WAYS = [
     ("../pages/train.py", "4. Fine-tuning", "Unfreeze some or all of the base (choose where training "
      "starts on Build, e.g. block5_conv1) and train on your own images, watching the curves live."),
     ("../pages/runs.py", "5. Develop-a-model", "Every training run is kept. Reuse a run's trained base for a "
-     "new task: train a source model first, then build on it."),
+     "new task: train a source model first, then build on it (the demo below does it end to end, offline)."),
     ("../pages/layers.py", "Look inside", "Every layer of a backbone, its output shape and "
      "parameters, and what include_top=False removes."),
 ]
