@@ -144,3 +144,25 @@ def test_the_demo_button_is_off_in_read_only_mode(monkeypatch):
     monkeypatch.setenv("TL_READ_ONLY", "1")
     at = open_page("../pages/home.py")
     assert next(b for b in at.button if b.label == "Run the develop-a-model demo").disabled
+
+
+def test_homes_address_names_the_demo_so_a_new_session_reopens_it(clicked_demo):
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import APP
+
+    at, demo, snapshot, _ = clicked_demo
+    assert at.query_params["demo"] == demo.group
+    shared = AppTest.from_file(APP, default_timeout=180)  # a teammate opening the link
+    shared.query_params["demo"] = demo.group
+    shared.run()
+    assert not shared.exception, shared.exception
+    assert [m.label for m in shared.metric] == ["Transfer", "From scratch", "Gap"]
+    assert shared.metric[0].value == f"{tlcore.scratch_comparison(demo.store, snapshot.transfer.run_id).transfer_accuracy:.1%}"
+
+    stranger = AppTest.from_file(APP, default_timeout=180)
+    stranger.query_params["demo"] = "demo-nothing-here"
+    stranger.run()
+    assert not stranger.exception and not stranger.metric
+    assert "`demo=demo-nothing-here` in this link was not used" in stranger.toast[0].value
+    assert "demo" not in stranger.query_params

@@ -8,6 +8,7 @@ import streamlit as st
 import tlcore
 from ui import access, training
 from ui.compare_view import render_scratch_comparison
+from ui.state import link_notice
 
 GROUP = "demo_group"
 """Session-state key: the run-store group of this session's demo (a rerun or a page switch finds it)."""
@@ -70,9 +71,28 @@ def _links(runs: dict[str, tlcore.RunRecord]) -> None:
                        query_params={"run": record.id})
 
 
+def _linked_group() -> str | None:
+    """The demo a link names (``?demo=<group>``), if its runs are in the run store; a notice otherwise."""
+    linked = st.query_params.get("demo")
+    if linked is None:
+        return None
+    if any(record.role == "source" for record in training.run_store().group_runs(linked)):
+        return linked
+    link_notice("demo", linked, "the id of a develop-a-model demo run on this server", "no demo")
+    del st.query_params["demo"]
+    return None
+
+
 def render_demo() -> None:
-    """The demo's button, then this session's demo: live while it trains, its result after."""
+    """The demo's button, then this session's demo (or the one the link names): live while it trains,
+    its result after. The address names the demo shown, so it can be shared or reopened."""
+    if st.session_state.get(GROUP) is None:  # a new session: the link may name a demo
+        linked = _linked_group()
+        if linked is not None:
+            st.session_state[GROUP] = linked
     group = st.session_state.get(GROUP)
+    if group:
+        st.query_params["demo"] = group
     demo = demo_runs().get(group) if group else None
     snapshot = demo.snapshot() if demo is not None else None
     running = snapshot is not None and not snapshot.finished
