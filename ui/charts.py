@@ -139,7 +139,7 @@ def transfer_against_scratch(curves: pd.DataFrame) -> alt.Chart:
         color=alt.Color("model:N", title=None, scale=alt.Scale(domain=["transfer", "scratch"],
                                                                range=["#1f77b4", "#d62728"])),
         strokeDash=alt.StrokeDash("split:N", title=None, sort=["validation", "training"],
-                                  legend=alt.Legend(symbolType="stroke", symbolStrokeColor="black")),
+                                  legend=alt.Legend(symbolType="stroke", symbolStrokeColor="#444", symbolStrokeWidth=2)),
         tooltip=["model", "epoch", "split", alt.Tooltip("value:Q", format=".4f")],
     ).properties(width=320, height=220)
     return alt.hconcat(
