@@ -406,3 +406,18 @@ def test_transfer_against_scratch_is_drawn_on_home_and_on_the_run_page(server, p
         assert page.get_by_text(f"{pair.gap * 100:+.1f} points").first.is_visible()
         versus.scroll_into_view_if_needed()
         page.screenshot(path=SHOTS / shot)
+
+    # the same run page: the most confidently wrong images, and on demand where the network looked in each
+    wrong = store.get(runs["scratch"]).result["confidently_wrong"]
+    assert wrong  # 25% right on 8 held-out images: there are wrong ones
+    images = page.locator('[data-testid="stImage"] img')
+    plain = images.count()
+    page.get_by_text("Where the network looked (Grad-CAM)").click()
+    page.get_by_text("Red marks the evidence for the wrongly predicted class").wait_for()
+    wait_until_idle(page)
+    assert images.count() == plain + len(wrong)  # one heatmap under each wrong image
+    first_plain, first_heat = picture(images.nth(plain - len(wrong))), picture(images.nth(plain))
+    assert first_heat.size == first_plain.size
+    assert np.abs(np.asarray(first_heat, dtype=int) - np.asarray(first_plain, dtype=int)).mean() > 10  # heat drawn over
+    images.nth(plain).scroll_into_view_if_needed()
+    page.screenshot(path=SHOTS / "run-wrong-heatmaps.png")

@@ -113,7 +113,7 @@ def confusion_heatmap(confusion: np.ndarray, class_names: list[str]) -> alt.Char
         color=alt.Color("count:Q", scale=alt.Scale(scheme="blues")), tooltip=["true", "predicted", "count"],
     )
     text = heat.mark_text().encode(text="count:Q", color=alt.value("black"))
-    return (heat + text).properties(width=60 * n + 80, height=40 * n + 40)
+    return (heat + text).properties(width=alt.Step(48), height=alt.Step(32))  # a cell per class pair, whatever the labels
 
 
 def class_counts(counts: dict[str, int]) -> alt.Chart:
