@@ -637,40 +637,52 @@ def sample_dataset(*, per_class: int = 64, size: int = 64, seed: int = 0) -> Ima
     Generated deterministically (no download) and stored once per
     (per_class, size, seed) in the data folder, with its digest.
     """
-    settings = load_settings()
-    root = datasets_dir(settings) / f"sample-{per_class}-{size}-{seed}"
+    return generated_dataset(f"sample-{per_class}-{size}-{seed}", SAMPLE_CLASSES, "built-in sample shapes",
+                             per_class, lambda kind, rng: _draw_sample(kind, size, rng), np.random.default_rng(seed))
+
+
+def generated_dataset(folder: str, class_names: Sequence[str], name: str, per_class: int,
+                      draw: Callable[[str, np.random.Generator], Image.Image],
+                      rng: np.random.Generator) -> ImageDataset:
+    """A built-in dataset drawn by ``draw`` (one image of a class per call, class after class, from
+    ``rng``), stored once in the data folder under ``folder`` with its records and digest.
+
+    The folder is built under a temporary name and renamed whole, so another process
+    drawing it at the same time, or a crash half-way, never leaves half a dataset.
+    """
+    class_names = tuple(class_names)
+    root = datasets_dir(load_settings()) / folder
     if not (root / CLASSES_FILE).is_file():
-        rng = np.random.default_rng(seed)
         building = root.with_name(f"{BUILDING_PREFIX}{uuid.uuid4().hex}")  # swept if left unfinished
         digest = _ContentDigest()
-        for label, kind in enumerate(SAMPLE_CLASSES):
+        for label, kind in enumerate(class_names):
             (building / str(label)).mkdir(parents=True)
             for index in range(per_class):
                 encoded = io.BytesIO()
-                _draw_sample(kind, size, rng).save(encoded, "PNG")
+                draw(kind, rng).save(encoded, "PNG")
                 (building / str(label) / f"{index:06d}.png").write_bytes(encoded.getvalue())
                 digest.add_file(label, encoded.getvalue())
-        _write_sample_records(building, digest.finish(SAMPLE_CLASSES), per_class)
+        _write_generated_records(building, name, class_names, digest.finish(class_names), per_class)
         try:
             building.rename(root)
         except OSError:  # another process finished first: use theirs
             shutil.rmtree(building, ignore_errors=True)
     files, labels = [], []
-    for label in range(len(SAMPLE_CLASSES)):
+    for label in range(len(class_names)):
         members = sorted((root / str(label)).glob("*.png"))
         files.extend(members)
         labels.extend([label] * len(members))
     try:
         digest_text = (root / DIGEST_FILE).read_text(encoding="utf-8").strip()
     except FileNotFoundError:  # stored before datasets had digests: read the files once
-        digest_text = content_digest(SAMPLE_CLASSES, ((label, path.read_bytes()) for path, label in zip(files, labels)))
-        _write_sample_records(root, digest_text, per_class)
-    return ImageDataset(root, SAMPLE_CLASSES, tuple(files), tuple(labels), (), "built-in sample shapes", digest_text)
+        digest_text = content_digest(class_names, ((label, path.read_bytes()) for path, label in zip(files, labels)))
+        _write_generated_records(root, name, class_names, digest_text, per_class)
+    return ImageDataset(root, class_names, tuple(files), tuple(labels), (), name, digest_text)
 
 
-def _write_sample_records(root: Path, digest: str, per_class: int) -> None:
-    record = {"name": "built-in sample shapes", "source": "sample", "classes": list(SAMPLE_CLASSES),
-              "images": per_class * len(SAMPLE_CLASSES), "created": time.time(), "digest": digest}
+def _write_generated_records(root: Path, name: str, class_names: tuple[str, ...], digest: str, per_class: int) -> None:
+    record = {"name": name, "source": "sample", "classes": list(class_names),
+              "images": per_class * len(class_names), "created": time.time(), "digest": digest}
     atomic_write_text(root / RECORD_FILE, json.dumps(record))
-    atomic_write_text(root / CLASSES_FILE, "\n".join(SAMPLE_CLASSES))
+    atomic_write_text(root / CLASSES_FILE, "\n".join(class_names))
     atomic_write_text(root / DIGEST_FILE, digest)

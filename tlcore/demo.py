@@ -17,13 +17,9 @@ This module does not import Ray: the queue it is given does.
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
 import math
-import shutil
 import tempfile
 import threading
-import time
 import traceback
 import uuid
 from typing import TYPE_CHECKING
@@ -31,14 +27,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw
 
-from tlcore.atomic import atomic_write_text
 from tlcore.build import ALL_LAYERS, TransferSpec
 from tlcore.compare import SCRATCH, TRANSFER, scratch_config, scratch_spec
-from tlcore.datasets import ImageDataset, content_digest, sample_dataset
+from tlcore.datasets import ImageDataset, generated_dataset, sample_dataset
 from tlcore.errors import ConfigError, TLError
 from tlcore.runs import RunStore
-from tlcore.settings import load_settings
-from tlcore.storage import BUILDING_PREFIX, CLASSES_FILE, DIGEST_FILE, RECORD_FILE, SAMPLE_PREFIX, datasets_dir
+from tlcore.storage import SAMPLE_PREFIX
 from tlcore.train import TrainConfig, TrainResult, train
 
 if TYPE_CHECKING:  # only for annotations: tlcore.jobs is the one module that imports Ray
@@ -110,35 +104,9 @@ def demo_target_dataset(*, per_class: int = 32, size: int = 48, seed: int = 0) -
         ConfigError: ``per_class`` outside 2 to 500 or ``size`` outside 32 to 256.
     """
     _check_generated(per_class, size)
-    root = datasets_dir(load_settings()) / f"{SAMPLE_PREFIX}target-{per_class}-{size}-{seed}"
-    if not (root / DIGEST_FILE).is_file():
-        rng = np.random.default_rng([seed, 1])  # not the sample's stream for the same seed
-        building = root.with_name(f"{BUILDING_PREFIX}{uuid.uuid4().hex}")  # swept if left unfinished
-        stored = []
-        for label, kind in enumerate(TARGET_CLASSES):
-            (building / str(label)).mkdir(parents=True)
-            for index in range(per_class):
-                encoded = io.BytesIO()
-                _draw_target(kind, size, rng).save(encoded, "PNG")
-                (building / str(label) / f"{index:06d}.png").write_bytes(encoded.getvalue())
-                stored.append((label, encoded.getvalue()))
-        digest = content_digest(TARGET_CLASSES, stored)
-        record = {"name": TARGET_NAME, "source": "sample", "classes": list(TARGET_CLASSES),
-                  "images": len(stored), "created": time.time(), "digest": digest}
-        atomic_write_text(building / RECORD_FILE, json.dumps(record))
-        atomic_write_text(building / CLASSES_FILE, "\n".join(TARGET_CLASSES))
-        atomic_write_text(building / DIGEST_FILE, digest)  # last: no digest means unfinished
-        try:
-            building.rename(root)
-        except OSError:  # another process finished first: use theirs
-            shutil.rmtree(building, ignore_errors=True)
-    files, labels = [], []
-    for label in range(len(TARGET_CLASSES)):
-        members = sorted((root / str(label)).glob("*.png"))
-        files.extend(members)
-        labels.extend([label] * len(members))
-    digest = (root / DIGEST_FILE).read_text(encoding="utf-8").strip()
-    return ImageDataset(root, TARGET_CLASSES, tuple(files), tuple(labels), (), TARGET_NAME, digest)
+    return generated_dataset(f"{SAMPLE_PREFIX}target-{per_class}-{size}-{seed}", TARGET_CLASSES, TARGET_NAME,
+                             per_class, lambda kind, rng: _draw_target(kind, size, rng),
+                             np.random.default_rng([seed, 1]))  # not the sample's stream for the same seed
 
 
 @dataclasses.dataclass(frozen=True)
