@@ -9,6 +9,11 @@ Run: .venv/bin/python docs/make_screenshots.py
    ``docs/run.png`` (the run's curves and confusion matrix on the Runs page) and
    ``docs/predict-run.png`` (Predict with that run on a newly drawn triangle the run never saw),
    plus ``docs/layers.png`` and ``docs/build.png`` (VGG16's tables, architecture only).
+3. What the network sees: ``docs/predict-gradcam.png`` (that run's Grad-CAM on the new triangle),
+   ``docs/layers-sees.png`` (VGG16's block1_conv2 channels on the cat sample, untrained filters),
+   ``docs/features-map.png`` (the sample shapes as a map) and ``docs/build-diagram.png``.
+4. Clicks Home's develop-a-model demo (the real recipe, three runs in Ray workers) and takes
+   ``docs/home-demo.png`` when both target curves and the gap are on screen.
 Every number in the pictures is what the code computed; the script prints them too.
 """
 
@@ -58,6 +63,11 @@ def new_triangle() -> bytes:
     return buffer.getvalue()
 
 
+def to_top(locator) -> None:
+    """Scroll so that ``locator`` sits at the top of the window (its section fills the picture)."""
+    locator.first.evaluate("element => element.scrollIntoView({block: 'start'})")
+
+
 def main() -> None:
     run_id = train_run()
     image = HOME / "new-triangle.png"
@@ -82,6 +92,11 @@ def main() -> None:
         picture(table)
         tab.screenshot(path=DOCS / "predict-run.png")
         print("Predict:", table.inner_text()[:200].replace("\n", " "))
+        heading = tab.get_by_text("Where the network looks")
+        heading.wait_for()
+        tab.get_by_text("over what the network sees").first.wait_for()
+        to_top(tab.get_by_text("Prediction took"))
+        tab.screenshot(path=DOCS / "predict-gradcam.png")
 
         tab.goto(f"{server}/layers?backbone=VGG16&weights=Random+%28untrained%29")
         wait_until_idle(tab)
@@ -92,8 +107,39 @@ def main() -> None:
         wait_until_idle(tab)
         picture(tab.locator('[data-testid="stDataFrame"]').first)
         tab.screenshot(path=DOCS / "build.png", full_page=False)
+        to_top(tab.get_by_text("The model in blocks"))
+        tab.locator('[data-testid="stGraphVizChart"] svg g.node').first.wait_for()
+        tab.screenshot(path=DOCS / "build-diagram.png")
+
+        tab.goto(f"{server}/layers?backbone=VGG16&weights=Random+%28untrained%29")
+        wait_until_idle(tab)
+        tab.get_by_role("combobox", name="Convolutional layer").click()
+        tab.get_by_role("option", name="block1_conv2", exact=True).click()
+        wait_until_idle(tab)
+        to_top(tab.get_by_text("What a layer sees"))
+        tab.screenshot(path=DOCS / "layers-sees.png")
+
+        tab.goto(f"{server}/features?backbone=MobileNetV2&weights=Random+%28untrained%29&features_map=dataset")
+        wait_until_idle(tab)
+        tab.get_by_text("Nearest neighbour of the same class").first.wait_for()
+        chart = tab.locator('[data-testid="stVegaLiteChart"]').last
+        picture(chart)
+        to_top(tab.get_by_text("Nearest neighbour of the same class"))
+        tab.screenshot(path=DOCS / "features-map.png")
+
+        tab.goto(server)
+        wait_until_idle(tab)
+        tab.get_by_role("button", name="Run the develop-a-model demo").click()
+        tab.get_by_text("Gap", exact=True).wait_for(timeout=900_000)
+        wait_until_idle(tab)
+        picture(tab.locator('[data-testid="stVegaLiteChart"]').first)
+        to_top(tab.get_by_text("Transfer against scratch"))
+        tab.screenshot(path=DOCS / "home-demo.png")
+        print("Home demo:", " ".join(m.inner_text().replace("\n", " ") for m in tab.locator('[data-testid="stMetric"]').all()))
         browser.close()
-    print("written:", ", ".join(str(DOCS / name) for name in ("run.png", "predict-run.png", "layers.png", "build.png")))
+    print("written:", ", ".join(str(DOCS / name) for name in (
+        "run.png", "predict-run.png", "predict-gradcam.png", "layers.png", "build.png", "build-diagram.png",
+        "layers-sees.png", "features-map.png", "home-demo.png")))
 
 
 if __name__ == "__main__":
