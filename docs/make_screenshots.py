@@ -116,6 +116,7 @@ def main() -> None:
         tab.get_by_role("combobox", name="Convolutional layer").click()
         tab.get_by_role("option", name="block1_conv2", exact=True).click()
         wait_until_idle(tab)
+        tab.get_by_text("block1_conv2 is convolutional layer 2 of 13").wait_for()
         to_top(tab.get_by_text("What a layer sees"))
         tab.screenshot(path=DOCS / "layers-sees.png")
 
