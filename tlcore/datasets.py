@@ -609,14 +609,33 @@ def load_dataset(
 SAMPLE_CLASSES = ("circle", "square", "triangle", "stripes")
 
 
-def _draw_sample(kind: str, size: int, rng: np.random.Generator) -> Image.Image:
+@dataclasses.dataclass(frozen=True)
+class Canvas:
+    """A generated image to draw one shape on: a light noisy background, and the shape's dark colour and
+    square box (``x``, ``y``, side ``extent``), each drawn at random from ``rng`` in this order."""
+
+    image: Image.Image
+    draw: ImageDraw.ImageDraw
+    colour: tuple[int, int, int]
+    x: float
+    y: float
+    extent: float
+
+
+def canvas(size: int, rng: np.random.Generator) -> Canvas:
+    """A ``size`` x ``size`` canvas for one drawn shape (the sample's and the demo's datasets)."""
     background = rng.integers(150, 256, 3)
     noise = rng.normal(0, 12, (size, size, 3))
     image = Image.fromarray(np.clip(background + noise, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(image)
     colour = tuple(int(c) for c in rng.integers(0, 140, 3))
     extent = rng.uniform(0.35, 0.7) * size
     x, y = rng.uniform(0, size - extent, 2)
+    return Canvas(image, ImageDraw.Draw(image), colour, x, y, extent)
+
+
+def _draw_sample(kind: str, size: int, rng: np.random.Generator) -> Image.Image:
+    c = canvas(size, rng)
+    image, draw, colour, x, y, extent = c.image, c.draw, c.colour, c.x, c.y, c.extent
     box = [x, y, x + extent, y + extent]
     if kind == "circle":
         draw.ellipse(box, fill=colour)

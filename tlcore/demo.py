@@ -25,11 +25,11 @@ import uuid
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from tlcore.build import ALL_LAYERS, TransferSpec
 from tlcore.compare import SCRATCH, TRANSFER, scratch_config, scratch_spec
-from tlcore.datasets import ImageDataset, generated_dataset, sample_dataset
+from tlcore.datasets import ImageDataset, canvas, generated_dataset, sample_dataset
 from tlcore.errors import ConfigError, TLError
 from tlcore.runs import RunStore
 from tlcore.storage import SAMPLE_PREFIX
@@ -64,13 +64,8 @@ def _polygon(cx: float, cy: float, radius: float, corners: int, *, turn: float =
 def _draw_target(kind: str, size: int, rng: np.random.Generator) -> Image.Image:
     """One target image, drawn as ``datasets._draw_sample`` draws the sample shapes: a light
     noisy background and one dark shape, filled or outlined, of random colour, size and place."""
-    background = rng.integers(150, 256, 3)
-    noise = rng.normal(0, 12, (size, size, 3))
-    image = Image.fromarray(np.clip(background + noise, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(image)
-    colour = tuple(int(c) for c in rng.integers(0, 140, 3))
-    extent = rng.uniform(0.35, 0.7) * size
-    x, y = rng.uniform(0, size - extent, 2)
+    c = canvas(size, rng)
+    image, draw, colour, x, y, extent = c.image, c.draw, c.colour, c.x, c.y, c.extent
     if kind == "ring":
         draw.ellipse([x, y, x + extent, y + extent], outline=colour, width=max(2, int(extent / 6)))
     elif kind == "frame":
