@@ -48,7 +48,7 @@ import ray.exceptions  # noqa: E402
 
 from tlcore.budgets import check_job_memory
 from tlcore.build import TransferSpec, check_transfer_spec
-from tlcore.compare import scratch_config, scratch_spec
+from tlcore.compare import SCRATCH, TRANSFER, scratch_config, scratch_spec
 from tlcore.datasets import ImageDataset
 from tlcore.errors import ConfigError, TLError
 from tlcore.runs import RunStore
@@ -416,8 +416,8 @@ class JobQueue:
         transfer = self._checked(spec, dataset, config)
         scratch, again = scratch_spec(transfer), scratch_config(config)
         self._checked(scratch, dataset, again)
-        jobs = self._enqueue([(transfer, config, "transfer", ""),
-                              (scratch, again, "scratch", f"{spec.backbone} on {dataset.name}, from scratch")],
+        jobs = self._enqueue([(transfer, config, TRANSFER, ""),
+                              (scratch, again, SCRATCH, f"{spec.backbone} on {dataset.name}, from scratch")],
                              dataset, store, trainer, owner, group or uuid.uuid4().hex[:12])
         return jobs[0], jobs[1]
 
