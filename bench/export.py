@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from predict_latency import median_ms  # noqa: E402  (bench/ is this script's folder)
 
 import tlcore  # noqa: E402
-from predict_latency import median_ms  # noqa: E402  (bench/ is this script's folder)
 from tlcore import export  # noqa: E402
 
 RUNS = [

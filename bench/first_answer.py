@@ -72,9 +72,8 @@ def click_and_time(tab, link: str, drawn: str) -> float:
 
 
 def main(switches: int = 5) -> None:
-    from playwright.sync_api import sync_playwright
-
     from live_app import launch_chromium, streamlit_server
+    from playwright.sync_api import sync_playwright
 
     load_before = os.getloadavg()  # other work on the machine slows every figure below
     work = Path(tempfile.mkdtemp(prefix="tl-first-answer-"))

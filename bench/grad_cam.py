@@ -33,8 +33,8 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import tlcore  # noqa: E402
-from tlcore.grad_cam import compiled_grad_cam  # noqa: E402
-from tlcore.predict import prepare_input  # noqa: E402
+from tlcore.explain.grad_cam import compiled_grad_cam  # noqa: E402
+from tlcore.inference.predict import prepare_input  # noqa: E402
 
 TARGET = 2.5
 

@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 import tlcore  # noqa: E402
-from tlcore import precision as tp  # noqa: E402
-from tlcore.inference import compiled_forward  # noqa: E402
-from tlcore.pipeline import image_batches  # noqa: E402
+from tlcore.data.pipeline import image_batches  # noqa: E402
+from tlcore.inference import calibration as tc  # noqa: E402
+from tlcore.inference.forward import compiled_forward  # noqa: E402
 
 BATCH = 16
 
@@ -193,7 +193,7 @@ def main() -> None:
     parser.add_argument("--no-speed", action="store_true", help="skip the per-backbone timings")
     args = parser.parse_args()
     names = [n for n in args.backbones.split(",") if n]
-    machine = tp.machine()
+    machine = tc.machine()
     print(f"CPU: {machine['cpu']}, {machine['cores']} cores, bfloat16 flags: "
           f"{', '.join(machine['bfloat16_flags']) or 'none'}; TensorFlow {machine['tensorflow']}, "
           f"Keras {machine['keras']}; load average before: {os.getloadavg()[0]:.1f}\n")

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import tlcore  # noqa: E402
-from tlcore.predict import prepare_input  # noqa: E402
+from tlcore.inference.predict import prepare_input  # noqa: E402
 
 
 def median_ms(call, repeats: int) -> float:

@@ -32,11 +32,11 @@ os.environ.update({"TL_DATA_DIR": str(HOME / "data"), "KERAS_HOME": str(HOME / "
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import numpy as np  # noqa: E402
+from live_app import launch_chromium, picture, streamlit_server, wait_until_idle  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 import tlcore  # noqa: E402
-from live_app import launch_chromium, picture, streamlit_server, wait_until_idle  # noqa: E402
-from tlcore.datasets import _draw_sample  # noqa: E402
+from tlcore.data.samples import draw_sample  # noqa: E402
 
 DOCS = ROOT / "docs"
 SPEC = tlcore.TransferSpec(backbone="MobileNetV2", input_shape=(64, 64, 3), weights=None,
@@ -59,7 +59,7 @@ def train_run() -> str:
 def new_triangle() -> bytes:
     """A triangle drawn with a seed the sample dataset never used."""
     buffer = io.BytesIO()
-    _draw_sample("triangle", 64, np.random.default_rng(2026)).save(buffer, "PNG")
+    draw_sample("triangle", 64, np.random.default_rng(2026)).save(buffer, "PNG")
     return buffer.getvalue()
 
 

@@ -68,4 +68,5 @@ else:
             st.rerun()
 st.subheader("Stored datasets")
 from ui.storage import render_data_usage  # noqa: E402
+
 render_data_usage()

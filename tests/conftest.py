@@ -1,4 +1,7 @@
-"""Test set-up: hermetic Keras cache and data folder, quiet TensorFlow, shared helpers."""
+"""Test set-up: hermetic Keras cache and data folder, quiet TensorFlow, session fixtures.
+
+Helpers that tests import (made-up images, opening a page) are in ``support.py``.
+"""
 
 import os
 import sys
@@ -14,23 +17,10 @@ os.environ.setdefault("TL_PRECISION", "float32")  # exact float32 values, no cal
 # no usage statistics, and a local instance on 127.0.0.1 only.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tlcore, ui
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # support.py, for tests in every folder
 
-import io  # noqa: E402
-
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
-
-
-def image_bytes(size=(64, 48), fmt="PNG", mode="RGB", seed=0, **save) -> bytes:
-    """A made-up image encoded in ``fmt``."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    image = Image.fromarray(pixels).convert(mode)
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **save)
-    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -38,28 +28,6 @@ def keras_home(tmp_path, monkeypatch) -> Path:
     """An empty Keras cache for one test."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     return tmp_path / "keras" / "models"
-
-
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app" / "streamlit_app.py")  # the entrypoint; page paths are relative to it
-RANDOM = "Random (untrained)"
-
-
-def open_page(page: str, *, backbone: str = "VGG16", weights: str = RANDOM, **state):
-    """An AppTest of the app on ``page`` (e.g. "../pages/build.py", relative to the entrypoint),
-    with the sidebar's choices and any session state set."""
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.session_state["backbone"] = backbone
-    at.session_state["weights"] = weights
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    if page != "../pages/home.py":
-        at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
 
 
 @pytest.fixture(scope="session")

@@ -1,262 +1,207 @@
 """tlcore: transfer learning with the pretrained ImageNet CNNs of keras.applications.
 
-A plain Python library (no Streamlit): the Transfer Lab pages call it, and so
-can a notebook. Importing it has no side effects beyond importing Keras.
+A plain Python library (no Streamlit): the Transfer Lab pages call it, and so can a
+notebook. It is built in wings whose imports run one way (README, "Layout")::
+
+    core < models, data < inference < training < explain, deploy < tlcore
+
+This facade names what pages, notebooks and README use, grouped by wing. Each name is
+imported on first use (PEP 562), so ``import tlcore`` loads neither Keras nor Ray and
+changes no environment variable; ``tlcore.load_backbone`` imports what it needs.
 """
 
-from tlcore.access import can_manage, check_password, markdown_text, redact_paths, wrong_try_delay
-from tlcore.backbone import load_backbone
-from tlcore.batch import BatchItem, BatchResult, batch_inputs, predict_batch
-from tlcore.build import (
-    ALL_LAYERS,
-    CONV_BLOCKS,
-    CONV_FILTERS,
-    CONV_KERNELS,
-    CONV_POOLS,
-    POOLINGS,
-    TransferPlan,
-    TransferSpec,
-    attach_head,
-    base_and_head,
-    build_transfer_model,
-    check_transfer_spec,
-    head_feature_map,
-    plan_transfer_model,
-    set_trainable_from,
-    trainable_from_choices,
-)
-from tlcore.atomic import StorageError, atomic_save, atomic_write_bytes, atomic_write_text
-from tlcore.datasets import ImageDataset, content_digest, load_dataset, sample_dataset, server_folder, upload_key
-from tlcore.dataset_map import (
-    DatasetMap,
-    check_map_limit,
-    dataset_map,
-    map_subset,
-    nearest_neighbour_accuracy,
-    run_dataset,
-    thumbnail_url,
-)
-from tlcore.budgets import (
-    ModelCost,
-    check_job_memory,
-    check_spec_budget,
-    estimate_job_memory,
-    model_cost,
-)
-from tlcore.compare import ScratchComparison, scratch_comparison, scratch_config, scratch_spec
-from tlcore.demo import (
-    DEMO_RECIPE,
-    DemoRecipe,
-    DemoResult,
-    DemoRun,
-    DemoSnapshot,
-    demo_target_dataset,
-    start_demo,
-    train_demo,
-)
-from tlcore.code import as_notebook, feature_program, layers_program, prediction_program, transfer_program
-from tlcore.errors import (
-    BudgetError,
-    ConfigError,
-    DatasetError,
-    ImageError,
-    ModelFileError,
-    ShapeError,
-    TLError,
-    WeightsError,
-)
-from tlcore.graph import head_layers, last_kept_layer, network_graph, transfer_graph
-from tlcore.export import EXPORT_FORMATS, ExportFormat, ExportInfo, export_run, run_keras_file, write_export
-from tlcore.feature_maps import FeatureMaps, conv_layer_names, depth_note, feature_grid, feature_maps
-from tlcore.features import extract_features, feature_extractor, project_2d
-from tlcore.images import fit_image, load_image
-from tlcore.grad_cam import cam_map_size, grad_cam, heat_overlay, last_conv_layer
-from tlcore.inference import compiled_forward
-from tlcore.jobs import JobQueue, JobSnapshot, TrainingJob, connect as connect_ray
-from tlcore.precision import (
-    PRECISIONS,
-    Calibration,
-    PrecisionCheck,
-    PrecisionChoice,
-    choose_precision,
-    compare_precisions,
-    force_precision,
-    forced_precision,
-    inference_forward,
-    precision_for_run,
-)
-from tlcore.model_files import check_model_config, load_model_file
-from tlcore.labels import imagenet_labels, imagenet_wordnet_ids
-from tlcore.predict import model_input_size, predict_top_k
-from tlcore.runs import RunRecord, RunStore
-from tlcore.settings import Settings, load_settings
-from tlcore.shapes import ShapeCheck, check_input_shape, feature_map_shape, smallest_input
-from tlcore.storage import DataUsage, check_room, data_usage, delete_dataset, format_size, list_datasets
-from tlcore.summary import ParameterCounts, compare_layers, layer_table, parameter_counts
-from tlcore.train import OPTIMIZERS, BatchProgress, Evaluation, TrainConfig, TrainResult, evaluate, frozen_split, train
-from tlcore.weights import WeightsStatus, download_weights, keras_cache_dir, weights_status
-from tlcore.zoo import BACKBONES, BackboneSpec, WeightsFile, get_backbone
+from __future__ import annotations
 
-__all__ = [
-    "ALL_LAYERS",
-    "BACKBONES",
-    "OPTIMIZERS",
-    "POOLINGS",
-    "BackboneSpec",
-    "BatchProgress",
-    "BudgetError",
-    "ConfigError",
-    "DatasetError",
-    "Evaluation",
-    "ImageDataset",
-    "ImageError",
-    "JobQueue",
-    "JobSnapshot",
-    "ModelCost",
-    "ModelFileError",
-    "ParameterCounts",
-    "RunRecord",
-    "RunStore",
-    "ScratchComparison",
-    "Settings",
-    "ShapeCheck",
-    "ShapeError",
-    "StorageError",
-    "TLError",
-    "TrainConfig",
-    "TrainResult",
-    "TrainingJob",
-    "TransferPlan",
-    "TransferSpec",
-    "WeightsError",
-    "WeightsFile",
-    "WeightsStatus",
-    "atomic_save",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "attach_head",
-    "base_and_head",
-    "check_model_config",
-    "load_model_file",
-    "build_transfer_model",
-    "check_input_shape",
-    "check_job_memory",
-    "check_spec_budget",
-    "check_transfer_spec",
-    "compare_layers",
-    "compiled_forward",
-    "connect_ray",
-    "download_weights",
-    "estimate_job_memory",
-    "evaluate",
-    "extract_features",
-    "feature_extractor",
-    "feature_map_shape",
-    "fit_image",
-    "frozen_split",
-    "get_backbone",
-    "imagenet_labels",
-    "imagenet_wordnet_ids",
-    "keras_cache_dir",
-    "layer_table",
-    "load_backbone",
-    "load_dataset",
-    "load_image",
-    "load_settings",
-    "model_cost",
-    "model_input_size",
-    "parameter_counts",
-    "plan_transfer_model",
-    "predict_top_k",
-    "project_2d",
-    "sample_dataset",
-    "set_trainable_from",
-    "smallest_input",
-    "train",
-    "trainable_from_choices",
-    "weights_status",
-    # datasets and the data folder's budget
-    "DataUsage",
-    "check_room",
-    "content_digest",
-    "data_usage",
-    "delete_dataset",
-    "format_size",
-    "list_datasets",
-    "server_folder",
-    "upload_key",
-    # a dataset as a map of its feature vectors
-    "DatasetMap",
-    "check_map_limit",
-    "dataset_map",
-    "map_subset",
-    "nearest_neighbour_accuracy",
-    "run_dataset",
-    "thumbnail_url",
-    # the Keras program behind each page, and heads with new convolutional blocks
-    "CONV_BLOCKS",
-    "CONV_FILTERS",
-    "CONV_KERNELS",
-    "CONV_POOLS",
-    "as_notebook",
-    "feature_program",
-    "head_feature_map",
-    "layers_program",
-    "prediction_program",
-    "transfer_program",
-    # what the network sees: Grad-CAM
-    "cam_map_size",
-    "grad_cam",
-    "heat_overlay",
-    "last_conv_layer",
-    # access for a team, batch prediction, deployable exports
-    "BatchItem",
-    "BatchResult",
-    "EXPORT_FORMATS",
-    "ExportFormat",
-    "ExportInfo",
-    "batch_inputs",
-    "can_manage",
-    "check_password",
-    "export_run",
-    "markdown_text",
-    "predict_batch",
-    "redact_paths",
-    "run_keras_file",
-    "write_export",
-    "wrong_try_delay",
-    # inference precision (float32, or bfloat16 where measured faster)
-    "PRECISIONS",
-    "Calibration",
-    "PrecisionCheck",
-    "PrecisionChoice",
-    "choose_precision",
-    "compare_precisions",
-    "force_precision",
-    "forced_precision",
-    "inference_forward",
-    "precision_for_run",
-    # transfer against scratch
-    "scratch_comparison",
-    "scratch_config",
-    "scratch_spec",
-    # the develop-a-model demo, offline
-    "DEMO_RECIPE",
-    "DemoRecipe",
-    "DemoResult",
-    "DemoRun",
-    "DemoSnapshot",
-    "demo_target_dataset",
-    "start_demo",
-    "train_demo",
-    # what a layer sees, and the network as a diagram
-    "FeatureMaps",
-    "conv_layer_names",
-    "depth_note",
-    "feature_grid",
-    "feature_maps",
-    "head_layers",
-    "last_kept_layer",
-    "network_graph",
-    "transfer_graph",
-]
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str | tuple[str, str]] = {
+    # core: settings, errors, crash-safe writes, the data folder's quota, access (no Keras)
+    "admin_names": "core.access",
+    "atomic_save": "core.atomic",
+    "atomic_write_bytes": "core.atomic",
+    "atomic_write_text": "core.atomic",
+    "BudgetError": "core.errors",
+    "can_manage": "core.access",
+    "check_password": "core.access",
+    "check_room": "core.storage",
+    "ConfigError": "core.errors",
+    "data_usage": "core.storage",
+    "DatasetError": "core.errors",
+    "DataUsage": "core.storage",
+    "delete_dataset": "core.storage",
+    "format_size": "core.storage",
+    "ImageError": "core.errors",
+    "is_local_url": "core.access",
+    "keras_cache_dir": "core.settings",
+    "KERAS_CACHE_WORDS": "core.access",
+    "list_datasets": "core.storage",
+    "load_settings": "core.settings",
+    "markdown_text": "core.access",
+    "message_text": "core.access",
+    "ModelFileError": "core.errors",
+    "redact_paths": "core.access",
+    "Settings": "core.settings",
+    "ShapeError": "core.errors",
+    "StorageError": "core.atomic",
+    "TLError": "core.errors",
+    "WeightsError": "core.errors",
+    "wrong_try_delay": "core.access",
+    # models: the registry, shapes, weights, backbones, model files, transfer specs and their cost
+    "ALL_LAYERS": "models.spec",
+    "attach_head": "models.build",
+    "BACKBONES": "models.zoo",
+    "BackboneSpec": "models.zoo",
+    "base_and_head": "models.build",
+    "build_transfer_model": "models.build",
+    "check_input_shape": "models.shapes",
+    "check_model_config": "models.model_files",
+    "check_spec_budget": "models.build",
+    "check_transfer_spec": "models.build",
+    "compare_layers": "models.summary",
+    "CONV_BLOCKS": "models.spec",
+    "CONV_FILTERS": "models.spec",
+    "CONV_KERNELS": "models.spec",
+    "CONV_POOLS": "models.spec",
+    "download_weights": "models.weights",
+    "feature_map_shape": "models.shapes",
+    "get_backbone": "models.zoo",
+    "head_feature_map": "models.spec",
+    "imagenet_labels": "models.labels",
+    "imagenet_wordnet_ids": "models.labels",
+    "layer_names": "models.backbone",
+    "layer_table": "models.summary",
+    "load_backbone": "models.backbone",
+    "load_model_file": "models.model_files",
+    "model_cost": "models.build",
+    "ModelCost": "models.cost",
+    "NoTopWeightsError": "models.weights",
+    "parameter_counts": "models.summary",
+    "ParameterCounts": "models.summary",
+    "plan_transfer_model": "models.build",
+    "POOLINGS": "models.spec",
+    "set_trainable_from": "models.build",
+    "ShapeCheck": "models.shapes",
+    "smallest_input": "models.shapes",
+    "trainable_from_choices": "models.build",
+    "TransferPlan": "models.build",
+    "TransferSpec": "models.spec",
+    "weights_file_kind": "models.weights",
+    "weights_status": "models.weights",
+    "WeightsFile": "models.zoo",
+    "WeightsStatus": "models.weights",
+    # data: images, intake of archives and folders, the dataset store, drawn samples, streaming
+    "content_digest": "data.datasets",
+    "fit_image": "data.images",
+    "ImageDataset": "data.datasets",
+    "load_dataset": "data.datasets",
+    "load_image": "data.images",
+    "sample_dataset": "data.samples",
+    "server_folder": "data.intake",
+    "upload_key": "data.datasets",
+    # inference: compiled passes, precision, top-k, features, batches
+    "batch_inputs": "inference.batch",
+    "BatchItem": "inference.batch",
+    "BatchResult": "inference.batch",
+    "Calibration": "inference.calibration",
+    "choose_precision": "inference.precision",
+    "compare_precisions": "inference.calibration",
+    "compiled_forward": "inference.forward",
+    "describe_backbone": "inference.precision",
+    "extract_features": "inference.features",
+    "feature_extractor": "inference.features",
+    "force_precision": "inference.precision",
+    "forced_precision": "inference.precision",
+    "inference_forward": "inference.precision",
+    "model_input_size": "inference.predict",
+    "precision_for_run": "inference.precision",
+    "PrecisionCheck": "inference.calibration",
+    "PrecisionChoice": "inference.precision",
+    "PRECISIONS": "inference.precision",
+    "predict_batch": "inference.batch",
+    "predict_top_k": "inference.predict",
+    "project_2d": "inference.features",
+    # training: configs, the loop, feature caches, the run store, comparisons, jobs in Ray, the demo
+    "BatchProgress": "training.config",
+    "check_job_memory": "training.memory",
+    "connect_ray": ("training.worker", "connect"),
+    "DEMO_RECIPE": "training.demo",
+    "demo_target_dataset": "training.demo",
+    "DemoRecipe": "training.demo",
+    "DemoResult": "training.demo",
+    "DemoRun": "training.demo",
+    "DemoSnapshot": "training.demo",
+    "estimate_job_memory": "training.memory",
+    "evaluate": "training.train",
+    "Evaluation": "training.config",
+    "frozen_split": "training.train",
+    "JobQueue": "training.jobs",
+    "JobSnapshot": "training.jobs",
+    "OPTIMIZERS": "training.config",
+    "RunRecord": "training.runs",
+    "RunStore": "training.runs",
+    "scratch_comparison": "training.compare",
+    "scratch_config": "training.compare",
+    "scratch_spec": "training.compare",
+    "ScratchComparison": "training.compare",
+    "start_demo": "training.demo",
+    "train": "training.train",
+    "train_demo": "training.demo",
+    "TrainConfig": "training.config",
+    "TrainingJob": "training.jobs",
+    "TrainResult": "training.config",
+    # explain: Grad-CAM, feature maps, dataset maps, network diagrams, the Keras code behind a page
+    "as_notebook": "explain.code",
+    "cam_map_size": "explain.grad_cam",
+    "check_map_limit": "explain.dataset_map",
+    "conv_layer_names": "explain.feature_maps",
+    "dataset_map": "explain.dataset_map",
+    "DatasetMap": "explain.dataset_map",
+    "depth_note": "explain.feature_maps",
+    "feature_grid": "explain.feature_maps",
+    "feature_maps": "explain.feature_maps",
+    "feature_program": "explain.code",
+    "FeatureMaps": "explain.feature_maps",
+    "grad_cam": "explain.grad_cam",
+    "head_layers": "explain.graph",
+    "heat_overlay": "explain.grad_cam",
+    "last_conv_layer": "explain.grad_cam",
+    "last_kept_layer": "explain.graph",
+    "layers_program": "explain.code",
+    "map_subset": "explain.dataset_map",
+    "nearest_neighbour_accuracy": "explain.dataset_map",
+    "network_graph": "explain.graph",
+    "prediction_program": "explain.code",
+    "run_dataset": "explain.dataset_map",
+    "thumbnail_url": "explain.dataset_map",
+    "transfer_graph": "explain.graph",
+    "transfer_program": "explain.code",
+    # deploy: exports in .keras, TFLite and SavedModel with their model cards
+    "EXPORT_FORMATS": "deploy.formats",
+    "export_path": "deploy.export",
+    "export_run": "deploy.export",
+    "ExportFormat": "deploy.formats",
+    "ExportInfo": "deploy.card",
+    "exports_folder": "deploy.export",
+    "run_keras_file": "deploy.export",
+    "write_export": "deploy.export",
+}
+"""Public name -> the wing module that defines it (or (module, name there) when renamed here)."""
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its wing on first use, and keep it here."""
+    try:
+        where = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'tlcore' has no attribute {name!r}") from None
+    module, attribute = (where, name) if isinstance(where, str) else where
+    value = getattr(importlib.import_module(f"tlcore.{module}"), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

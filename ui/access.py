@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import streamlit as st
 
 import tlcore
-from tlcore.access import check_password, is_local_url, markdown_text, message_text, redact_paths, wrong_try_delay
+from tlcore import check_password, is_local_url, markdown_text, message_text, redact_paths, wrong_try_delay
 
 PASSED, FAILURES, VISITOR = "_access_passed", "_access_failures", "_access_visitor"
 """Session-state keys: the password was given; wrong tries in a row; this browser session's id."""
@@ -71,7 +71,7 @@ def user() -> str:
 
 
 def is_admin() -> bool:
-    return user().casefold() in tlcore.access.admin_names()
+    return user().casefold() in tlcore.admin_names()
 
 
 def may_manage(run: object) -> bool:

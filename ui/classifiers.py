@@ -8,7 +8,6 @@ import keras
 import streamlit as st
 
 import tlcore
-
 from ui import access, models, sidebar, training
 
 IMAGENET, UPLOADED = "imagenet", "uploaded"

@@ -16,8 +16,6 @@ import pandas as pd
 import streamlit as st
 
 import tlcore
-from tlcore import weights as tlcore_weights
-from tlcore.backbone import layer_names as backbone_layer_names
 from ui import training
 
 
@@ -136,7 +134,7 @@ def layer_names(backbone: str) -> list[str]:
 @st.cache_data(max_entries=16, show_spinner=False)
 def full_layer_names(backbone: str) -> list[str]:
     """Names of every layer of the full network after its input, for choosing a feature layer."""
-    return backbone_layer_names(backbone, include_top=True)
+    return tlcore.layer_names(backbone, include_top=True)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -146,7 +144,7 @@ def weights_file_kind(backbone: str, path: str) -> str:
     Raises:
         tlcore.WeightsError: a file of another architecture or size.
     """
-    return tlcore_weights.weights_file_kind(backbone, path)
+    return tlcore.weights_file_kind(backbone, path)
 
 
 def store_upload(data: bytes, folder: str, suffix: str) -> Path:

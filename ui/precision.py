@@ -5,7 +5,6 @@ from __future__ import annotations
 import streamlit as st
 
 import tlcore
-from tlcore.precision import describe_backbone
 
 FORCE_FLOAT32 = "force_float32"
 """Session-state key of the switch."""
@@ -25,6 +24,6 @@ def render_precision(backbone: str) -> None:
              "frozen-feature cache) follow TL_PRECISION.")
     tlcore.force_precision("float32" if forced else None)
     try:
-        st.caption(f"Inference precision: {describe_backbone(backbone)}")
+        st.caption(f"Inference precision: {tlcore.describe_backbone(backbone)}")
     except tlcore.ConfigError as exc:  # a TL_PRECISION the server was started with that is not accepted
         st.warning(str(exc))

@@ -10,7 +10,6 @@ import pandas as pd
 import streamlit as st
 
 import tlcore
-from tlcore import export
 from ui import access, charts, grad_cam
 from ui.compare_view import render_scratch_comparison
 
@@ -36,9 +35,9 @@ def _size(path: Path) -> str:
 
 def _download_model(record: tlcore.RunRecord) -> None:
     """The model as .keras without optimizer state, made only when the button is clicked."""
-    bare = export.exports_folder(record) / "model.keras"
+    bare = tlcore.exports_folder(record) / "model.keras"
     st.download_button(f"Download model (.keras){_size(bare)}",
-                       functools.partial(_read_export, export.run_keras_file, record), f"{record.id}.keras",
+                       functools.partial(_read_export, tlcore.run_keras_file, record), f"{record.id}.keras",
                        "application/octet-stream", key=f"model-{record.id}", on_click="ignore",
                        icon=":material/download:",
                        help="Architecture and weights without the optimizer's state: what Predict's "
@@ -52,11 +51,11 @@ def _exports(record: tlcore.RunRecord) -> None:
                    "metrics, training settings, dates) and predict.py, a short example that needs no Transfer "
                    "Lab. TFLite and SavedModel take raw RGB pixels (0..255): the preprocessing is inside. The "
                    "first click makes the file (a few seconds to a minute); later clicks send the kept one.")
-        cells = st.columns(len(export.EXPORT_FORMATS))
-        for cell, form in zip(cells, export.EXPORT_FORMATS.values()):
-            path = export.export_path(record, form.key)
+        cells = st.columns(len(tlcore.EXPORT_FORMATS))
+        for cell, form in zip(cells, tlcore.EXPORT_FORMATS.values()):
+            path = tlcore.export_path(record, form.key)
             cell.download_button(f"{form.title}{_size(path)}",
-                                 functools.partial(_read_export, export.export_run, record, form.key),
+                                 functools.partial(_read_export, tlcore.export_run, record, form.key),
                                  f"{record.id}-{form.key}.zip", "application/zip", key=f"export-{form.key}-{record.id}",
                                  on_click="ignore", icon=":material/download:", width="stretch")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import streamlit as st
 
 import tlcore
-from tlcore.weights import NoTopWeightsError
 from ui import access
 from ui.models import WeightsChoice, store_upload, weights_file_kind
 from ui.precision import render_precision
@@ -45,7 +44,7 @@ def _imagenet_status(backbone: str) -> None:
         if status.cached:
             st.caption(f":material/check_circle: {what}: ImageNet weights cached.")
         else:  # the folder itself only for someone on the server's own machine
-            where = f"`{status.path.parent}`" if access.is_local() else tlcore.access.KERAS_CACHE_WORDS
+            where = f"`{status.path.parent}`" if access.is_local() else tlcore.KERAS_CACHE_WORDS
             other = f", or choose *{FILE}*" if not access.read_only() else ""
             st.caption(
                 f":material/download: {what}: not on this machine; downloaded on first use "
@@ -94,7 +93,7 @@ def load_or_explain(loader, *args):
     """Call a model loader; on a TLError show it plainly and stop the page."""
     try:
         return loader(*args)
-    except NoTopWeightsError as exc:
+    except tlcore.NoTopWeightsError as exc:
         st.error(f"**This weights file has no top.** {access.shown(exc)}")
         st.info(f"Choose *{IMAGENET}* in the sidebar, or upload the full network's file.")
         st.stop()

@@ -1,0 +1,108 @@
+"""The app as a person gets it: a fresh server process and headless Debian Chromium.
+
+Shared by tests/test_browser.py and bench/first_answer.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "app.py"  # st.App around app/streamlit_app.py, as ./lab app runs it
+
+# Software GL (SwiftShader through ANGLE) instead of --disable-gpu: the GPU process composites
+# canvases the way a person's browser does, so st.dataframe's grid (a canvas) and WebGL draw.
+CHROMIUM_FLAGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+                  "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+WEBGL_RENDERER = """() => {
+  const gl = document.createElement('canvas').getContext('webgl');
+  if (!gl) return null;
+  const info = gl.getExtension('WEBGL_debug_renderer_info');
+  return info ? gl.getParameter(info.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER);
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def streamlit_server(log: Path, *, env: dict[str, str] | None = None,
+                     timeout: float = 90) -> Iterator[str]:
+    """Start ``streamlit run app.py`` on a free loopback port, headless.
+
+    Yields the server's URL once ``/_stcore/health`` answers; stops the process afterwards.
+    """
+    port = free_port()
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--server.fileWatcherType", "none"],
+            stdout=out, stderr=subprocess.STDOUT, env=env or os.environ.copy(), cwd=ROOT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the app did not start in {timeout:.0f} s:\n{log.read_text()}") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def launch_chromium(playwright):
+    """Debian's chromium, headless, drawing with software GL."""
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    return playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+
+
+def wait_until_idle(tab, timeout: float = 120_000) -> None:
+    """Wait for Streamlit to finish running the script (its status widget disappears)."""
+    tab.wait_for_load_state("networkidle")
+    tab.locator('[data-testid="stApp"]').wait_for()
+    tab.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout
+    )
+
+
+def picture(locator, *, min_colours: int = 20, settle: float = 30.0):
+    """What a person sees of one element, as a Pillow RGB image.
+
+    Scrolls the element into view and takes its screenshot again until it holds at least
+    ``min_colours`` colours (a grid or chart still loading is one flat grey box) or ``settle``
+    seconds pass; the caller asserts what the picture must show.
+    """
+    from PIL import Image
+
+    locator.scroll_into_view_if_needed()
+    deadline = time.monotonic() + settle
+    while True:
+        image = Image.open(io.BytesIO(locator.screenshot(animations="disabled"))).convert("RGB")
+        if len(image.getcolors(1 << 24)) >= min_colours or time.monotonic() > deadline:
+            return image
+        time.sleep(0.25)

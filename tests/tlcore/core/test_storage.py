@@ -1,0 +1,188 @@
+"""The data folder's disk budget: stored once, capped, listed and deleted."""
+
+import io
+import zipfile
+
+import pytest
+from PIL import Image
+from support import image_bytes
+
+import tlcore
+from tlcore.core.storage import folder_size
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path, monkeypatch):
+    """A data folder of this test's own, so sizes measured are only what the test wrote."""
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def make_zip(n: int = 3, seed: int = 0, fmt: str = "PNG", **save) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for k, kind in enumerate(("cats", "dogs")):
+            for i in range(n):
+                archive.writestr(f"{kind}/{i}.{fmt.lower()}",
+                                 image_bytes((24, 24), fmt, seed=seed + i + 100 * k, **save))
+    return buffer.getvalue()
+
+
+def groups(seed: int = 0) -> dict[str, list[bytes]]:
+    return {"red": [image_bytes((24, 24), seed=seed + i) for i in range(2)],
+            "blue": [image_bytes((24, 24), seed=seed + 50 + i) for i in range(2)]}
+
+
+def test_an_identical_upload_is_stored_once(data_dir):
+    first = tlcore.load_dataset(make_zip())
+    after_first = folder_size(data_dir)
+    assert after_first > 0
+    again = tlcore.load_dataset(make_zip())
+    assert folder_size(data_dir) == after_first  # the re-upload added no bytes
+    assert again.root == first.root and again.files == first.files and again.digest == first.digest
+    assert again.class_names == first.class_names and again.labels == first.labels
+
+    uploads = tlcore.load_dataset(groups())
+    after_groups = folder_size(data_dir)
+    assert tlcore.load_dataset(groups()).root == uploads.root and folder_size(data_dir) == after_groups
+    assert tlcore.load_dataset(groups(seed=1)).root != uploads.root  # other images: stored
+
+
+def test_a_reused_upload_is_not_decoded_again(monkeypatch):
+    from tlcore.data import datasets
+
+    tlcore.load_dataset(make_zip(seed=3))
+    monkeypatch.setattr(datasets, "load_image", lambda source: pytest.fail("decoded again"))
+    assert len(tlcore.load_dataset(make_zip(seed=3))) == 6
+
+
+def test_the_same_folder_read_twice_is_stored_once(tmp_path, data_dir):
+    for name, data in zip(["a/1.png", "a/2.png", "b/1.png", "b/2.png"], groups()["red"] + groups()["blue"]):
+        (tmp_path / "pets" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "pets" / name).write_bytes(data)
+    first = tlcore.load_dataset(tmp_path / "pets")
+    size = folder_size(data_dir)
+    second = tlcore.load_dataset(tmp_path / "pets")
+    assert second.root == first.root and folder_size(data_dir) == size
+    assert [p.name for p in (data_dir / "datasets").iterdir()] == [first.root.name]  # no leftovers
+
+
+def test_the_data_cap_refuses_before_storing(monkeypatch, data_dir):
+    kept = tlcore.load_dataset(make_zip())
+    used = folder_size(data_dir)
+    monkeypatch.setenv("TL_MAX_DATA_GB", str((used + 1_000) / 1e9))  # room for 1 KB more
+    archive = make_zip(seed=10)
+    with pytest.raises(tlcore.StorageError, match=r"The data folder may hold at most [\d.]+ KB \(TL_MAX_DATA_GB\). "
+                                                  r"Received: a dataset \(uploaded archive\) of about [\d.]+ KB while "
+                                                  r"[\d.]+ KB are in use; delete runs or datasets to make room."):
+        tlcore.load_dataset(archive)
+    assert folder_size(data_dir) == used
+    assert all(path.is_file() for path in kept.files)  # what was saved before is intact
+    assert tlcore.load_dataset(make_zip()).digest == kept.digest  # and a re-upload of it needs no room
+
+
+def test_the_data_cap_is_enforced_while_writing(monkeypatch, data_dir):
+    kept = tlcore.load_dataset(make_zip())
+    used = folder_size(data_dir)
+    small_jpegs = make_zip(n=20, seed=20, fmt="JPEG", quality=10)  # each JPEG becomes a larger PNG
+    declared = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(small_jpegs)).infolist())
+    monkeypatch.setenv("TL_MAX_DATA_GB", str((used + 2 * declared) / 1e9))  # the declared size fits
+    with pytest.raises(tlcore.StorageError, match=r"at most [\d.]+ KB \(TL_MAX_DATA_GB\). Received: a dataset "
+                                                  r"\(uploaded archive\) that reached [\d.]+ KB while writing"):
+        tlcore.load_dataset(small_jpegs)
+    assert folder_size(data_dir) == used  # the partial folder is gone
+    assert [p.name for p in (data_dir / "datasets").iterdir()] == [kept.root.name]
+    assert all(path.is_file() for path in kept.files)
+
+
+def test_list_and_delete_datasets_frees_their_bytes(data_dir):
+    sample = tlcore.sample_dataset(per_class=2, size=16, seed=1)
+    uploaded = tlcore.load_dataset(make_zip())
+    table = tlcore.list_datasets()
+    assert list(table.columns) == ["id", "name", "images", "classes", "bytes", "created", "builtin"]
+    row = table.set_index("id").loc[uploaded.root.name]
+    assert (row["name"], row["images"], row["classes"], row["builtin"]) == ("uploaded archive", 6, 2, False)
+    assert row["bytes"] == folder_size(uploaded.root) and row["created"].year >= 2025
+    assert table.set_index("id").loc[sample.root.name, "builtin"]
+
+    before = tlcore.data_usage()
+    freed = tlcore.delete_dataset(uploaded.root.name)
+    assert freed == row["bytes"] and not uploaded.root.exists()
+    assert tlcore.data_usage().used == before.used - freed
+    assert uploaded.root.name not in set(tlcore.list_datasets()["id"])
+    assert tlcore.load_dataset(make_zip()).digest == uploaded.digest  # stored again on the next upload
+
+
+@pytest.mark.parametrize("dataset_id,message", [
+    ("no-such-dataset", r"must be one listed by list_datasets \(\d stored dataset\(s\)\). Received: 'no-such-dataset'"),
+    ("../../etc", r"must be one listed by list_datasets .* Received: '../../etc'"),
+    ("", r"must be one listed by list_datasets .* Received: ''"),
+])
+def test_delete_refuses_anything_but_a_listed_dataset(dataset_id, message, data_dir):
+    tlcore.load_dataset(make_zip())
+    with pytest.raises(tlcore.DatasetError, match=message):
+        tlcore.delete_dataset(dataset_id)
+
+
+def test_built_in_samples_are_never_deleted():
+    sample = tlcore.sample_dataset(per_class=2, size=16, seed=2)
+    with pytest.raises(tlcore.DatasetError, match=r"Built-in sample datasets are not deleted.*Received: 'sample-2-16-2'"):
+        tlcore.delete_dataset(sample.root.name)
+    assert all(path.is_file() for path in sample.files)
+
+
+def test_usage_against_the_cap(monkeypatch, data_dir):
+    monkeypatch.setenv("TL_MAX_DATA_GB", "50")
+    empty = tlcore.data_usage()
+    assert (empty.used, empty.cap, empty.fraction) == (0, 50_000_000_000, 0.0)
+    dataset = tlcore.load_dataset(make_zip())
+    usage = tlcore.data_usage()
+    assert usage.datasets == usage.used == folder_size(dataset.root) and str(usage).endswith("of 50 GB used")
+    assert [tlcore.format_size(n) for n in (850, 12_345_678, 3_100_000_000, 48_200_000_000)] == \
+        ["850 bytes", "12.3 MB", "3.1 GB", "48.2 GB"]
+
+
+def test_unfinished_folders_are_not_listed_and_old_ones_are_swept(data_dir):
+    import os
+    import time
+
+    tlcore.load_dataset(make_zip())
+    stale = data_dir / "datasets" / ".building-old"
+    stale.mkdir()
+    (stale / "0.png").write_bytes(b"x" * 100)
+    os.utime(stale, (time.time() - 2 * 86400,) * 2)
+    fresh = data_dir / "datasets" / ".building-now"
+    fresh.mkdir()
+    assert len(tlcore.list_datasets()) == 1
+    tlcore.load_dataset(make_zip(seed=30))
+    assert not stale.exists() and fresh.exists()  # a build in progress is left alone
+
+
+def test_a_full_data_folder_stores_nothing(monkeypatch, data_dir):
+    big = io.BytesIO()
+    Image.new("RGB", (600, 600), (1, 2, 3)).save(big, "PNG")
+    monkeypatch.setenv("TL_MAX_DATA_GB", "0.000001")  # 1 KB: nothing fits
+    with pytest.raises(tlcore.StorageError, match="TL_MAX_DATA_GB"):
+        tlcore.load_dataset({"a": [big.getvalue()] * 2, "b": [image_bytes(seed=1), image_bytes(seed=2)]})
+    assert folder_size(data_dir) == 0
+
+
+def test_two_datasets_written_at_once_share_the_cap(monkeypatch):
+    from tlcore.core.storage import WriteBudget
+
+    monkeypatch.setenv("TL_MAX_DATA_GB", str(10_000 / 1e9))  # 10 KB, empty folder
+    first, second = WriteBudget(expected=4_000), WriteBudget(expected=4_000)  # each fits alone
+    first.take(6_000)
+    second.take(3_000)
+    with pytest.raises(tlcore.StorageError, match=r"at most 10.0 KB \(TL_MAX_DATA_GB\). Received: a dataset that "
+                                                  r"reached 5.0 KB while writing, with 6.0 KB in use"):
+        second.take(2_000)  # its 3 + 2 KB and the other's 6 KB: past 10 KB
+
+
+def test_the_cap_message_in_gigabytes(monkeypatch):
+    monkeypatch.setenv("TL_MAX_DATA_GB", "50")
+    with pytest.raises(tlcore.StorageError) as refused:
+        tlcore.check_room(3_100_000_000, used=48_200_000_000)
+    assert str(refused.value) == ("The data folder may hold at most 50 GB (TL_MAX_DATA_GB). Received: a dataset of "
+                                  "about 3.1 GB while 48.2 GB are in use; delete runs or datasets to make room.")
+    assert tlcore.check_room(1_000_000_000, used=48_200_000_000) == 48_200_000_000

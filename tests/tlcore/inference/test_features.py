@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+from support import image_bytes
+
+import tlcore
+
+
+@pytest.fixture(scope="module")
+def vgg16_fc2():
+    return tlcore.feature_extractor("VGG16", weights=None)
+
+
+def test_vgg16_without_its_output_layer_gives_4096_values(vgg16_fc2):
+    assert vgg16_fc2.output.shape[1:] == (4096,)
+    assert vgg16_fc2.layers[-1].name == "fc2"
+    images = [image_bytes((60, 40), seed=i) for i in range(3)]
+    seen = []
+    features = tlcore.extract_features(vgg16_fc2, images, backbone="VGG16", batch_size=2,
+                                       progress=lambda d, t: seen.append((d, t)))
+    assert features.shape == (3, 4096) and features.dtype == np.float32
+    assert seen == [(2, 3), (3, 3)]
+    assert not np.allclose(features[0], features[1])
+    single = tlcore.extract_features(vgg16_fc2, images[1:2], backbone="VGG16")
+    np.testing.assert_allclose(single[0], features[1], rtol=1e-4, atol=1e-5)
+
+
+def test_a_chosen_layer_is_flattened():
+    extractor = tlcore.feature_extractor("MobileNetV2", weights=None, layer="out_relu")
+    features = tlcore.extract_features(extractor, [image_bytes()], backbone="MobileNetV2")
+    assert features.shape == (1, 7 * 7 * 1280)
+
+
+def test_default_penultimate_layer_for_each_family():
+    assert tlcore.feature_extractor("MobileNetV2", weights=None).output.shape[1:] == (1280,)
+    assert tlcore.feature_extractor("ResNet50", weights=None).output.shape[1:] == (2048,)
+
+
+def test_unknown_layer():
+    with pytest.raises(tlcore.ConfigError, match="Feature layer must be a layer of VGG16.*Received: layer='fc9'"):
+        tlcore.feature_extractor("VGG16", weights=None, layer="fc9")
+
+
+def test_project_2d_separates_two_clusters():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 1, (10, 50))
+    b = rng.normal(8, 1, (10, 50))
+    points = tlcore.project_2d(np.vstack([a, b]))
+    assert points.shape == (20, 2)
+    assert np.sign(points[:10, 0]).tolist().count(np.sign(points[0, 0])) == 10
+    assert np.all(np.sign(points[10:, 0]) == -np.sign(points[0, 0]))
+    assert tlcore.project_2d(np.ones((1, 5))).shape == (1, 2)
+
+
+def test_a_no_top_weights_file_serves_a_cut_inside_the_base_and_is_refused_for_fc2(tmp_path):
+    base = tlcore.load_backbone("VGG16", weights=None, include_top=False, input_shape=(32, 32, 3))
+    path = tmp_path / "vgg16_notop.weights.h5"
+    base.save_weights(path)
+    extractor = tlcore.feature_extractor("VGG16", weights=str(path), layer="block5_pool")
+    assert extractor.output.shape[1:] == (7, 7, 512)
+    np.testing.assert_array_equal(extractor.get_layer("block1_conv1").get_weights()[0],
+                                  base.get_layer("block1_conv1").get_weights()[0])
+    with pytest.raises(tlcore.WeightsError, match="needs the full network's weights"):
+        tlcore.feature_extractor("VGG16", weights=str(path))  # fc2 is in the top

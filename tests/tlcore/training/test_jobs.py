@@ -1,0 +1,177 @@
+import hashlib
+import re
+import time
+import types
+
+import numpy as np
+import pytest
+from support import image_bytes
+
+import tlcore
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return tlcore.sample_dataset(per_class=8, size=32, seed=2)
+
+
+SPEC = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=None, hidden_units=8)
+
+
+def wait_for(condition, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def digest(model) -> str:
+    return hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest()
+
+
+def refusal(call) -> str | None:
+    """The message of the TLError ``call`` raises, or None if it goes through."""
+    try:
+        call()
+    except tlcore.TLError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def line(tmp_path_factory, dataset):
+    """One line of jobs through its life, watched at each step (a worker start costs seconds, so three
+    jobs train in workers and serve every check below; the others leave the line before their turn).
+
+    first trains "forever" until stopped; second fine-tunes every layer of a base from a shared weights
+    file, on an uploaded dataset; third leaves the line while waiting; a fourth is refused (line full);
+    latest is submitted once two jobs have finished, with a handle limit of one, and leaves the line.
+    """
+    root = tmp_path_factory.mktemp("line")
+    shared = tlcore.load_backbone("VGG16", weights=None, include_top=False, input_shape=(32, 32, 3))
+    shared.save_weights(root / "base.weights.h5")
+    fine_tuning = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=str(root / "base.weights.h5"),
+                                      trainable_from="all", hidden_units=8)
+    uploaded = tlcore.load_dataset({"a": [image_bytes(seed=11), image_bytes(seed=12)],
+                                    "b": [image_bytes(seed=13), image_bytes(seed=14)]})
+    queue = tlcore.JobQueue(max_running=1, max_waiting=2)
+    store = tlcore.RunStore(root / "runs")
+    seen = types.SimpleNamespace(queue=queue, store=store, shared=shared, digest_before=digest(shared),
+                                 uploaded=uploaded)
+
+    def delete_uploaded():
+        return tlcore.delete_dataset(uploaded.root.name, in_use=queue.datasets_in_use())
+
+    first = queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=1000, batch_size=4), store)  # stopped below
+    second = queue.submit(fine_tuning, uploaded, tlcore.TrainConfig(epochs=1, batch_size=2), store)
+    third = queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=1), store)
+    seen.first, seen.second, seen.third = first, second, third
+    wait_for(lambda: len(first.snapshot().history) >= 2, timeout=180)  # a worker start, then two epochs
+    seen.running = first.snapshot()
+    seen.history_on_disk = len(store.get(first.run_id).history)  # before training ends
+    seen.waiting = [second.snapshot(), third.snapshot()]
+    seen.line_full = refusal(lambda: queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=1), store))
+    seen.in_use_queued = queue.datasets_in_use()
+    seen.delete_queued = refusal(delete_uploaded)
+    seen.kept_queued = uploaded.root.is_dir()
+    third.stop()  # leaves the line without training
+    seen.third_done = third.wait(30)
+    first.stop()
+    seen.first_done = first.wait(60)
+    # first and third have finished; second needs seconds for its worker, so it has not
+    seen.second_finished_before_latest = second.finished
+    queue.KEEP_FINISHED = 1
+    latest = queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=1), store)
+    seen.latest, seen.handles = latest, set(queue.jobs)
+    latest.stop()  # leaves the line behind second
+    seen.latest_done = latest.wait(30)
+    wait_for(lambda: second.snapshot().state == "running" or second.finished, timeout=120)
+    seen.second_state = second.snapshot().state
+    seen.in_use_running = queue.datasets_in_use()
+    seen.delete_running = refusal(delete_uploaded)
+    seen.second_done = second.wait(180)
+    seen.in_use_after = queue.datasets_in_use()
+    seen.freed = delete_uploaded()
+    seen.runs = store.list().set_index("id")
+    return seen
+
+
+def test_one_job_at_a_time_others_wait_with_their_position(line):
+    assert line.running.state == "running" and line.running.progress is not None
+    assert [(s.state, s.position) for s in line.waiting] == [("queued", 1), ("queued", 2)]
+    assert line.third_done.state == "stopped"
+    assert line.first_done.state == "stopped" and line.store.get(line.first.run_id).model_path.is_file()
+    assert 0 < len(line.first_done.history) < 1000
+    assert line.second_done.state == "done" and line.store.get(line.second.run_id).model_path.is_file()
+    runs = line.runs
+    assert runs.loc[line.first.run_id, "status"] == "stopped" and runs.loc[line.second.run_id, "status"] == "done"
+    assert runs.loc[line.third.run_id, "status"] == "stopped"  # left the line: stopped, never "interrupted"
+
+
+def test_history_is_saved_as_it_happens_and_eta_is_reported(line):
+    snapshot = line.running
+    assert len(snapshot.history) >= 2
+    assert snapshot.remaining is not None and snapshot.remaining > 0 and snapshot.elapsed > 0
+    assert line.history_on_disk >= 2  # on disk before training ends
+
+
+def test_the_line_has_a_limit(line):
+    assert line.line_full is not None and re.search("At most 2 training jobs may wait", line.line_full), line.line_full
+    assert line.line_full.startswith("ConfigError")
+    assert len(line.runs) == 4  # first, second, third and latest: the refused one left no run
+
+
+def test_a_spec_that_cannot_work_is_refused_when_submitted(tmp_path, dataset):
+    store = tlcore.RunStore(tmp_path)
+    with pytest.raises(tlcore.ShapeError, match="at least 32x32"):
+        tlcore.JobQueue().submit(tlcore.TransferSpec(backbone="VGG16", input_shape=(16, 16, 3), weights=None),
+                                 dataset, tlcore.TrainConfig(epochs=1), store)
+    assert store.list().empty
+
+
+def test_a_failing_job_reports_plainly(tmp_path):
+    vanishing = tlcore.load_dataset({"a": [image_bytes(seed=1), image_bytes(seed=2)],
+                                     "b": [image_bytes(seed=3), image_bytes(seed=4)]})
+    for path in vanishing.files:
+        path.unlink()  # the images go missing after the job was queued
+    store = tlcore.RunStore(tmp_path)
+    job = tlcore.JobQueue().submit(SPEC, vanishing, tlcore.TrainConfig(epochs=1, cache_features=False), store)
+    snapshot = job.wait(120)
+    assert snapshot.state == "failed"
+    assert snapshot.error.startswith("Training failed unexpectedly (") and "server log" in snapshot.error
+    assert "Traceback" not in snapshot.error and str(vanishing.root) not in snapshot.error
+    assert store.list().loc[0, "status"] == "failed"
+
+
+def test_a_job_over_the_memory_budget_is_refused_before_any_worker_starts(tmp_path, dataset, monkeypatch):
+    monkeypatch.setenv("TL_JOB_MEMORY_GB", "4")
+    store = tlcore.RunStore(tmp_path)
+    spec = tlcore.TransferSpec(backbone="VGG16", input_shape=(224, 224, 3), weights=None, trainable_from="all")
+    with pytest.raises(tlcore.BudgetError, match=r"at most 4 GB of memory on this server \(TL_JOB_MEMORY_GB\)"):
+        tlcore.JobQueue().submit(spec, dataset, tlcore.TrainConfig(batch_size=64), store)
+    assert store.list().empty
+
+
+def test_shared_base_weights_are_untouched_by_someone_elses_fine_tuning(line):
+    assert line.second_done.state == "done"
+    trained = line.store.load_model(line.second.run_id)
+    assert digest(line.shared) == line.digest_before
+    assert not np.array_equal(trained.get_layer("vgg16").get_weights()[0], line.shared.get_weights()[0])
+
+
+def test_old_finished_jobs_are_let_go_but_their_runs_stay(line):
+    assert not line.second_finished_before_latest  # finished then: first and third only
+    assert line.handles == {line.second.id, line.third.id, line.latest.id}  # first, the oldest finished, let go
+    assert line.latest_done.state == "stopped"
+    assert line.runs.loc[line.first.run_id, "status"] == "stopped"  # its run stays, model and all
+    assert line.store.get(line.first.run_id).model_path.is_file() and len(line.runs) == 4
+
+
+def test_a_dataset_a_job_reads_cannot_be_deleted_until_the_job_ends(line):
+    name = line.uploaded.root.name
+    assert name in line.in_use_queued and line.kept_queued
+    assert "queued or running training job reads cannot be deleted" in line.delete_queued
+    assert line.second_state == "running" and name in line.in_use_running
+    assert "queued or running training job reads cannot be deleted" in line.delete_running
+    assert line.in_use_after == set()
+    assert line.freed > 0 and not line.uploaded.root.exists()

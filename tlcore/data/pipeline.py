@@ -1,0 +1,117 @@
+"""Images streamed from their stored files in batches: memory follows the batch, not the dataset.
+
+Every pipeline here is a ``tf.data.Dataset`` over file names (or row numbers of
+a feature file): images are decoded and fitted in parallel by the same
+``fit_image`` that Predict uses, so a model trains on exactly what it is later
+shown. Shuffling is seeded and reshuffled every epoch; only file names are
+shuffled, never pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from tlcore.data.datasets import ImageDataset
+from tlcore.data.images import ResizeMode, fit_image
+
+PREFETCH = 2
+"""Batches decoded ahead of the one being trained on."""
+
+
+def fitted_pixels(path: str | bytes, size: tuple[int, int], mode: ResizeMode = "crop") -> np.ndarray:
+    """One stored image fitted to (height, width): uint8 (h, w, 3)."""
+    path = path.decode() if isinstance(path, bytes) else path
+    with Image.open(path) as image:
+        return np.asarray(fit_image(image.convert("RGB"), size, mode=mode), dtype=np.uint8)
+
+
+def _decoder(size: tuple[int, int], mode: ResizeMode) -> Callable[[tf.Tensor, tf.Tensor], tuple]:
+    height, width = size
+
+    def decode(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        pixels = tf.numpy_function(lambda p: fitted_pixels(p, size, mode), [path], tf.uint8, stateful=False)
+        pixels = tf.ensure_shape(pixels, (height, width, 3))
+        return tf.cast(pixels, tf.float32), label
+
+    return decode
+
+
+def image_batches(
+    dataset: ImageDataset,
+    indices: Sequence[int] | np.ndarray,
+    size: tuple[int, int],
+    *,
+    preprocess: Callable,
+    batch_size: int,
+    mode: ResizeMode = "crop",
+    seed: int | None = None,
+    augment: keras.Layer | None = None,
+) -> tf.data.Dataset:
+    """Batches of (preprocessed float32 images, int labels) for the images at ``indices``.
+
+    Args:
+        dataset: the stored images.
+        indices: which images, in the order given (shuffled each epoch when ``seed`` is set).
+        size: (height, width) of the model input.
+        preprocess: the backbone's ``preprocess_input``, applied per batch.
+        batch_size: images per batch.
+        mode: how images are fitted to ``size`` ("crop" or "squash").
+        seed: reshuffle every epoch with this seed; None keeps the order.
+        augment: random layers applied to each training batch before preprocessing.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    files = np.asarray([str(dataset.files[i]) for i in indices], dtype=object)
+    labels = np.asarray(dataset.labels, dtype=np.int64)[indices] if len(indices) else np.zeros(0, np.int64)
+    data = tf.data.Dataset.from_tensor_slices((files.astype(str), labels))
+    if seed is not None and len(indices):
+        data = data.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
+    data = data.map(_decoder(size, mode), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    data = data.batch(batch_size)
+    if augment is not None:
+        data = data.map(lambda x, y: (augment(x, training=True), y))
+    data = data.map(lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return data.prefetch(PREFETCH)
+
+
+def row_batches(
+    rows: np.ndarray,
+    labels: np.ndarray,
+    indices: Sequence[int] | np.ndarray,
+    *,
+    batch_size: int,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    """Batches of (rows[indices], labels[indices]) read from an array or a memory-mapped file.
+
+    Only the batch being read is copied out of ``rows``; the order within each
+    batch follows the (shuffled) indices.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    row_shape = tuple(rows.shape[1:])
+
+    def gather(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(batch)  # read the file forwards, then put rows back in shuffled order
+        picked = np.empty((len(batch), *row_shape), np.float32)
+        picked[order] = rows[batch[order]]
+        return picked, labels[batch]
+
+    def read(batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        x, y = tf.numpy_function(gather, [batch], (tf.float32, tf.int64), stateful=False)
+        return tf.ensure_shape(x, (None, *row_shape)), tf.ensure_shape(y, (None,))
+
+    data = tf.data.Dataset.from_tensor_slices(indices)
+    if seed is not None and len(indices):
+        data = data.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size).map(read, num_parallel_calls=tf.data.AUTOTUNE,
+                                      deterministic=True).prefetch(PREFETCH)
+
+
+def batched_outputs(forward: Callable[[np.ndarray], np.ndarray], batches: tf.data.Dataset) -> Iterator[np.ndarray]:
+    """``forward`` applied to each batch of a (x, y) pipeline, one output batch at a time."""
+    for x, _ in batches:
+        yield forward(x.numpy())

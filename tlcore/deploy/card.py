@@ -1,0 +1,263 @@
+"""The documents that travel with an export: the model card, labels.txt and predict.py.
+
+``predict.py`` is a short inference example that needs no ``tlcore``; every user string
+in these documents (class names, run names) is made printable before it is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import re
+
+from tlcore.core.access import markdown_text
+from tlcore.deploy.formats import INPUT_NAME, OUTPUT_NAME, check_format, keras_module
+from tlcore.models.zoo import get_backbone
+from tlcore.training.runs import RunRecord
+
+CARD, LABELS, EXAMPLE = "MODEL_CARD.md", "labels.txt", "predict.py"
+"""The documents of every export, beside the model."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportInfo:
+    """What an export says about its model (from a run record; plain values).
+
+    Attributes:
+        run_id, name: the run and what it is called.
+        backbone: the registry name (its preprocessing is named in the card).
+        class_names: in output order.
+        input_size: (height, width).
+        resize_mode: "crop" or "squash".
+        created: when the run started (ISO date).
+        dataset: the dataset summary (name, counts).
+        spec, config: the TransferSpec and TrainConfig as dicts.
+        result: the stored metrics (accuracy, loss, per-class precision and recall).
+    """
+
+    run_id: str
+    name: str
+    backbone: str
+    class_names: tuple[str, ...]
+    input_size: tuple[int, int]
+    resize_mode: str
+    created: str
+    dataset: dict
+    spec: dict
+    config: dict
+    result: dict
+
+    @classmethod
+    def of(cls, record: RunRecord, name: str = "") -> ExportInfo:
+        result = record.result or {}
+        created = re.match(r"(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})", record.id)
+        when = (f"{created[1]}-{created[2]}-{created[3]} {created[4]}:{created[5]}" if created else "")
+        return cls(record.id, name or record.name or f"{record.spec.backbone} on {record.dataset.get('name', 'images')}",
+                   record.spec.backbone, tuple(result.get("class_names") or record.class_names),
+                   tuple(record.spec.input_shape[:2]), record.config.resize_mode, when,
+                   {k: record.dataset.get(k) for k in ("name", "counts", "images")},
+                   dataclasses.asdict(record.spec), dataclasses.asdict(record.config), result)
+
+
+def labels_text(class_names) -> str:
+    """``labels.txt``: one class name a line, in output order (line breaks inside a name become spaces)."""
+    return "".join(" ".join(str(name).split()) + "\n" for name in class_names)
+
+
+def model_card(info: ExportInfo, fmt: str, *, model_bytes: int, exported: str | None = None) -> str:
+    """The model card (Markdown) of one export."""
+    form = check_format(fmt)
+    spec, config, result = info.spec, info.config, info.result
+    height, width = info.input_size
+    exported = exported or datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    backbone = get_backbone(info.backbone)
+    module = keras_module(info.backbone)
+    fit = ("centre crop to the input's aspect ratio, then bilinear resize" if info.resize_mode == "crop"
+           else "bilinear resize of the whole image (squash)")
+    if form.preprocessing_inside:
+        pre = (f"Inside the model: give raw RGB pixels, 0..255 as float32, shape (batch, {height}, {width}, 3), "
+               f"input `{INPUT_NAME}`. The model applies {info.backbone}'s preprocessing "
+               f"({backbone.preprocess_mode}) itself and returns `{OUTPUT_NAME}`.")
+    else:
+        pre = (f"Apply `{module}.preprocess_input` ({backbone.preprocess_mode}) to RGB pixels 0..255 "
+               f"of shape (batch, {height}, {width}, 3) first, as `predict.py` does.")
+    counts = (info.dataset.get("counts") or {})
+    lines = [
+        f"# Model card: {markdown_text(info.name)}",
+        "",
+        f"Transfer Lab run `{info.run_id}`, trained {info.created or 'on an unknown date'}; "
+        f"exported {exported} as **{form.title}** for {form.runtime}.",
+        "",
+        "## What it does",
+        "",
+        f"Classifies an image into one of {len(info.class_names)} classes, listed in `{LABELS}` in the "
+        "order of the model's outputs (softmax probabilities that sum to 1):",
+        "",
+        *[f"{i}. {markdown_text(name)}" for i, name in enumerate(info.class_names)],
+        "",
+        "## Input",
+        "",
+        f"- Size: {height}x{width} RGB ({fit}).",
+        "- Images are turned upright (EXIF orientation); transparent parts are put on white.",
+        f"- Preprocessing: {pre}",
+        "",
+        "## Model",
+        "",
+        f"- Backbone: {info.backbone} ({spec.get('weights') or 'random'} weights"
+        + (", the trained base of an earlier run" if spec.get("base_model") else "") + "), "
+        f"{spec.get('pooling')} pooling, hidden units: {spec.get('hidden_units')}, dropout: {spec.get('dropout')}.",
+        f"- Trained from layer: {spec.get('trainable_from') or 'none (base frozen, head only)'}.",
+        f"- File: `{form.model_name}`, {model_bytes:,} bytes.",
+        *(["- Weights stored as float16 (computed in float32); outputs within about 1e-3 of float32."]
+          if fmt == "tflite-float16" else []),
+        *(["- Dynamic-range quantization: weights int8, activations quantized on the fly; expect small "
+           "differences in probabilities and, rarely, another top-1 class on a close call."]
+          if fmt == "tflite-int8" else []),
+        "",
+        "## Training",
+        "",
+        f"- Dataset: {markdown_text(info.dataset.get('name') or 'images')}, {info.dataset.get('images') or sum(counts.values())} "
+        f"images: " + ", ".join(f"{markdown_text(k)} {v}" for k, v in counts.items()) + ".",
+        f"- {config.get('epochs')} epoch(s), batch size {config.get('batch_size')}, {config.get('optimizer')} at "
+        f"learning rate {config.get('learning_rate')}, validation share {config.get('validation_fraction')} "
+        f"(stratified, seed {config.get('seed')}), augmentation {'on' if config.get('augment') else 'off'}"
+        + (f", early stopping after {config['early_stopping']} epochs" if config.get("early_stopping") else "")
+        + (f"; then {config.get('fine_tune_epochs')} fine-tuning epoch(s) from {config.get('fine_tune_from')} at "
+           f"{config.get('fine_tune_learning_rate')}" if config.get("fine_tune_from") else "") + ".",
+        *([f"- Stopped early (Stop was pressed) after {result.get('seconds', 0):.0f} s."] if result.get("stopped") else
+          [f"- Training took {result['seconds']:.0f} s."] if "seconds" in result else []),
+        "",
+        "## Metrics (validation images)",
+        "",
+    ]
+    if result:
+        images = len(result.get("validation_indices", []))
+        lines += [f"Accuracy {result['accuracy']:.1%}, loss {result['loss']:.4f}, on {images} validation images.", "",
+                  "| class | precision | recall |", "|---|---|---|"]
+        lines += [f"| {markdown_text(name)} | {p:.1%} | {r:.1%} |"
+                  for name, p, r in zip(result.get("class_names", []), result.get("precision", []),
+                                        result.get("recall", []))]
+    else:
+        lines.append("None recorded (the run did not finish its evaluation).")
+    lines += ["", "## Use", "", f"`python {EXAMPLE} photo.jpg` prints the top-5 classes (see its first lines "
+              "for what it needs)."]
+    if fmt == "savedmodel":
+        lines += ["", "TF Serving (REST on port 8501):", "", "```bash",
+                  'docker run -p 8501:8501 -v "$PWD/saved_model:/models/classifier" -e MODEL_NAME=classifier '
+                  "tensorflow/serving",
+                  "curl -d '{\"instances\": [<a " + f"{height}x{width}x3 list of pixels>]" + "}' "
+                  "http://localhost:8501/v1/models/classifier:predict", "```"]
+    lines += ["", "## Limits", "",
+              "Trained on the images above only: it knows these classes and nothing else, and every image gets "
+              "one of them. Validation on few images says little; check it on your own before relying on it.", ""]
+    return "\n".join(lines)
+
+
+_EXAMPLE_HEAD = '''"""Classify images with the model in this folder: {title}.
+
+Exported from Transfer Lab run {run_id}. Usage:
+
+    python predict.py photo.jpg [more.jpg ...]
+
+Needs numpy, Pillow and {needs}. MODEL_CARD.md says what the model knows.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+HERE = Path(__file__).resolve().parent
+HEIGHT, WIDTH = {height}, {width}
+RESIZE = "{resize}"  # "crop": centre crop to the input's aspect ratio; "squash": stretch the whole image
+LABELS = (HERE / "labels.txt").read_text(encoding="utf-8").splitlines()
+
+
+def pixels(path):
+    """An image file as a (1, HEIGHT, WIDTH, 3) float32 batch of RGB values 0..255."""
+    image = ImageOps.exif_transpose(Image.open(path))
+    if image.mode in ("RGBA", "LA", "PA", "P"):  # transparent parts on white, as in training
+        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
+    image = image.convert("RGB")
+    if RESIZE == "crop":
+        image = ImageOps.fit(image, (WIDTH, HEIGHT), Image.Resampling.BILINEAR)
+    else:
+        image = image.resize((WIDTH, HEIGHT), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.float32)[None]
+
+'''
+
+
+_EXAMPLE_MODEL = {
+    "keras": '''
+import keras  # noqa: E402
+from {module} import preprocess_input  # noqa: E402
+
+MODEL = keras.saving.load_model(HERE / "model.keras", compile=False)
+
+
+def probabilities(batch):
+    """The model's outputs for a batch of pixels (preprocessed here, as in training)."""
+    return np.asarray(MODEL(preprocess_input(batch.copy()), training=False))
+''',
+    "tflite": '''
+try:
+    from ai_edge_litert.interpreter import Interpreter
+except ImportError:  # TensorFlow's own copy
+    import tensorflow as tf
+
+    Interpreter = tf.lite.Interpreter
+
+INTERPRETER = Interpreter(model_path=str(HERE / "model.tflite"))
+RUNNER = INTERPRETER.get_signature_runner()
+
+
+def probabilities(batch):
+    """The model's outputs for a batch of raw pixels (its preprocessing is inside), one image at a time."""
+    return np.concatenate([RUNNER({input}=row[None])["{output}"] for row in batch])
+''',
+    "savedmodel": '''
+import tensorflow as tf  # noqa: E402
+
+SERVE = tf.saved_model.load(str(HERE / "saved_model" / "1")).signatures["serving_default"]
+
+
+def probabilities(batch):
+    """The model's outputs for a batch of raw pixels (its preprocessing is inside)."""
+    return SERVE({input}=tf.constant(batch))["{output}"].numpy()
+''',
+}
+
+
+_EXAMPLE_TAIL = '''
+
+def predict(paths, k=5):
+    """The k most probable (label, probability) pairs for each image."""
+    results = []
+    for path in paths:
+        scores = probabilities(pixels(path))[0]
+        top = np.argsort(-scores, kind="stable")[:k]
+        results.append([(LABELS[i], float(scores[i])) for i in top])
+    return results
+
+
+if __name__ == "__main__":
+    for path, top in zip(sys.argv[1:], predict(sys.argv[1:])):
+        print(path)
+        for label, probability in top:
+            print(f"  {{probability:7.2%}}  {{label}}")
+'''
+
+
+def example_script(info: ExportInfo, fmt: str) -> str:
+    """``predict.py``: load the export and print the top-5 of image files, without tlcore."""
+    form = check_format(fmt)
+    kind = "keras" if fmt == "keras" else "savedmodel" if fmt == "savedmodel" else "tflite"
+    needs = {"keras": "keras (3.x) with a backend such as TensorFlow",
+             "tflite": "ai-edge-litert or tensorflow", "savedmodel": "tensorflow"}[kind]
+    height, width = info.input_size
+    head = _EXAMPLE_HEAD.format(title=form.title, run_id=info.run_id, needs=needs, height=height, width=width,
+                                resize=info.resize_mode)
+    model = _EXAMPLE_MODEL[kind].format(module=keras_module(info.backbone), input=INPUT_NAME, output=OUTPUT_NAME)
+    return head + model + _EXAMPLE_TAIL.format()

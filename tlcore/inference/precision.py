@@ -1,0 +1,243 @@
+"""Which precision inference runs in: float32, or bfloat16 where it is measured faster here.
+
+CPUs with bfloat16 units (AVX512-BF16, AMX) run some networks several times
+faster in bfloat16 and others slower (VGG16 gains, MobileNetV2 loses on the same
+CPU), so the choice is made per machine and per network, by measuring:
+
+- ``TL_PRECISION`` (``Settings.precision``) is ``auto`` (the default),
+  ``float32`` or ``bfloat16``; a person can force float32 for their own work
+  with ``force_precision("float32")`` (the sidebar's switch does, per session);
+- under ``auto`` a short calibration times the model's float32 forward pass
+  against its bfloat16 copy's on the same inputs, alternately, and keeps the
+  verdict for this machine (CPU model and flags, cores, TensorFlow version),
+  backbone, input size, batch kind (one image or batches) and architecture, in
+  ``<TL_DATA_DIR>/precision/<machine>.json``; later calls and processes read it;
+- bfloat16 is chosen only when it was measured at least ``MIN_SPEEDUP`` times
+  faster and its outputs agreed with float32's (cosine similarity at least
+  ``MIN_COSINE`` on each of ``AGREEMENT_IMAGES`` made-up images): ``auto`` never
+  picks a precision measured slower. Made-up images are not the person's data:
+  ``compare_precisions`` checks a model on real held-out images.
+
+Only inference uses this (Predict, Features, the frozen-prefix feature cache);
+training and the evaluation of a trained model stay float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+
+import keras
+import numpy as np
+
+from tlcore.core.errors import ConfigError
+from tlcore.core.settings import load_settings
+from tlcore.inference.calibration import (
+    CALIBRATION_BATCH,
+    MIN_COSINE,
+    Calibration,
+    architecture_digest,
+    bfloat16_units,
+    calibrate,
+    calibration_batch,
+    calibration_key,
+    calibrations,
+    keep_calibration,
+    known_calibration,
+)
+from tlcore.inference.forward import compiled_forward
+from tlcore.models.zoo import BackboneSpec, get_backbone
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+"""What ``TL_PRECISION`` (and every ``precision=`` argument) accepts."""
+
+_FORCED: contextvars.ContextVar[str | None] = contextvars.ContextVar("tl_forced_precision", default=None)
+_CALIBRATING = threading.Lock()
+_NO_COPY: weakref.WeakSet = weakref.WeakSet()  # models Keras could not rebuild in bfloat16: not tried again
+
+
+def check_precision(value: object, *, name: str = "precision") -> str:
+    """``value`` as one of ``PRECISIONS`` (case and spaces ignored).
+
+    Raises:
+        ConfigError: anything else, naming what is accepted and what was received.
+    """
+    word = value.strip().lower() if isinstance(value, str) else value
+    if word not in PRECISIONS:
+        raise ConfigError(f"{name} must be one of {', '.join(PRECISIONS)}. Received: {value!r}")
+    return word
+
+
+def precision_setting() -> str:
+    """``TL_PRECISION``, checked (default "auto")."""
+    return check_precision(load_settings().precision, name="Setting TL_PRECISION")
+
+
+def force_precision(precision: str | None) -> None:
+    """Force ``precision`` for the rest of the current context (thread, Streamlit script run); None undoes it.
+
+    The sidebar calls it on every run with "float32" or None, so one person's
+    choice applies to their own session only.
+    """
+    _FORCED.set(None if precision is None else check_precision(precision))
+
+
+@contextlib.contextmanager
+def forced_precision(precision: str | None) -> Iterator[None]:
+    """``force_precision`` for the ``with`` block only."""
+    token = _FORCED.set(None if precision is None else check_precision(precision))
+    try:
+        yield
+    finally:
+        _FORCED.reset(token)
+
+
+def requested_precision(precision: str | None = None) -> tuple[str, str]:
+    """(precision, where it comes from): an argument, then a forced one, then ``TL_PRECISION``."""
+    if precision is not None:
+        return check_precision(precision), "asked for"
+    if _FORCED.get() is not None:
+        return _FORCED.get(), "forced for this session"
+    return precision_setting(), "TL_PRECISION"
+
+
+# --- the machine -------------------------------------------------------------------------------
+
+
+# --- calibration -------------------------------------------------------------------------------
+
+
+# --- verdicts kept on disk ---------------------------------------------------------------------
+
+
+# --- the choice --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision a piece of inference runs in, and why.
+
+    Attributes:
+        precision: "float32" or "bfloat16".
+        reason: where it comes from: "asked for", "forced for this session", "TL_PRECISION",
+            "measured", or "no bfloat16 units".
+        calibration: the measurement behind a "measured" choice.
+    """
+
+    precision: str
+    reason: str
+    calibration: Calibration | None = None
+
+    def describe(self) -> str:
+        """E.g. "bfloat16 (measured 2.1x faster here)" or "float32 (TL_PRECISION)"."""
+        if self.calibration is not None:
+            speedup = self.calibration.gain
+            if self.precision == "bfloat16":
+                return f"bfloat16 (measured {speedup:.1f}x faster here)"
+            if self.calibration.cosine < MIN_COSINE:
+                return f"float32 (bfloat16 disagreed: cosine {self.calibration.cosine:.3f})"
+            return f"float32 (bfloat16 measured {speedup:.2f}x here)"
+        if self.reason == "no bfloat16 units":
+            return "float32 (this CPU has no bfloat16 units)"
+        return f"{self.precision} ({self.reason})"
+
+
+def choose_precision(model: keras.Model, *, backbone: str | BackboneSpec, batch: int = 1,
+                     precision: str | None = None) -> PrecisionChoice:
+    """The precision to run ``model`` in, for work in batches of ``batch`` images.
+
+    Args:
+        model: a model with one image input (classifier, feature extractor, frozen prefix).
+        backbone: whose preprocessing its input expects (for the calibration inputs).
+        batch: images per forward pass in the work ahead (1: Predict).
+        precision: "auto", "float32" or "bfloat16"; None follows a forced
+            precision, then ``TL_PRECISION``.
+
+    Raises:
+        ConfigError: a precision or ``TL_PRECISION`` outside ``PRECISIONS``. (A model
+            Keras cannot rebuild in bfloat16 gets float32 under ``auto``; an explicit
+            "bfloat16" for it fails when its forward pass is built.)
+    """
+    wanted, reason = requested_precision(precision)
+    if wanted != "auto":
+        return PrecisionChoice(wanted, reason)
+    if bfloat16_units() is False:
+        return PrecisionChoice("float32", "no bfloat16 units")
+    if model in _NO_COPY:
+        return PrecisionChoice("float32", "no bfloat16 copy of this model")
+    spec = get_backbone(backbone)
+    size = tuple(int(d) for d in model.input.shape[1:3])
+    key = calibration_key(spec.name, size, calibration_batch(batch), architecture_digest(model))
+    found = known_calibration(key)
+    if found is None:
+        with _CALIBRATING:  # one calibration at a time: two would time each other
+            found = known_calibration(key)
+            if found is None:
+                try:
+                    found = calibrate(model, backbone=spec, batch=batch)
+                except ConfigError:  # no bfloat16 copy of this model: float32, and say so
+                    _NO_COPY.add(model)
+                    return PrecisionChoice("float32", "no bfloat16 copy of this model")
+                keep_calibration(found)
+    return PrecisionChoice(found.precision, "measured", found)
+
+
+def inference_forward(model: keras.Model, *, backbone: str | BackboneSpec, batch: int = 1,
+                      precision: str | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """``compiled_forward`` in the precision ``choose_precision`` picks (outputs float32)."""
+    choice = choose_precision(model, backbone=backbone, batch=batch, precision=precision)
+    return compiled_forward(model, precision=choice.precision)
+
+
+def describe_backbone(backbone: str | BackboneSpec) -> str:
+    """What inference on ``backbone`` runs in here, in words (for the sidebar); measures nothing.
+
+    E.g. "bfloat16 (measured 2.1x faster here for one image, 3.0x for batches)",
+    "float32 (forced for this session)", or, before any measurement, what ``auto`` will do.
+    """
+    wanted, reason = requested_precision()
+    if wanted != "auto":
+        return f"{wanted} ({reason})"
+    if bfloat16_units() is False:
+        return "float32 (this CPU has no bfloat16 units)"
+    latest: dict[int, Calibration] = {}
+    for row in calibrations(backbone):  # oldest first: the latest of each batch kind stays
+        latest[row.batch] = row
+    if not latest:
+        return "auto (bfloat16 if a short measurement on first use finds it faster here)"
+    kinds = {1: "for one image", CALIBRATION_BATCH: "for batches"}
+    parts = {"bfloat16": [], "float32": []}
+    for batch, row in sorted(latest.items()):
+        parts[row.precision].append(f"{row.gain:.1f}x {kinds.get(batch, f'for batches of {batch}')}")
+    if not parts["float32"]:
+        return f"bfloat16 (measured {', '.join(parts['bfloat16'])} faster here)"
+    if not parts["bfloat16"]:
+        return f"float32 (bfloat16 measured {', '.join(parts['float32'])} here)"
+    return (f"bfloat16 where measured faster ({', '.join(parts['bfloat16'])}), "
+            f"float32 elsewhere (bfloat16 {', '.join(parts['float32'])})")
+
+
+# --- accuracy ----------------------------------------------------------------------------------
+
+
+RUN_MIN_AGREEMENT = 0.99
+"""A trained run may predict in bfloat16 only if its validation images keep this share of top-1 classes."""
+RUN_MAX_ERROR = 0.05
+"""...and no probability moves by more than this."""
+
+
+def precision_for_run(check: dict | None) -> str:
+    """The precision a trained run's model may predict in, from its stored ``PrecisionCheck``.
+
+    "auto" (bfloat16 where measured faster) when the check on its validation images
+    passed; "float32" when it failed or was never made (older runs, or training under
+    ``TL_PRECISION=float32``).
+    """
+    if not check:
+        return "float32"
+    passed = check["top1_agreement"] >= RUN_MIN_AGREEMENT and check["max_abs_error"] <= RUN_MAX_ERROR
+    return "auto" if passed else "float32"

@@ -1,0 +1,94 @@
+"""Top-k predictions for one image."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+
+from tlcore.core.errors import ConfigError
+from tlcore.data.images import ImageSource, ResizeMode, fit_image, load_image
+from tlcore.inference.precision import inference_forward
+from tlcore.models.labels import imagenet_labels
+from tlcore.models.zoo import BackboneSpec, get_backbone
+
+TOP_K_COLUMNS = ["rank", "label", "class_id", "probability"]
+
+
+def model_input_size(model: keras.Model) -> tuple[int, int]:
+    """The (height, width) a model takes."""
+    return tuple(int(d) for d in model.input.shape[1:3])
+
+
+def prepare_input(
+    image: ImageSource, model: keras.Model, *, backbone: str | BackboneSpec, mode: ResizeMode = "crop"
+) -> np.ndarray:
+    """Decode, fit and preprocess one image into a (1, h, w, 3) batch for ``model``."""
+    fitted = fit_image(load_image(image), model_input_size(model), mode=mode)
+    pixels = np.asarray(fitted, dtype=np.float32)[None]
+    return get_backbone(backbone).preprocess(pixels)
+
+
+def top_k_table(probabilities: np.ndarray, labels: Sequence[str], k: int) -> pd.DataFrame:
+    """The k most probable classes as sorted records (k clamped to 1..classes).
+
+    Ties are broken by class id, lowest first, so equal probabilities always
+    come out in the same order.
+    """
+    k = max(1, min(int(k), len(probabilities)))
+    order = np.lexsort((np.arange(len(probabilities)), -np.asarray(probabilities)))[:k]
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, k + 1),
+            "label": [labels[i] for i in order],
+            "class_id": order.astype(int),
+            "probability": probabilities[order].astype(float),
+        },
+        columns=TOP_K_COLUMNS,
+    )
+
+
+def predict_top_k(
+    model: keras.Model,
+    image: ImageSource,
+    *,
+    backbone: str | BackboneSpec,
+    k: int = 5,
+    labels: Sequence[str] | None = None,
+    mode: ResizeMode = "crop",
+    precision: str | None = None,
+) -> pd.DataFrame:
+    """Classify one image.
+
+    Args:
+        model: a classifier ending in a softmax (an ImageNet backbone with
+            ``include_top=True``, or a trained transfer model).
+        image: anything ``load_image`` accepts.
+        backbone: whose preprocessing the model expects.
+        k: how many classes to return; clamped to the number of classes.
+        labels: class names; ImageNet's for 1,000 outputs when None.
+        mode: "crop" (centre crop, default) or "squash".
+        precision: "auto", "float32" or "bfloat16"; None follows a forced precision,
+            then ``TL_PRECISION`` (a trained run passes ``precision_for_run``'s answer).
+
+    Returns:
+        DataFrame with columns rank, label, class_id, probability, most probable
+        first; equal probabilities in class-id order (lowest first). ImageNet
+        labels are the readable names ("great white shark").
+
+    Raises:
+        ImageError: the image is not usable.
+        ConfigError: labels that do not match the model's outputs.
+    """
+    forward = inference_forward(model, backbone=backbone, precision=precision)  # bfloat16 where measured faster
+    probabilities = forward(prepare_input(image, model, backbone=backbone, mode=mode))[0]
+    classes = probabilities.shape[-1]
+    if labels is None:
+        labels = imagenet_labels() if classes == 1000 else [f"class {i}" for i in range(classes)]
+    if len(labels) != classes:
+        raise ConfigError(
+            f"Labels must name each of the model's {classes} outputs. Received: {len(labels)} labels"
+        )
+    return top_k_table(probabilities, labels, k)

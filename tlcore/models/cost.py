@@ -1,0 +1,115 @@
+"""What a built model costs in memory: parameters and activation bytes, and the budgets on them.
+
+``measure_model`` reads a model built for real or inside ``shapes_only`` (nothing is
+allocated then); ``check_model_cost`` refuses one over ``TL_MAX_MODEL_PARAMS`` or
+``TL_MAX_ACTIVATION_MB``. What a ``TransferSpec`` costs is ``tlcore.models.build``'s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+
+import keras
+
+from tlcore.core.errors import BudgetError, TLError
+from tlcore.core.settings import load_settings
+
+FLOAT_BYTES = 4
+"""Bytes of one float32 weight or activation."""
+MB = 2**20
+GB = 2**30
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCost:
+    """What a model needs in memory, known before it is allocated.
+
+    Attributes:
+        params: all weights (trainable and not), as ``model.count_params()``.
+        trainable_params: weights that training updates.
+        activation_bytes: float32 outputs of every layer for ONE image.
+        trainable_activation_bytes: for ONE image, the outputs backprop must keep:
+            those of every layer from the first trainable layer on (and its input).
+    """
+
+    params: int
+    trainable_params: int
+    activation_bytes: int
+    trainable_activation_bytes: int
+
+
+def _size(tensors: Iterable[keras.KerasTensor]) -> int:
+    return sum(math.prod(d or 1 for d in t.shape[1:]) for t in tensors) * FLOAT_BYTES
+
+
+def _walk(model: keras.Model, trainable: bool, reached: bool) -> tuple[int, int, bool]:
+    """(activation bytes, backprop bytes, reached a trainable layer) for one call of ``model``."""
+    total = kept = 0
+    for layer in model.layers:
+        layer_trainable = trainable and layer.trainable
+        calls = max(1, len(layer._inbound_nodes))
+        if isinstance(layer, keras.Model):
+            inner, inner_kept, reached = _walk(layer, layer_trainable, reached)
+            total, kept = total + calls * inner, kept + calls * inner_kept
+            continue
+        outputs = sum(_size(node.outputs) for node in layer._inbound_nodes)
+        if not reached and layer_trainable and layer.trainable_weights:
+            reached = True
+            kept += sum(_size(node.input_tensors) for node in layer._inbound_nodes)
+        total += outputs
+        kept += outputs if reached else 0
+    return total, kept, reached
+
+
+def measure_model(model: keras.Model) -> ModelCost:
+    """Parameters and activation bytes of a built model (real or ``shapes_only``).
+
+    Args:
+        model: a functional or sequential Keras model; nested models are walked.
+
+    Returns:
+        The model's cost; activations count every layer call's outputs.
+    """
+    total, kept, _ = _walk(model, True, False)
+    return ModelCost(
+        params=sum(math.prod(w.shape) for w in model.weights),
+        trainable_params=sum(math.prod(w.shape) for w in model.trainable_weights),
+        activation_bytes=total,
+        trainable_activation_bytes=kept,
+    )
+
+
+def check_model_cost(
+    cost: ModelCost,
+    *,
+    described: str,
+    params_advice: str,
+    activation_advice: str,
+    error: type[TLError] = BudgetError,
+) -> None:
+    """Refuse a model over ``TL_MAX_MODEL_PARAMS`` or ``TL_MAX_ACTIVATION_MB``.
+
+    Args:
+        cost: the model's cost (``measure_model`` inside ``shapes_only``).
+        described: what the model is, for the message.
+        params_advice: what to change when there are too many parameters.
+        activation_advice: what to change when activations are too large.
+        error: the error class to raise (the caller's own, e.g. ``ModelFileError``).
+
+    Raises:
+        error: naming the limit, its setting and the model's number.
+    """
+    settings = load_settings()
+    if cost.params > settings.max_model_params:
+        raise error(
+            f"A model may have at most {settings.max_model_params:,} parameters on this server "
+            f"(TL_MAX_MODEL_PARAMS). Received: {cost.params:,} parameters ({described}); {params_advice}"
+        )
+    if cost.activation_bytes > settings.max_activation_mb * MB:
+        raise error(
+            f"A model's activations for one image may take at most {settings.max_activation_mb:,} MB "
+            f"on this server (TL_MAX_ACTIVATION_MB). Received: {cost.activation_bytes / MB:,.0f} MB "
+            f"({described}); {activation_advice}"
+        )

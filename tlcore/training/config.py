@@ -1,0 +1,187 @@
+"""Training as plain values: the configuration, the progress a loop reports, and what it gives back.
+
+Nothing here trains (``tlcore.training.train`` does). These frozen types cross every
+boundary: from a page to a Ray worker, from the worker back to the server, and into the
+run store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import pandas as pd
+
+from tlcore.core.errors import ConfigError
+from tlcore.data.images import ResizeMode
+from tlcore.inference.calibration import PrecisionCheck
+from tlcore.models.spec import TransferSpec
+
+OPTIMIZERS = {
+    "adam": lambda rate: keras.optimizers.Adam(rate),
+    "sgd": lambda rate: keras.optimizers.SGD(rate, momentum=0.9),
+    "rmsprop": lambda rate: keras.optimizers.RMSprop(rate),
+}
+
+
+HISTORY_COLUMNS = ["epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "complete"]
+
+
+FEATURES_PHASE = "features"
+"""The phase ``BatchProgress`` reports while frozen-prefix features are computed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train, as plain values.
+
+    Attributes:
+        epochs: epochs of the first phase (head, and any layers the spec unfroze).
+        batch_size: images per step.
+        learning_rate: of the first phase.
+        optimizer: "adam", "sgd" (momentum 0.9) or "rmsprop".
+        validation_fraction: share of each class held out (stratified, seeded).
+        seed: for the split, the initial weights and the shuffling.
+        augment: random flips, rotations and zooms (turns feature caching off).
+        early_stopping: stop after this many epochs without a better validation
+            loss, restoring the best weights; None for never.
+        fine_tune_from: a second phase that unfreezes from this layer ("all" for
+            everything) and continues at ``fine_tune_learning_rate``; None for none.
+        fine_tune_epochs: epochs of the second phase.
+        fine_tune_learning_rate: its (low) learning rate.
+        cache_features: compute frozen layers once (when possible).
+        resize_mode: "crop" or "squash" to fit images to the input size.
+    """
+
+    epochs: int = 5
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    validation_fraction: float = 0.2
+    seed: int = 0
+    augment: bool = False
+    early_stopping: int | None = None
+    fine_tune_from: str | None = None
+    fine_tune_epochs: int = 0
+    fine_tune_learning_rate: float = 1e-5
+    cache_features: bool = True
+    resize_mode: ResizeMode = "crop"
+
+    def check(self) -> None:
+        """Raises ConfigError for a value outside what is accepted."""
+        rules = [
+            (self.epochs >= 1, f"Epochs must be at least 1. Received: epochs={self.epochs}"),
+            (self.batch_size >= 1, f"Batch size must be at least 1. Received: batch_size={self.batch_size}"),
+            (0 < self.learning_rate < 1, f"Learning rate must be between 0 and 1. Received: {self.learning_rate}"),
+            (self.optimizer in OPTIMIZERS, f"Optimizer must be one of {list(OPTIMIZERS)}. Received: {self.optimizer!r}"),
+            (self.fine_tune_epochs >= 0, f"Fine-tune epochs must be 0 or more. Received: {self.fine_tune_epochs}"),
+            (0 < self.fine_tune_learning_rate < 1,
+             f"Fine-tune learning rate must be between 0 and 1. Received: {self.fine_tune_learning_rate}"),
+        ]
+        for ok, message in rules:
+            if not ok:
+                raise ConfigError(message)
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + (self.fine_tune_epochs if self.fine_tune_from else 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchProgress:
+    """Where training is: phase, epoch (1-based, over both phases), batch within it."""
+
+    phase: str
+    epoch: int
+    epochs: int
+    batch: int
+    batches: int
+
+    @property
+    def fraction(self) -> float:
+        """Share of all planned batches (of this phase's kind) done, 0 to 1."""
+        return min(((self.epoch - 1) * self.batches + self.batch) / (self.epochs * self.batches), 1.0)
+
+    def describe(self) -> str:
+        """Where training is, in words."""
+        if self.phase == FEATURES_PHASE:
+            return f"computing the frozen layers' features once, batch {self.batch} of {self.batches}"
+        return f"epoch {self.epoch} of {self.epochs}, batch {self.batch} of {self.batches}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """How the trained model does on the validation images.
+
+    Attributes:
+        class_names: in label order.
+        accuracy, loss: over the validation set.
+        confusion: counts, rows true class, columns predicted class.
+        precision, recall: per class (0 where undefined).
+        indices: dataset indices of the validation images.
+        truth: their true class indices.
+        probabilities: (n, classes) model outputs for them.
+    """
+
+    class_names: tuple[str, ...]
+    accuracy: float
+    loss: float
+    confusion: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+    indices: np.ndarray
+    truth: np.ndarray
+    probabilities: np.ndarray
+
+    @classmethod
+    def of(cls, probabilities: np.ndarray, truth: np.ndarray, indices: np.ndarray,
+           class_names: tuple[str, ...]) -> Evaluation:
+        """The evaluation of ``probabilities`` (n, classes) against the true classes ``truth``."""
+        classes = len(class_names)
+        predicted = probabilities.argmax(axis=1)
+        confusion = np.zeros((classes, classes), dtype=int)
+        np.add.at(confusion, (truth, predicted), 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            precision = np.nan_to_num(np.diag(confusion) / confusion.sum(axis=0))
+            recall = np.nan_to_num(np.diag(confusion) / confusion.sum(axis=1))
+        picked = probabilities[np.arange(len(truth)), truth] if len(truth) else np.ones(0)
+        return cls(
+            class_names, float((predicted == truth).mean()) if len(truth) else float("nan"),
+            float(-np.log(np.clip(picked, 1e-7, 1)).mean()) if len(truth) else float("nan"),
+            confusion, precision, recall, np.asarray(indices), np.asarray(truth), probabilities,
+        )
+
+    def per_class(self) -> pd.DataFrame:
+        return pd.DataFrame({"class": self.class_names, "precision": self.precision,
+                             "recall": self.recall, "images": self.confusion.sum(axis=1)})
+
+    def confidently_wrong(self, n: int = 8) -> pd.DataFrame:
+        """The ``n`` wrong predictions made with the most confidence (``index`` is the dataset's)."""
+        truth = self.truth
+        predicted = self.probabilities.argmax(axis=1)
+        wrong = np.flatnonzero(predicted != truth)
+        order = wrong[np.argsort(-self.probabilities[wrong, predicted[wrong]])][:n]
+        return pd.DataFrame({
+            "index": self.indices[order],
+            "true": [self.class_names[i] for i in truth[order]],
+            "predicted": [self.class_names[i] for i in predicted[order]],
+            "confidence": self.probabilities[order, predicted[order]],
+        })
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """A finished (or stopped) training run."""
+
+    model: keras.Model
+    spec: TransferSpec
+    config: TrainConfig
+    class_names: tuple[str, ...]
+    history: pd.DataFrame
+    evaluation: Evaluation
+    stopped: bool
+    feature_cache: bool
+    seconds: float
+    recalibrated_batchnorm: int = 0
+    precision_check: PrecisionCheck | None = None

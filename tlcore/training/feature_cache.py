@@ -1,0 +1,181 @@
+"""Frozen-prefix features on disk, computed once and reused by every later run with the same key.
+
+A run whose first layers are frozen computes their output for every image in
+one streaming pass and writes it, batch by batch, to a ``.npy`` file that is
+then memory-mapped. The file's name is a key over what decides its contents:
+the dataset's content, the backbone and input size, how images are fitted, the
+prefix's layers and the digest of its weights. A second run with another head,
+learning rate or split reads the file and never runs the base again.
+
+Layout, under ``<data_dir>/features``::
+
+    <key>.npy    float32 (images, *feature shape), rows in dataset order
+    <key>.json   what the key stands for, for people
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from tlcore.core.atomic import StorageError, atomic_write_text
+from tlcore.core.storage import check_room
+from tlcore.data.datasets import ImageDataset
+from tlcore.data.images import ResizeMode
+from tlcore.data.pipeline import batched_outputs, image_batches
+from tlcore.inference.forward import compiled_forward
+from tlcore.inference.precision import choose_precision
+
+EXTRACT_BATCH = 32
+"""Images per forward pass when extracting (memory follows this, not the dataset)."""
+
+
+def weights_digest(model: keras.Model) -> str:
+    """A digest of every weight of ``model``, in order (trained, frozen and statistics alike)."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(f"{value.dtype}{value.shape}".encode())
+        digest.update(value.data)
+    return digest.hexdigest()
+
+
+def cache_key(prefix: keras.Model, dataset: ImageDataset, *, backbone: str, mode: ResizeMode,
+              precision: str = "float32") -> str:
+    """The key of ``prefix``'s features for ``dataset``: equal keys, equal contents.
+
+    Layer names are left out (Keras numbers unnamed layers per process); the
+    layer types, the output shape and the weights decide what the prefix computes,
+    and the precision it ran in (bfloat16 features differ; float32 keys are unchanged).
+    """
+    described = {
+        "backbone": backbone,
+        "input": [int(d) for d in prefix.input.shape[1:]],
+        "output": [int(d) for d in prefix.output.shape[1:]],
+        "layers": _layer_types(prefix),
+        "weights": weights_digest(prefix),
+        "dataset": dataset.digest,
+        "mode": mode,
+    }
+    if precision != "float32":
+        described["precision"] = precision
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _layer_types(model: keras.Model) -> list[str]:
+    types = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            types.extend(_layer_types(layer))
+        else:
+            types.append(type(layer).__name__)
+    return types
+
+
+class FeatureCache:
+    """Feature files under one folder, keyed by ``cache_key``."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.npy"
+
+    def load(self, key: str) -> np.ndarray | None:
+        """The memory-mapped features for ``key``, or None when not computed yet."""
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        os.utime(path)  # the last use, for whoever cleans up
+        return np.load(path, mmap_mode="r")
+
+    def features(
+        self,
+        prefix: keras.Model,
+        dataset: ImageDataset,
+        *,
+        backbone: str,
+        preprocess: Callable,
+        mode: ResizeMode = "crop",
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[np.ndarray, bool]:
+        """``prefix``'s output for every image of ``dataset``, computed at most once.
+
+        Args:
+            prefix: the frozen layers, from the model input to the cut.
+            dataset: the stored images.
+            backbone: the registry name (part of the key).
+            preprocess: the backbone's ``preprocess_input``.
+            mode: how images are fitted to the input size.
+            on_progress: called with (images done, images in all) while extracting.
+
+        Returns:
+            (features memory-mapped from disk, True when they were already there).
+        """
+        precision = choose_precision(prefix, backbone=backbone, batch=EXTRACT_BATCH).precision
+        key = cache_key(prefix, dataset, backbone=backbone, mode=mode, precision=precision)
+        cached = self.load(key)
+        if cached is not None and len(cached) == len(dataset):
+            return cached, True
+        self._make_room(len(dataset) * int(np.prod(prefix.output.shape[1:])) * 4, dataset)
+        self._extract(prefix, dataset, key, preprocess=preprocess, mode=mode, on_progress=on_progress,
+                      precision=precision)
+        atomic_write_text(self.root / f"{key}.json", json.dumps({
+            "backbone": backbone, "dataset": dataset.name, "dataset_digest": dataset.digest,
+            "images": len(dataset), "shape": [int(d) for d in prefix.output.shape[1:]], "precision": precision,
+            "created": time.time(),
+        }, indent=2))
+        return self.load(key), False
+
+    def _make_room(self, needed: int, dataset: ImageDataset) -> None:
+        """Delete the least recently used feature files until ``needed`` bytes fit ``TL_MAX_DATA_GB``.
+
+        Raises:
+            StorageError: even without any other feature file, they would not fit.
+        """
+        what = f"frozen features of {len(dataset):,} images"
+        oldest_first = sorted(self.root.glob("*.npy"), key=lambda path: path.stat().st_mtime)
+        while True:
+            try:
+                check_room(needed, what=what)
+                return
+            except StorageError:
+                if not oldest_first:
+                    raise
+                stale = oldest_first.pop(0)
+                stale.unlink(missing_ok=True)
+                stale.with_suffix(".json").unlink(missing_ok=True)
+
+    def _extract(self, prefix: keras.Model, dataset: ImageDataset, key: str, *, preprocess: Callable,
+                 mode: ResizeMode, on_progress: Callable[[int, int], None] | None,
+                 precision: str = "float32") -> None:
+        """One streaming pass: each batch goes from the files through ``prefix`` into the file."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        size = tuple(int(d) for d in prefix.input.shape[1:3])
+        shape = (len(dataset), *(int(d) for d in prefix.output.shape[1:]))
+        partial = self.root / f".{key}.{uuid.uuid4().hex}.partial.npy"
+        try:
+            rows = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=shape)
+            batches = image_batches(dataset, np.arange(len(dataset)), size, preprocess=preprocess,
+                                    batch_size=EXTRACT_BATCH, mode=mode)
+            done = 0
+            for output in batched_outputs(compiled_forward(prefix, precision=precision), batches):
+                rows[done:done + len(output)] = output
+                done += len(output)
+                if on_progress:
+                    on_progress(done, len(dataset))
+            rows.flush()
+            del rows
+            with open(partial, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(partial, self.path(key))
+        finally:
+            partial.unlink(missing_ok=True)

@@ -1,0 +1,354 @@
+"""Training jobs: they wait in line on the server and train in Ray workers.
+
+The server process (the dashboard) keeps one small handle per job: its place
+in line, the last progress its worker reported and the history so far. The
+training itself runs in a Ray actor, one process per job, that streams the
+images, trains, and writes the run store as it goes. A worker that runs out
+of memory or crashes ends its own run as failed, in words; the server and
+every other session go on.
+
+Ray is joined through ``tlcore.training.worker`` (the only other module that uses
+it, and neither imports it at module level); ``tlcore.train`` stays a plain function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from tlcore.core.errors import ConfigError, TLError
+from tlcore.core.settings import load_settings
+from tlcore.data.datasets import ImageDataset
+from tlcore.models.build import check_transfer_spec
+from tlcore.models.spec import TransferSpec
+from tlcore.training.compare import SCRATCH, TRANSFER, scratch_config, scratch_spec
+from tlcore.training.config import FEATURES_PHASE, HISTORY_COLUMNS, BatchProgress, TrainConfig
+from tlcore.training.memory import check_job_memory
+from tlcore.training.runs import RunStore
+from tlcore.training.train import train
+from tlcore.training.worker import (
+    DONE,
+    STOPPED,
+    connect,
+    memory_message,
+    ray_module,
+    training_worker,
+    worker_environment,
+)
+
+QUEUED, RUNNING, STOPPING, FAILED = "queued", "running", "stopping", "failed"
+FINISHED = (DONE, STOPPED, FAILED)
+POLL_SECONDS = 0.5
+"""How often the server asks a worker for its progress."""
+
+@dataclasses.dataclass(frozen=True)
+class JobSnapshot:
+    """What a page needs to draw a job, copied at one moment.
+
+    Attributes:
+        id, run_id: the job and its run in the run store (where the result is once finished).
+        state: queued, running, stopping, done, stopped or failed.
+        position: place in line while queued (1 is next), else None.
+        progress: the worker's last batch, or None before the first.
+        history: per-epoch history so far.
+        elapsed, remaining: seconds since training started, and an estimate of those left.
+        error: why a failed job failed, in words.
+        peak_memory: the worker's peak resident memory in bytes, as last reported.
+    """
+
+    id: str
+    run_id: str
+    state: str
+    position: int | None
+    progress: BatchProgress | None
+    history: pd.DataFrame
+    elapsed: float
+    remaining: float | None
+    error: str | None
+    peak_memory: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+
+class TrainingJob:
+    """One training run, from the line on the server to a worker and the run store."""
+
+    def __init__(self, queue: JobQueue, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig,
+                 store: RunStore, trainer: Callable = train, owner: str = "", *, group: str = "",
+                 role: str = "", name: str = ""):
+        self.id = uuid.uuid4().hex[:8]
+        self.spec, self.dataset, self.config, self.store, self.trainer = spec, dataset, config, store, trainer
+        self.run_id = store.create(dataclasses.replace(spec, num_classes=len(dataset.class_names)),
+                                   config, dataset.summary(), owner=owner, group=group, role=role, name=name)
+        self._queue = queue
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._state = QUEUED
+        self._progress: BatchProgress | None = None
+        self._history = pd.DataFrame(columns=HISTORY_COLUMNS)
+        self._peak = 0
+        self._started: float | None = None
+        self._finished: float | None = None
+        self._error: str | None = None
+        self._worker = None
+        self._killed = False
+        self._thread = threading.Thread(target=self._run, name=f"train-{self.id}", daemon=True)
+
+    def stop(self) -> None:
+        """Stop at the next batch (or leave the line); what was learned is kept."""
+        self._stop.set()
+        with self._lock:
+            if self._state == RUNNING:
+                self._state = STOPPING
+
+    def kill(self) -> None:
+        """End the worker at once, keeping nothing more (used before deleting the run)."""
+        self._killed = True
+        self._stop.set()
+        worker = self._worker
+        if worker is not None:
+            ray_module().kill(worker)
+
+    def wait(self, timeout: float | None = None) -> JobSnapshot:
+        self._thread.join(timeout)
+        return self.snapshot()
+
+    @property
+    def finished(self) -> bool:
+        return self._state in FINISHED
+
+    def snapshot(self) -> JobSnapshot:
+        position = self._queue.position(self)  # the queue's lock first, never inside the job's
+        with self._lock:
+            now = self._finished or time.monotonic()
+            elapsed = now - self._started if self._started else 0.0
+            return JobSnapshot(self.id, self.run_id, self._state, position, self._progress,
+                               self._history.copy(), elapsed, self._remaining(elapsed), self._error, self._peak)
+
+    def _remaining(self, elapsed: float) -> float | None:
+        progress = self._progress
+        if progress is None or self._state not in (RUNNING, STOPPING) or progress.phase == FEATURES_PHASE \
+                or not progress.fraction:
+            return None
+        return elapsed / progress.fraction * (1 - progress.fraction)
+
+    def _run(self) -> None:
+        ray = ray_module()
+        if not self._queue.acquire(self, self._stop):
+            self.store.mark(self.run_id, STOPPED)
+            self._finish(STOPPED)
+            return
+        note = self.store.root / self.run_id / "worker-death.json"
+        try:
+            with self._lock:
+                self._state = STOPPING if self._stop.is_set() else RUNNING
+                self._started = time.monotonic()
+            self._finish(self._train_in_worker(note))
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause
+            if isinstance(cause, TLError):
+                self._fail(str(cause))
+            else:
+                print(f"Training job {self.id} (run {self.run_id}) failed in its worker:\n{exc}", flush=True)
+                self._fail(f"Training failed unexpectedly ({type(cause).__name__}); the details are in "
+                           "the server log.")
+        except ray.exceptions.RayError as exc:  # the worker died: out of memory, killed, or its machine left
+            if self._killed:
+                self._finish(STOPPED)
+            else:
+                self._fail(self._death_message(exc, note))
+        except Exception as exc:  # a bug or the machine: log it, tell the user plainly
+            traceback.print_exc()
+            self._fail(f"Training failed unexpectedly ({type(exc).__name__}); the details are in the server log.")
+        finally:
+            self._worker = None
+            self._queue.release(self)
+
+    def _train_in_worker(self, note: Path) -> str:
+        connect()
+        ray = ray_module()
+        limit = int(load_settings().job_memory_gb * 2**30)
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        self._worker = training_worker().options(num_cpus=1, num_gpus=gpus).remote(
+            worker_environment(), limit, str(note))
+        if self._killed:  # killed while its worker was being created: end it before it trains
+            ray.kill(self._worker)
+        try:
+            done = self._worker.run.remote(self.trainer, self.spec, self.dataset, self.config,
+                                           str(self.store.root), self.run_id)
+            stop_sent, asked = False, None
+            while not ray.wait([done], timeout=POLL_SECONDS)[0]:
+                asked = asked or self._worker.progress.remote()  # one question at a time, even
+                if ray.wait([asked], timeout=0)[0]:                # while the worker waits for a machine
+                    progress, history, peak = ray.get(asked)
+                    asked = None
+                    with self._lock:
+                        self._progress, self._history, self._peak = progress, history, peak
+                if self._stop.is_set() and not stop_sent:
+                    self._worker.stop.remote()
+                    stop_sent = True
+            state = ray.get(done)
+            _, _, peak = ray.get(self._worker.progress.remote())
+            with self._lock:
+                self._history, self._peak = self.store.get(self.run_id).history, peak
+            return state
+        finally:
+            if self._worker is not None:
+                ray.kill(self._worker)
+
+    def _death_message(self, exc: Exception, note: Path) -> str:
+        ray = ray_module()
+        print(f"Training job {self.id} (run {self.run_id}) lost its worker: {exc}", flush=True)
+        if note.is_file():
+            return memory_message(json.loads(note.read_text()), self._progress)
+        if isinstance(exc, ray.exceptions.OutOfMemoryError) or "memory" in str(exc).lower():
+            return ("The training worker ran out of memory on its machine and was stopped. The server "
+                    "and other runs were not affected. Try a smaller batch size or input size, or "
+                    "freeze more layers.")
+        return ("The training worker ended unexpectedly (its process or machine went away); the details "
+                "are in the server log. The server and other runs were not affected.")
+
+    def _fail(self, message: str) -> None:
+        self.store.fail(self.run_id, message)
+        with self._lock:
+            self._error = message
+        self._finish(FAILED)
+
+    def _finish(self, state: str) -> None:
+        with self._lock:
+            self._state = state
+            self._finished = time.monotonic()
+
+
+class JobQueue:
+    """Admits ``max_running`` jobs at a time, first come first served."""
+
+    KEEP_FINISHED = 16
+    """Finished job handles kept in memory; older ones live on in the run store."""
+
+    def __init__(self, max_running: int = 1, max_waiting: int = 8):
+        self.max_running, self.max_waiting = max_running, max_waiting
+        self._condition = threading.Condition()
+        self._waiting: list[TrainingJob] = []
+        self._running: list[TrainingJob] = []
+        self.jobs: dict[str, TrainingJob] = {}
+
+    def submit(self, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig,
+               store: RunStore, *, trainer: Callable = train, owner: str = "", group: str = "",
+               role: str = "", name: str = "") -> TrainingJob:
+        """Queue a training job; it trains in a Ray worker when its turn comes.
+
+        Args:
+            spec, dataset, config: what to train, on what, and how.
+            store: where the run is recorded (the worker writes to it).
+            trainer: the training function (``tlcore.train``'s signature).
+            owner: who starts it (recorded with the run; see ``tlcore.can_manage``).
+            group, role, name: recorded with the run (see ``RunRecord``).
+
+        Raises:
+            ConfigError: the line is full (``max_queued_jobs``), or the config is invalid.
+            BudgetError: the job would need more memory than a worker may use (``TL_JOB_MEMORY_GB``).
+            ShapeError: the spec cannot be built.
+        """
+        spec = self._checked(spec, dataset, config)
+        return self._enqueue([(spec, config, role, name)], dataset, store, trainer, owner, group)[0]
+
+    def submit_with_scratch(self, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig,
+                            store: RunStore, *, trainer: Callable = train, owner: str = "",
+                            group: str = "") -> tuple[TrainingJob, TrainingJob]:
+        """Queue ``spec`` and, right behind it, the same model trained from scratch on the same split.
+
+        The pair shares a group (``tlcore.scratch_comparison`` reads it back); the scratch run
+        has random weights, every layer trainable, and the same epochs in one phase
+        (``scratch_config``). Both are checked before either is queued.
+
+        Returns:
+            (the transfer job, the scratch job).
+
+        Raises:
+            ConfigError: ``spec`` is itself a model from scratch, the line has no room for
+                two more jobs, or the config is invalid.
+            BudgetError, ShapeError: as ``submit``, for either model.
+        """
+        transfer = self._checked(spec, dataset, config)
+        scratch, again = scratch_spec(transfer), scratch_config(config)
+        self._checked(scratch, dataset, again)
+        jobs = self._enqueue([(transfer, config, TRANSFER, ""),
+                              (scratch, again, SCRATCH, f"{spec.backbone} on {dataset.name}, from scratch")],
+                             dataset, store, trainer, owner, group or uuid.uuid4().hex[:12])
+        return jobs[0], jobs[1]
+
+    def _checked(self, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig) -> TransferSpec:
+        config.check()
+        spec = dataclasses.replace(spec, num_classes=len(dataset.class_names))
+        check_transfer_spec(spec)
+        check_job_memory(spec, config.batch_size)
+        return spec
+
+    def _enqueue(self, runs: list[tuple[TransferSpec, TrainConfig, str, str]], dataset: ImageDataset,
+                 store: RunStore, trainer: Callable, owner: str, group: str) -> list[TrainingJob]:
+        with self._condition:
+            if len(self._waiting) + len(runs) > self.max_waiting:
+                raise ConfigError(
+                    f"At most {self.max_waiting} training jobs may wait in line (TL_MAX_QUEUED_JOBS). "
+                    f"Received: {len(runs)} new job(s) while {len(self._waiting)} wait; try again later"
+                )
+            jobs = [TrainingJob(self, spec, dataset, config, store, trainer, owner, group=group, role=role,
+                                name=name) for spec, config, role, name in runs]
+            self._waiting.extend(jobs)
+            self.jobs.update((job.id, job) for job in jobs)
+            finished = [old for old in self.jobs.values() if old.finished]
+            for old in finished[: max(0, len(finished) - self.KEEP_FINISHED)]:
+                del self.jobs[old.id]
+        for job in jobs:
+            job._thread.start()
+        return jobs
+
+    def for_run(self, run_id: str) -> TrainingJob | None:
+        """The job of a run, while the server still holds it."""
+        return next((job for job in list(self.jobs.values()) if job.run_id == run_id), None)
+
+    def datasets_in_use(self) -> set[str]:
+        """Folder names (dataset ids) of the datasets that queued or running jobs read."""
+        return {job.dataset.root.name for job in list(self.jobs.values()) if not job.finished}
+
+    def delete_run(self, run_id: str, store: RunStore, *, timeout: float = 60) -> None:
+        """Delete a run; a job still queued or training for it is ended first."""
+        job = self.for_run(run_id)
+        if job is not None and not job.finished:
+            job.kill()
+            job.wait(timeout)
+        store.delete(run_id)
+
+    def position(self, job: TrainingJob) -> int | None:
+        """1 for the next job to start; None when not waiting."""
+        with self._condition:
+            return self._waiting.index(job) + 1 if job in self._waiting else None
+
+    def acquire(self, job: TrainingJob, stop: threading.Event) -> bool:
+        with self._condition:
+            while not (self._waiting[0] is job and len(self._running) < self.max_running):
+                if stop.is_set():
+                    self._waiting.remove(job)
+                    self._condition.notify_all()
+                    return False
+                self._condition.wait(timeout=0.5)
+            self._waiting.remove(job)
+            self._running.append(job)
+            return True
+
+    def release(self, job: TrainingJob) -> None:
+        with self._condition:
+            if job in self._running:
+                self._running.remove(job)
+            self._condition.notify_all()

@@ -1,0 +1,236 @@
+"""The run store: every training run's configuration, history, metrics and model, on disk.
+
+Layout, under ``<data_dir>/runs``::
+
+    index.sqlite           one row per run (SQLite transactions)
+    <run id>/config.json   the TransferSpec and TrainConfig, and who started the run
+    <run id>/dataset.json  the dataset summary
+    <run id>/history.csv   per-epoch history, rewritten as each epoch ends
+    <run id>/result.json   final metrics, class names, confusion matrix
+    <run id>/model.keras   the trained model
+
+Every file is written to a temporary name beside it, fsynced and renamed, so a
+server killed mid-run leaves the earlier epochs readable and never a half
+file taken for whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from tlcore.core.atomic import atomic_save, atomic_write_text
+from tlcore.core.errors import ModelFileError
+from tlcore.models.model_files import load_model_file
+from tlcore.models.spec import TransferSpec
+from tlcore.training.config import HISTORY_COLUMNS, TrainConfig, TrainResult
+
+RUN_COLUMNS = ["id", "created", "name", "backbone", "input_size", "trainable_from", "dataset",
+               "status", "best_val_accuracy", "epochs", "seconds", "owner", "run_group", "role"]
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, created REAL, name TEXT, backbone TEXT, input_size INTEGER,
+    trainable_from TEXT, dataset TEXT, status TEXT, best_val_accuracy REAL,
+    epochs INTEGER, seconds REAL, owner TEXT, run_group TEXT, role TEXT
+)"""
+_ADDED_COLUMNS = ("owner", "run_group", "role")
+"""Columns added after the first index was written: an older index gains them, empty."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """One stored run, read back."""
+
+    id: str
+    folder: Path
+    spec: TransferSpec
+    config: TrainConfig
+    dataset: dict
+    history: pd.DataFrame
+    result: dict | None
+    status: str
+    owner: str = ""
+    """Who started the run (a login name or a browser session's id); "" for runs stored before owners."""
+    name: str = ""
+    """What the run is called (its dataset and backbone unless named)."""
+    group: str = ""
+    """Runs started together share a group, e.g. a model and the same model from scratch; "" for none."""
+    role: str = ""
+    """The run's part in its group: "transfer", "scratch", or "source" (a develop-a-model demo's first run)."""
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.dataset.get("classes", []))
+
+    @property
+    def model_path(self) -> Path:
+        return self.folder / "model.keras"
+
+    def image_path(self, index: int) -> Path | None:
+        """The stored dataset image at ``index``, if the dataset folder still exists."""
+        files = self.dataset.get("files", [])
+        path = Path(self.dataset.get("root", "")) / files[index] if index < len(files) else None
+        return path if path is not None and path.is_file() else None
+
+
+def _spec_from(values: dict) -> TransferSpec:
+    values = dict(values)
+    values["input_shape"] = tuple(values["input_shape"])
+    return TransferSpec(**values)
+
+
+class RunStore:
+    """Runs on disk with a SQLite index. Safe to share between threads."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+            for column in _ADDED_COLUMNS:
+                if column not in columns:  # an index written before: its runs keep none
+                    try:
+                        db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
+                    except sqlite3.OperationalError:  # another process added it meanwhile
+                        pass
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.root / "index.sqlite", timeout=30)
+
+    def _update(self, run_id: str, **values) -> None:
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        with self._connect() as db:
+            db.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*values.values(), run_id))
+
+    def create(self, spec: TransferSpec, config: TrainConfig, dataset: dict, *, name: str = "",
+               owner: str = "", group: str = "", role: str = "") -> str:
+        """Start a run record; returns its id.
+
+        Args:
+            owner: who started it (a login name or a browser session's id); only
+                they, or an admin, may stop or delete it (``tlcore.can_manage``).
+            group, role: runs started together and each one's part (see ``RunRecord``).
+        """
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        folder = self.root / run_id
+        folder.mkdir()
+        atomic_write_text(folder / "config.json", json.dumps(
+            {"spec": dataclasses.asdict(spec), "config": dataclasses.asdict(config), "owner": owner,
+             "group": group, "role": role}, indent=2))
+        atomic_write_text(folder / "dataset.json", json.dumps(dataset, indent=2))
+        with self._connect() as db:
+            db.execute(
+                f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
+                (run_id, time.time(), name or f"{spec.backbone} on {dataset.get('name', 'images')}",
+                 spec.backbone, spec.input_shape[0], spec.trainable_from or "frozen",
+                 dataset.get("name", ""), "running", None, 0, 0.0, owner, group, role),
+            )
+        return run_id
+
+    def record_history(self, run_id: str, history: pd.DataFrame) -> None:
+        """Replace the stored history (called after every epoch)."""
+        atomic_write_text(self.root / run_id / "history.csv", history.to_csv(index=False))
+        best = history["val_accuracy"].max() if len(history) else None
+        self._update(run_id, epochs=len(history),
+                     best_val_accuracy=None if best is None or np.isnan(best) else float(best))
+
+    def finish(self, run_id: str, result: TrainResult) -> None:
+        """Store the model and final metrics; the run is then done (or stopped)."""
+        folder = self.root / run_id
+        self.record_history(run_id, result.history)
+        atomic_save(folder / "model.keras", result.model.save, suffix=".keras")
+        evaluation = result.evaluation
+        atomic_write_text(folder / "result.json", json.dumps({
+            "class_names": list(result.class_names),
+            "accuracy": evaluation.accuracy, "loss": evaluation.loss,
+            "confusion": evaluation.confusion.tolist(),
+            "precision": evaluation.precision.tolist(), "recall": evaluation.recall.tolist(),
+            "validation_indices": evaluation.indices.tolist(),
+            "confidently_wrong": json.loads(evaluation.confidently_wrong().to_json(orient="records")),
+            "stopped": result.stopped, "feature_cache": result.feature_cache, "seconds": result.seconds,
+            "recalibrated_batchnorm": result.recalibrated_batchnorm,
+            "precision_check": dataclasses.asdict(result.precision_check) if result.precision_check else None,
+        }, indent=2))
+        self._update(run_id, status="stopped" if result.stopped else "done", seconds=result.seconds)
+
+    def mark(self, run_id: str, status: str) -> None:
+        """Set a run's status (e.g. "stopped" for a job that left the line before training)."""
+        self._update(run_id, status=status)
+
+    def fail(self, run_id: str, message: str) -> None:
+        atomic_write_text(self.root / run_id / "error.txt", message)
+        self._update(run_id, status="failed")
+
+    def list(self) -> pd.DataFrame:
+        """All runs, newest first."""
+        with self._connect() as db:
+            rows = db.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY created DESC").fetchall()
+        frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
+        frame["created"] = pd.to_datetime(frame["created"], unit="s")
+        for column in _ADDED_COLUMNS:
+            frame[column] = frame[column].fillna("")
+        return frame
+
+    def group_runs(self, group: str) -> list[RunRecord]:
+        """The runs of a group, oldest first; none for ""."""
+        if not group:
+            return []
+        with self._connect() as db:
+            ids = [row[0] for row in db.execute(
+                "SELECT id FROM runs WHERE run_group = ? ORDER BY created", (group,))]
+        return [self.get(run_id) for run_id in ids if (self.root / run_id).is_dir()]
+
+    def get(self, run_id: str) -> RunRecord:
+        """Read a run back.
+
+        Raises:
+            KeyError: no run with that id.
+        """
+        with self._connect() as db:
+            row = db.execute("SELECT status, owner, name, run_group, role FROM runs WHERE id = ?",
+                             (run_id,)).fetchone()
+        folder = self.root / run_id
+        if row is None or not folder.is_dir():
+            raise KeyError(f"Run id must name a stored run. Received: {run_id!r}")
+        saved = json.loads((folder / "config.json").read_text())
+        history_path = folder / "history.csv"
+        history = (pd.read_csv(history_path) if history_path.is_file()
+                   else pd.DataFrame(columns=HISTORY_COLUMNS))
+        result_path = folder / "result.json"
+        return RunRecord(
+            run_id, folder, _spec_from(saved["spec"]), TrainConfig(**saved["config"]),
+            json.loads((folder / "dataset.json").read_text()), history,
+            json.loads(result_path.read_text()) if result_path.is_file() else None, row[0],
+            row[1] or saved.get("owner", ""), row[2] or "", row[3] or saved.get("group", ""),
+            row[4] or saved.get("role", ""),
+        )
+
+    def load_model(self, run_id: str) -> keras.Model:
+        """The run's trained model, loaded in Keras's safe mode.
+
+        Raises:
+            ModelFileError: the run has no model (still running, stopped before saving, or failed).
+        """
+        path = self.root / run_id / "model.keras"
+        if not path.is_file():
+            raise ModelFileError(f"A run must have finished to have a model. Received: run {run_id!r} has none")
+        return load_model_file(path)
+
+    def model_bytes(self, run_id: str) -> bytes:
+        return (self.root / run_id / "model.keras").read_bytes()
+
+    def delete(self, run_id: str) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        shutil.rmtree(self.root / run_id, ignore_errors=True)

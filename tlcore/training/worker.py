@@ -1,0 +1,195 @@
+"""The Ray side of training: joining Ray, and the worker process that trains one job.
+
+This module and ``tlcore.training.jobs`` are the only ones that use Ray, and neither
+imports it at module level: ``ray_module()`` sets the variables Ray reads when it is
+imported (no usage statistics; a local instance on 127.0.0.1 only; the cluster's token
+when one is set) and then imports it, on the first call, so ``import tlcore`` loads no Ray
+and changes no environment.
+
+Ray is the engine: a local instance on 127.0.0.1 by default, or the cluster at
+``TL_RAY_ADDRESS``, so more machines mean more capacity with no code change (workers need
+the data folder at the same path, e.g. a shared mount).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import pandas as pd
+
+from tlcore.core.settings import load_settings
+from tlcore.data.datasets import ImageDataset
+from tlcore.models.spec import TransferSpec
+from tlcore.training.config import HISTORY_COLUMNS, BatchProgress, TrainConfig
+from tlcore.training.runs import RunStore
+
+DONE, STOPPED = "done", "stopped"
+WORKER_ENVIRONMENT = ("KERAS_HOME", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")
+"""Variables a worker takes from the server besides every ``TL_*`` setting."""
+
+
+def _has_ray_token() -> bool:
+    """Whether this machine has a Ray token: ``RAY_AUTH_TOKEN(_PATH)``, or ``~/.ray/auth_token``."""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or Path(path or Path.home() / ".ray" / "auth_token").is_file()
+
+
+@functools.cache
+def ray_module() -> ModuleType:
+    """Ray, imported once with the variables it reads at import time set first.
+
+    No usage statistics, and (measured with Ray 2.60) a local instance that listens on
+    127.0.0.1 only instead of the machine's network address; a client of a cluster at
+    ``TL_RAY_ADDRESS`` sends the cluster's token when this machine has one. Values already
+    set by whoever runs the server win.
+    """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if os.environ.get("TL_RAY_ADDRESS") and _has_ray_token():
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    import ray
+    import ray.exceptions  # noqa: F401  (used as ray.exceptions by the job modules)
+
+    return ray
+
+
+_CONNECT_LOCK = threading.Lock()
+
+
+def connect() -> str:
+    """Join Ray once per process and return the cluster's address.
+
+    With ``TL_RAY_ADDRESS`` set, joins that cluster; otherwise starts a local
+    instance that listens on 127.0.0.1 only, with no dashboard and no usage
+    statistics. Ray is started from a thread that lives as long as the process:
+    Linux ends a child that asked to die with its parent when the *thread* that
+    started it ends, so starting Ray from a job's or a page's thread would take
+    the local instance down with that thread.
+    """
+    ray = ray_module()
+    with _CONNECT_LOCK:
+        if not ray.is_initialized():
+            started = threading.Event()
+            failure: list[BaseException] = []
+
+            def keep_ray() -> None:
+                try:
+                    _start_ray()
+                except BaseException as exc:  # handed to the caller below
+                    failure.append(exc)
+                started.set()
+                if not failure:
+                    threading.Event().wait()
+
+            threading.Thread(target=keep_ray, name="ray-engine", daemon=True).start()
+            started.wait()
+            if failure:
+                raise failure[0]
+        return ray.get_runtime_context().gcs_address
+
+
+def _start_ray() -> None:
+    ray = ray_module()
+    address = load_settings().ray_address
+    common = dict(runtime_env={"py_modules": [str(Path(__file__).resolve().parents[1])]},
+                  namespace="transfer-lab", log_to_driver=False, configure_logging=False)
+    if address:
+        ray.init(address=address, **common)
+    else:
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+                 num_cpus=os.cpu_count(), object_store_memory=256 * 2**20, **common)
+
+
+def _rss() -> int:
+    """This process's resident memory in bytes."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class TrainingWorker:
+    """One job's worker process: trains, reports progress, stops when asked.
+
+    A watchdog thread samples the process's memory; past ``memory_limit`` it
+    writes what happened to ``death_note`` and ends the process at once, as the
+    kernel's out-of-memory killer would, but only this worker and with a reason.
+    """
+
+    def __init__(self, environ: dict[str, str], memory_limit: int, death_note: str):
+        os.environ.update(environ)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._progress: BatchProgress | None = None
+        self._history = pd.DataFrame(columns=HISTORY_COLUMNS)
+        self._peak = _rss()
+        self._limit, self._note = memory_limit, Path(death_note)
+        threading.Thread(target=self._watch_memory, name="memory-watchdog", daemon=True).start()
+
+    def _watch_memory(self) -> None:
+        while True:
+            used = _rss()
+            self._peak = max(self._peak, used)
+            if used > self._limit:
+                progress = self._progress
+                self._note.write_text(json.dumps({
+                    "reason": "memory", "used": used, "limit": self._limit,
+                    "progress": dataclasses.asdict(progress) if progress else None}))
+                os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(0.05)
+
+    def run(self, trainer: Callable, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig,
+            store_root: str, run_id: str) -> str:
+        """Train and store the run; returns DONE or STOPPED. TLErrors travel back to the server."""
+        store = RunStore(store_root)
+
+        def on_batch(progress: BatchProgress) -> None:
+            self._progress = progress
+
+        def on_epoch(history: pd.DataFrame) -> None:
+            with self._lock:
+                self._history = history
+            store.record_history(run_id, history)
+
+        result = trainer(spec, dataset, config, on_batch=on_batch, on_epoch=on_epoch, stop=self._stop)
+        store.finish(run_id, result)
+        return STOPPED if result.stopped else DONE
+
+    def progress(self) -> tuple[BatchProgress | None, pd.DataFrame, int]:
+        """(last batch, history so far, peak memory in bytes)."""
+        with self._lock:
+            return self._progress, self._history, self._peak
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+
+@functools.cache
+def training_worker():
+    """``TrainingWorker`` as a Ray actor class: one process per job, never restarted."""
+    return ray_module().remote(max_restarts=0, max_concurrency=2)(TrainingWorker)
+
+
+def worker_environment() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items()
+            if (key.startswith("TL_") or key in WORKER_ENVIRONMENT) and key != "TL_PASSWORD"}
+
+
+def memory_message(note: dict, progress: BatchProgress | None) -> str:
+    where = note.get("progress")
+    where = BatchProgress(**where) if where else progress
+    at = f" while {where.describe()}" if where else " while preparing the images and the model"
+    return (f"The training worker ran out of memory: it grew past its limit of "
+            f"{note['limit'] / 2**30:.1f} GB (TL_JOB_MEMORY_GB){at}, so it was stopped. The server and "
+            "other runs were not affected. Try a smaller batch size or input size, freeze more layers, "
+            "or ask whoever runs the server to raise TL_JOB_MEMORY_GB.")
+
+
