@@ -30,7 +30,7 @@ from tlcore.models.scopes import shapes_only
 from tlcore.models.zoo import build_architecture
 
 ROOT = Path(__file__).resolve().parents[3]
-CLASS_INDEX = ROOT / "tlcore" / "data" / "imagenet_class_index.json"
+CLASS_INDEX = ROOT / "tlcore" / "models" / "imagenet_class_index.json"
 
 
 def spec(backbone, size, **changes):
