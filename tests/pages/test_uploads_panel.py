@@ -108,3 +108,17 @@ def test_a_read_only_demo_lists_uploads_but_deletes_none(monkeypatch, data_dir):
     at = usage_panel()
     assert not at.exception and at.dataframe[0].value["id"].tolist() == [path.name]
     assert not any(button.key == "delete_upload" for button in at.button)
+
+
+def test_the_train_page_explains_a_sample_dataset_without_room_and_stores_nothing(monkeypatch, data_dir):
+    from ui import datasets
+
+    datasets._sample.clear()  # drawn in this test's data folder, not taken from another test's
+    monkeypatch.setenv("TL_MAX_DATA_GB", str(2_000 / 1e9))  # 2 KB: a few of its 256 images
+    at = open_page("../pages/train.py")
+    assert not at.exception
+    assert len(at.error) == 1 and re.fullmatch(
+        r"\*\*The sample dataset cannot be stored\.\*\* The data folder may hold at most 2\.0 KB \(TL_MAX_DATA_GB\)\. "
+        r"Received: a dataset \(built-in sample shapes\) that reached [\d.]+ KB while writing, with 0 bytes in use, "
+        r"so it was not kept; delete runs or datasets to make room\.", at.error[0].value)
+    assert folder_size(data_dir) == 0 and tlcore.list_datasets().empty

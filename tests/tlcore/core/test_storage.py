@@ -265,3 +265,22 @@ def test_uploads_kept_by_older_versions_are_counted_listed_and_deleted(data_dir)
     assert (row["id"], row["name"], row["kind"], row["owner"]) == (
         legacy.name, "an upload stored before records", "weights", "")
     assert tlcore.delete_upload(legacy.name) == 2_000 and not legacy.exists()
+
+
+@pytest.mark.parametrize("room", [0, 3_000])  # none at all; a few of its images, not all
+def test_a_sample_dataset_without_room_is_refused_and_leaves_no_half_folder(room, monkeypatch, data_dir):
+    tlcore.store_model_upload(model_bytes(seed=6), "kept.keras")
+    used = folder_size(data_dir)
+    monkeypatch.setenv("TL_MAX_DATA_GB", str((used + room) / 1e9))
+    with pytest.raises(tlcore.StorageError, match=r"The data folder may hold at most [\d.]+ KB \(TL_MAX_DATA_GB\). "
+                                                  r"Received: a dataset \(built-in sample shapes\) that reached "
+                                                  r"[\d.]+ KB while writing"):
+        tlcore.sample_dataset(per_class=8, size=32, seed=7)
+    assert folder_size(data_dir) == used
+    datasets = data_dir / "datasets"
+    assert not datasets.exists() or not any(datasets.iterdir())  # no .building- folder, no sample
+    assert tlcore.list_datasets().empty
+
+    monkeypatch.setenv("TL_MAX_DATA_GB", "50")
+    sample = tlcore.sample_dataset(per_class=8, size=32, seed=7)  # with room: stored whole
+    assert len(sample) == 32 and all(path.is_file() for path in sample.files)
