@@ -66,6 +66,16 @@ def ensure_imagenet_weights(
         bar.empty()
 
 
+def ensure_spec_weights(spec: tlcore.TransferSpec) -> None:
+    """Download the ImageNet weights file building ``spec`` reads, if it reads one (``tlcore.reads_imagenet_weights``).
+
+    Raises:
+        tlcore.WeightsError: offline and not cached (the message says what to do).
+    """
+    if tlcore.reads_imagenet_weights(spec):
+        ensure_imagenet_weights(spec.backbone, include_top=False, input_shape=spec.input_shape)
+
+
 @st.cache_resource(max_entries=3, show_spinner="Loading the network...")
 def _classifier(backbone: str, weights: str | None) -> keras.Model:
     model = tlcore.load_backbone(backbone, weights=weights)
