@@ -64,7 +64,7 @@ with freeze_col:
     trainable_from = {FROZEN: None, EVERYTHING: tlcore.ALL_LAYERS}.get(training)
     if training == FROM_LAYER:
         names = models.layer_names(backbone)
-        from_url("trainable_from", names[-3] if len(names) > 2 else names[0], choices=names,
+        from_url("trainable_from", tlcore.default_trainable_from(backbone), choices=names,
                  accepted=f"the name of a layer of {backbone}")
         trainable_from = st.selectbox("Train from layer", names, key="trainable_from",
                                       help="This layer and every layer after it train; "

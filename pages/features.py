@@ -13,9 +13,8 @@ from ui.samples import IMAGE_TYPES, sample_images
 
 st.title("Feature vectors")
 choice = sidebar.choice()
-spec = tlcore.get_backbone(choice.backbone)
 layers = models.full_layer_names(choice.backbone)
-default_layer = spec.feature_layer or layers[-2]
+default_layer = tlcore.default_feature_layer(choice.backbone)
 st.caption(f"{choice.backbone} with {choice.label} weights, cut after a layer: by default "
            f"`{default_layer}`, the one before the output layer.")
 

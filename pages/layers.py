@@ -3,7 +3,7 @@
 import streamlit as st
 
 import tlcore
-from ui import models, network_views, sidebar
+from ui import access, models, network_views, sidebar
 from ui.code_panel import code_panel
 from ui.state import boolean, from_url, to_url
 
@@ -28,7 +28,7 @@ pool = None if pooling == "none" else pooling
 try:
     views = models.layer_views(backbone, int(size), pool)
 except tlcore.ShapeError as exc:
-    st.error(f"**That input size does not work.** {exc}")
+    st.error(f"**That input size does not work.** {access.message(exc)}")
     st.stop()
 
 table, counts = (views.full, views.full_counts) if include_top else (views.cut, views.cut_counts)

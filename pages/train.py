@@ -17,11 +17,9 @@ if access.read_only():  # TL_READ_ONLY: a public demo trains nothing
 choice = sidebar.choice()
 spec = st.session_state.get("transfer_spec") or tlcore.TransferSpec(
     backbone=choice.backbone, input_shape=(96, 96, 3), weights=choice.weights)
-st.caption(f"Model from the Build page: {spec.backbone} at {spec.input_shape[0]}x{spec.input_shape[1]}, "
-           f"{spec.pooling} pooling, trainable from: {spec.trainable_from or 'nothing (base frozen)'}, "
-           f"{'a reused base' if spec.base_model else f'{choice.label} weights'}.")
+st.caption(f"Model from the Build page: {tlcore.spec_summary(spec)}.")
 st.page_link("../pages/build.py", label="Change the model on the Build page", icon=":material/construction:")
-if spec.weights is None and not spec.base_model and spec.trainable_from != tlcore.ALL_LAYERS:
+if spec.freezes_random_layers:
     st.warning("**Frozen random layers have nothing to pass on.** The frozen part of this base has untrained "
                "(random) weights, so what it hands the head is noise and accuracy tends to stay near chance "
                "(25% for 4 classes). Make every layer trainable on Build (*trainable from: all*), choose "
@@ -57,7 +55,9 @@ patience = cols[2].number_input("Early stopping patience (0: off)", 0, 50, 0, ke
 with st.expander("Second phase: fine-tune (unfreeze and continue at a low learning rate)"):
     fine_tune = st.checkbox("Add a fine-tuning phase", key="fine_tune")
     layer_names = models.layer_names(spec.backbone)
-    fine_from = st.selectbox("Unfreeze from layer", ["all", *layer_names], index=max(0, len(layer_names) - 3),
+    fine_choices = [tlcore.ALL_LAYERS, *layer_names]
+    fine_from = st.selectbox("Unfreeze from layer", fine_choices,
+                             index=fine_choices.index(tlcore.default_trainable_from(spec.backbone)),
                              key="fine_from", disabled=not fine_tune)
     fine_epochs = st.number_input("Fine-tune epochs", 1, 100, 3, key="fine_epochs", disabled=not fine_tune)
     fine_rate = st.selectbox("Fine-tune learning rate", [1e-4, 1e-5, 1e-6], index=1, key="fine_rate",
@@ -78,8 +78,7 @@ with_scratch = st.toggle(
     help="Queues a second run right after: the same model with random weights and every layer training, on "
          "the same split for the same epochs. Its page shows both curves and the gap.")
 if st.button("Train", type="primary", icon=":material/play_arrow:"):
-    if spec.weights == "imagenet" and not spec.base_model:
-        sidebar.load_or_explain(models.ensure_imagenet_weights, spec.backbone, False, spec.input_shape)
+    sidebar.load_or_explain(models.ensure_spec_weights, spec)
     queue, store = training.job_queue(), training.run_store()
     try:
         if with_scratch:

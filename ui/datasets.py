@@ -81,10 +81,15 @@ def forget_stored() -> None:
 
 
 def sample_dataset() -> tlcore.ImageDataset:
-    dataset = _sample()
-    if not _still_stored(dataset):
-        _sample.clear()
+    """The built-in sample, drawn and stored once; explains and stops the page when there is no room for it."""
+    try:
         dataset = _sample()
+        if not _still_stored(dataset):
+            _sample.clear()
+            dataset = _sample()
+    except tlcore.TLError as exc:  # e.g. no room under TL_MAX_DATA_GB (nothing is cached: tried again next run)
+        st.error(f"**The sample dataset cannot be stored.** {access.message(exc)}")
+        st.stop()
     return dataset
 
 

@@ -8,7 +8,6 @@ training always work on fresh models, never on these.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 
 import keras
@@ -16,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 import tlcore
-from ui import training
+from ui import access, training
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +64,16 @@ def ensure_imagenet_weights(
         tlcore.download_weights(backbone, include_top=include_top, input_shape=input_shape, progress=report)
     finally:
         bar.empty()
+
+
+def ensure_spec_weights(spec: tlcore.TransferSpec) -> None:
+    """Download the ImageNet weights file building ``spec`` reads, if it reads one (``tlcore.reads_imagenet_weights``).
+
+    Raises:
+        tlcore.WeightsError: offline and not cached (the message says what to do).
+    """
+    if tlcore.reads_imagenet_weights(spec):
+        ensure_imagenet_weights(spec.backbone, include_top=False, input_shape=spec.input_shape)
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading the network...")
@@ -147,12 +156,35 @@ def weights_file_kind(backbone: str, path: str) -> str:
     return tlcore.weights_file_kind(backbone, path)
 
 
+def keep_upload(data: bytes, filename: str) -> Path | None:
+    """Store an uploaded model or weights file as this visitor's, within the data folder's quota.
+
+    Args:
+        data: the file's bytes.
+        filename: the name it was uploaded as (its ending decides how it is read).
+
+    Returns:
+        The stored file's path (``tlcore.store_model_upload``), or None after showing why it
+        was refused (no room under TL_MAX_DATA_GB, an empty file, another ending).
+    """
+    try:
+        return tlcore.store_model_upload(data, filename, owner=access.user())
+    except tlcore.TLError as exc:
+        st.error(f"**The file was not kept.** {access.message(exc)}")
+        return None
+
+
 def store_upload(data: bytes, folder: str, suffix: str) -> Path:
-    """Keep an uploaded file under a generated name (its hash) in the data folder."""
-    target = tlcore.load_settings().data_dir / folder
-    path = target / (hashlib.sha256(data).hexdigest()[:16] + suffix)
-    if not path.exists():
-        tlcore.atomic_write_bytes(path, data)
+    """Keep an uploaded file (``keep_upload``, named "uploaded<suffix>"); a refusal stops the page.
+
+    Args:
+        data: the file's bytes.
+        folder: unused: every upload is kept in ``<data_dir>/uploads`` (older versions: ``folder``).
+        suffix: ".keras", ".weights.h5" or ".h5".
+    """
+    path = keep_upload(data, f"uploaded{suffix}")
+    if path is None:
+        st.stop()
     return path
 
 

@@ -6,7 +6,7 @@ import streamlit as st
 
 import tlcore
 from ui import access
-from ui.models import WeightsChoice, store_upload, weights_file_kind
+from ui.models import WeightsChoice, keep_upload, weights_file_kind
 from ui.precision import render_precision
 from ui.state import from_url, to_url
 
@@ -61,8 +61,11 @@ def _weights_upload(backbone: str) -> None:
              "_notop files) works for Build, Train and Features at a convolutional layer; "
              "Predict needs the full network's file.")
     if upload is not None:
-        suffix = ".weights.h5" if upload.name.endswith(".weights.h5") else ".h5"
-        path = str(store_upload(upload.getvalue(), "weights", suffix))
+        stored = keep_upload(upload.getvalue(), upload.name)
+        if stored is None:  # refused (shown): the pages use random weights, and say so
+            st.session_state.pop("weights_path", None)
+            return
+        path = str(stored)
         st.session_state["weights_path"] = path
         try:
             kind = weights_file_kind(backbone, path)

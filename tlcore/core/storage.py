@@ -1,4 +1,4 @@
-"""The data folder's disk budget: what is used, which datasets take it, and deleting them.
+"""The data folder's disk budget: what is used, which datasets and uploads take it, and deleting datasets.
 
 ``TL_MAX_DATA_GB`` caps the whole data folder (runs, datasets, feature caches,
 uploaded models). Whatever stores a large thing checks the room it declares
@@ -9,6 +9,8 @@ stopped at the cap, not when the disk is full.
 Stored datasets live in ``<data_dir>/datasets/<id>``; ``list_datasets`` and
 ``delete_dataset`` read and remove them. The built-in sample datasets are
 listed but never deleted: they are tiny and may be in use by a cached page.
+Uploaded model and weights files live in ``<data_dir>/uploads`` (``tlcore.models.uploads``
+stores, lists and deletes them; older versions kept them in ``models`` and ``weights``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ from tlcore.core.settings import Settings, load_settings
 GB = 1_000_000_000
 DATASETS = "datasets"
 """Folder of the stored datasets, inside the data folder."""
+UPLOADS = "uploads"
+"""Folder of the uploaded model and weights files, inside the data folder."""
+LEGACY_UPLOADS = ("models", "weights")
+"""Folders where versions before ``UPLOADS`` kept uploaded models and weights files (still counted and listed)."""
 RECORD_FILE = "dataset.json"
 """A stored dataset's record: name, classes, images, pixels, skipped inputs, created, digest."""
 CLASSES_FILE = "classes.txt"
@@ -83,6 +89,17 @@ def datasets_dir(settings: Settings | None = None) -> Path:
     return (settings or load_settings()).data_dir / DATASETS
 
 
+def uploads_dir(settings: Settings | None = None) -> Path:
+    """Where uploaded model and weights files live (``<data_dir>/uploads``)."""
+    return (settings or load_settings()).data_dir / UPLOADS
+
+
+def upload_folders(settings: Settings | None = None) -> tuple[Path, ...]:
+    """Every folder holding uploaded model and weights files: ``uploads_dir`` and the older ones."""
+    settings = settings or load_settings()
+    return (uploads_dir(settings), *(settings.data_dir / name for name in LEGACY_UPLOADS))
+
+
 @dataclasses.dataclass(frozen=True)
 class DataUsage:
     """The data folder against its cap.
@@ -91,11 +108,13 @@ class DataUsage:
         used: bytes in the data folder now.
         cap: bytes it may hold (``TL_MAX_DATA_GB``).
         datasets: bytes of those in stored datasets.
+        uploads: bytes of those in uploaded model and weights files.
     """
 
     used: int
     cap: int
     datasets: int
+    uploads: int = 0
 
     @property
     def free(self) -> int:
@@ -119,7 +138,8 @@ def data_usage() -> DataUsage:
     """How much of ``TL_MAX_DATA_GB`` the data folder uses (walks it: about 1 s per 200,000 files)."""
     settings = load_settings()
     return DataUsage(folder_size(settings.data_dir), int(settings.max_data_gb * GB),
-                     folder_size(datasets_dir(settings)))
+                     folder_size(datasets_dir(settings)),
+                     sum(folder_size(folder) for folder in upload_folders(settings)))
 
 
 def _full_message(cap: int, what: str, size: int, used: int, *, grew: bool) -> str:

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 
 from tlcore.core.atomic import atomic_write_text
 from tlcore.core.settings import load_settings
-from tlcore.core.storage import BUILDING_PREFIX, CLASSES_FILE, DIGEST_FILE, RECORD_FILE, datasets_dir
+from tlcore.core.storage import BUILDING_PREFIX, CLASSES_FILE, DIGEST_FILE, RECORD_FILE, WriteBudget, datasets_dir
 from tlcore.data.datasets import ContentDigest, ImageDataset, content_digest
 
 SAMPLE_CLASSES = ("circle", "square", "triangle", "stripes")
@@ -84,25 +84,37 @@ def generated_dataset(folder: str, class_names: Sequence[str], name: str, per_cl
     ``rng``), stored once in the data folder under ``folder`` with its records and digest.
 
     The folder is built under a temporary name and renamed whole, so another process
-    drawing it at the same time, or a crash half-way, never leaves half a dataset.
+    drawing it at the same time, or a crash half-way, never leaves half a dataset. Every
+    byte written is counted against ``TL_MAX_DATA_GB`` first (``WriteBudget``), as uploads are.
+
+    Raises:
+        StorageError: the data folder has no room for it (``TL_MAX_DATA_GB``) or the disk
+            refused a write; the unfinished folder is removed.
     """
     class_names = tuple(class_names)
-    root = datasets_dir(load_settings()) / folder
+    settings = load_settings()
+    root = datasets_dir(settings) / folder
     if not (root / CLASSES_FILE).is_file():
+        budget = WriteBudget(what=f"a dataset ({name})")
         building = root.with_name(f"{BUILDING_PREFIX}{uuid.uuid4().hex}")  # swept if left unfinished
-        digest = ContentDigest()
-        for label, kind in enumerate(class_names):
-            (building / str(label)).mkdir(parents=True)
-            for index in range(per_class):
-                encoded = io.BytesIO()
-                draw(kind, rng).save(encoded, "PNG")
-                (building / str(label) / f"{index:06d}.png").write_bytes(encoded.getvalue())
-                digest.add_file(label, encoded.getvalue())
-        _write_generated_records(building, name, class_names, digest.finish(class_names), per_class)
         try:
-            building.rename(root)
-        except OSError:  # another process finished first: use theirs
+            digest = ContentDigest()
+            for label, kind in enumerate(class_names):
+                (building / str(label)).mkdir(parents=True)
+                for index in range(per_class):
+                    encoded = io.BytesIO()
+                    draw(kind, rng).save(encoded, "PNG")
+                    budget.take(len(encoded.getvalue()))
+                    (building / str(label) / f"{index:06d}.png").write_bytes(encoded.getvalue())
+                    digest.add_file(label, encoded.getvalue())
+            _write_generated_records(building, name, class_names, digest.finish(class_names), per_class, budget)
+            try:
+                building.rename(root)
+            except OSError:  # another process finished first: use theirs
+                shutil.rmtree(building, ignore_errors=True)
+        except BaseException:
             shutil.rmtree(building, ignore_errors=True)
+            raise
     files, labels = [], []
     for label in range(len(class_names)):
         members = sorted((root / str(label)).glob("*.png"))
@@ -112,13 +124,16 @@ def generated_dataset(folder: str, class_names: Sequence[str], name: str, per_cl
         digest_text = (root / DIGEST_FILE).read_text(encoding="utf-8").strip()
     except FileNotFoundError:  # stored before datasets had digests: read the files once
         digest_text = content_digest(class_names, ((label, path.read_bytes()) for path, label in zip(files, labels)))
-        _write_generated_records(root, name, class_names, digest_text, per_class)
+        _write_generated_records(root, name, class_names, digest_text, per_class, WriteBudget(what=f"a dataset ({name})"))
     return ImageDataset(root, class_names, tuple(files), tuple(labels), (), name, digest_text)
 
 
-def _write_generated_records(root: Path, name: str, class_names: tuple[str, ...], digest: str, per_class: int) -> None:
+def _write_generated_records(root: Path, name: str, class_names: tuple[str, ...], digest: str, per_class: int,
+                             budget: WriteBudget) -> None:
+    """The record, class names and digest (last: it marks the folder finished), each counted by ``budget``."""
     record = {"name": name, "source": "sample", "classes": list(class_names),
               "images": per_class * len(class_names), "created": time.time(), "digest": digest}
-    atomic_write_text(root / RECORD_FILE, json.dumps(record))
-    atomic_write_text(root / CLASSES_FILE, "\n".join(class_names))
-    atomic_write_text(root / DIGEST_FILE, digest)
+    for file_name, text in ((RECORD_FILE, json.dumps(record)), (CLASSES_FILE, "\n".join(class_names)),
+                            (DIGEST_FILE, digest)):
+        budget.take(len(text.encode("utf-8")))
+        atomic_write_text(root / file_name, text)

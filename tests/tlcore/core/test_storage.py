@@ -1,6 +1,7 @@
 """The data folder's disk budget: stored once, capped, listed and deleted."""
 
 import io
+import re
 import zipfile
 
 import pytest
@@ -186,3 +187,100 @@ def test_the_cap_message_in_gigabytes(monkeypatch):
     assert str(refused.value) == ("The data folder may hold at most 50 GB (TL_MAX_DATA_GB). Received: a dataset of "
                                   "about 3.1 GB while 48.2 GB are in use; delete runs or datasets to make room.")
     assert tlcore.check_room(1_000_000_000, used=48_200_000_000) == 48_200_000_000
+
+
+def model_bytes(n: int = 5_000, seed: int = 0) -> bytes:
+    """Bytes standing in for an uploaded file (the store reads only their size and digest)."""
+    import numpy as np
+
+    return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+def test_an_upload_past_the_room_left_is_refused_and_nothing_is_written(monkeypatch, data_dir):
+    kept = tlcore.load_dataset(make_zip())
+    used = folder_size(data_dir)
+    monkeypatch.setenv("TL_MAX_DATA_GB", str((used + 4_000) / 1e9))  # room for 4 KB more
+    with pytest.raises(tlcore.StorageError, match=r"The data folder may hold at most [\d.]+ KB \(TL_MAX_DATA_GB\). "
+                                                  r"Received: an uploaded model file \('big.keras'\) of about "
+                                                  r"5.\d KB while [\d.]+ KB are in use"):
+        tlcore.store_model_upload(model_bytes(5_000), "big.keras", owner="ann")
+    assert folder_size(data_dir) == used and not (data_dir / "uploads").exists()  # nothing written, not even a folder
+    assert tlcore.list_uploads().empty
+    assert all(path.is_file() for path in kept.files)
+
+    small = tlcore.store_model_upload(model_bytes(3_000), "small.weights.h5", owner="ann")  # fits
+    assert small.read_bytes() == model_bytes(3_000) and small.name.endswith(".weights.h5")
+
+
+def test_the_same_upload_twice_is_stored_once_and_needs_no_room(monkeypatch, data_dir):
+    first = tlcore.store_model_upload(model_bytes(seed=1), "mine.keras", owner="ann")
+    size = folder_size(data_dir)
+    monkeypatch.setenv("TL_MAX_DATA_GB", str(size / 1e9))  # full: the same bytes still need no room
+    again = tlcore.store_model_upload(model_bytes(seed=1), "renamed.KERAS", owner="bob")
+    assert again == first and folder_size(data_dir) == size
+    table = tlcore.list_uploads()
+    assert table[["id", "name", "kind", "bytes", "owner"]].values.tolist() == \
+        [[first.name, "mine.keras", "model", 5_000, "ann"]]  # the first record is kept
+    with pytest.raises(tlcore.StorageError, match="TL_MAX_DATA_GB"):
+        tlcore.store_model_upload(model_bytes(seed=2), "other.keras")  # other bytes do need room
+
+
+def test_a_stored_upload_counts_in_data_usage_and_can_be_deleted(data_dir):
+    dataset = tlcore.load_dataset(make_zip())
+    empty = tlcore.data_usage()
+    assert empty.uploads == 0
+    path = tlcore.store_model_upload(model_bytes(8_000, seed=3), "net.h5", owner="ann")
+    usage = tlcore.data_usage()
+    on_disk = folder_size(data_dir / "uploads")
+    assert usage.uploads == on_disk > 8_000 and usage.used == empty.used + on_disk  # the file and its record
+    assert usage.datasets == folder_size(dataset.root)
+    row = tlcore.list_uploads().iloc[0]
+    assert (row["id"], row["kind"], row["bytes"]) == (path.name, "weights", 8_000) and row["created"].year >= 2025
+
+    with pytest.raises(tlcore.ModelFileError, match=r"cannot be deleted; stop the job.*Received: '[0-9a-f]+\.h5', in use"):
+        tlcore.delete_upload(path.name, in_use=["imagenet", None, str(path)])
+    assert path.is_file()
+    freed = tlcore.delete_upload(path.name, in_use=["imagenet", None])
+    assert freed == on_disk and not path.exists() and tlcore.list_uploads().empty
+    after = tlcore.data_usage()
+    assert (after.uploads, after.used) == (0, empty.used)
+    assert all(p.is_file() for p in dataset.files)  # only the upload went
+
+
+@pytest.mark.parametrize("upload_id", ["no-such-upload.keras", "../datasets", "", "../../etc/passwd"])
+def test_delete_upload_refuses_anything_but_a_listed_upload(upload_id, data_dir):
+    kept = tlcore.store_model_upload(model_bytes(seed=4), "kept.keras")
+    with pytest.raises(tlcore.ModelFileError, match=re.escape(
+            f"must be one listed by list_uploads (1 stored upload(s)). Received: {upload_id!r}")):
+        tlcore.delete_upload(upload_id)
+    assert kept.is_file()
+
+
+def test_uploads_kept_by_older_versions_are_counted_listed_and_deleted(data_dir):
+    legacy = data_dir / "weights" / "0123456789abcdef.weights.h5"  # what store_upload wrote before uploads/
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(model_bytes(2_000, seed=5))
+    assert tlcore.data_usage().uploads == 2_000
+    row = tlcore.list_uploads().iloc[0]
+    assert (row["id"], row["name"], row["kind"], row["owner"]) == (
+        legacy.name, "an upload stored before records", "weights", "")
+    assert tlcore.delete_upload(legacy.name) == 2_000 and not legacy.exists()
+
+
+@pytest.mark.parametrize("room", [0, 3_000])  # none at all; a few of its images, not all
+def test_a_sample_dataset_without_room_is_refused_and_leaves_no_half_folder(room, monkeypatch, data_dir):
+    tlcore.store_model_upload(model_bytes(seed=6), "kept.keras")
+    used = folder_size(data_dir)
+    monkeypatch.setenv("TL_MAX_DATA_GB", str((used + room) / 1e9))
+    with pytest.raises(tlcore.StorageError, match=r"The data folder may hold at most [\d.]+ KB \(TL_MAX_DATA_GB\). "
+                                                  r"Received: a dataset \(built-in sample shapes\) that reached "
+                                                  r"[\d.]+ KB while writing"):
+        tlcore.sample_dataset(per_class=8, size=32, seed=7)
+    assert folder_size(data_dir) == used
+    datasets = data_dir / "datasets"
+    assert not datasets.exists() or not any(datasets.iterdir())  # no .building- folder, no sample
+    assert tlcore.list_datasets().empty
+
+    monkeypatch.setenv("TL_MAX_DATA_GB", "50")
+    sample = tlcore.sample_dataset(per_class=8, size=32, seed=7)  # with room: stored whole
+    assert len(sample) == 32 and all(path.is_file() for path in sample.files)

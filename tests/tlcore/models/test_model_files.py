@@ -115,3 +115,36 @@ def test_a_sequential_model_file_predicts_and_explains_like_the_model_saved(tmp_
     assert np.allclose(table.sort_values("class_id")["probability"], expected, atol=1e-5)
     heat = tlcore.grad_cam(loaded, encoded.getvalue(), int(table["class_id"][0]), backbone="VGG16")
     assert heat.shape == (32, 32) and 0 <= heat.min() and heat.max() <= 1
+
+
+def test_an_uploaded_model_is_stored_by_content_and_loads_from_the_store(saved, tmp_path, monkeypatch):
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
+    model, path = saved
+    stored = tlcore.store_model_upload(path.read_bytes(), "My Model.keras", owner="ann")
+    assert stored.parent == tmp_path / "data" / "uploads" and stored.suffix == ".keras"
+    assert "My Model" not in str(stored)  # the visitor's name is recorded, never a path
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(tlcore.load_model_file(stored)(x), model(x), rtol=1e-5, atol=1e-6)
+    assert tlcore.list_uploads()[["name", "kind", "owner"]].values.tolist() == [["My Model.keras", "model", "ann"]]
+
+
+@pytest.mark.parametrize("filename,suffix,kind", [
+    ("net.keras", ".keras", "model"), ("NET.KERAS", ".keras", "model"), ("w.weights.h5", ".weights.h5", "weights"),
+    ("vgg16_notop.h5", ".h5", "weights"), ("a/b/../w.H5", ".h5", "weights"),
+])
+def test_an_upload_keeps_the_ending_keras_reads(filename, suffix, kind):
+    assert tlcore.upload_kind(filename) == (suffix, kind)
+
+
+@pytest.mark.parametrize("filename,data,message", [
+    ("model.pkl", b"x", r"must be named \*\.keras, \*\.weights\.h5 or \*\.h5\. Received: 'model\.pkl'"),
+    ("model.keras.exe", b"x", r"Received: 'model\.keras\.exe'"),
+    ("", b"x", r"Received: ''"),
+    ("empty.keras", b"", r"An uploaded model file must not be empty\. Received: 'empty\.keras', 0 bytes"),
+])
+def test_an_upload_of_another_kind_or_empty_is_refused_and_nothing_is_written(filename, data, message, tmp_path,
+                                                                                monkeypatch):
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(tlcore.ModelFileError, match=message):
+        tlcore.store_model_upload(data, filename)
+    assert not (tmp_path / "data").exists()
