@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable
 
 import keras
+from keras.src.ops.function import make_node_key
 
 from tlcore.core.errors import BudgetError, TLError
 from tlcore.core.settings import load_settings
@@ -44,20 +45,35 @@ def _size(tensors: Iterable[keras.KerasTensor]) -> int:
     return sum(math.prod(d or 1 for d in t.shape[1:]) for t in tensors) * FLOAT_BYTES
 
 
+def _calls(model: keras.Model, layer: keras.layers.Layer) -> list:
+    """The calls (Keras nodes) of ``layer`` that ``model``'s own graph runs.
+
+    A layer keeps a node for every call ever made, and a ``Sequential`` read back from a
+    file calls each layer again whenever a later one is added (the first of n layers has
+    n nodes); only the nodes of the model's graph run in its forward pass.
+    """
+    graph = getattr(model, "_functional", None) or model  # a Sequential's graph is a Functional inside it
+    own = getattr(graph, "_nodes", None)
+    if own is None:
+        return list(layer._inbound_nodes)
+    return [node for index, node in enumerate(layer._inbound_nodes) if make_node_key(layer, index) in own]
+
+
 def _walk(model: keras.Model, trainable: bool, reached: bool) -> tuple[int, int, bool]:
     """(activation bytes, backprop bytes, reached a trainable layer) for one call of ``model``."""
     total = kept = 0
     for layer in model.layers:
         layer_trainable = trainable and layer.trainable
-        calls = max(1, len(layer._inbound_nodes))
+        nodes = _calls(model, layer)
         if isinstance(layer, keras.Model):
+            calls = max(1, len(nodes))
             inner, inner_kept, reached = _walk(layer, layer_trainable, reached)
             total, kept = total + calls * inner, kept + calls * inner_kept
             continue
-        outputs = sum(_size(node.outputs) for node in layer._inbound_nodes)
+        outputs = sum(_size(node.outputs) for node in nodes)
         if not reached and layer_trainable and layer.trainable_weights:
             reached = True
-            kept += sum(_size(node.input_tensors) for node in layer._inbound_nodes)
+            kept += sum(_size(node.input_tensors) for node in nodes)
         total += outputs
         kept += outputs if reached else 0
     return total, kept, reached
