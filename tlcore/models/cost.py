@@ -3,12 +3,18 @@
 ``measure_model`` reads a model built for real or inside ``shapes_only`` (nothing is
 allocated then); ``check_model_cost`` refuses one over ``TL_MAX_MODEL_PARAMS`` or
 ``TL_MAX_ACTIVATION_MB``. What a ``TransferSpec`` costs is ``tlcore.models.build``'s.
+
+The activation budget is for one image; a forward pass over n images needs n times that,
+so ``images_per_pass`` says how many one pass may take (``activation_bytes`` measures a
+model once and remembers it): batches larger than that run in several passes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import threading
+import weakref
 from collections.abc import Iterable
 
 import keras
@@ -21,6 +27,9 @@ FLOAT_BYTES = 4
 """Bytes of one float32 weight or activation."""
 MB = 2**20
 GB = 2**30
+
+_MEASURED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> activation bytes for one image
+_MEASURING = threading.Lock()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +104,39 @@ def measure_model(model: keras.Model) -> ModelCost:
         activation_bytes=total,
         trainable_activation_bytes=kept,
     )
+
+
+def activation_bytes(model: keras.Model) -> int:
+    """``measure_model(model).activation_bytes``, measured on first use and remembered as long as the model.
+
+    A model that only predicts never changes its graph, so one measurement serves every pass.
+    """
+    with _MEASURING:
+        found = _MEASURED.get(model)
+    if found is None:
+        found = measure_model(model).activation_bytes
+        with _MEASURING:
+            _MEASURED[model] = found
+    return found
+
+
+def images_per_pass(per_image: int, wanted: int) -> int:
+    """How many images, up to ``wanted``, one forward pass may take within ``TL_MAX_ACTIVATION_MB``.
+
+    The budget holds for every pass that runs, not only for one image: a pass over n
+    images needs n x ``per_image`` bytes of activations, and may take n images only if
+    that fits.
+
+    Args:
+        per_image: activation bytes for one image (``activation_bytes``).
+        wanted: the images the caller has for this pass.
+
+    Returns:
+        ``wanted`` or fewer; 0 when not even one image fits.
+    """
+    if per_image <= 0:
+        return wanted
+    return int(min(wanted, load_settings().max_activation_mb * MB // per_image))
 
 
 def check_model_cost(
