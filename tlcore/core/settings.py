@@ -34,7 +34,10 @@ class Settings:
         max_dataset_pixels: datasets whose stored images hold more pixels in all are refused.
         max_model_params: models (Build specs, uploaded ``.keras`` files) with more
             parameters are refused before any weight is allocated.
-        max_activation_mb: a model whose activations for one image need more MB is refused.
+        max_activation_mb: a model whose activations for one image need more MB is refused;
+            and every forward pass keeps to it: a pass over n images runs only if n times
+            one image's activations fit, so batch work (Batch, Features, the feature cache,
+            evaluation) and the bfloat16 calibration run in passes of as many images as fit.
         max_model_file_mb: a ``.keras`` file that unpacks to more MB is refused.
         max_model_config_mb: a ``.keras`` file whose ``config.json`` is larger is refused.
         max_model_file_members: a ``.keras`` file with more archive members is refused.

@@ -5,6 +5,10 @@ inputs, alternately, and keeps the verdict per machine (CPU model and flags, cor
 TensorFlow version), backbone, input size, batch kind and architecture in
 ``<TL_DATA_DIR>/precision/<machine>.json``; ``compare_precisions`` checks a model on real
 held-out images. The choice made from these measurements is ``tlcore.inference.precision``'s.
+
+A calibration keeps to ``TL_MAX_ACTIVATION_MB`` like every pass: its made-up images run
+in passes that fit (``calibration_fits``), it times batch work at the pass size that work
+will run at, and a model that cannot take one image within the budget is not calibrated.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ import numpy as np
 import tensorflow as tf
 
 from tlcore.core.atomic import atomic_write_text
-from tlcore.core.errors import ConfigError
+from tlcore.core.errors import BudgetError, ConfigError
 from tlcore.core.settings import load_settings
 from tlcore.inference.forward import compiled_forward, forget_forward
+from tlcore.models.cost import MB, activation_bytes, images_per_pass
 from tlcore.models.zoo import BackboneSpec, get_backbone
 
 _LOCK = threading.Lock()  # guards the verdicts kept in memory and their file
@@ -121,7 +126,8 @@ class Calibration:
     Attributes:
         backbone: the registry name.
         input_size: (height, width) of the model input.
-        batch: images per timed forward pass (1, or ``CALIBRATION_BATCH`` for batch work).
+        batch: images per timed forward pass (1, or ``CALIBRATION_BATCH`` for batch work, or
+            fewer where only fewer fit ``TL_MAX_ACTIVATION_MB``).
         architecture: a digest of the model's layer types and output shape.
         float32_ms: the fastest float32 forward pass, in milliseconds.
         bfloat16_ms: the fastest bfloat16 forward pass, in milliseconds.
@@ -187,9 +193,23 @@ def architecture_digest(model: keras.Model) -> str:
     return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:12]
 
 
-def calibration_batch(batch: int) -> int:
-    """The batch a calibration for work in batches of ``batch`` times: 1, or ``CALIBRATION_BATCH``."""
-    return 1 if batch <= 1 else CALIBRATION_BATCH
+def calibration_batch(batch: int, fits: int = CALIBRATION_BATCH) -> int:
+    """The batch a calibration for work in batches of ``batch`` times: 1, or ``CALIBRATION_BATCH``,
+    or fewer when only ``fits`` images fit one pass (``calibration_fits``): the passes the work will run."""
+    return 1 if batch <= 1 else max(1, min(CALIBRATION_BATCH, fits))
+
+
+def calibration_fits(model: keras.Model) -> int:
+    """How many made-up images one calibration pass over ``model`` may take within ``TL_MAX_ACTIVATION_MB``.
+
+    At most ``max(CALIBRATION_BATCH, AGREEMENT_IMAGES)`` (all a calibration needs); 0 when
+    not even one image fits, and then the model is not calibrated.
+    """
+    return images_per_pass(activation_bytes(model), max(CALIBRATION_BATCH, AGREEMENT_IMAGES))
+
+
+TOO_LARGE = "too large to calibrate within TL_MAX_ACTIVATION_MB"
+"""Why a model whose one image does not fit the activation budget is not calibrated (and runs in float32)."""
 
 
 def calibration_inputs(model: keras.Model, spec: BackboneSpec, batch: int, *, seed: int = 0) -> np.ndarray:
@@ -225,13 +245,27 @@ def calibrate(model: keras.Model, *, backbone: str | BackboneSpec, batch: int = 
     fastest of each counts (other work on the machine only ever adds time). The
     bfloat16 copy is kept only if it wins (``forget_forward`` otherwise), so a
     verdict of float32 costs no memory.
+
+    Every pass keeps to ``TL_MAX_ACTIVATION_MB``: the made-up images run in passes
+    that fit, and batch work is timed at the pass size it will run at
+    (``calibration_batch``).
+
+    Raises:
+        BudgetError: not even one image of ``model`` fits ``TL_MAX_ACTIVATION_MB``.
     """
     spec = get_backbone(backbone)
-    batch = calibration_batch(batch)
+    fits = calibration_fits(model)
+    if fits < 1:
+        raise BudgetError(
+            f"A calibration pass may take at most {load_settings().max_activation_mb:,} MB of activations "
+            f"on this server (TL_MAX_ACTIVATION_MB). Received: a model needing "
+            f"{activation_bytes(model) / MB:,.1f} MB for one image"
+        )
+    batch = calibration_batch(batch, fits)
     x = calibration_inputs(model, spec, max(batch, AGREEMENT_IMAGES))
     float32 = compiled_forward(model)
     bfloat16 = compiled_forward(model, precision="bfloat16")
-    cosine = float(_cosines(float32(x), bfloat16(x)).min())
+    cosine = float(_cosines(float32(x), bfloat16(x)).min())  # in passes that fit (compiled_forward)
     if batch < len(x):
         x = x[:batch]
         float32(x), bfloat16(x)  # the warm-up at this batch size

@@ -9,6 +9,11 @@ A model can also be run in bfloat16 (``precision="bfloat16"``): a bfloat16 copy
 with the same weights (``tlcore.bfloat16``) is built once, kept as long as the
 model, and its outputs are cast back to float32. Which precision to use is
 ``tlcore.precision``'s job; here the caller says.
+
+Every pass keeps to ``TL_MAX_ACTIVATION_MB``: a batch whose activations (the model's
+for one image, times the images) would not fit runs in several passes that do, and the
+outputs are joined (``tlcore.models.cost.images_per_pass``). One image always runs: a
+model over the budget for one image is refused where it is built or loaded.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import tensorflow as tf
 
 from tlcore.core.errors import ConfigError
 from tlcore.inference.bfloat16 import bfloat16_clone
+from tlcore.models.cost import activation_bytes, images_per_pass
 
 RUN_PRECISIONS = ("float32", "bfloat16")
 """The precisions a forward pass can run in (``"auto"`` is resolved by ``tlcore.precision``)."""
@@ -77,8 +83,25 @@ def compiled_forward(model: keras.Model, *, precision: str = "float32") -> Calla
     return functools.partial(_run, forward, model)
 
 
+def pass_size(model: keras.Model, images: int) -> int:
+    """The images, up to ``images``, one forward pass of ``model`` takes: as many as fit
+    ``TL_MAX_ACTIVATION_MB`` (``images_per_pass``), and at least one."""
+    if images <= 1:
+        return images
+    return max(1, images_per_pass(activation_bytes(model), images))
+
+
 def _run(forward: Callable, model: keras.Model, batch: np.ndarray) -> np.ndarray:
-    """``forward`` on ``batch``; ``model`` rides along, so whoever holds the function keeps the model alive."""
+    """``forward`` on ``batch``, in passes that fit the activation budget; ``model`` rides along,
+    so whoever holds the function keeps the model alive."""
+    size = pass_size(model, len(batch))
+    if size >= len(batch):
+        return _pass(forward, batch)
+    return np.concatenate([_pass(forward, batch[start:start + size]) for start in range(0, len(batch), size)])
+
+
+def _pass(forward: Callable, batch: np.ndarray) -> np.ndarray:
+    """One forward pass."""
     return forward(tf.convert_to_tensor(batch, tf.float32)).numpy()
 
 

@@ -16,7 +16,10 @@ CPU), so the choice is made per machine and per network, by measuring:
   faster and its outputs agreed with float32's (cosine similarity at least
   ``MIN_COSINE`` on each of ``AGREEMENT_IMAGES`` made-up images): ``auto`` never
   picks a precision measured slower. Made-up images are not the person's data:
-  ``compare_precisions`` checks a model on real held-out images.
+  ``compare_precisions`` checks a model on real held-out images;
+- a calibration keeps to ``TL_MAX_ACTIVATION_MB`` in every pass (its made-up
+  images run in passes that fit); a model that cannot take one image within it
+  is not calibrated and runs in float32 ("too large to calibrate").
 
 Only inference uses this (Predict, Features, the frozen-prefix feature cache);
 training and the evaluation of a trained model stay float32.
@@ -39,11 +42,13 @@ from tlcore.core.settings import load_settings
 from tlcore.inference.calibration import (
     CALIBRATION_BATCH,
     MIN_COSINE,
+    TOO_LARGE,
     Calibration,
     architecture_digest,
     bfloat16_units,
     calibrate,
     calibration_batch,
+    calibration_fits,
     calibration_key,
     calibrations,
     keep_calibration,
@@ -124,7 +129,8 @@ class PrecisionChoice:
     Attributes:
         precision: "float32" or "bfloat16".
         reason: where it comes from: "asked for", "forced for this session", "TL_PRECISION",
-            "measured", or "no bfloat16 units".
+            "measured", "no bfloat16 units", "no bfloat16 copy of this model", or
+            ``TOO_LARGE`` ("too large to calibrate within TL_MAX_ACTIVATION_MB").
         calibration: the measurement behind a "measured" choice.
     """
 
@@ -160,7 +166,8 @@ def choose_precision(model: keras.Model, *, backbone: str | BackboneSpec, batch:
     Raises:
         ConfigError: a precision or ``TL_PRECISION`` outside ``PRECISIONS``. (A model
             Keras cannot rebuild in bfloat16 gets float32 under ``auto``; an explicit
-            "bfloat16" for it fails when its forward pass is built.)
+            "bfloat16" for it fails when its forward pass is built. A model whose one image
+            does not fit ``TL_MAX_ACTIVATION_MB`` gets float32 under ``auto``, measuring nothing.)
     """
     wanted, reason = requested_precision(precision)
     if wanted != "auto":
@@ -169,9 +176,12 @@ def choose_precision(model: keras.Model, *, backbone: str | BackboneSpec, batch:
         return PrecisionChoice("float32", "no bfloat16 units")
     if model in _NO_COPY:
         return PrecisionChoice("float32", "no bfloat16 copy of this model")
+    fits = calibration_fits(model)
+    if fits < 1:  # not one image within TL_MAX_ACTIVATION_MB: no made-up passes, float32
+        return PrecisionChoice("float32", TOO_LARGE)
     spec = get_backbone(backbone)
     size = tuple(int(d) for d in model.input.shape[1:3])
-    key = calibration_key(spec.name, size, calibration_batch(batch), architecture_digest(model))
+    key = calibration_key(spec.name, size, calibration_batch(batch, fits), architecture_digest(model))
     found = known_calibration(key)
     if found is None:
         with _CALIBRATING:  # one calibration at a time: two would time each other

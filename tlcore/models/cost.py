@@ -3,15 +3,22 @@
 ``measure_model`` reads a model built for real or inside ``shapes_only`` (nothing is
 allocated then); ``check_model_cost`` refuses one over ``TL_MAX_MODEL_PARAMS`` or
 ``TL_MAX_ACTIVATION_MB``. What a ``TransferSpec`` costs is ``tlcore.models.build``'s.
+
+The activation budget is for one image; a forward pass over n images needs n times that,
+so ``images_per_pass`` says how many one pass may take (``activation_bytes`` measures a
+model once and remembers it): batches larger than that run in several passes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import threading
+import weakref
 from collections.abc import Iterable
 
 import keras
+from keras.src.ops.function import make_node_key
 
 from tlcore.core.errors import BudgetError, TLError
 from tlcore.core.settings import load_settings
@@ -20,6 +27,9 @@ FLOAT_BYTES = 4
 """Bytes of one float32 weight or activation."""
 MB = 2**20
 GB = 2**30
+
+_MEASURED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> activation bytes for one image
+_MEASURING = threading.Lock()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,20 +54,35 @@ def _size(tensors: Iterable[keras.KerasTensor]) -> int:
     return sum(math.prod(d or 1 for d in t.shape[1:]) for t in tensors) * FLOAT_BYTES
 
 
+def _calls(model: keras.Model, layer: keras.layers.Layer) -> list:
+    """The calls (Keras nodes) of ``layer`` that ``model``'s own graph runs.
+
+    A layer keeps a node for every call ever made, and a ``Sequential`` read back from a
+    file calls each layer again whenever a later one is added (the first of n layers has
+    n nodes); only the nodes of the model's graph run in its forward pass.
+    """
+    graph = getattr(model, "_functional", None) or model  # a Sequential's graph is a Functional inside it
+    own = getattr(graph, "_nodes", None)
+    if own is None:
+        return list(layer._inbound_nodes)
+    return [node for index, node in enumerate(layer._inbound_nodes) if make_node_key(layer, index) in own]
+
+
 def _walk(model: keras.Model, trainable: bool, reached: bool) -> tuple[int, int, bool]:
     """(activation bytes, backprop bytes, reached a trainable layer) for one call of ``model``."""
     total = kept = 0
     for layer in model.layers:
         layer_trainable = trainable and layer.trainable
-        calls = max(1, len(layer._inbound_nodes))
+        nodes = _calls(model, layer)
         if isinstance(layer, keras.Model):
+            calls = max(1, len(nodes))
             inner, inner_kept, reached = _walk(layer, layer_trainable, reached)
             total, kept = total + calls * inner, kept + calls * inner_kept
             continue
-        outputs = sum(_size(node.outputs) for node in layer._inbound_nodes)
+        outputs = sum(_size(node.outputs) for node in nodes)
         if not reached and layer_trainable and layer.trainable_weights:
             reached = True
-            kept += sum(_size(node.input_tensors) for node in layer._inbound_nodes)
+            kept += sum(_size(node.input_tensors) for node in nodes)
         total += outputs
         kept += outputs if reached else 0
     return total, kept, reached
@@ -79,6 +104,39 @@ def measure_model(model: keras.Model) -> ModelCost:
         activation_bytes=total,
         trainable_activation_bytes=kept,
     )
+
+
+def activation_bytes(model: keras.Model) -> int:
+    """``measure_model(model).activation_bytes``, measured on first use and remembered as long as the model.
+
+    A model that only predicts never changes its graph, so one measurement serves every pass.
+    """
+    with _MEASURING:
+        found = _MEASURED.get(model)
+    if found is None:
+        found = measure_model(model).activation_bytes
+        with _MEASURING:
+            _MEASURED[model] = found
+    return found
+
+
+def images_per_pass(per_image: int, wanted: int) -> int:
+    """How many images, up to ``wanted``, one forward pass may take within ``TL_MAX_ACTIVATION_MB``.
+
+    The budget holds for every pass that runs, not only for one image: a pass over n
+    images needs n x ``per_image`` bytes of activations, and may take n images only if
+    that fits.
+
+    Args:
+        per_image: activation bytes for one image (``activation_bytes``).
+        wanted: the images the caller has for this pass.
+
+    Returns:
+        ``wanted`` or fewer; 0 when not even one image fits.
+    """
+    if per_image <= 0:
+        return wanted
+    return int(min(wanted, load_settings().max_activation_mb * MB // per_image))
 
 
 def check_model_cost(

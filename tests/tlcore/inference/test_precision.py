@@ -222,6 +222,36 @@ def test_a_copy_that_disagrees_is_not_used_however_fast(store):
     assert choice.describe().startswith("float32 (bfloat16 disagreed: cosine")
 
 
+def test_a_calibration_keeps_every_pass_within_the_activation_budget(store, monkeypatch):
+    """A model of 0.19 MB an image under a 1 MB budget: 5 images a pass, never the 8 a calibration has."""
+    from tlcore.inference import forward as tf_forward
+    from tlcore.models.cost import measure_model
+
+    monkeypatch.setattr(tp, "bfloat16_units", lambda: True)
+    monkeypatch.setenv("TL_MAX_ACTIVATION_MB", "1")
+    inputs = keras.Input((8, 8, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.ZeroPadding2D(60)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(pooled))
+    fits = 2**20 // measure_model(model).activation_bytes
+    assert fits == 5 and tc.calibration_fits(model) == 5
+    sizes = []
+    original = tf_forward._pass
+    monkeypatch.setattr(tf_forward, "_pass", lambda forward, batch: sizes.append(len(batch)) or original(forward, batch))
+    choice = tlcore.choose_precision(model, backbone="VGG16", batch=16)
+    assert choice.reason == "measured" and choice.calibration.batch == fits  # timed as the work will run
+    assert sizes[:4] == [5, 3, 5, 3] and set(sizes[4:]) == {5}  # agreement on 8 in passes of 5, then timings
+    monkeypatch.setenv("TL_MAX_ACTIVATION_MB", "0")  # not one image fits: nothing runs, float32
+    sizes.clear()
+    tc.forget_calibrations()
+    choice = tlcore.choose_precision(model, backbone="VGG16")
+    assert choice.describe() == "float32 (too large to calibrate within TL_MAX_ACTIVATION_MB)" and not sizes
+    with pytest.raises(tlcore.BudgetError, match=r"A calibration pass may take at most 0 MB of activations on this "
+                                                 r"server \(TL_MAX_ACTIVATION_MB\)\. "
+                                                 r"Received: a model needing 0\.2 MB for one image"):
+        tc.calibrate(model, backbone="VGG16")
+    assert not sizes
+
+
 def test_the_feature_cache_keys_and_keeps_each_precision_apart(tmp_path, store, monkeypatch):
     shapes = tlcore.sample_dataset(per_class=4, size=32, seed=2)
     spec = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=None,
