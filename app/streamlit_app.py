@@ -22,10 +22,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import streamlit as st  # noqa: E402
 
-from ui import access, sidebar  # noqa: E402
+from ui import access  # noqa: E402  (plain Python: the password page loads neither TensorFlow nor Ray)
 
 st.set_page_config(page_title="Transfer Lab", page_icon=":material/science:", layout="wide")
 access.gate()  # the password or sign-in first, when TL_PASSWORD or [auth] is set (ui/access.py)
+
+from ui import sidebar  # noqa: E402  (Keras and the models: only for visitors past the gate)
 
 PAGES = {
     "Learn": [st.Page("../pages/home.py", title="Home", icon=":material/home:", default=True)],

@@ -2,7 +2,10 @@
 admins; no server paths, no raw exception text, user-supplied names as plain text."""
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 from markdown_it import MarkdownIt
@@ -345,3 +348,23 @@ def test_class_names_show_literally_on_train():
     at.text_input[0].set_value(f"{TRICKY}, plain").run()
     labels = [u.label for u in at.file_uploader]
     assert labels == [f"Images of {markdown_text(TRICKY)}", "Images of plain"]
+
+
+PASSWORD_PAGE_ONLY = """
+import json, os, sys
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(sys.argv[1], default_timeout=60)
+at.run()
+print(json.dumps({"asked": [box.label for box in at.text_input], "exception": bool(at.exception),
+                  "loaded": sorted(m for m in ("keras", "tensorflow", "ray") if m in sys.modules)}))
+"""
+
+
+def test_the_password_page_loads_neither_tensorflow_nor_ray(tmp_path):
+    """Nothing heavy runs before sign-in: the gate is plain Python (issue 17: the facade is lazy)."""
+    env = {**os.environ, "TL_PASSWORD": "correct horse", "TL_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run([sys.executable, "-c", PASSWORD_PAGE_ONLY, APP], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {"asked": ["Password"], "exception": False, "loaded": []}
