@@ -196,3 +196,28 @@ def test_mobilenet_v2_loads_the_imagenet_file_of_its_input_size(keras_home):
     loaded = tlcore.load_backbone("MobileNetV2", input_shape=(128, 128, 3))
     np.testing.assert_array_equal(loaded.get_weights()[0], made.get_weights()[0])
     assert loaded.name == "mobilenetv2_1.00_128"
+
+
+def test_a_group_keras_never_reads_is_skipped_only_in_the_layout_keras_reads_so(mobilenet_files, tmp_path):
+    """An unlisted ``optimizer_weights`` group is never read from a legacy ``.h5``; the same bytes named
+    ``.weights.h5`` are read by Keras 3, which never reads a group by that name either, but every
+    dataset outside ``optimizer`` is checked there."""
+    import shutil
+
+    from tlcore.models.weights_probe import weights_file_problem
+
+    models, paths = mobilenet_files
+    legacy = tmp_path / "full.h5"
+    shutil.copy(paths["full", "legacy"], legacy)
+    with h5py.File(legacy, "a") as handle:
+        handle.create_dataset("optimizer_weights/huge", shape=(400_000_000,), dtype="f4")  # nothing stored
+    assert weights_file_problem(legacy, models["full"]) is None  # not in layer_names: Keras never reads it
+    loaded = tlcore.load_backbone("MobileNetV2", weights=legacy, include_top=True, input_shape=(96, 96, 3))
+    np.testing.assert_array_equal(loaded.get_weights()[-2], models["full"].get_weights()[-2])
+    renamed = tmp_path / "full.weights.h5"
+    shutil.copy(legacy, renamed)
+    assert "dataset 'optimizer_weights/huge' declares shape (400000000,)" in weights_file_problem(
+        renamed, models["full"])
+    with open(legacy, "rb") as handle:  # a file object is a .keras member: the Keras 3 layout, unless told
+        assert weights_file_problem(handle, models["full"]) is not None
+        assert weights_file_problem(handle, models["full"], legacy=True) is None
