@@ -9,5 +9,11 @@ and every AppTest (see that file). This file only names that script as the app.
 from pathlib import Path
 
 import streamlit as st
+from starlette.middleware import Middleware
 
-app = st.App(Path(__file__).resolve().parent / "app" / "streamlit_app.py")
+from ui.upload_gate import UploadGate
+
+app = st.App(
+    Path(__file__).resolve().parent / "app" / "streamlit_app.py",
+    middleware=[Middleware(UploadGate)],  # no uploads before the password or sign-in (ui/upload_gate.py)
+)

@@ -15,6 +15,7 @@ The entrypoint calls ``gate()`` before any page runs.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -27,6 +28,11 @@ from tlcore import check_password, is_local_url, markdown_text, message_text, re
 PASSED, FAILURES, VISITOR = "_access_passed", "_access_failures", "_access_visitor"
 """Session-state keys: the password was given; wrong tries in a row; this browser session's id."""
 _log = logging.getLogger("transfer_lab.access")
+_LET_IN: set[str] = set()
+"""Ids of the browser sessions past the gate in this server process (read by ``ui.upload_gate``)."""
+_LET_IN_LOCK = threading.Lock()
+_LET_IN_PRUNE_AT = 4_096
+"""Past this many ids, those of sessions that have ended are forgotten."""
 
 
 def _secret(key: str):
@@ -146,6 +152,33 @@ def _password_form(expected: str) -> None:
              f"({wrong_try_delay(failures + 1):.0f} s now).")
 
 
+def _let_in() -> None:
+    """Remember that this browser session is past the gate, so its uploads are accepted."""
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx()
+    if context is None:  # bare mode (a plain Python run): no server, no uploads
+        return
+    with _LET_IN_LOCK:
+        _LET_IN.add(context.session_id)
+        if len(_LET_IN) > _LET_IN_PRUNE_AT and Runtime.exists():
+            _LET_IN.intersection_update(s for s in list(_LET_IN) if Runtime.instance().is_active_session(s))
+
+
+def may_upload(session_id: str) -> bool:
+    """Whether the server accepts an upload from browser session ``session_id``.
+
+    Without a password or sign-in, every session may; with one, only sessions that
+    passed the gate. Called by ``ui.upload_gate`` for every upload request, before
+    its body is read, so nothing heavy is reachable before sign-in.
+    """
+    if not enabled():
+        return True
+    with _LET_IN_LOCK:
+        return session_id in _LET_IN
+
+
 def gate() -> None:
     """Ask for the password, or a sign-in, before any page; stops the script until given.
 
@@ -157,6 +190,7 @@ def gate() -> None:
         if not _signed_in():
             _sign_in()
             st.stop()
+        _let_in()
         with st.sidebar:
             st.caption(f"Signed in as {plain(user())}" + (" (admin)" if is_admin() else ""))
             st.button("Sign out", on_click=st.logout, key="logout", icon=":material/logout:")
@@ -165,3 +199,4 @@ def gate() -> None:
     if expected and not st.session_state.get(PASSED):
         _password_form(expected)
         st.stop()
+    _let_in()

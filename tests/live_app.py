@@ -1,6 +1,6 @@
 """The app as a person gets it: a fresh server process and headless Debian Chromium.
 
-Shared by tests/test_browser.py and bench/first_answer.py.
+Shared by tests/browser/, tests/hostile/, bench/first_answer.py and docs/make_screenshots.py.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"  # st.App around app/streamlit_app.py, as ./lab app runs it
 
 # Software GL (SwiftShader through ANGLE) instead of --disable-gpu: the GPU process composites
