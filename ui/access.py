@@ -3,7 +3,9 @@ and what visitors are shown (no server paths, names as plain text).
 
 Off by default (a laptop demo): no password, no sign-in, everyone manages every run.
 - ``TL_PASSWORD`` (or ``password = "..."`` in ``.streamlit/secrets.toml``): every page asks for it
-  first (``tlcore.check_password``, constant time), and a session waits longer after each wrong try.
+  first (``tlcore.check_password``, constant time); wrong tries are limited per client address and in
+  all, across sessions and restarts (``tlcore.try_verdict``: TL_PASSWORD_TRIES_PER_ADDRESS and
+  TL_PASSWORD_TRIES_PER_HOUR), with a wait that doubles after each wrong try from an address.
 - Streamlit's OIDC login (an ``[auth]`` section in the secrets): people sign in instead (``st.login``).
 - ``TL_READ_ONLY=1``: predict, look and explore; no Train page, no uploads of models or weights,
   no deletions.
@@ -16,17 +18,16 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Mapping
 
 import streamlit as st
 
 import tlcore
-from tlcore import check_password, is_local_url, markdown_text, message_text, redact_paths, wrong_try_delay
+from tlcore import check_password, is_local_url, markdown_text, message_text, redact_paths
 
-PASSED, FAILURES, VISITOR = "_access_passed", "_access_failures", "_access_visitor"
-"""Session-state keys: the password was given; wrong tries in a row; this browser session's id."""
+PASSED, VISITOR = "_access_passed", "_access_visitor"
+"""Session-state keys: the password was given; this browser session's id."""
 _log = logging.getLogger("transfer_lab.access")
 _LET_IN: set[str] = set()
 """Ids of the browser sessions past the gate in this server process (read by ``ui.upload_gate``)."""
@@ -129,10 +130,6 @@ def _sign_in() -> None:
                   args=(provider,) if provider else (), key=f"login-{provider or 'default'}")
 
 
-def _wait(seconds: float) -> None:
-    time.sleep(seconds)
-
-
 def _password_form(expected: str) -> None:
     st.title("Transfer Lab")
     with st.form("access", clear_on_submit=True):
@@ -140,16 +137,21 @@ def _password_form(expected: str) -> None:
         submitted = st.form_submit_button("Enter", type="primary")
     if not submitted:
         return
-    if check_password(given, expected):
+    address = st.context.ip_address
+    verdict = tlcore.try_verdict(address)  # per address and in all, across sessions (tlcore.core.tries)
+    if not verdict.allowed:
+        _log.warning("Password try refused before checking: %s", verdict.reason)
+        st.error(f"Too many wrong passwords: try again in {verdict.wait:.0f} s. {verdict.reason}.")
+        return
+    right = check_password(given, expected)
+    tlcore.record_try(address, right)
+    if right:
         st.session_state[PASSED] = True
-        st.session_state[FAILURES] = 0
         st.rerun()
-    failures = st.session_state.get(FAILURES, 0) + 1
-    st.session_state[FAILURES] = failures
-    _log.warning("Wrong password (%d in a row in one session)", failures)
-    _wait(wrong_try_delay(failures))  # this session only: the server and other visitors go on
+    wait = tlcore.try_verdict(address).wait
+    _log.warning("Wrong password from %s", address or "an unknown address")
     st.error(f"That is not the password. After each wrong try the next answer takes longer "
-             f"({wrong_try_delay(failures + 1):.0f} s now).")
+             f"({wait:.0f} s now).")
 
 
 def _let_in() -> None:

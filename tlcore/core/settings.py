@@ -56,6 +56,10 @@ class Settings:
             uploads of models or weights and no deletions; 0, the default, allows everything.
         admins: login names (OIDC e-mail addresses) that may stop and delete every run,
             separated by commas; everyone else manages only the runs they started.
+        password_tries_per_address: wrong passwords one client address may try in an hour,
+            across all its sessions and server restarts (``tlcore.core.tries``).
+        password_tries_per_hour: wrong passwords the whole server accepts in an hour from all
+            addresses together; past it, every address waits for the oldest try to age out.
         max_map_images: a dataset map (Features) places at most this many images, a
             stratified, seeded subset of larger datasets.
         max_map_feature_mb: a dataset map's feature vectors may take at most this many MB in
@@ -87,6 +91,8 @@ class Settings:
     password: str = dataclasses.field(default="", repr=False)
     read_only: int = 0
     admins: str = ""
+    password_tries_per_address: int = 20
+    password_tries_per_hour: int = 200
     max_map_images: int = 400
     max_map_feature_mb: int = 256
 

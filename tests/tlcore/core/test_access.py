@@ -13,7 +13,6 @@ from streamlit.testing.v1 import AppTest
 from support import APP, RANDOM, image_bytes
 
 import tlcore
-import ui.access
 from tlcore.core.access import markdown_text, message_text, redact_paths
 
 TRICKY = "**bold** [link](http://x)"
@@ -34,12 +33,28 @@ def text_of(at: AppTest) -> str:
     return "\n".join(str(e.value) for kind in kinds for e in at.get(kind))
 
 
+class Clock:
+    """The time password tries are counted at, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture
-def slept(monkeypatch) -> list[float]:
-    """The delays the gate asks for (recorded, not waited)."""
-    calls: list[float] = []
-    monkeypatch.setattr(ui.access, "_wait", calls.append)
-    return calls
+def clock(tmp_path, monkeypatch) -> Clock:
+    """A data folder of its own (no one else's wrong tries) and a clock the test moves."""
+    from tlcore.core import tries
+
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
+    fake = Clock()
+    monkeypatch.setattr(tries, "clock", fake)
+    return fake
 
 
 # The password gate
@@ -55,32 +70,43 @@ def test_without_a_password_every_page_opens_at_once():
     assert not at.text_input and at.sidebar.selectbox[0].label == "Backbone"
 
 
-def test_with_tl_password_every_page_asks_first_and_wrong_tries_are_slowed(monkeypatch, slept):
+def test_with_tl_password_every_page_asks_first_and_wrong_tries_are_slowed(monkeypatch, clock):
     monkeypatch.setenv("TL_PASSWORD", "correct horse")
     at = app()
     at.query_params["backbone"] = "VGG16"
     at.run()
     assert at.text_input(key="access_password").label == "Password" and not at.sidebar.selectbox  # no page yet
     enter(at, "wrong")
-    assert "not the password" in at.error[0].value and slept == [1.0]
-    enter(at, "correct hors")
-    enter(at, "Correct horse")
-    assert slept == [1.0, 2.0, 4.0]  # each wrong try in a row doubles the wait
+    assert "not the password" in at.error[0].value and "(1 s now)" in at.error[0].value
+    waits = [tlcore.try_verdict(None).wait]
+    enter(at, "correct horse")  # at once: not even checked
+    assert "try again in 1 s" in at.error[0].value and not at.sidebar.selectbox
+    for typed in ("correct hors", "Correct horse"):
+        clock.advance(waits[-1])
+        enter(at, typed)
+        assert "not the password" in at.error[0].value
+        waits.append(tlcore.try_verdict(None).wait)
+    assert waits == [1.0, 2.0, 4.0]  # each wrong try in a row doubles the wait
     assert not at.sidebar.selectbox
+    again = app()  # a new session per guess does not start afresh
+    again.run()
+    enter(again, "correct horse")
+    assert "try again in 4 s" in again.error[0].value and not again.sidebar.selectbox
+    clock.advance(4)
     enter(at, "correct horse")
     assert not at.exception and not [box for box in at.text_input if box.key == "access_password"]
-    assert at.sidebar.selectbox[0].label == "Backbone" and slept == [1.0, 2.0, 4.0]
+    assert at.sidebar.selectbox[0].label == "Backbone" and tlcore.try_verdict(None).allowed  # cleared
     at.switch_page("../pages/layers.py").run()  # once per session: other pages open directly
     assert at.title[0].value == "Layers" and not at.exception
 
 
-def test_a_password_in_the_secrets_works_too(slept):
+def test_a_password_in_the_secrets_works_too(clock):
     at = app()
     at.secrets["password"] = "from secrets"
     at.run()
     assert at.text_input(key="access_password")
     enter(at, "from secrets")
-    assert at.sidebar.selectbox[0].label == "Backbone" and not slept
+    assert at.sidebar.selectbox[0].label == "Backbone" and tlcore.try_verdict(None).allowed
 
 
 def test_password_checks_are_constant_time_and_delays_are_bounded():
@@ -88,6 +114,28 @@ def test_password_checks_are_constant_time_and_delays_are_bounded():
     assert not tlcore.check_password("", "")  # no password set never lets anyone in by matching
     assert tlcore.check_password("pässwörd", "pässwörd")
     assert [tlcore.wrong_try_delay(n) for n in range(8)] == [0, 1, 2, 4, 8, 16, 16, 16]
+
+
+def test_wrong_tries_are_limited_per_address_and_in_all_across_sessions(clock, monkeypatch):
+    """Issue 23, finding 5: a new session per guess gave 300,000 guesses a day."""
+    monkeypatch.setenv("TL_PASSWORD_TRIES_PER_ADDRESS", "5")
+    monkeypatch.setenv("TL_PASSWORD_TRIES_PER_HOUR", "12")
+    for _ in range(5):
+        assert tlcore.try_verdict("10.0.0.1").allowed
+        tlcore.record_try("10.0.0.1", right=False)
+        clock.advance(20)  # past every doubling wait (16 s at most)
+    refused = tlcore.try_verdict("10.0.0.1")
+    assert not refused.allowed and round(refused.wait) == 3_600 - 100
+    assert "TL_PASSWORD_TRIES_PER_ADDRESS" in refused.reason and "Received: 5 from yours" in refused.reason
+    assert tlcore.try_verdict("10.0.0.2").allowed  # another address is not held back by this one
+    for n in range(7):
+        tlcore.record_try(f"10.0.1.{n}", right=False)
+    everyone = tlcore.try_verdict("10.0.0.3")  # 12 wrong tries in the hour, from 8 addresses
+    assert not everyone.allowed and "TL_PASSWORD_TRIES_PER_HOUR" in everyone.reason
+    clock.advance(3_600 - 100 + 1)  # the oldest try ages out
+    assert tlcore.try_verdict("10.0.0.3").allowed and tlcore.try_verdict("10.0.0.1").allowed
+    tlcore.record_try("10.0.1.0", right=True)  # a right password clears that address
+    assert tlcore.try_verdict("10.0.1.0").allowed
 
 
 def test_the_password_never_reaches_a_repr_or_a_worker(monkeypatch):
