@@ -139,6 +139,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "JobSnapshot": "training.jobs",
     "OPTIMIZERS": "training.config",
     "RunRecord": "training.runs",
+    "RunResult": "training.results",
     "RunStore": "training.runs",
     "scratch_comparison": "training.compare",
     "scratch_config": "training.compare",
@@ -150,6 +151,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "TrainConfig": "training.config",
     "TrainingJob": "training.jobs",
     "TrainResult": "training.config",
+    "WrongPrediction": "training.results",
     # explain: Grad-CAM, feature maps, dataset maps, network diagrams, the Keras code behind a page
     "as_notebook": "explain.code",
     "cam_map_size": "explain.grad_cam",

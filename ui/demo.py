@@ -116,7 +116,7 @@ def render_demo() -> None:
         if comparison is not None:
             render_scratch_comparison(comparison)
     if "source" in runs and runs["source"].result is not None:
-        st.caption(f"The source model reached {runs['source'].result['accuracy']:.1%} validation accuracy on the "
+        st.caption(f"The source model reached {runs['source'].result.accuracy:.1%} validation accuracy on the "
                    "sample shapes before its base was reused.")
     if runs:
         _links(runs)

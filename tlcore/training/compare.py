@@ -54,25 +54,21 @@ class ScratchComparison:
     transfer: RunRecord
     scratch: RunRecord
 
-    @staticmethod
-    def _result(record: RunRecord, key: str) -> float | None:
-        return None if record.result is None else float(record.result[key])
-
     @property
     def transfer_accuracy(self) -> float | None:
-        return self._result(self.transfer, "accuracy")
+        return None if self.transfer.result is None else self.transfer.result.accuracy
 
     @property
     def scratch_accuracy(self) -> float | None:
-        return self._result(self.scratch, "accuracy")
+        return None if self.scratch.result is None else self.scratch.result.accuracy
 
     @property
     def transfer_seconds(self) -> float | None:
-        return self._result(self.transfer, "seconds")
+        return None if self.transfer.result is None else self.transfer.result.seconds
 
     @property
     def scratch_seconds(self) -> float | None:
-        return self._result(self.scratch, "seconds")
+        return None if self.scratch.result is None else self.scratch.result.seconds
 
     @property
     def finished(self) -> bool:

@@ -33,6 +33,7 @@ from tlcore.core.errors import ModelFileError
 from tlcore.models.model_files import load_model_file
 from tlcore.models.spec import TransferSpec
 from tlcore.training.config import HISTORY_COLUMNS, TrainConfig, TrainResult
+from tlcore.training.results import RunResult
 
 RUN_COLUMNS = ["id", "created", "name", "backbone", "input_size", "trainable_from", "dataset",
                "status", "best_val_accuracy", "epochs", "seconds", "owner", "run_group", "role"]
@@ -56,7 +57,8 @@ class RunRecord:
     config: TrainConfig
     dataset: dict
     history: pd.DataFrame
-    result: dict | None
+    result: RunResult | None
+    """The final metrics; None until the run has finished (or when it failed)."""
     status: str
     owner: str = ""
     """Who started the run (a login name or a browser session's id); "" for runs stored before owners."""
@@ -80,6 +82,17 @@ class RunRecord:
         files = self.dataset.get("files", [])
         path = Path(self.dataset.get("root", "")) / files[index] if index < len(files) else None
         return path if path is not None and path.is_file() else None
+
+
+def save_run_model(folder: Path, model: keras.Model) -> Path:
+    """Save ``model`` as ``folder``/model.keras, atomically (a crash leaves no half file); returns the path.
+
+    The one file of a run that the process which trained it writes (a Ray worker,
+    or ``RunStore.finish`` in this process); the run's record is the store's.
+    """
+    path = Path(folder) / "model.keras"
+    atomic_save(path, model.save, suffix=".keras")
+    return path
 
 
 def _spec_from(values: dict) -> TransferSpec:
@@ -146,22 +159,18 @@ class RunStore:
                      best_val_accuracy=None if best is None or np.isnan(best) else float(best))
 
     def finish(self, run_id: str, result: TrainResult) -> None:
-        """Store the model and final metrics; the run is then done (or stopped)."""
-        folder = self.root / run_id
-        self.record_history(run_id, result.history)
-        atomic_save(folder / "model.keras", result.model.save, suffix=".keras")
-        evaluation = result.evaluation
-        atomic_write_text(folder / "result.json", json.dumps({
-            "class_names": list(result.class_names),
-            "accuracy": evaluation.accuracy, "loss": evaluation.loss,
-            "confusion": evaluation.confusion.tolist(),
-            "precision": evaluation.precision.tolist(), "recall": evaluation.recall.tolist(),
-            "validation_indices": evaluation.indices.tolist(),
-            "confidently_wrong": json.loads(evaluation.confidently_wrong().to_json(orient="records")),
-            "stopped": result.stopped, "feature_cache": result.feature_cache, "seconds": result.seconds,
-            "recalibrated_batchnorm": result.recalibrated_batchnorm,
-            "precision_check": dataclasses.asdict(result.precision_check) if result.precision_check else None,
-        }, indent=2))
+        """Store a run trained in this process: its model, history and final metrics.
+
+        The run is then done (or stopped). A job trained in a worker has its worker
+        save the model (``save_run_model``) and the server call ``record_result``.
+        """
+        save_run_model(self.root / run_id, result.model)
+        self.record_result(run_id, result.history, RunResult.of(result))
+
+    def record_result(self, run_id: str, history: pd.DataFrame, result: RunResult) -> None:
+        """Store the final history and metrics; the run is then done (or stopped, as ``result`` says)."""
+        self.record_history(run_id, history)
+        atomic_write_text(self.root / run_id / "result.json", json.dumps(result.to_json(), indent=2))
         self._update(run_id, status="stopped" if result.stopped else "done", seconds=result.seconds)
 
     def mark(self, run_id: str, status: str) -> None:
@@ -211,7 +220,7 @@ class RunStore:
         return RunRecord(
             run_id, folder, _spec_from(saved["spec"]), TrainConfig(**saved["config"]),
             json.loads((folder / "dataset.json").read_text()), history,
-            json.loads(result_path.read_text()) if result_path.is_file() else None, row[0],
+            RunResult.from_json(json.loads(result_path.read_text())) if result_path.is_file() else None, row[0],
             row[1] or saved.get("owner", ""), row[2] or "", row[3] or saved.get("group", ""),
             row[4] or saved.get("role", ""),
         )

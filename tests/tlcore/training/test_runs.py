@@ -31,7 +31,9 @@ def test_write_read_back_and_list(tmp_path, finished):
     record = store.get(run_id)
     assert record.status == "done" and record.spec == result.spec and record.config == result.config
     pd.testing.assert_frame_equal(record.history, result.history, check_dtype=False)
-    assert record.result["confusion"] == result.evaluation.confusion.tolist()
+    assert isinstance(record.result, tlcore.RunResult)
+    assert record.result.confusion == tuple(tuple(row) for row in result.evaluation.confusion.tolist())
+    assert record.result == tlcore.RunResult.of(result)  # every field, through result.json and back
     runs = store.list()
     assert runs.loc[0, "id"] == run_id and runs.loc[0, "backbone"] == "MobileNetV2"
     assert runs.loc[0, "best_val_accuracy"] == pytest.approx(result.history["val_accuracy"].max())
