@@ -96,17 +96,15 @@ def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
                      hide_index=True, column_config={
                          "precision": st.column_config.NumberColumn(format="percent"),
                          "recall": st.column_config.NumberColumn(format="percent")})
-    wrong = result.confidently_wrong
+    wrong = tlcore.wrong_predictions(record)
     if wrong:
         st.markdown("**Most confidently wrong** validation images")
-        cells = st.columns(min(len(wrong), 8))
-        for cell, item in zip(cells, wrong):
-            path = record.image_path(item.index)
-            if path is not None:
-                cell.image(str(path), width=96)
-            cell.caption(f"{access.plain(item.true)} → **{access.plain(item.predicted)}** "
-                         f"({item.confidence:.0%})")
-        grad_cam.wrong_heatmaps(record, min(len(wrong), 8))  # on demand: each one's heat for the wrong class
+        for cell, item in zip(st.columns(len(wrong)), wrong):
+            if item.path is not None:
+                cell.image(str(item.path), width=96)
+            row = item.prediction
+            cell.caption(f"{access.plain(row.true)} → **{access.plain(row.predicted)}** ({row.confidence:.0%})")
+        grad_cam.wrong_heatmaps(record, len(wrong))  # on demand: each one's heat for the wrong class
     actions = st.columns(4)
     if record.model_path.is_file():
         with actions[0]:

@@ -318,6 +318,10 @@ class JobQueue:
         """The job of a run, while the server still holds it."""
         return next((job for job in list(self.jobs.values()) if job.run_id == run_id), None)
 
+    def live_runs(self) -> set[str]:
+        """Run ids of the jobs queued or training (for ``RunStore.list(live=...)``)."""
+        return {job.run_id for job in list(self.jobs.values()) if not job.finished}
+
     def datasets_in_use(self) -> set[str]:
         """Folder names (dataset ids) of the datasets that queued or running jobs read."""
         return {job.dataset.root.name for job in list(self.jobs.values()) if not job.finished}
