@@ -251,7 +251,8 @@ class JobQueue:
         Args:
             spec, dataset, config: what to train, on what, and how.
             store: where the run is recorded (the worker writes to it).
-            trainer: the training function (``tlcore.train``'s signature).
+            trainer: the training function (``tlcore.train``'s signature); the worker calls it
+                with ``checked=True`` when it takes that keyword, since the spec is checked here.
             owner: who starts it (recorded with the run; see ``tlcore.can_manage``).
             group, role, name: recorded with the run (see ``RunRecord``).
 

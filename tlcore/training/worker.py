@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
 import os
 import signal
@@ -115,6 +116,17 @@ def _rss() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _checked_by_queue(trainer: Callable) -> dict[str, bool]:
+    """``checked=True`` for a trainer that takes it (``tlcore.train`` does): the job queue checked
+    the spec and its memory before queueing it, so the worker builds without checking again."""
+    try:
+        parameters = inspect.signature(trainer).parameters
+    except (TypeError, ValueError):  # a callable without a signature: call it as it is
+        return {}
+    takes = "checked" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    return {"checked": True} if takes else {}
+
+
 class TrainingWorker:
     """One job's worker process: trains, reports progress, stops when asked.
 
@@ -158,7 +170,8 @@ class TrainingWorker:
                 self._history = history
             store.record_history(run_id, history)
 
-        result = trainer(spec, dataset, config, on_batch=on_batch, on_epoch=on_epoch, stop=self._stop)
+        result = trainer(spec, dataset, config, on_batch=on_batch, on_epoch=on_epoch, stop=self._stop,
+                         **_checked_by_queue(trainer))
         store.finish(run_id, result)
         return STOPPED if result.stopped else DONE
 
