@@ -143,12 +143,23 @@ class TrainingJob:
         return elapsed / progress.fraction * (1 - progress.fraction)
 
     def _run(self) -> None:
-        ray = ray_module()
-        if not self._queue.acquire(self, self._stop):
+        if not self._queue.acquire(self, self._stop):  # the turn first: importing Ray takes seconds
             self.store.mark(self.run_id, STOPPED)
             self._finish(STOPPED)
             return
-        note = self.store.root / self.run_id / "worker-death.json"
+        try:
+            self._train(self.store.root / self.run_id / "worker-death.json")
+        finally:
+            self._worker = None
+            self._queue.release(self)
+
+    def _train(self, note: Path) -> None:
+        try:
+            ray = ray_module()
+        except Exception as exc:  # Ray cannot be loaded here: log it, tell the user plainly
+            traceback.print_exc()
+            self._fail(f"Training failed unexpectedly ({type(exc).__name__}); the details are in the server log.")
+            return
         try:
             with self._lock:
                 self._state = STOPPING if self._stop.is_set() else RUNNING
@@ -170,9 +181,6 @@ class TrainingJob:
         except Exception as exc:  # a bug or the machine: log it, tell the user plainly
             traceback.print_exc()
             self._fail(f"Training failed unexpectedly ({type(exc).__name__}); the details are in the server log.")
-        finally:
-            self._worker = None
-            self._queue.release(self)
 
     def _train_in_worker(self, note: Path) -> str:
         connect()
@@ -188,19 +196,20 @@ class TrainingJob:
                                            str(self.store.root), self.run_id)
             stop_sent, asked = False, None
             while not ray.wait([done], timeout=POLL_SECONDS)[0]:
-                asked = asked or self._worker.progress.remote()  # one question at a time, even
-                if ray.wait([asked], timeout=0)[0]:                # while the worker waits for a machine
-                    progress, history, peak = ray.get(asked)
+                # one question at a time, even while the worker waits for a machine; only new epochs come back
+                asked = asked or self._worker.progress.remote(len(self._history))
+                if ray.wait([asked], timeout=0)[0]:
+                    progress, rows, peak = ray.get(asked)
                     asked = None
                     with self._lock:
-                        self._progress, self._history, self._peak = progress, history, peak
+                        self._progress, self._history, self._peak = progress, _appended(self._history, rows), peak
                 if self._stop.is_set() and not stop_sent:
                     self._worker.stop.remote()
                     stop_sent = True
             state = ray.get(done)
-            _, _, peak = ray.get(self._worker.progress.remote())
+            _, rows, peak = ray.get(self._worker.progress.remote(len(self._history)))
             with self._lock:
-                self._history, self._peak = self.store.get(self.run_id).history, peak
+                self._history, self._peak = _appended(self._history, rows), peak
             return state
         finally:
             if self._worker is not None:
@@ -228,6 +237,13 @@ class TrainingJob:
         with self._lock:
             self._state = state
             self._finished = time.monotonic()
+
+
+def _appended(history: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """``history`` with ``rows`` (the epochs after it) added."""
+    if not len(rows):
+        return history
+    return rows.reset_index(drop=True) if history.empty else pd.concat([history, rows], ignore_index=True)
 
 
 class JobQueue:

@@ -175,10 +175,14 @@ class TrainingWorker:
         store.finish(run_id, result)
         return STOPPED if result.stopped else DONE
 
-    def progress(self) -> tuple[BatchProgress | None, pd.DataFrame, int]:
-        """(last batch, history so far, peak memory in bytes)."""
+    def progress(self, since: int = 0) -> tuple[BatchProgress | None, pd.DataFrame, int]:
+        """(last batch, the history rows after row ``since``, peak memory in bytes).
+
+        The server asks every ``POLL_SECONDS`` with the number of rows it has, so only
+        the epochs it has not seen cross over (none, most of the time).
+        """
         with self._lock:
-            return self._progress, self._history, self._peak
+            return self._progress, self._history.iloc[since:].reset_index(drop=True), self._peak
 
     def stop(self) -> None:
         self._stop.set()
