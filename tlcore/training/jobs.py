@@ -3,9 +3,11 @@
 The server process (the dashboard) keeps one small handle per job: its place
 in line, the last progress its worker reported and the history so far. The
 training itself runs in a Ray actor, one process per job, that streams the
-images, trains, and writes the run store as it goes. A worker that runs out
-of memory or crashes ends its own run as failed, in words; the server and
-every other session go on.
+images, trains, and saves the model in the run's folder. The server is the one
+writer of the run's record: it stores each epoch as the worker reports it, and
+the result when the worker hands it back. A worker that runs out of memory or
+crashes ends its own run as failed, in words; the server and every other
+session go on.
 
 Ray is joined through ``tlcore.training.worker`` (the only other module that uses
 it, and neither imports it at module level); ``tlcore.train`` stays a plain function.
@@ -193,7 +195,7 @@ class TrainingJob:
             ray.kill(self._worker)
         try:
             done = self._worker.run.remote(self.trainer, self.spec, self.dataset, self.config,
-                                           str(self.store.root), self.run_id)
+                                           str(self.store.root / self.run_id))
             stop_sent, asked = False, None
             while not ray.wait([done], timeout=POLL_SECONDS)[0]:
                 # one question at a time, even while the worker waits for a machine; only new epochs come back
@@ -201,16 +203,20 @@ class TrainingJob:
                 if ray.wait([asked], timeout=0)[0]:
                     progress, rows, peak = ray.get(asked)
                     asked = None
+                    history = _appended(self._history, rows)
+                    if len(rows) and not self._killed:  # on disk first: a snapshot's epochs are stored ones
+                        self.store.record_history(self.run_id, history)
                     with self._lock:
-                        self._progress, self._history, self._peak = progress, _appended(self._history, rows), peak
+                        self._progress, self._history, self._peak = progress, history, peak
                 if self._stop.is_set() and not stop_sent:
                     self._worker.stop.remote()
                     stop_sent = True
-            state = ray.get(done)
-            _, rows, peak = ray.get(self._worker.progress.remote(len(self._history)))
+            outcome = ray.get(done)
+            _, _, peak = ray.get(self._worker.progress.remote(len(outcome.history)))
+            self.store.record_result(self.run_id, outcome.history, outcome.result)
             with self._lock:
-                self._history, self._peak = _appended(self._history, rows), peak
-            return state
+                self._history, self._peak = outcome.history, peak
+            return outcome.state
         finally:
             if self._worker is not None:
                 ray.kill(self._worker)
@@ -266,7 +272,7 @@ class JobQueue:
 
         Args:
             spec, dataset, config: what to train, on what, and how.
-            store: where the run is recorded (the worker writes to it).
+            store: where the run is recorded (by this process; the worker saves only the model).
             trainer: the training function (``tlcore.train``'s signature); the worker calls it
                 with ``checked=True`` when it takes that keyword, since the spec is checked here.
             owner: who starts it (recorded with the run; see ``tlcore.can_manage``).

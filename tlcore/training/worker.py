@@ -31,7 +31,8 @@ from tlcore.core.settings import load_settings
 from tlcore.data.datasets import ImageDataset
 from tlcore.models.spec import TransferSpec
 from tlcore.training.config import HISTORY_COLUMNS, BatchProgress, TrainConfig
-from tlcore.training.runs import RunStore
+from tlcore.training.results import RunResult
+from tlcore.training.runs import save_run_model
 
 DONE, STOPPED = "done", "stopped"
 WORKER_ENVIRONMENT = ("KERAS_HOME", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")
@@ -116,6 +117,24 @@ def _rss() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+@dataclasses.dataclass(frozen=True)
+class WorkerOutcome:
+    """What a worker hands back when training ends (its model is already in the run's folder).
+
+    Attributes:
+        history: every epoch's row.
+        result: the final metrics, for the run store.
+    """
+
+    history: pd.DataFrame
+    result: RunResult
+
+    @property
+    def state(self) -> str:
+        """DONE, or STOPPED when Stop was pressed before the planned epochs ended."""
+        return STOPPED if self.result.stopped else DONE
+
+
 def _checked_by_queue(trainer: Callable) -> dict[str, bool]:
     """``checked=True`` for a trainer that takes it (``tlcore.train`` does): the job queue checked
     the spec and its memory before queueing it, so the worker builds without checking again."""
@@ -158,22 +177,23 @@ class TrainingWorker:
             time.sleep(0.05)
 
     def run(self, trainer: Callable, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig,
-            store_root: str, run_id: str) -> str:
-        """Train and store the run; returns DONE or STOPPED. TLErrors travel back to the server."""
-        store = RunStore(store_root)
+            run_folder: str) -> WorkerOutcome:
+        """Train, save the model in ``run_folder`` and hand the rest back; TLErrors travel back to the server.
 
+        The model file is the one thing this process writes: the run's record (index row,
+        history, result) is written by the server, from what ``progress`` and this return.
+        """
         def on_batch(progress: BatchProgress) -> None:
             self._progress = progress
 
         def on_epoch(history: pd.DataFrame) -> None:
             with self._lock:
                 self._history = history
-            store.record_history(run_id, history)
 
         result = trainer(spec, dataset, config, on_batch=on_batch, on_epoch=on_epoch, stop=self._stop,
                          **_checked_by_queue(trainer))
-        store.finish(run_id, result)
-        return STOPPED if result.stopped else DONE
+        save_run_model(Path(run_folder), result.model)
+        return WorkerOutcome(result.history, RunResult.of(result))
 
     def progress(self, since: int = 0) -> tuple[BatchProgress | None, pd.DataFrame, int]:
         """(last batch, the history rows after row ``since``, peak memory in bytes).
