@@ -2,20 +2,19 @@
 
 import streamlit as st
 
+import tlcore
 from ui import access, charts, training
 from ui.run_view import render_run
 from ui.state import link_notice
 
 st.title("Runs")
 store = training.run_store()
-runs = store.list()
+runs = store.list(live=training.job_queue().live_runs())  # a run whose server stopped shows "interrupted"
 if runs.empty:
     st.info("No runs yet: train a model on the Train page.")
     st.page_link("../pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
-live = {job.run_id for job in training.job_queue().jobs.values() if not job.finished}
-runs.loc[(runs["status"] == "running") & ~runs["id"].isin(live), "status"] = "interrupted"
 runs["started by"] = runs["owner"].map(access.owner_label)
 st.dataframe(
     runs[["created", "name", "backbone", "input_size", "trainable_from", "role", "status", "best_val_accuracy",
@@ -28,10 +27,8 @@ st.dataframe(
 
 labels = {row.id: f"{row.name} · {row.created:%Y-%m-%d %H:%M} · {row.id[-6:]}" for row in runs.itertuples()}
 st.subheader("Compare")
-newest = runs.iloc[0]  # a model and its run from scratch are compared first when they are the newest
-pair = runs[(runs["run_group"] == newest["run_group"]) & runs["role"].isin(["transfer", "scratch"])]
-default = pair["id"].tolist() if newest["run_group"] and len(pair) == 2 else list(labels)[:2]
-chosen = st.multiselect("Runs to overlay", list(labels), default=default, format_func=labels.get)
+chosen = st.multiselect("Runs to overlay", list(labels), default=tlcore.default_comparison(runs),
+                        format_func=labels.get)
 if chosen:
     histories = {labels[i]: store.get(i).history for i in chosen}
     metric = st.radio("Curve", ["val_accuracy", "val_loss", "accuracy", "loss"], horizontal=True)

@@ -53,4 +53,4 @@ def load(model_id: str, choice: models.WeightsChoice, model_file, class_text: st
                       record.class_names, f"A model trained in run `{model_id}` on "
                       f"{access.plain(record.dataset.get('name'))}: "
                       f"{', '.join(access.plain(name) for name in record.class_names)}.",
-                      tlcore.precision_for_run((record.result or {}).get("precision_check")))
+                      tlcore.precision_for_run(record.result and record.result.precision_check))

@@ -14,33 +14,26 @@ GROUP = "demo_group"
 """Session-state key: the run-store group of this session's demo (a rerun or a page switch finds it)."""
 RECIPE = "demo_recipe"
 """Session-state key: a ``tlcore.DemoRecipe`` to run instead of ``tlcore.DEMO_RECIPE`` (tests use a tiny one)."""
-KEEP_FINISHED = 16
-"""Finished demos kept in memory; older ones are read back from the run store by their group."""
 ROLES = {"source": "Source: the sample shapes, whole base trained",
          "transfer": "Target, reusing the source's trained base",
          "scratch": "Target, from scratch"}
 
 
 @st.cache_resource
-def demo_runs() -> dict[str, tlcore.DemoRun]:
+def demo_registry() -> tlcore.DemoRegistry:
     """The server's demos by group, while it runs (their runs stay in the run store after)."""
-    return {}
+    return tlcore.DemoRegistry()
 
 
 def _start() -> None:
     if access.read_only():  # the button is disabled too; a read-only demo trains nothing
         return
     try:
-        demo = tlcore.start_demo(training.job_queue(), training.run_store(), owner=access.user(),
-                                 recipe=st.session_state.get(RECIPE, tlcore.DEMO_RECIPE))
+        demo = demo_registry().start(training.job_queue(), training.run_store(), owner=access.user(),
+                                     recipe=st.session_state.get(RECIPE, tlcore.DEMO_RECIPE))
     except tlcore.TLError as exc:
         st.session_state["demo_refused"] = access.message(exc)
         return
-    demos = demo_runs()
-    finished = [group for group, old in demos.items() if old.snapshot().finished]
-    for group in finished[: max(0, len(finished) - KEEP_FINISHED)]:  # their runs stay in the store
-        del demos[group]
-    demos[demo.group] = demo
     st.session_state[GROUP] = demo.group
     st.session_state.pop("demo_refused", None)
 
@@ -93,7 +86,7 @@ def render_demo() -> None:
     group = st.session_state.get(GROUP)
     if group:
         st.query_params["demo"] = group
-    demo = demo_runs().get(group) if group else None
+    demo = demo_registry().get(group)
     snapshot = demo.snapshot() if demo is not None else None
     running = snapshot is not None and not snapshot.finished
     st.button("Run the develop-a-model demo", type="primary", icon=":material/play_arrow:", on_click=_start,
@@ -116,7 +109,7 @@ def render_demo() -> None:
         if comparison is not None:
             render_scratch_comparison(comparison)
     if "source" in runs and runs["source"].result is not None:
-        st.caption(f"The source model reached {runs['source'].result['accuracy']:.1%} validation accuracy on the "
+        st.caption(f"The source model reached {runs['source'].result.accuracy:.1%} validation accuracy on the "
                    "sample shapes before its base was reused.")
     if runs:
         _links(runs)

@@ -63,17 +63,15 @@ def _wrong_overlays(run_id: str) -> tuple[str, tuple[int, int], list[Image.Image
     record = training.run_store().get(run_id)
     model = models.run_model(run_id)
     layer = tlcore.last_conv_layer(model, record.spec.backbone)
-    names = list(record.result["class_names"])
     size = tlcore.model_input_size(model)
     pictures = []
-    for item in record.result.get("confidently_wrong", []):
-        path = record.image_path(int(item["index"]))
-        if path is None:
+    for item in tlcore.wrong_predictions(record):
+        if item.path is None:
             pictures.append(None)
             continue
-        heat = tlcore.grad_cam(model, path, names.index(item["predicted"]), backbone=record.spec.backbone,
+        heat = tlcore.grad_cam(model, item.path, item.predicted_class, backbone=record.spec.backbone,
                                layer=layer, mode=record.config.resize_mode)
-        fitted = tlcore.fit_image(tlcore.load_image(path), size, mode=record.config.resize_mode)
+        fitted = tlcore.fit_image(tlcore.load_image(item.path), size, mode=record.config.resize_mode)
         pictures.append(tlcore.heat_overlay(_enlarged(fitted, 96), heat))
     return layer, tlcore.cam_map_size(model, layer), pictures
 

@@ -6,7 +6,6 @@ import functools
 import logging
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 import tlcore
@@ -62,16 +61,16 @@ def _exports(record: tlcore.RunRecord) -> None:
 
 def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
     """Everything a person wants to see about a run, from what is on disk."""
-    result = record.result or {}
+    result = record.result
     spec = record.spec
     frozen = spec.trainable_from or "all frozen"
     started = f" · started by {access.plain(access.owner_label(record.owner))}" if access.enabled() else ""
     st.caption(f"Run `{record.id}` · {record.status}{started} · {spec.backbone} at {spec.input_shape[0]}x"
                f"{spec.input_shape[1]} · trainable from: {frozen} · {len(record.history)} epoch(s)"
-               + (f" · {result['seconds']:.1f} s" if "seconds" in result else "")
-               + (" · frozen features cached" if result.get("feature_cache") else "")
-               + (f" · batch-norm statistics of {result['recalibrated_batchnorm']} layers recomputed on the "
-                  "training images" if result.get("recalibrated_batchnorm") else ""))
+               + (f" · {result.seconds:.1f} s" if result and result.seconds is not None else "")
+               + (" · frozen features cached" if result and result.feature_cache else "")
+               + (f" · batch-norm statistics of {result.recalibrated_batchnorm} layers recomputed on the "
+                  "training images" if result and result.recalibrated_batchnorm else ""))
     if record.status == "failed":  # what failed, in words (tlcore's message; details are in the server log)
         note = record.folder / "error.txt"
         reason = note.read_text(encoding="utf-8") if note.is_file() else "The details are in the server log."
@@ -81,34 +80,31 @@ def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
     comparison = tlcore.scratch_comparison(store, record.id)
     if comparison is not None:
         render_scratch_comparison(comparison)
-    if not result:
+    if result is None:
         return
     metrics = st.columns(3)
-    metrics[0].metric("Validation accuracy", f"{result['accuracy']:.1%}")
-    metrics[1].metric("Validation loss", f"{result['loss']:.3f}")
-    metrics[2].metric("Classes", len(result["class_names"]))
+    metrics[0].metric("Validation accuracy", f"{result.accuracy:.1%}")
+    metrics[1].metric("Validation loss", f"{result.loss:.3f}")
+    metrics[2].metric("Classes", len(result.class_names))
     left, right = st.columns(2)
     with left:
         st.markdown("**Confusion matrix** (rows: true class, columns: predicted)")
-        st.altair_chart(charts.confusion_heatmap(result["confusion"], result["class_names"]), width="content")
+        st.altair_chart(charts.confusion_heatmap(result.confusion, list(result.class_names)), width="content")
     with right:
         st.markdown("**Per class**")
-        st.dataframe(pd.DataFrame({"class": result["class_names"], "precision": result["precision"],
-                                   "recall": result["recall"]}),
+        st.dataframe(result.per_class(),
                      hide_index=True, column_config={
                          "precision": st.column_config.NumberColumn(format="percent"),
                          "recall": st.column_config.NumberColumn(format="percent")})
-    wrong = result.get("confidently_wrong", [])
+    wrong = tlcore.wrong_predictions(record)
     if wrong:
         st.markdown("**Most confidently wrong** validation images")
-        cells = st.columns(min(len(wrong), 8))
-        for cell, item in zip(cells, wrong):
-            path = record.image_path(int(item["index"]))
-            if path is not None:
-                cell.image(str(path), width=96)
-            cell.caption(f"{access.plain(item['true'])} → **{access.plain(item['predicted'])}** "
-                         f"({item['confidence']:.0%})")
-        grad_cam.wrong_heatmaps(record, min(len(wrong), 8))  # on demand: each one's heat for the wrong class
+        for cell, item in zip(st.columns(len(wrong)), wrong):
+            if item.path is not None:
+                cell.image(str(item.path), width=96)
+            row = item.prediction
+            cell.caption(f"{access.plain(row.true)} → **{access.plain(row.predicted)}** ({row.confidence:.0%})")
+        grad_cam.wrong_heatmaps(record, len(wrong))  # on demand: each one's heat for the wrong class
     actions = st.columns(4)
     if record.model_path.is_file():
         with actions[0]:

@@ -32,7 +32,7 @@ import contextvars
 import dataclasses
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import keras
 import numpy as np
@@ -44,6 +44,7 @@ from tlcore.inference.calibration import (
     MIN_COSINE,
     TOO_LARGE,
     Calibration,
+    PrecisionCheck,
     architecture_digest,
     bfloat16_units,
     calibrate,
@@ -240,14 +241,21 @@ RUN_MAX_ERROR = 0.05
 """...and no probability moves by more than this."""
 
 
-def precision_for_run(check: dict | None) -> str:
+def precision_for_run(check: PrecisionCheck | None) -> str:
     """The precision a trained run's model may predict in, from its stored ``PrecisionCheck``.
 
-    "auto" (bfloat16 where measured faster) when the check on its validation images
-    passed; "float32" when it failed or was never made (older runs, or training under
-    ``TL_PRECISION=float32``).
+    Args:
+        check: ``RunResult.precision_check``: bfloat16 against float32 on the run's
+            validation images, or None when it was never made. (A dict of its fields,
+            as ``result.json`` holds it, is still read, for callers not yet moved.)
+
+    Returns:
+        "auto" (bfloat16 where measured faster) when the check passed; "float32" when
+        it failed or was never made (older runs, or training under ``TL_PRECISION=float32``).
     """
-    if not check:
+    if check is None:
         return "float32"
-    passed = check["top1_agreement"] >= RUN_MIN_AGREEMENT and check["max_abs_error"] <= RUN_MAX_ERROR
+    if isinstance(check, Mapping):
+        check = PrecisionCheck(**check)
+    passed = check.top1_agreement >= RUN_MIN_AGREEMENT and check.max_abs_error <= RUN_MAX_ERROR
     return "auto" if passed else "float32"

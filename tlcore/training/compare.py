@@ -54,25 +54,21 @@ class ScratchComparison:
     transfer: RunRecord
     scratch: RunRecord
 
-    @staticmethod
-    def _result(record: RunRecord, key: str) -> float | None:
-        return None if record.result is None else float(record.result[key])
-
     @property
     def transfer_accuracy(self) -> float | None:
-        return self._result(self.transfer, "accuracy")
+        return None if self.transfer.result is None else self.transfer.result.accuracy
 
     @property
     def scratch_accuracy(self) -> float | None:
-        return self._result(self.scratch, "accuracy")
+        return None if self.scratch.result is None else self.scratch.result.accuracy
 
     @property
     def transfer_seconds(self) -> float | None:
-        return self._result(self.transfer, "seconds")
+        return None if self.transfer.result is None else self.transfer.result.seconds
 
     @property
     def scratch_seconds(self) -> float | None:
-        return self._result(self.scratch, "seconds")
+        return None if self.scratch.result is None else self.scratch.result.seconds
 
     @property
     def finished(self) -> bool:
@@ -118,3 +114,22 @@ def scratch_comparison(store: RunStore, run_id: str) -> ScratchComparison | None
     if TRANSFER not in by_role or SCRATCH not in by_role:
         return None
     return ScratchComparison(by_role[TRANSFER], by_role[SCRATCH])
+
+
+def default_comparison(runs: pd.DataFrame, *, count: int = 2) -> list[str]:
+    """The runs to compare first: the newest run's transfer-and-scratch pair when it has one,
+    otherwise the ``count`` newest runs.
+
+    Args:
+        runs: ``RunStore.list()`` (newest first).
+
+    Returns:
+        Run ids, in ``runs``' order.
+    """
+    if runs.empty:
+        return []
+    group = runs.iloc[0]["run_group"]
+    pair = runs[(runs["run_group"] == group) & runs["role"].isin([TRANSFER, SCRATCH])] if group else runs.iloc[:0]
+    if len(pair) == 2:
+        return pair["id"].tolist()
+    return runs["id"].iloc[:count].tolist()

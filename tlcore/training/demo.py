@@ -361,3 +361,42 @@ def start_demo(queue: JobQueue, store: RunStore, *, owner: str = "", recipe: Dem
     run._start()
     return run
 
+
+
+class DemoRegistry:
+    """The demos a server has started, by group, while it runs (their runs stay in the run store after).
+
+    One is shared by every session of the app, so it is safe to use from many threads.
+    When a demo starts, finished demos beyond ``keep_finished`` are let go, oldest first;
+    their runs are read back from the run store by group (``RunStore.group_runs``).
+    """
+
+    def __init__(self, keep_finished: int = 16):
+        self.keep_finished = keep_finished
+        self._lock = threading.Lock()
+        self._demos: dict[str, DemoRun] = {}
+
+    def start(self, queue: JobQueue, store: RunStore, *, owner: str = "",
+              recipe: DemoRecipe = DEMO_RECIPE) -> DemoRun:
+        """``start_demo``, and keep the demo by its group.
+
+        Raises:
+            ConfigError, ShapeError, BudgetError: as ``start_demo``; nothing is kept then.
+        """
+        demo = start_demo(queue, store, owner=owner, recipe=recipe)
+        with self._lock:
+            finished = [group for group, old in self._demos.items() if old.snapshot().finished]
+            for group in finished[: max(0, len(finished) - self.keep_finished)]:
+                del self._demos[group]
+            self._demos[demo.group] = demo
+        return demo
+
+    def get(self, group: str | None) -> DemoRun | None:
+        """The demo of ``group`` while this server holds it; None for another group, or None."""
+        with self._lock:
+            return self._demos.get(group) if group else None
+
+    def groups(self) -> list[str]:
+        """The groups held, oldest first."""
+        with self._lock:
+            return list(self._demos)

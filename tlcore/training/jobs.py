@@ -3,9 +3,11 @@
 The server process (the dashboard) keeps one small handle per job: its place
 in line, the last progress its worker reported and the history so far. The
 training itself runs in a Ray actor, one process per job, that streams the
-images, trains, and writes the run store as it goes. A worker that runs out
-of memory or crashes ends its own run as failed, in words; the server and
-every other session go on.
+images, trains, and saves the model in the run's folder. The server is the one
+writer of the run's record: it stores each epoch as the worker reports it, and
+the result when the worker hands it back. A worker that runs out of memory or
+crashes ends its own run as failed, in words; the server and every other
+session go on.
 
 Ray is joined through ``tlcore.training.worker`` (the only other module that uses
 it, and neither imports it at module level); ``tlcore.train`` stays a plain function.
@@ -143,12 +145,23 @@ class TrainingJob:
         return elapsed / progress.fraction * (1 - progress.fraction)
 
     def _run(self) -> None:
-        ray = ray_module()
-        if not self._queue.acquire(self, self._stop):
+        if not self._queue.acquire(self, self._stop):  # the turn first: importing Ray takes seconds
             self.store.mark(self.run_id, STOPPED)
             self._finish(STOPPED)
             return
-        note = self.store.root / self.run_id / "worker-death.json"
+        try:
+            self._train(self.store.root / self.run_id / "worker-death.json")
+        finally:
+            self._worker = None
+            self._queue.release(self)
+
+    def _train(self, note: Path) -> None:
+        try:
+            ray = ray_module()
+        except Exception as exc:  # Ray cannot be loaded here: log it, tell the user plainly
+            traceback.print_exc()
+            self._fail(f"Training failed unexpectedly ({type(exc).__name__}); the details are in the server log.")
+            return
         try:
             with self._lock:
                 self._state = STOPPING if self._stop.is_set() else RUNNING
@@ -170,9 +183,6 @@ class TrainingJob:
         except Exception as exc:  # a bug or the machine: log it, tell the user plainly
             traceback.print_exc()
             self._fail(f"Training failed unexpectedly ({type(exc).__name__}); the details are in the server log.")
-        finally:
-            self._worker = None
-            self._queue.release(self)
 
     def _train_in_worker(self, note: Path) -> str:
         connect()
@@ -185,23 +195,28 @@ class TrainingJob:
             ray.kill(self._worker)
         try:
             done = self._worker.run.remote(self.trainer, self.spec, self.dataset, self.config,
-                                           str(self.store.root), self.run_id)
+                                           str(self.store.root / self.run_id))
             stop_sent, asked = False, None
             while not ray.wait([done], timeout=POLL_SECONDS)[0]:
-                asked = asked or self._worker.progress.remote()  # one question at a time, even
-                if ray.wait([asked], timeout=0)[0]:                # while the worker waits for a machine
-                    progress, history, peak = ray.get(asked)
+                # one question at a time, even while the worker waits for a machine; only new epochs come back
+                asked = asked or self._worker.progress.remote(len(self._history))
+                if ray.wait([asked], timeout=0)[0]:
+                    progress, rows, peak = ray.get(asked)
                     asked = None
+                    history = _appended(self._history, rows)
+                    if len(rows) and not self._killed:  # on disk first: a snapshot's epochs are stored ones
+                        self.store.record_history(self.run_id, history)
                     with self._lock:
                         self._progress, self._history, self._peak = progress, history, peak
                 if self._stop.is_set() and not stop_sent:
                     self._worker.stop.remote()
                     stop_sent = True
-            state = ray.get(done)
-            _, _, peak = ray.get(self._worker.progress.remote())
+            outcome = ray.get(done)
+            _, _, peak = ray.get(self._worker.progress.remote(len(outcome.history)))
+            self.store.record_result(self.run_id, outcome.history, outcome.result)
             with self._lock:
-                self._history, self._peak = self.store.get(self.run_id).history, peak
-            return state
+                self._history, self._peak = outcome.history, peak
+            return outcome.state
         finally:
             if self._worker is not None:
                 ray.kill(self._worker)
@@ -230,6 +245,13 @@ class TrainingJob:
             self._finished = time.monotonic()
 
 
+def _appended(history: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """``history`` with ``rows`` (the epochs after it) added."""
+    if not len(rows):
+        return history
+    return rows.reset_index(drop=True) if history.empty else pd.concat([history, rows], ignore_index=True)
+
+
 class JobQueue:
     """Admits ``max_running`` jobs at a time, first come first served."""
 
@@ -250,8 +272,9 @@ class JobQueue:
 
         Args:
             spec, dataset, config: what to train, on what, and how.
-            store: where the run is recorded (the worker writes to it).
-            trainer: the training function (``tlcore.train``'s signature).
+            store: where the run is recorded (by this process; the worker saves only the model).
+            trainer: the training function (``tlcore.train``'s signature); the worker calls it
+                with ``checked=True`` when it takes that keyword, since the spec is checked here.
             owner: who starts it (recorded with the run; see ``tlcore.can_manage``).
             group, role, name: recorded with the run (see ``RunRecord``).
 
@@ -317,6 +340,10 @@ class JobQueue:
     def for_run(self, run_id: str) -> TrainingJob | None:
         """The job of a run, while the server still holds it."""
         return next((job for job in list(self.jobs.values()) if job.run_id == run_id), None)
+
+    def live_runs(self) -> set[str]:
+        """Run ids of the jobs queued or training (for ``RunStore.list(live=...)``)."""
+        return {job.run_id for job in list(self.jobs.values()) if not job.finished}
 
     def datasets_in_use(self) -> set[str]:
         """Folder names (dataset ids) of the datasets that queued or running jobs read."""

@@ -22,6 +22,7 @@ import shutil
 import sqlite3
 import time
 import uuid
+from collections.abc import Collection
 from pathlib import Path
 
 import keras
@@ -33,7 +34,10 @@ from tlcore.core.errors import ModelFileError
 from tlcore.models.model_files import load_model_file
 from tlcore.models.spec import TransferSpec
 from tlcore.training.config import HISTORY_COLUMNS, TrainConfig, TrainResult
+from tlcore.training.results import WRONG_SHOWN, RunResult, WrongPrediction
 
+RUNNING, INTERRUPTED = "running", "interrupted"
+"""A run's status while it trains, and how ``RunStore.list`` shows one whose server stopped meanwhile."""
 RUN_COLUMNS = ["id", "created", "name", "backbone", "input_size", "trainable_from", "dataset",
                "status", "best_val_accuracy", "epochs", "seconds", "owner", "run_group", "role"]
 _SCHEMA = """
@@ -56,7 +60,8 @@ class RunRecord:
     config: TrainConfig
     dataset: dict
     history: pd.DataFrame
-    result: dict | None
+    result: RunResult | None
+    """The final metrics; None until the run has finished (or when it failed)."""
     status: str
     owner: str = ""
     """Who started the run (a login name or a browser session's id); "" for runs stored before owners."""
@@ -80,6 +85,44 @@ class RunRecord:
         files = self.dataset.get("files", [])
         path = Path(self.dataset.get("root", "")) / files[index] if index < len(files) else None
         return path if path is not None and path.is_file() else None
+
+
+@dataclasses.dataclass(frozen=True)
+class WrongImage:
+    """A confidently wrong validation image of a run, ready to show.
+
+    Attributes:
+        prediction: what the model got wrong (``RunResult.confidently_wrong``'s row).
+        path: the stored image, or None when the dataset is no longer on disk.
+        predicted_class: the output index of the class it was taken for (e.g. for Grad-CAM).
+    """
+
+    prediction: WrongPrediction
+    path: Path | None
+    predicted_class: int
+
+
+def wrong_predictions(record: RunRecord, limit: int = WRONG_SHOWN) -> list[WrongImage]:
+    """The run's most confidently wrong validation images, most confident first, at most ``limit``.
+
+    Empty for a run without results. An image whose file is gone keeps its row, with no path.
+    """
+    if record.result is None:
+        return []
+    names = list(record.result.class_names)
+    return [WrongImage(row, record.image_path(row.index), names.index(row.predicted))
+            for row in record.result.confidently_wrong[:max(limit, 0)]]
+
+
+def save_run_model(folder: Path, model: keras.Model) -> Path:
+    """Save ``model`` as ``folder``/model.keras, atomically (a crash leaves no half file); returns the path.
+
+    The one file of a run that the process which trained it writes (a Ray worker,
+    or ``RunStore.finish`` in this process); the run's record is the store's.
+    """
+    path = Path(folder) / "model.keras"
+    atomic_save(path, model.save, suffix=".keras")
+    return path
 
 
 def _spec_from(values: dict) -> TransferSpec:
@@ -134,7 +177,7 @@ class RunStore:
                 f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
                 (run_id, time.time(), name or f"{spec.backbone} on {dataset.get('name', 'images')}",
                  spec.backbone, spec.input_shape[0], spec.trainable_from or "frozen",
-                 dataset.get("name", ""), "running", None, 0, 0.0, owner, group, role),
+                 dataset.get("name", ""), RUNNING, None, 0, 0.0, owner, group, role),
             )
         return run_id
 
@@ -146,22 +189,18 @@ class RunStore:
                      best_val_accuracy=None if best is None or np.isnan(best) else float(best))
 
     def finish(self, run_id: str, result: TrainResult) -> None:
-        """Store the model and final metrics; the run is then done (or stopped)."""
-        folder = self.root / run_id
-        self.record_history(run_id, result.history)
-        atomic_save(folder / "model.keras", result.model.save, suffix=".keras")
-        evaluation = result.evaluation
-        atomic_write_text(folder / "result.json", json.dumps({
-            "class_names": list(result.class_names),
-            "accuracy": evaluation.accuracy, "loss": evaluation.loss,
-            "confusion": evaluation.confusion.tolist(),
-            "precision": evaluation.precision.tolist(), "recall": evaluation.recall.tolist(),
-            "validation_indices": evaluation.indices.tolist(),
-            "confidently_wrong": json.loads(evaluation.confidently_wrong().to_json(orient="records")),
-            "stopped": result.stopped, "feature_cache": result.feature_cache, "seconds": result.seconds,
-            "recalibrated_batchnorm": result.recalibrated_batchnorm,
-            "precision_check": dataclasses.asdict(result.precision_check) if result.precision_check else None,
-        }, indent=2))
+        """Store a run trained in this process: its model, history and final metrics.
+
+        The run is then done (or stopped). A job trained in a worker has its worker
+        save the model (``save_run_model``) and the server call ``record_result``.
+        """
+        save_run_model(self.root / run_id, result.model)
+        self.record_result(run_id, result.history, RunResult.of(result))
+
+    def record_result(self, run_id: str, history: pd.DataFrame, result: RunResult) -> None:
+        """Store the final history and metrics; the run is then done (or stopped, as ``result`` says)."""
+        self.record_history(run_id, history)
+        atomic_write_text(self.root / run_id / "result.json", json.dumps(result.to_json(), indent=2))
         self._update(run_id, status="stopped" if result.stopped else "done", seconds=result.seconds)
 
     def mark(self, run_id: str, status: str) -> None:
@@ -172,15 +211,35 @@ class RunStore:
         atomic_write_text(self.root / run_id / "error.txt", message)
         self._update(run_id, status="failed")
 
-    def list(self) -> pd.DataFrame:
-        """All runs, newest first."""
+    def list(self, *, live: Collection[str] | None = None) -> pd.DataFrame:
+        """All runs, newest first, one row each with ``RUN_COLUMNS``.
+
+        Args:
+            live: the ids of runs a job is queued or training for (``JobQueue.live_runs``).
+                When given, a run recorded as "running" that is not among them is listed
+                as "interrupted" (``interrupted``): the server that trained it stopped.
+        """
         with self._connect() as db:
             rows = db.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY created DESC").fetchall()
         frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
         frame["created"] = pd.to_datetime(frame["created"], unit="s")
         for column in _ADDED_COLUMNS:
             frame[column] = frame[column].fillna("")
+        if live is not None:
+            frame.loc[frame["id"].isin(self.interrupted(live)), "status"] = INTERRUPTED
         return frame
+
+    def interrupted(self, live: Collection[str]) -> list[str]:
+        """Runs recorded as "running" that no job of ``live`` (run ids) trains, newest first.
+
+        Such a run lost its server mid-training (a restart, a crash): its earlier epochs
+        are kept, it has no model, and nothing will finish it.
+        """
+        with self._connect() as db:
+            ids = [row[0] for row in db.execute(
+                "SELECT id FROM runs WHERE status = ? ORDER BY created DESC", (RUNNING,))]
+        live = set(live)
+        return [run_id for run_id in ids if run_id not in live]
 
     def group_runs(self, group: str) -> list[RunRecord]:
         """The runs of a group, oldest first; none for ""."""
@@ -211,7 +270,7 @@ class RunStore:
         return RunRecord(
             run_id, folder, _spec_from(saved["spec"]), TrainConfig(**saved["config"]),
             json.loads((folder / "dataset.json").read_text()), history,
-            json.loads(result_path.read_text()) if result_path.is_file() else None, row[0],
+            RunResult.from_json(json.loads(result_path.read_text())) if result_path.is_file() else None, row[0],
             row[1] or saved.get("owner", ""), row[2] or "", row[3] or saved.get("group", ""),
             row[4] or saved.get("role", ""),
         )

@@ -32,7 +32,7 @@ from tlcore.data.pipeline import batched_outputs, image_batches, row_batches
 from tlcore.inference.calibration import PrecisionCheck, bfloat16_units, compare_precisions
 from tlcore.inference.forward import compiled_forward
 from tlcore.inference.precision import requested_precision
-from tlcore.models.build import base_and_head, build_transfer_model, set_trainable_from
+from tlcore.models.build import _assemble, base_and_head, check_transfer_spec, set_trainable_from
 from tlcore.models.spec import TransferSpec
 from tlcore.models.zoo import get_backbone
 from tlcore.training.config import (
@@ -45,6 +45,7 @@ from tlcore.training.config import (
     TrainResult,
 )
 from tlcore.training.feature_cache import EXTRACT_BATCH, FeatureCache
+from tlcore.training.memory import check_job_memory
 
 EVAL_BATCH = 64
 """Rows per forward pass when validating and evaluating."""
@@ -334,6 +335,7 @@ def train(
     stop: threading.Event | None = None,
     model: keras.Model | None = None,
     cache: FeatureCache | None = None,
+    checked: bool = False,
 ) -> TrainResult:
     """Train a fresh transfer model on ``dataset``, streaming its images from disk.
 
@@ -348,9 +350,14 @@ def train(
         model: an already-built model for ``spec`` (develop-a-model); built fresh when None.
         cache: where frozen-prefix features are kept (default: the data folder's);
             used when ``config.cache_features`` and not ``config.augment``.
+        checked: the job queue already checked this spec and batch size
+            (``check_transfer_spec``, ``check_job_memory``), so they are not checked
+            again. Left False (a notebook), both are checked before anything is built.
 
     Raises:
         ConfigError, ShapeError: a spec or config that cannot work.
+        BudgetError: a model over a budget of this server, or a job whose estimated
+            memory is over ``TL_JOB_MEMORY_GB``.
         WeightsError: base weights that are not available.
         DatasetError: too few images to train and validate.
     """
@@ -358,9 +365,12 @@ def train(
     spec = dataclasses.replace(spec, num_classes=len(dataset.class_names))
     if len(dataset) < 2:
         raise DatasetError(f"Training needs at least 2 images. Received: {len(dataset)}")
+    if not checked:
+        check_transfer_spec(spec)
+        check_job_memory(spec, config.batch_size)
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
-    model = model if model is not None else build_transfer_model(spec)
+    model = model if model is not None else _assemble(spec)
     if config.cache_features and cache is None:
         cache = default_feature_cache()
     data = TrainingData(dataset, spec.backbone, tuple(spec.input_shape[:2]), config.resize_mode,

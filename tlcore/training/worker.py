@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
 import os
 import signal
@@ -30,7 +31,8 @@ from tlcore.core.settings import load_settings
 from tlcore.data.datasets import ImageDataset
 from tlcore.models.spec import TransferSpec
 from tlcore.training.config import HISTORY_COLUMNS, BatchProgress, TrainConfig
-from tlcore.training.runs import RunStore
+from tlcore.training.results import RunResult
+from tlcore.training.runs import save_run_model
 
 DONE, STOPPED = "done", "stopped"
 WORKER_ENVIRONMENT = ("KERAS_HOME", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")
@@ -115,6 +117,35 @@ def _rss() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+@dataclasses.dataclass(frozen=True)
+class WorkerOutcome:
+    """What a worker hands back when training ends (its model is already in the run's folder).
+
+    Attributes:
+        history: every epoch's row.
+        result: the final metrics, for the run store.
+    """
+
+    history: pd.DataFrame
+    result: RunResult
+
+    @property
+    def state(self) -> str:
+        """DONE, or STOPPED when Stop was pressed before the planned epochs ended."""
+        return STOPPED if self.result.stopped else DONE
+
+
+def _checked_by_queue(trainer: Callable) -> dict[str, bool]:
+    """``checked=True`` for a trainer that takes it (``tlcore.train`` does): the job queue checked
+    the spec and its memory before queueing it, so the worker builds without checking again."""
+    try:
+        parameters = inspect.signature(trainer).parameters
+    except (TypeError, ValueError):  # a callable without a signature: call it as it is
+        return {}
+    takes = "checked" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    return {"checked": True} if takes else {}
+
+
 class TrainingWorker:
     """One job's worker process: trains, reports progress, stops when asked.
 
@@ -146,26 +177,32 @@ class TrainingWorker:
             time.sleep(0.05)
 
     def run(self, trainer: Callable, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig,
-            store_root: str, run_id: str) -> str:
-        """Train and store the run; returns DONE or STOPPED. TLErrors travel back to the server."""
-        store = RunStore(store_root)
+            run_folder: str) -> WorkerOutcome:
+        """Train, save the model in ``run_folder`` and hand the rest back; TLErrors travel back to the server.
 
+        The model file is the one thing this process writes: the run's record (index row,
+        history, result) is written by the server, from what ``progress`` and this return.
+        """
         def on_batch(progress: BatchProgress) -> None:
             self._progress = progress
 
         def on_epoch(history: pd.DataFrame) -> None:
             with self._lock:
                 self._history = history
-            store.record_history(run_id, history)
 
-        result = trainer(spec, dataset, config, on_batch=on_batch, on_epoch=on_epoch, stop=self._stop)
-        store.finish(run_id, result)
-        return STOPPED if result.stopped else DONE
+        result = trainer(spec, dataset, config, on_batch=on_batch, on_epoch=on_epoch, stop=self._stop,
+                         **_checked_by_queue(trainer))
+        save_run_model(Path(run_folder), result.model)
+        return WorkerOutcome(result.history, RunResult.of(result))
 
-    def progress(self) -> tuple[BatchProgress | None, pd.DataFrame, int]:
-        """(last batch, history so far, peak memory in bytes)."""
+    def progress(self, since: int = 0) -> tuple[BatchProgress | None, pd.DataFrame, int]:
+        """(last batch, the history rows after row ``since``, peak memory in bytes).
+
+        The server asks every ``POLL_SECONDS`` with the number of rows it has, so only
+        the epochs it has not seen cross over (none, most of the time).
+        """
         with self._lock:
-            return self._progress, self._history, self._peak
+            return self._progress, self._history.iloc[since:].reset_index(drop=True), self._peak
 
     def stop(self) -> None:
         self._stop.set()

@@ -79,7 +79,7 @@ def test_a_full_line_refuses_the_demo_before_anything_is_queued(tmp_path):
 @pytest.fixture(scope="module")
 def clicked_demo(ray_address):
     """Home's button clicked with the tiny recipe, and the demo it started run to the end (Ray workers)."""
-    from ui.demo import demo_runs
+    from ui.demo import demo_registry
 
     at = open_page("../pages/home.py", demo_recipe=TINY)
     button = next(b for b in at.button if b.label == "Run the develop-a-model demo")
@@ -88,7 +88,8 @@ def clicked_demo(ray_address):
     assert not at.exception, at.exception
     group = at.session_state["demo_group"]
     live = " ".join(i.value for i in at.info)
-    demo = demo_runs()[group]
+    demo = demo_registry().get(group)
+    assert demo is not None and demo.group == group
     snapshot = demo.wait(300)
     at.run()
     assert not at.exception, at.exception
@@ -165,3 +166,25 @@ def test_homes_address_names_the_demo_so_a_new_session_reopens_it(clicked_demo):
     assert not stranger.exception and not stranger.metric
     assert "`demo=demo-nothing-here` in this link was not used" in stranger.toast[0].value
     assert "demo" not in stranger.query_params
+
+
+def test_the_registry_keeps_running_demos_and_lets_the_oldest_finished_go(tmp_path):
+    registry = tlcore.DemoRegistry(keep_finished=1)
+    queue = tlcore.JobQueue(max_running=0)  # nothing trains: each source waits in line until stopped
+    store = tlcore.RunStore(tmp_path)
+    first = registry.start(queue, store, owner="ada", recipe=TINY)
+    assert registry.get(first.group) is first and registry.get(None) is None and registry.get("other") is None
+    first.stop()
+    assert first.wait(30).finished
+    second = registry.start(queue, store, owner="ada", recipe=TINY)
+    assert registry.groups() == [first.group, second.group]  # one finished demo may stay
+    second.stop()
+    assert second.wait(30).finished
+    third = registry.start(queue, store, owner="bob", recipe=TINY)
+    assert registry.groups() == [second.group, third.group]  # the oldest finished one let go
+    assert registry.get(first.group) is None and [run.role for run in store.group_runs(first.group)] == ["source"]
+    third.stop()
+    third.wait(30)
+    with pytest.raises(tlcore.ConfigError, match="At most 0 training jobs may wait in line"):
+        registry.start(tlcore.JobQueue(max_waiting=0), store, recipe=TINY)
+    assert registry.groups() == [second.group, third.group]  # a refused demo is not kept

@@ -4,6 +4,7 @@ import time
 import types
 
 import numpy as np
+import pandas as pd
 import pytest
 from support import image_bytes
 
@@ -78,6 +79,7 @@ def line(tmp_path_factory, dataset):
     seen.third_done = third.wait(30)
     first.stop()
     seen.first_done = first.wait(60)
+    seen.first_stored = store.get(first.run_id).history
     # first and third have finished; second needs seconds for its worker, so it has not
     seen.second_finished_before_latest = second.finished
     queue.KEEP_FINISHED = 1
@@ -90,6 +92,7 @@ def line(tmp_path_factory, dataset):
     seen.in_use_running = queue.datasets_in_use()
     seen.delete_running = refusal(delete_uploaded)
     seen.second_done = second.wait(180)
+    seen.second_stored = store.get(second.run_id).history
     seen.in_use_after = queue.datasets_in_use()
     seen.freed = delete_uploaded()
     seen.runs = store.list().set_index("id")
@@ -113,6 +116,15 @@ def test_history_is_saved_as_it_happens_and_eta_is_reported(line):
     assert len(snapshot.history) >= 2
     assert snapshot.remaining is not None and snapshot.remaining > 0 and snapshot.elapsed > 0
     assert line.history_on_disk >= 2  # on disk before training ends
+
+
+def test_a_jobs_history_arrives_epoch_by_epoch_and_ends_as_the_run_stores(line):
+    for done, stored in ((line.first_done, line.first_stored), (line.second_done, line.second_stored)):
+        assert len(done.history) == len(stored) >= 1
+        pd.testing.assert_frame_equal(done.history, stored, check_dtype=False)
+    assert line.first_done.history["epoch"].tolist() == list(range(1, len(line.first_stored) + 1))
+    seen = len(line.running.history)  # the rows the server had while training: the first of the final ones
+    pd.testing.assert_frame_equal(line.running.history, line.first_done.history.iloc[:seen], check_dtype=False)
 
 
 def test_the_line_has_a_limit(line):

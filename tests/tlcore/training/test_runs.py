@@ -1,3 +1,4 @@
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -31,7 +32,9 @@ def test_write_read_back_and_list(tmp_path, finished):
     record = store.get(run_id)
     assert record.status == "done" and record.spec == result.spec and record.config == result.config
     pd.testing.assert_frame_equal(record.history, result.history, check_dtype=False)
-    assert record.result["confusion"] == result.evaluation.confusion.tolist()
+    assert isinstance(record.result, tlcore.RunResult)
+    assert record.result.confusion == tuple(tuple(row) for row in result.evaluation.confusion.tolist())
+    assert record.result == tlcore.RunResult.of(result)  # every field, through result.json and back
     runs = store.list()
     assert runs.loc[0, "id"] == run_id and runs.loc[0, "backbone"] == "MobileNetV2"
     assert runs.loc[0, "best_val_accuracy"] == pytest.approx(result.history["val_accuracy"].max())
@@ -88,3 +91,60 @@ def test_missing_run_and_missing_model(tmp_path, finished):
     run_id = store.create(result.spec, result.config, dataset.summary())
     with pytest.raises(tlcore.ModelFileError, match="must have finished"):
         store.load_model(run_id)
+
+
+def test_the_confidently_wrong_images_come_with_their_files_and_the_class_they_were_taken_for(tmp_path, finished):
+    dataset, result = finished
+    store = tlcore.RunStore(tmp_path)
+    run_id = store.create(result.spec, result.config, dataset.summary())
+    store.finish(run_id, result)
+    record = store.get(run_id)
+    wrong = tlcore.wrong_predictions(record)
+    evaluation = result.evaluation
+    predicted = evaluation.probabilities.argmax(axis=1)
+    assert len(wrong) == min(int((predicted != evaluation.truth).sum()), 8) > 0  # 2 epochs from random weights
+    where = {int(index): n for n, index in enumerate(evaluation.indices)}
+    for item in wrong:
+        n = where[item.prediction.index]
+        assert item.predicted_class == predicted[n] != evaluation.truth[n]
+        assert item.prediction.predicted == dataset.class_names[predicted[n]]
+        assert item.prediction.true == dataset.class_names[evaluation.truth[n]]
+        assert item.prediction.confidence == pytest.approx(float(evaluation.probabilities[n, predicted[n]]))
+        assert item.path == dataset.files[item.prediction.index] and item.path.is_file()
+    confidences = [item.prediction.confidence for item in wrong]
+    assert confidences == sorted(confidences, reverse=True)  # most confident first
+    assert tlcore.wrong_predictions(record, 1) == wrong[:1]
+    moved = dataclasses.replace(record, dataset={**record.dataset, "root": str(tmp_path / "gone")})
+    assert [(item.prediction, item.path) for item in tlcore.wrong_predictions(moved)] == \
+        [(item.prediction, None) for item in wrong]  # the rows stay when the images are gone
+    assert tlcore.wrong_predictions(dataclasses.replace(record, result=None)) == []
+
+
+def test_a_run_left_running_by_a_stopped_server_is_listed_as_interrupted(tmp_path, finished):
+    dataset, result = finished
+    store = tlcore.RunStore(tmp_path)
+    ids = [store.create(result.spec, result.config, dataset.summary(), name=f"run {n}") for n in range(3)]
+    store.finish(ids[0], result)  # done
+    # ids[1] trains in a live job of this server; ids[2] was running when its server stopped
+    assert store.interrupted({ids[1]}) == [ids[2]]
+    assert store.interrupted(set()) == [ids[2], ids[1]]  # newest first
+    statuses = store.list(live={ids[1]}).set_index("id")["status"].to_dict()
+    assert statuses == {ids[0]: "done", ids[1]: "running", ids[2]: tlcore.INTERRUPTED}
+    assert set(store.list()["status"]) == {"done", "running"}  # without live jobs: as recorded
+
+
+def _listing(rows):
+    return pd.DataFrame(rows, columns=["id", "run_group", "role"])
+
+
+def test_the_default_comparison_is_the_newest_pair_else_the_two_newest_runs():
+    pair = _listing([("s", "g1", "scratch"), ("t", "g1", "transfer"), ("x", "", ""), ("y", "", "")])
+    assert tlcore.default_comparison(pair) == ["s", "t"]
+    alone = _listing([("x", "", ""), ("s", "g1", "scratch"), ("t", "g1", "transfer")])
+    assert tlcore.default_comparison(alone) == ["x", "s"]  # the newest run has no pair
+    half = _listing([("s", "g2", "scratch"), ("a", "", ""), ("t", "g1", "transfer")])
+    assert tlcore.default_comparison(half) == ["s", "a"]  # its partner is another group's
+    demo = _listing([("sc", "d", "scratch"), ("tr", "d", "transfer"), ("so", "d", "source")])
+    assert tlcore.default_comparison(demo) == ["sc", "tr"]  # a demo's source is not part of the pair
+    assert tlcore.default_comparison(_listing([("x", "", "")])) == ["x"]
+    assert tlcore.default_comparison(_listing([])) == []

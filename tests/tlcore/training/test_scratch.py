@@ -81,8 +81,8 @@ def test_a_pair_from_the_train_page_trains_on_the_same_split_and_states_the_gap(
     assert comparison.scratch.name.endswith("from scratch")
     assert len(comparison.transfer.history) == len(comparison.scratch.history) == 2  # same epochs
     assert list(comparison.transfer.history["phase"]) == ["train", "fine-tune"]
-    assert comparison.transfer.result["validation_indices"] == comparison.scratch.result["validation_indices"]
-    accuracies = (comparison.transfer.result["accuracy"], comparison.scratch.result["accuracy"])
+    assert comparison.transfer.result.validation_indices == comparison.scratch.result.validation_indices
+    accuracies = (comparison.transfer.result.accuracy, comparison.scratch.result.accuracy)
     assert comparison.gap == pytest.approx(accuracies[0] - accuracies[1])
     summary = comparison.summary()
     assert f"Transfer: {accuracies[0]:.1%}" in summary and f"From scratch: {accuracies[1]:.1%}" in summary

@@ -160,3 +160,39 @@ def test_a_network_trained_from_scratch_validates_on_statistics_of_what_it_learn
                                          shapes.class_names)
     assert on_training_images.accuracy >= 0.8 * result.history["accuracy"].iloc[-1]
     assert result.evaluation.accuracy >= 0.4  # above chance (0.25) on images it never saw
+
+
+def test_a_notebook_run_over_the_job_memory_budget_is_refused_before_anything_is_built(shapes, monkeypatch):
+    import tlcore.training.train as loop
+
+    built = []
+    monkeypatch.setattr(loop, "_assemble", lambda *args, **kwargs: built.append(args))
+    monkeypatch.setenv("TL_JOB_MEMORY_GB", "0.5")
+    with pytest.raises(tlcore.BudgetError,
+                       match=r"at most 0.5 GB of memory on this server \(TL_JOB_MEMORY_GB\). Received: about"):
+        tlcore.train(vgg(), shapes, tlcore.TrainConfig(epochs=1))
+    assert built == []
+    with pytest.raises(tlcore.ShapeError, match="at least 32x32"):  # the spec too, before the budget
+        tlcore.train(vgg(input_shape=(16, 16, 3)), shapes, tlcore.TrainConfig(epochs=1))
+    assert built == []
+
+
+def test_a_spec_the_job_queue_checked_is_not_checked_again(monkeypatch):
+    import tlcore.training.train as loop
+
+    calls = {"spec": 0, "memory": 0}
+
+    def counted(name, check):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return check(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(loop, "check_transfer_spec", counted("spec", loop.check_transfer_spec))
+    monkeypatch.setattr(loop, "check_job_memory", counted("memory", loop.check_job_memory))
+    small = tlcore.sample_dataset(per_class=4, size=32, seed=3)
+    config = tlcore.TrainConfig(epochs=1, batch_size=8)
+    assert len(tlcore.train(vgg(), small, config).history) == 1
+    assert calls == {"spec": 1, "memory": 1}
+    assert len(tlcore.train(vgg(), small, config, checked=True).history) == 1
+    assert calls == {"spec": 1, "memory": 1}  # the queue's check stands: none here

@@ -1,5 +1,6 @@
 """Training in Ray workers: the server holds no training tensors and survives a worker's death."""
 
+import dataclasses
 import os
 import shutil
 import socket
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from ray import cloudpickle
 
@@ -75,6 +77,43 @@ def test_deleting_a_run_that_is_training_ends_its_worker_first(tmp_path, dataset
     assert job.run_id not in set(store.list()["id"]) and not (tmp_path / job.run_id).exists()
 
 
+def test_a_worker_sends_new_epochs_only_hands_back_the_result_and_writes_only_the_model(tmp_path, dataset):
+    """The worker's side, in this process (no Ray): the server polls ``progress(since)`` and writes the record."""
+    from tlcore.training.worker import TrainingWorker
+
+    worker = TrainingWorker({}, 2**62, str(tmp_path / "death.json"))  # no memory limit that could end pytest
+    received, checked_by_queue = [], []
+
+    def polling_train(spec, dataset, config, *, on_batch, on_epoch, stop, checked):
+        """``tlcore.train``, with the server's poll after every epoch."""
+        checked_by_queue.append(checked)
+
+        def epoch(history):
+            on_epoch(history)
+            received.append(worker.progress(sum(len(rows) for rows in received))[1])
+
+        return tlcore.train(spec, dataset, config, on_batch=on_batch, on_epoch=epoch, stop=stop, checked=checked)
+
+    store = tlcore.RunStore(tmp_path / "runs")
+    config = tlcore.TrainConfig(epochs=3, batch_size=8)
+    run_id = store.create(dataclasses.replace(SPEC, num_classes=len(dataset.class_names)), config, dataset.summary())
+    outcome = worker.run(polling_train, SPEC, dataset, config, str(store.root / run_id))
+    assert checked_by_queue == [True]  # the queue checked the spec: the worker does not again
+    assert [len(rows) for rows in received] == [1, 1, 1]  # each poll: only the epoch the server had not seen
+    pd.testing.assert_frame_equal(pd.concat(received, ignore_index=True), outcome.history)
+    assert len(worker.progress(0)[1]) == 3 and worker.progress(3)[1].empty
+    assert outcome.state == "done" and outcome.result.class_names == dataset.class_names
+    assert len(outcome.result.validation_indices) == sum(outcome.result.confusion[i][j] for i in range(4) for j in range(4))
+    folder = store.root / run_id
+    assert sorted(path.name for path in folder.iterdir()) == ["config.json", "dataset.json", "model.keras"]
+    assert store.get(run_id).status == "running" and store.get(run_id).history.empty  # the record is the server's
+    store.record_result(run_id, outcome.history, outcome.result)
+    record = store.get(run_id)
+    assert record.status == "done" and record.result == outcome.result
+    pd.testing.assert_frame_equal(record.history, outcome.history, check_dtype=False)
+    assert store.load_model(run_id).output.shape[-1] == 4
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -112,8 +151,7 @@ def separate_head():
 
 def test_a_job_runs_on_a_separate_ray_cluster_given_by_tl_ray_address(separate_head, tmp_path):
     script = textwrap.dedent(f"""
-        import tlcore  # first: it sets what Ray reads when imported (loopback, the cluster token)
-        import ray
+        import tlcore
         dataset = tlcore.sample_dataset(per_class=4, size=32, seed=1)
         store = tlcore.RunStore({str(tmp_path / "runs")!r})
         job = tlcore.JobQueue().submit(
@@ -122,6 +160,7 @@ def test_a_job_runs_on_a_separate_ray_cluster_given_by_tl_ray_address(separate_h
         snapshot = job.wait(240)
         print("STATE", snapshot.state, snapshot.error)
         print("EPOCHS", len(store.get(job.run_id).history))
+        import ray  # only now: tlcore imported it first, with what Ray reads at import set (loopback, the token)
         print("CLUSTER", ray.get_runtime_context().gcs_address)
     """)
     env = {**os.environ, "TL_RAY_ADDRESS": separate_head, "PYTHONPATH": str(ROOT)}

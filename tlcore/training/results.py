@@ -1,0 +1,157 @@
+"""A finished run's results as one value: what the run store keeps in ``result.json``, typed.
+
+``RunResult`` crosses every boundary a run's outcome crosses: from a Ray worker back to
+the server, into ``result.json`` and out of it again (``RunRecord.result``), to the pages.
+``from_json`` reads every ``result.json`` an earlier release wrote: keys added since
+(``confidently_wrong``, ``recalibrated_batchnorm``, ``precision_check``) get their
+"not recorded" defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from tlcore.inference.calibration import PrecisionCheck
+from tlcore.training.config import TrainResult
+
+WRONG_SHOWN = 8
+"""How many of the most confidently wrong validation images a run keeps."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WrongPrediction:
+    """One validation image the model got wrong, sure of itself.
+
+    Attributes:
+        index: the image's index in the run's dataset.
+        true: its class.
+        predicted: the class the model took it for.
+        confidence: the probability the model gave ``predicted`` (0 to 1).
+    """
+
+    index: int
+    true: str
+    predicted: str
+    confidence: float
+
+    @classmethod
+    def from_json(cls, values: Mapping[str, Any]) -> WrongPrediction:
+        return cls(int(values["index"]), str(values["true"]), str(values["predicted"]),
+                   float(values["confidence"]))
+
+
+def _floats(values) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """How a finished (or stopped) run did on its held-out images, and how it trained.
+
+    Attributes:
+        class_names: in the model's output order.
+        accuracy, loss: over the validation images (NaN when there were none).
+        confusion: counts, rows the true class, columns the predicted one.
+        precision, recall: per class, in ``class_names`` order (0 where undefined).
+        validation_indices: dataset indices of the validation images.
+        confidently_wrong: the wrong predictions made with the most confidence, most
+            confident first (at most ``WRONG_SHOWN``).
+        stopped: Stop was pressed before the planned epochs ended.
+        feature_cache: the frozen layers' features were computed once and reused.
+        seconds: how long training took; None when not recorded.
+        recalibrated_batchnorm: batch-norm layers whose statistics were recomputed at the end.
+        precision_check: bfloat16 against float32 on the validation images; None when not made.
+    """
+
+    class_names: tuple[str, ...]
+    accuracy: float
+    loss: float
+    confusion: tuple[tuple[int, ...], ...]
+    precision: tuple[float, ...]
+    recall: tuple[float, ...]
+    validation_indices: tuple[int, ...] = ()
+    confidently_wrong: tuple[WrongPrediction, ...] = ()
+    stopped: bool = False
+    feature_cache: bool = False
+    seconds: float | None = None
+    recalibrated_batchnorm: int = 0
+    precision_check: PrecisionCheck | None = None
+
+    @classmethod
+    def of(cls, result: TrainResult) -> RunResult:
+        """The stored part of a ``TrainResult`` (everything but the model and the raw outputs)."""
+        evaluation = result.evaluation
+        wrong = evaluation.confidently_wrong(WRONG_SHOWN)
+        return cls(
+            tuple(str(name) for name in result.class_names), float(evaluation.accuracy), float(evaluation.loss),
+            tuple(tuple(int(n) for n in row) for row in evaluation.confusion),
+            _floats(evaluation.precision), _floats(evaluation.recall),
+            tuple(int(i) for i in evaluation.indices),
+            tuple(WrongPrediction(int(row.index), str(row.true), str(row.predicted), float(row.confidence))
+                  for row in wrong.itertuples(index=False)),
+            bool(result.stopped), bool(result.feature_cache), float(result.seconds),
+            int(result.recalibrated_batchnorm), result.precision_check,
+        )
+
+    @classmethod
+    def from_json(cls, values: Mapping[str, Any]) -> RunResult:
+        """Read a ``result.json`` (as parsed), from this release or an earlier one.
+
+        Keys an earlier release did not write get their defaults: no confidently wrong
+        images, no recalibrated layers, no precision check (so such a run predicts in float32),
+        and NaN metrics or empty tables if even those are missing.
+        """
+        check = values.get("precision_check")
+        seconds = values.get("seconds")
+        return cls(
+            class_names=tuple(str(name) for name in values.get("class_names", ())),
+            accuracy=float(values.get("accuracy", math.nan)),
+            loss=float(values.get("loss", math.nan)),
+            confusion=tuple(tuple(int(n) for n in row) for row in values.get("confusion", ())),
+            precision=_floats(values.get("precision", ())),
+            recall=_floats(values.get("recall", ())),
+            validation_indices=tuple(int(i) for i in values.get("validation_indices", ())),
+            confidently_wrong=tuple(WrongPrediction.from_json(row) for row in values.get("confidently_wrong", ())),
+            stopped=bool(values.get("stopped", False)),
+            feature_cache=bool(values.get("feature_cache", False)),
+            seconds=None if seconds is None else float(seconds),
+            recalibrated_batchnorm=int(values.get("recalibrated_batchnorm", 0)),
+            precision_check=PrecisionCheck(**check) if check else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON values, in the layout ``result.json`` has always had."""
+        return {
+            "class_names": list(self.class_names),
+            "accuracy": self.accuracy, "loss": self.loss,
+            "confusion": [list(row) for row in self.confusion],
+            "precision": list(self.precision), "recall": list(self.recall),
+            "validation_indices": list(self.validation_indices),
+            "confidently_wrong": [dataclasses.asdict(row) for row in self.confidently_wrong],
+            "stopped": self.stopped, "feature_cache": self.feature_cache, "seconds": self.seconds,
+            "recalibrated_batchnorm": self.recalibrated_batchnorm,
+            "precision_check": dataclasses.asdict(self.precision_check) if self.precision_check else None,
+        }
+
+    def per_class(self) -> pd.DataFrame:
+        """One row per class: ``class``, ``precision``, ``recall``."""
+        return pd.DataFrame({"class": list(self.class_names), "precision": list(self.precision),
+                             "recall": list(self.recall)})
+
+    # Read-only access by the old ``result.json`` keys, for readers outside the training wing
+    # that have not moved to the attributes yet (``tlcore.deploy.card``, a few tests and
+    # benchmarks). New code reads the attributes.
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_json()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.to_json().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.to_json()
