@@ -73,7 +73,7 @@ def main(repeats: int = 20) -> None:
         print(f"\n{backbone} at {size}x{size}, trainable from {trainable_from or 'nothing (head only)'}: "
               f"{params:,} parameters; trained in {time.perf_counter() - started:.0f} s; "
               f"run's model.keras {record.model_path.stat().st_size / 1e6:.1f} MB")
-        files = [dataset.files[i] for i in record.result["validation_indices"]]
+        files = [dataset.files[i] for i in record.result.validation_indices]
         pixels = np.stack([np.asarray(tlcore.fit_image(tlcore.load_image(f), (size, size)), np.float32)
                            for f in files])
         reference = tlcore.compiled_forward(model)(tlcore.get_backbone(backbone).preprocess(pixels.copy()))

@@ -59,7 +59,7 @@ def run(images: int, queue: tlcore.JobQueue, store: tlcore.RunStore) -> dict:
     done.set()
     sampler.join()
     assert snapshot.state == "done", snapshot.error
-    seconds = float(store.get(job.run_id).result["seconds"])
+    seconds = float(store.get(job.run_id).result.seconds)
     return {"images": images, "worker_peak": snapshot.peak_memory, "server_growth": peak - before,
             "train_seconds": seconds, "wall": wall, "per_image_ms": 1000 * seconds / images}
 

@@ -51,7 +51,7 @@ def train_run() -> str:
     snapshot = job.wait()
     assert snapshot.state == "done", snapshot.error
     record = store.get(job.run_id)
-    print(f"run {job.run_id}: validation accuracy {record.result['accuracy']:.1%}, "
+    print(f"run {job.run_id}: validation accuracy {record.result.accuracy:.1%}, "
           f"last training accuracy {record.history['accuracy'].iloc[-1]:.1%}")
     return job.run_id
 

@@ -408,7 +408,7 @@ def test_transfer_against_scratch_is_drawn_on_home_and_on_the_run_page(server, p
         page.screenshot(path=SHOTS / shot)
 
     # the same run page: the most confidently wrong images, and on demand where the network looked in each
-    wrong = store.get(runs["scratch"]).result["confidently_wrong"]
+    wrong = store.get(runs["scratch"]).result.confidently_wrong
     assert wrong  # 25% right on 8 held-out images: there are wrong ones
     images = page.locator('[data-testid="stImage"] img')
     plain = images.count()

@@ -64,7 +64,7 @@ def extract_features(
 
     Args:
         precision: "auto", "float32" or "bfloat16"; None follows a forced
-            precision, then ``TL_PRECISION`` (see ``tlcore.precision``).
+            precision, then ``TL_PRECISION`` (see ``tlcore.inference.precision``).
 
     Returns:
         float32 array of shape (len(images), features); spatial outputs are flattened.

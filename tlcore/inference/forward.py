@@ -8,7 +8,7 @@ every caller and thread.
 A model can also be run in bfloat16 (``precision="bfloat16"``): a bfloat16 copy
 with the same weights (``tlcore.bfloat16``) is built once, kept as long as the
 model, and its outputs are cast back to float32. Which precision to use is
-``tlcore.precision``'s job; here the caller says.
+``tlcore.inference.precision``'s job; here the caller says.
 
 Every pass keeps to ``TL_MAX_ACTIVATION_MB``: a batch whose activations (the model's
 for one image, times the images) would not fit runs in several passes that do, and the
@@ -32,7 +32,7 @@ from tlcore.inference.bfloat16 import bfloat16_clone
 from tlcore.models.cost import activation_bytes, images_per_pass
 
 RUN_PRECISIONS = ("float32", "bfloat16")
-"""The precisions a forward pass can run in (``"auto"`` is resolved by ``tlcore.precision``)."""
+"""The precisions a forward pass can run in (``"auto"`` is resolved by ``tlcore.inference.precision``)."""
 
 _LOCK = threading.Lock()
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {precision: tf.function}

@@ -25,7 +25,7 @@ def scratch_spec(spec: TransferSpec) -> TransferSpec:
     Raises:
         ConfigError: ``spec`` already reuses nothing, so the two runs would be the same.
     """
-    if spec.weights is None and spec.base_model is None and spec.trainable_from == ALL_LAYERS:
+    if spec.reuses_nothing:
         raise ConfigError(
             "Comparing against scratch needs a model that reuses something: pretrained weights, "
             "a weights file or a trained base, or a frozen part. Received: weights=None, base_model=None, "

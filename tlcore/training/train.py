@@ -386,7 +386,7 @@ def train(
     stopped = stop is not None and stop.is_set()
     if config.fine_tune_from and config.fine_tune_epochs and not stopped:
         set_trainable_from(base_and_head(model)[0], config.fine_tune_from,
-                           freeze_batchnorm=spec.weights is not None or spec.base_model is not None)
+                           freeze_batchnorm=spec.pretrained)
         fitted = fit_phase(model, data, train_idx, val_idx, config, phase="fine-tune",
                            rate=config.fine_tune_learning_rate, epochs=config.fine_tune_epochs,
                            offset=len(rows), **common)

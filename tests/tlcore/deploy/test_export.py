@@ -100,7 +100,7 @@ def verified(trained, tmp_path_factory):
     """The fresh process's report: every export's outputs on the validation images, and its example's top-5."""
     dataset, record, model, zips = trained
     folder = tmp_path_factory.mktemp("verify")
-    files = [dataset.files[i] for i in record.result["validation_indices"]]
+    files = [dataset.files[i] for i in record.result.validation_indices]
     pixels = np.stack([np.asarray(tlcore.fit_image(tlcore.load_image(f), (32, 32)), dtype=np.float32) for f in files])
     reference = tlcore.compiled_forward(model)(tlcore.get_backbone("VGG16").preprocess(pixels.copy()))
     np.save(folder / "pixels.npy", pixels)

@@ -158,7 +158,7 @@ def test_the_run_page_shows_the_wrong_images_heatmaps_on_demand(run_id):
     at.run()
     at.switch_page("../pages/runs.py").run()
     at.selectbox(key="opened_run").set_value(run_id).run()
-    wrong = tlcore.RunStore(tlcore.load_settings().data_dir / "runs").get(run_id).result["confidently_wrong"]
+    wrong = tlcore.RunStore(tlcore.load_settings().data_dir / "runs").get(run_id).result.confidently_wrong
     assert wrong  # an untrained base after one epoch gets some wrong
     shown = len(at.image)
     at.toggle(key=f"cam-{run_id}").set_value(True).run()
