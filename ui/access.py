@@ -9,8 +9,13 @@ Off by default (a laptop demo): no password, no sign-in, everyone manages every 
 - Streamlit's OIDC login (an ``[auth]`` section in the secrets): people sign in instead (``st.login``).
 - ``TL_READ_ONLY=1``: predict, look and explore; no Train page, no uploads of models or weights,
   no deletions.
-- With a password or a sign-in, runs belong to who started them: only they, or a name in
-  ``TL_ADMINS``, stop or delete them (``tlcore.can_manage``).
+- Visitors have a name: the signed-in login (e-mail), or with the password a name they type on
+  the password form (``tlcore.check_person_name``). With a shared password the name is claimed,
+  not proven. Runs belong to who started them: only they, or a name in ``TL_ADMINS``, stop or
+  delete them (``tlcore.can_manage``), and each person has at most TL_MAX_JOBS_PER_PERSON jobs
+  in line and training.
+- Server paths are shown only to a browser on the server's own machine, told by its connection
+  (``tlcore.is_local_client``), never by the URL the browser reports.
 The entrypoint calls ``gate()`` before any page runs.
 """
 
@@ -24,10 +29,10 @@ from collections.abc import Mapping
 import streamlit as st
 
 import tlcore
-from tlcore import check_password, is_local_url, markdown_text, message_text, redact_paths
+from tlcore import check_password, is_local_client, markdown_text, message_text, redact_paths
 
 PASSED, VISITOR = "_access_passed", "_access_visitor"
-"""Session-state keys: the password was given; this browser session's id."""
+"""Session-state keys: the password was given; who is here (the name given with it, else this session's id)."""
 _log = logging.getLogger("transfer_lab.access")
 _LET_IN: set[str] = set()
 """Ids of the browser sessions past the gate in this server process (read by ``ui.upload_gate``)."""
@@ -69,7 +74,8 @@ def _signed_in() -> bool:
 
 
 def user() -> str:
-    """Who is here: the login name (e-mail) when signed in, else this browser session's id."""
+    """Who is here: the login name (e-mail) when signed in, the name given with the password,
+    else this browser session's id (no access control: everyone manages every run anyway)."""
     if _signed_in():
         return str(st.user.get("email") or st.user.get("name") or st.user.get("sub") or "")
     if VISITOR not in st.session_state:
@@ -78,7 +84,7 @@ def user() -> str:
 
 
 def is_admin() -> bool:
-    return user().casefold() in tlcore.admin_names()
+    return user().strip().casefold() in tlcore.admin_names()
 
 
 def may_manage(run: object) -> bool:
@@ -93,9 +99,30 @@ def owner_label(owner: str) -> str:
     return "you" if owner == user() else owner
 
 
+def _connection() -> tuple[str | None, list[tuple[str, str]]]:
+    """This session's connection as the server received it: the peer's address and the request's
+    headers; (None, []) when unknown (bare mode, a test)."""
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx()
+    if context is None or not Runtime.exists():
+        return None, []
+    client = Runtime.instance().get_client(context.session_id)
+    client_context = getattr(client, "client_context", None)
+    if client_context is None:
+        return None, []
+    return client_context.remote_ip, list(client_context.headers)
+
+
 def is_local() -> bool:
-    """Whether the browser is on the server's own machine (localhost): then server paths may be shown."""
-    return is_local_url(st.context.url)
+    """Whether the browser is on the server's own machine, so server paths may be shown.
+
+    Told by the connection (a loopback peer and no reverse proxy's header), never by the URL
+    the browser reports (``st.context.url``), which any client may set.
+    """
+    peer, headers = _connection()
+    return is_local_client(peer, headers)
 
 
 def shown(text: object) -> str:
@@ -133,9 +160,17 @@ def _sign_in() -> None:
 def _password_form(expected: str) -> None:
     st.title("Transfer Lab")
     with st.form("access", clear_on_submit=True):
+        named = st.text_input("Your name", key="access_name", max_chars=tlcore.MAX_NAME_LENGTH,
+                              help="Runs you start are recorded under it: type the same name after a reload "
+                                   "to stop or delete them. Anyone with the password may type any name.")
         given = st.text_input("Password", type="password", key="access_password")
         submitted = st.form_submit_button("Enter", type="primary")
     if not submitted:
+        return
+    try:
+        name = tlcore.check_person_name(named)
+    except tlcore.TLError as exc:  # checked before the password: a mistyped name costs no try
+        st.error(message(exc))
         return
     address = st.context.ip_address
     verdict = tlcore.try_verdict(address)  # per address and in all, across sessions (tlcore.core.tries)
@@ -146,7 +181,7 @@ def _password_form(expected: str) -> None:
     right = check_password(given, expected)
     tlcore.record_try(address, right)
     if right:
-        st.session_state[PASSED] = True
+        st.session_state[PASSED], st.session_state[VISITOR] = True, name
         st.rerun()
     wait = tlcore.try_verdict(address).wait
     _log.warning("Wrong password from %s", address or "an unknown address")
@@ -202,3 +237,6 @@ def gate() -> None:
         _password_form(expected)
         st.stop()
     _let_in()
+    if expected:
+        st.sidebar.caption(f"Here as {plain(user())}" + (" (admin)" if is_admin() else "")
+                           + ", a name given with the shared password")

@@ -9,9 +9,10 @@ import tlcore
 
 @st.cache_resource
 def job_queue() -> tlcore.JobQueue:
-    """One queue per server: ``max_training_jobs`` train at once, the rest wait."""
+    """One queue per server: ``max_training_jobs`` train at once, the rest wait, at most
+    ``max_jobs_per_person`` of them one person's."""
     settings = tlcore.load_settings()
-    return tlcore.JobQueue(settings.max_training_jobs, settings.max_queued_jobs)
+    return tlcore.JobQueue(settings.max_training_jobs, settings.max_queued_jobs, settings.max_jobs_per_person)
 
 
 @st.cache_resource

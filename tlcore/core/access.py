@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tlcore.core.errors import ConfigError
 from tlcore.core.settings import Settings, keras_cache_dir, load_settings
 
 FIRST_DELAY = 1.0
@@ -28,6 +29,10 @@ DATA_FOLDER_WORDS = "the server's data folder"
 ALLOWED_FOLDER_WORDS = "an allowed folder on the server"
 SERVER_FOLDER_WORDS = "a folder on the server"
 LOCAL_HOSTS = frozenset({"localhost", "localhost.localdomain"})
+MAX_NAME_LENGTH = 40
+"""The longest name a visitor may give on the password form, in characters."""
+PROXY_HEADERS = frozenset({"forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip"})
+"""Headers a reverse proxy adds when it passes on someone else's request (compared in lower case)."""
 _MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=^\"'])")
 """ASCII punctuation that Markdown (CommonMark, GFM, math, directives) may read as markup."""
 _SHORTCODE = re.compile(r":(?=[\w+-][\w+/-]*:)")
@@ -92,21 +97,54 @@ def admin_names(admins: str | Iterable[str] | None = None) -> frozenset[str]:
     if admins is None:
         admins = load_settings().admins
     parts = admins.split(",") if isinstance(admins, str) else admins
-    return frozenset(part.strip().casefold() for part in parts if part and part.strip())
+    return frozenset(person_key(part) for part in parts if part and part.strip())
+
+
+def person_key(name: str | None) -> str:
+    """A person's name as compared: spaces around it dropped, case ignored ("Ann " is "ann")."""
+    return (name or "").strip().casefold()
+
+
+def check_person_name(name: object) -> str:
+    """A name a visitor gives (on the password form), trimmed; refused unless it is 1 to 40 printable characters.
+
+    With a shared password, the name is what runs are recorded under, what the per-person
+    job limit counts and what ``TL_ADMINS`` is matched against. It is claimed, not proven:
+    anyone who knows the password may type any name.
+
+    Raises:
+        ConfigError: an empty name, one over ``MAX_NAME_LENGTH`` characters, or one with a
+            character that does not print (a control character, a line break, an invisible
+            format character).
+    """
+    text = name.strip() if isinstance(name, str) else ""
+    if not 1 <= len(text) <= MAX_NAME_LENGTH or not text.isprintable():
+        problem = ("no name" if not text else f"{len(text)} characters" if len(text) > MAX_NAME_LENGTH
+                   else f"a character that does not print ({_unprintable(text)})")
+        raise ConfigError(f"Your name must be 1 to {MAX_NAME_LENGTH} printable characters (letters, digits, "
+                          f"spaces, punctuation). Received: {problem}")
+    return text
+
+
+def _unprintable(text: str) -> str:
+    return ", ".join(sorted({f"U+{ord(c):04X}" for c in text if not c.isprintable()}))
 
 
 def can_manage(run: object, user: str, admins: str | Iterable[str] | None = None) -> bool:
     """Whether ``user`` may stop or delete ``run``: its owner, or a name in ``admins``.
 
+    Names are compared as ``person_key`` does (case and surrounding spaces ignored), so
+    "Ann" typed on the password form after a reload still manages the runs "ann" started.
+
     Args:
         run: a ``RunRecord`` (its ``owner``), or the owner's name itself. Runs
             stored before runs had owners have none: only admins manage them.
-        user: who asks (a login name, or a browser session's id).
+        user: who asks (a login name, a name given with the password, or a browser session's id).
         admins: names that manage every run; ``TL_ADMINS`` when None.
     """
-    owner = run if isinstance(run, str) else (getattr(run, "owner", "") or "")
-    user = (user or "").strip()
-    if user and user.casefold() in admin_names(admins):
+    owner = person_key(run if isinstance(run, str) else (getattr(run, "owner", "") or ""))
+    user = person_key(user)
+    if user and user in admin_names(admins):
         return True
     return bool(owner) and bool(user) and hmac.compare_digest(owner.encode("utf-8"), user.encode("utf-8"))
 
@@ -130,6 +168,39 @@ def is_local_url(url: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def is_local_client(peer: str | None, headers: Iterable[tuple[str, str]] | Mapping[str, str] = (),
+                    *, show_paths: bool | None = None) -> bool:
+    """Whether a visitor's browser runs on the server's own machine, so server paths may be shown.
+
+    Decided by the connection, never by what the browser reports (its URL, its Host
+    header): the TCP peer ``peer`` (as the server received it; ``st.context.ip_address``
+    hides loopback) must be a loopback address, which only a process on this machine
+    can be. A reverse proxy on this machine is such a process too, passing on other
+    people's requests: any proxy header (``Forwarded``, ``X-Forwarded-For``,
+    ``X-Forwarded-Host``, ``X-Real-IP``) makes the visitor not local. A header can only
+    hide paths, never show them. A proxy that adds none of them looks local: set
+    ``TL_SHOW_SERVER_PATHS=0`` there.
+
+    Args:
+        peer: the connection's remote address; None (unknown) is not local.
+        headers: the connection's request headers, as pairs or a mapping.
+        show_paths: ``TL_SHOW_SERVER_PATHS`` when None; False makes no one local.
+    """
+    if show_paths is None:
+        show_paths = bool(load_settings().show_server_paths)
+    if not show_paths or not peer:
+        return False
+    try:
+        address = ipaddress.ip_address(peer.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 on a dual-stack socket
+    if not (mapped or address).is_loopback:
+        return False
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return not any(str(name).strip().lower() in PROXY_HEADERS for name, _ in pairs)
 
 
 def server_places(settings: Settings | None = None) -> dict[str, str]:

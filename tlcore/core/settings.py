@@ -45,6 +45,10 @@ class Settings:
             training worker that grows past it is stopped (its run fails, the server stays up).
         max_training_jobs: how many training jobs run at once.
         max_queued_jobs: how many training jobs may wait in line.
+        max_jobs_per_person: how many training jobs one person may have waiting in line and
+            training at once (a job and its run from scratch count two), so no one fills the
+            line; jobs without an owner (a notebook's own queue) are not counted. Set it to
+            ``max_queued_jobs`` or more to turn it off.
         ray_address: an existing Ray cluster to train on (``TL_RAY_ADDRESS``); empty
             starts a local Ray instance on 127.0.0.1.
         precision: what inference (Predict, Features, the feature cache) computes in:
@@ -54,8 +58,11 @@ class Settings:
             asks for none. Ignored when Streamlit's OIDC login (``[auth]`` in the secrets) is set up.
         read_only: 1 serves a public demo: predict, look and explore, but no training, no
             uploads of models or weights and no deletions; 0, the default, allows everything.
-        admins: login names (OIDC e-mail addresses) that may stop and delete every run,
-            separated by commas; everyone else manages only the runs they started.
+        admins: names that may stop and delete every run and stop every demo, separated by
+            commas (case ignored): OIDC e-mail addresses, or names typed on the password form.
+            With a shared password a name is claimed, not proven: an admin there should use a
+            name only admins know, or the app should use OIDC sign-in. Everyone else manages
+            only the runs they started.
         password_tries_per_address: wrong passwords one client address may try in an hour,
             across all its sessions and server restarts (``tlcore.core.tries``).
         password_tries_per_hour: wrong passwords the whole server accepts in an hour from all
@@ -64,6 +71,10 @@ class Settings:
             stratified, seeded subset of larger datasets.
         max_map_feature_mb: a dataset map's feature vectors may take at most this many MB in
             all (images x values x 4 bytes), checked before any image is read.
+        show_server_paths: 1, the default, shows server paths (the Keras cache, allowed
+            folders) to a browser on the server's own machine, told by its connection (a
+            loopback address with no proxy header, ``tlcore.is_local_client``); 0 shows them to
+            no one (for a reverse proxy on the same machine that adds no X-Forwarded-For).
     """
 
     data_dir: Path = Path.home() / ".transfer-lab"
@@ -86,6 +97,7 @@ class Settings:
     job_memory_gb: float = 12.0
     max_training_jobs: int = 1
     max_queued_jobs: int = 8
+    max_jobs_per_person: int = 3
     ray_address: str = ""
     precision: str = "auto"
     password: str = dataclasses.field(default="", repr=False)
@@ -95,6 +107,7 @@ class Settings:
     password_tries_per_hour: int = 200
     max_map_images: int = 400
     max_map_feature_mb: int = 256
+    show_server_paths: int = 1
 
 
 def _from_env(field: dataclasses.Field, environ: dict[str, str]) -> object:

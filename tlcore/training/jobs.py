@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tlcore.core.access import person_key
 from tlcore.core.errors import ConfigError, TLError
 from tlcore.core.settings import load_settings
 from tlcore.data.datasets import ImageDataset
@@ -88,7 +89,7 @@ class TrainingJob:
     def __init__(self, queue: JobQueue, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig,
                  store: RunStore, trainer: Callable = train, owner: str = "", *, group: str = "",
                  role: str = "", name: str = ""):
-        self.id = uuid.uuid4().hex[:8]
+        self.id, self.owner = uuid.uuid4().hex[:8], owner
         self.spec, self.dataset, self.config, self.store, self.trainer = spec, dataset, config, store, trainer
         self.run_id = store.create(dataclasses.replace(spec, num_classes=len(dataset.class_names)),
                                    config, dataset.summary(), owner=owner, group=group, role=role, name=name)
@@ -253,13 +254,15 @@ def _appended(history: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
 
 
 class JobQueue:
-    """Admits ``max_running`` jobs at a time, first come first served."""
+    """Admits ``max_running`` jobs at a time, first come first served, and at most
+    ``max_per_person`` of one person's jobs in line and training at once."""
 
     KEEP_FINISHED = 16
     """Finished job handles kept in memory; older ones live on in the run store."""
 
-    def __init__(self, max_running: int = 1, max_waiting: int = 8):
+    def __init__(self, max_running: int = 1, max_waiting: int = 8, max_per_person: int | None = None):
         self.max_running, self.max_waiting = max_running, max_waiting
+        self.max_per_person = load_settings().max_jobs_per_person if max_per_person is None else max_per_person
         self._condition = threading.Condition()
         self._waiting: list[TrainingJob] = []
         self._running: list[TrainingJob] = []
@@ -279,7 +282,9 @@ class JobQueue:
             group, role, name: recorded with the run (see ``RunRecord``).
 
         Raises:
-            ConfigError: the line is full (``max_queued_jobs``), or the config is invalid.
+            ConfigError: the line is full (``max_queued_jobs``), ``owner`` already has
+                ``max_per_person`` jobs in line and training (TL_MAX_JOBS_PER_PERSON; jobs without
+                an owner are not counted), or the config is invalid.
             BudgetError: the job would need more memory than a worker may use (``TL_JOB_MEMORY_GB``).
             ShapeError: the spec cannot be built.
         """
@@ -300,7 +305,8 @@ class JobQueue:
 
         Raises:
             ConfigError: ``spec`` is itself a model from scratch, the line has no room for
-                two more jobs, or the config is invalid.
+                two more jobs, ``owner`` has no room for two more (the pair counts two against
+                TL_MAX_JOBS_PER_PERSON), or the config is invalid.
             BudgetError, ShapeError: as ``submit``, for either model.
         """
         transfer = self._checked(spec, dataset, config)
@@ -321,6 +327,7 @@ class JobQueue:
     def _enqueue(self, runs: list[tuple[TransferSpec, TrainConfig, str, str]], dataset: ImageDataset,
                  store: RunStore, trainer: Callable, owner: str, group: str) -> list[TrainingJob]:
         with self._condition:
+            self._check_share(owner, len(runs))
             if len(self._waiting) + len(runs) > self.max_waiting:
                 raise ConfigError(
                     f"At most {self.max_waiting} training jobs may wait in line (TL_MAX_QUEUED_JOBS). "
@@ -336,6 +343,26 @@ class JobQueue:
         for job in jobs:
             job._thread.start()
         return jobs
+
+    def jobs_of(self, owner: str) -> int:
+        """How many of ``owner``'s jobs wait in line or train now (names compared as ``can_manage`` does)."""
+        key = person_key(owner)
+        with self._condition:
+            return sum(person_key(job.owner) == key for job in [*self._waiting, *self._running])
+
+    def _check_share(self, owner: str, new: int) -> None:
+        """Refuse ``new`` jobs that would take ``owner`` past ``max_per_person`` (called under the lock)."""
+        if not person_key(owner):
+            return  # no owner: a notebook's own queue, not shared by people
+        held = self.jobs_of(owner)
+        if held + new > self.max_per_person:
+            raise ConfigError(
+                f"One person may have at most {self.max_per_person} training jobs waiting in line or training "
+                f"at once on this server (TL_MAX_JOBS_PER_PERSON), so everyone gets a turn. Received: {new} new "
+                f"job(s) from {owner.strip()} while {held} of theirs wait or train; wait for one to finish, or stop one "
+                "on the Runs page, then try again"
+                + (" (a run with its comparison from scratch counts two)" if new > 1 else "")
+            )
 
     def for_run(self, run_id: str) -> TrainingJob | None:
         """The job of a run, while the server still holds it."""

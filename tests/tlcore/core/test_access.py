@@ -59,7 +59,8 @@ def clock(tmp_path, monkeypatch) -> Clock:
 
 # The password gate
 
-def enter(at: AppTest, password: str) -> AppTest:
+def enter(at: AppTest, password: str, name: str = "Ann") -> AppTest:
+    at.text_input(key="access_name").set_value(name)
     at.text_input(key="access_password").set_value(password)
     return at.button[0].click().run()
 
@@ -292,15 +293,17 @@ def test_only_the_owner_or_an_admin_may_delete_a_run(monkeypatch, finished_run):
 
 # What visitors see
 
-def test_the_sidebar_names_the_keras_cache_not_its_path_unless_on_localhost(keras_home):
+def test_the_sidebar_names_the_keras_cache_not_its_path_unless_on_localhost(keras_home, monkeypatch):
+    import ui.access
+
     at = app(backbone="DenseNet121", weights="ImageNet")
     at.context = {"url": "https://lab.example.com/"}
     at.run()
     status = " ".join(c.value for c in at.sidebar.caption)
     assert "the server's Keras cache" in status and str(keras_home) not in status
     assert "densenet121_weights_tf_dim_ordering_tf_kernels.h5" in status  # the file to put there
-    at = app(backbone="DenseNet121", weights="ImageNet")
-    at.context = {"url": "http://localhost:8501/"}
+    monkeypatch.setattr(ui.access, "_connection", lambda: ("127.0.0.1", [("host", "localhost:8501")]))
+    at = app(backbone="DenseNet121", weights="ImageNet")  # a browser on the server: its connection says so
     at.run()
     assert str(keras_home) in " ".join(c.value for c in at.sidebar.caption)
 
@@ -415,4 +418,75 @@ def test_the_password_page_loads_neither_tensorflow_nor_ray(tmp_path):
                           env=env, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert seen == {"asked": ["Password"], "exception": False, "loaded": []}
+    assert seen == {"asked": ["Your name", "Password"], "exception": False, "loaded": []}
+
+
+# Names with the password, and admins among them (issue 23, finding 8)
+
+def test_a_name_given_with_the_password_is_checked():
+    assert tlcore.check_person_name("  Ann Lee ") == "Ann Lee"
+    assert tlcore.check_person_name("x" * 40) == "x" * 40 and tlcore.check_person_name("Zoë-Ann (QA)") == "Zoë-Ann (QA)"
+    for given, received in (("", "no name"), ("   ", "no name"), (None, "no name"), ("x" * 41, "41 characters"),
+                            ("ann\nboss", r"a character that does not print \(U\+000A\)"),
+                            ("ann\u200b", r"a character that does not print \(U\+200B\)"),
+                            ("a\u202eb", r"a character that does not print \(U\+202E\)")):
+        with pytest.raises(tlcore.ConfigError, match=rf"Your name must be 1 to 40 printable characters .*"
+                                                     rf"Received: {received}"):
+            tlcore.check_person_name(given)
+
+
+def test_names_are_compared_as_people_type_them():
+    assert tlcore.can_manage("ann", " Ann ", "") and tlcore.can_manage("Ann", "ANN", "")
+    assert not tlcore.can_manage("ann", "anne", "") and not tlcore.can_manage("ann", " ", "")
+    assert tlcore.admin_names(" Boss , ann@Example.com,,") == {"boss", "ann@example.com"}
+    assert tlcore.can_manage("someone", "BOSS", "boss")
+
+
+def test_the_password_form_asks_a_name_first_and_a_bad_one_costs_no_try(monkeypatch, clock):
+    monkeypatch.setenv("TL_PASSWORD", "correct horse")
+    at = app()
+    at.run()
+    assert [box.label for box in at.text_input] == ["Your name", "Password"]
+    enter(at, "correct horse", name="  ")
+    assert "Your name must be 1 to 40 printable characters" in at.error[0].value
+    assert not at.sidebar.selectbox and tlcore.try_verdict(None).wait == 0  # the password was not even tried
+    enter(at, "correct horse", name=" Ann Lee ")
+    assert at.sidebar.selectbox[0].label == "Backbone" and at.session_state["_access_visitor"] == "Ann Lee"
+    assert "Here as Ann Lee, a name given with the shared password" in " ".join(c.value for c in at.sidebar.caption)
+
+
+def open_run_with_password(run: tlcore.RunRecord, name: str, admins: str, monkeypatch) -> AppTest:
+    monkeypatch.setenv("TL_PASSWORD", "correct horse")
+    monkeypatch.setenv("TL_ADMINS", admins)
+    at = app()
+    at.query_params["run"] = run.id
+    at.run()
+    enter(at, "correct horse", name=name)
+    at.switch_page("../pages/runs.py").run()
+    assert not at.exception
+    return at
+
+
+def test_an_admin_name_typed_with_the_password_manages_everyones_runs(monkeypatch, finished_run):
+    """Password sessions were named ``session <8 hex>``: no TL_ADMINS entry could match them."""
+    at = open_run_with_password(finished_run, "Ann", "boss", monkeypatch)
+    assert not any(e.label == "Delete this run" for e in at.expander)
+    assert "Only who started this run (someone@example\\.com) or an admin" in text_of(at)
+    at = open_run_with_password(finished_run, " Boss", "boss", monkeypatch)
+    assert any(e.label == "Delete this run" for e in at.expander)
+    assert "(admin)" in " ".join(c.value for c in at.sidebar.caption)
+    at = open_run_with_password(finished_run, "Someone@Example.com", "", monkeypatch)  # its starter, again
+    assert any(e.label == "Delete this run" for e in at.expander)
+    assert at.dataframe[0].value.set_index("name").loc[finished_run.name, "started by"] == "someone@example.com"
+
+
+def test_is_local_client_goes_by_the_connection_never_by_what_the_browser_says(monkeypatch):
+    assert tlcore.is_local_client("127.0.0.1", {"host": "lab.example.com"})  # the Host header does not count
+    assert tlcore.is_local_client("::1") and tlcore.is_local_client("::ffff:127.0.0.1")
+    assert not tlcore.is_local_client("203.0.113.9", {"Host": "localhost:8501", "Origin": "http://localhost:8501"})
+    for header in ("X-Forwarded-For", "x-real-ip", "Forwarded", "X-Forwarded-Host"):  # a proxy on the server
+        assert not tlcore.is_local_client("127.0.0.1", [("Host", "localhost"), (header, "203.0.113.9")]), header
+    assert not tlcore.is_local_client(None) and not tlcore.is_local_client("localhost")  # unknown: not local
+    assert not tlcore.is_local_client("127.0.0.1", show_paths=False)
+    monkeypatch.setenv("TL_SHOW_SERVER_PATHS", "0")
+    assert not tlcore.is_local_client("127.0.0.1")

@@ -187,3 +187,37 @@ def test_a_dataset_a_job_reads_cannot_be_deleted_until_the_job_ends(line):
     assert "queued or running training job reads cannot be deleted" in line.delete_running
     assert line.in_use_after == set()
     assert line.freed > 0 and not line.uploaded.root.exists()
+
+
+# Fair share (issue 23, finding 8): one person cannot fill the line
+
+def test_one_person_past_their_share_is_refused_and_another_is_not(tmp_path, dataset):
+    """max_running=0: every job waits in line, so no worker starts; they leave the line when stopped."""
+    queue = tlcore.JobQueue(max_running=0, max_waiting=8, max_per_person=3)
+    store = tlcore.RunStore(tmp_path)
+    config = tlcore.TrainConfig(epochs=1)
+    jobs = [queue.submit(SPEC, dataset, config, store, owner="Ann") for _ in range(2)]
+    try:
+        message = refusal(lambda: queue.submit_with_scratch(SPEC, dataset, config, store, owner="ann "))
+        assert message is not None and message.startswith("ConfigError: One person may have at most 3 training jobs")
+        assert "(TL_MAX_JOBS_PER_PERSON)" in message and "Received: 2 new job(s) from ann while 2 of theirs" \
+            in message and "stop one on the Runs page" in message and "counts two" in message
+        jobs.append(queue.submit(SPEC, dataset, config, store, owner="ann"))  # the third fits, case aside
+        assert queue.jobs_of("ANN") == 3
+        message = refusal(lambda: queue.submit(SPEC, dataset, config, store, owner="Ann"))
+        assert "Received: 1 new job(s) from Ann while 3 of theirs wait or train" in message
+        jobs.extend(queue.submit_with_scratch(SPEC, dataset, config, store, owner="bob"))  # another person is not held
+        jobs.append(queue.submit(SPEC, dataset, config, store))  # no owner (a notebook's queue): not counted
+        assert (queue.jobs_of("bob"), len(store.list())) == (2, 6)  # the refused ones left no run
+    finally:
+        for job in jobs:
+            job.stop()
+        assert all(job.wait(10).state == "stopped" for job in jobs)
+    assert queue.jobs_of("ann") == 0
+    queue.submit(SPEC, dataset, config, store, owner="ann").stop()  # a finished job no longer counts
+
+
+def test_the_share_defaults_to_tl_max_jobs_per_person(monkeypatch):
+    assert tlcore.JobQueue().max_per_person == 3
+    monkeypatch.setenv("TL_MAX_JOBS_PER_PERSON", "5")
+    assert tlcore.JobQueue().max_per_person == 5 and tlcore.JobQueue(max_per_person=1).max_per_person == 1
