@@ -53,8 +53,12 @@ def _live(demo: tlcore.DemoRun) -> None:
                  else "starting a worker, preparing the images and the model")
         st.progress(progress.fraction if progress and job.state != "queued" else 0.0,
                     text=f"{ROLES[role]}: {where} · {job.elapsed:.0f} s")
-    if st.button("Stop the demo", icon=":material/stop:", key=f"stop-demo-{demo.group}"):
-        demo.stop()
+    if access.may_manage(demo.owner):  # its starter or an admin, not whoever has the link
+        if st.button("Stop the demo", icon=":material/stop:", key=f"stop-demo-{demo.group}"):
+            demo.stop()
+    else:
+        st.caption(f"Only who started this demo ({access.plain(access.owner_label(demo.owner))}) or an admin "
+                   "(TL_ADMINS) can stop it.")
 
 
 def _links(runs: dict[str, tlcore.RunRecord]) -> None:

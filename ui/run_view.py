@@ -28,6 +28,19 @@ def _read_export(build, *args) -> bytes:
         raise
 
 
+def _read_kept(path: Path) -> bytes:
+    """The bytes of an export already built (read-only mode builds none)."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        _log.exception("Reading a kept download failed (%s)", path.name)
+        raise
+
+
+READ_ONLY_EXPORTS = ("Building downloads is off on this read-only demo (TL_READ_ONLY): only files already "
+                     "made here can be downloaded.")
+
+
 def _size(path: Path) -> str:
     return f" ({tlcore.format_size(path.stat().st_size)})" if path.is_file() else ""
 
@@ -35,6 +48,15 @@ def _size(path: Path) -> str:
 def _download_model(record: tlcore.RunRecord) -> None:
     """The model as .keras without optimizer state, made only when the button is clicked."""
     bare = tlcore.exports_folder(record) / "model.keras"
+    if access.read_only():  # a public demo: a file already made, or words
+        if bare.is_file():
+            st.download_button(f"Download model (.keras){_size(bare)}", functools.partial(_read_kept, bare),
+                               f"{record.id}.keras", "application/octet-stream", key=f"model-{record.id}",
+                               on_click="ignore", icon=":material/download:")
+        else:
+            st.button("Download model (.keras)", key=f"model-{record.id}", disabled=True, help=READ_ONLY_EXPORTS,
+                      icon=":material/download:")
+        return
     st.download_button(f"Download model (.keras){_size(bare)}",
                        functools.partial(_read_export, tlcore.run_keras_file, record), f"{record.id}.keras",
                        "application/octet-stream", key=f"model-{record.id}", on_click="ignore",
@@ -50,9 +72,21 @@ def _exports(record: tlcore.RunRecord) -> None:
                    "metrics, training settings, dates) and predict.py, a short example that needs no Transfer "
                    "Lab. TFLite and SavedModel take raw RGB pixels (0..255): the preprocessing is inside. The "
                    "first click makes the file (a few seconds to a minute); later clicks send the kept one.")
+        if access.read_only():
+            st.caption(READ_ONLY_EXPORTS)
         cells = st.columns(len(tlcore.EXPORT_FORMATS))
         for cell, form in zip(cells, tlcore.EXPORT_FORMATS.values()):
             path = tlcore.export_path(record, form.key)
+            if access.read_only():
+                if path.is_file():
+                    cell.download_button(f"{form.title}{_size(path)}", functools.partial(_read_kept, path),
+                                         f"{record.id}-{form.key}.zip", "application/zip",
+                                         key=f"export-{form.key}-{record.id}", on_click="ignore",
+                                         icon=":material/download:", width="stretch")
+                else:
+                    cell.button(form.title, key=f"export-{form.key}-{record.id}", disabled=True,
+                                help=READ_ONLY_EXPORTS, icon=":material/download:", width="stretch")
+                continue
             cell.download_button(f"{form.title}{_size(path)}",
                                  functools.partial(_read_export, tlcore.export_run, record, form.key),
                                  f"{record.id}-{form.key}.zip", "application/zip", key=f"export-{form.key}-{record.id}",

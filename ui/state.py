@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -54,11 +55,28 @@ def from_url(key: str, default: Any, *, cast: Callable[[str], Any] = str,
 
 
 def link_notice(key: str, raw: str, accepted: str, default: Any) -> None:
-    """Tell the user that the link's ``key=raw`` was not used, what is accepted, and what is used."""
+    """Tell the user that the link's ``key=raw`` was not used, what is accepted, and what is used.
+
+    Whoever made the link chose ``raw``: it is shown literally, as code (``code``), never read
+    as Markdown, so ``?run=[sign in again](http://evil)`` shows those characters, not a link.
+    """
     shown = raw if len(raw) <= 60 else raw[:57] + "..."
-    st.toast(f"**`{key}={shown}` in this link was not used:** `{key}` must be {accepted}. "
+    st.toast(f"**{code(f'{key}={shown}')} in this link was not used:** `{key}` must be {accepted}. "
              f"Using {_shown(default)}.",
              icon=":material/link_off:", duration="infinite")
+
+
+def code(text: object) -> str:
+    """``text`` as a Markdown code span that shows exactly its characters, on one line.
+
+    The span's fence is one backtick longer than the longest run of backticks inside, so
+    no backtick in ``text`` can end it (CommonMark); line breaks become spaces (a new line
+    could start a heading or a list) and other characters that do not print become U+FFFD.
+    """
+    line = "".join(c if c.isprintable() else "\ufffd" for c in " ".join(str(text).split()))
+    fence = "`" * (max((len(run) for run in re.findall("`+", line)), default=0) + 1)
+    pad = " " if line[:1] == "`" or line[-1:] == "`" else ""
+    return f"{fence}{pad}{line}{pad}{fence}"
 
 
 def _accepted(cast: Callable[[str], Any], choices: Sequence[Any] | None,
@@ -75,7 +93,7 @@ def _accepted(cast: Callable[[str], Any], choices: Sequence[Any] | None,
 
 
 def _shown(default: Any) -> str:
-    return "the default" if default is None else f"the default, `{default}`"
+    return "the default" if default is None else f"the default, {code(default)}"
 
 
 def to_url(*keys: str) -> None:

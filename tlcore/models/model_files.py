@@ -57,6 +57,14 @@ def _refusal(what: str) -> ModelFileError:
 def _check_object(node: dict) -> None:
     module, name = node.get("module"), node["class_name"]
     registered = node.get("registered_name")
+    if not isinstance(name, str) or not isinstance(module, str | None) or not isinstance(registered, str | None):
+        odd = {key: type(value).__name__ for key, value in (("class_name", name), ("module", module),
+                                                          ("registered_name", registered))
+               if not isinstance(value, str) and (key == "class_name" or value is not None)}
+        raise ModelFileError(
+            "A model file's config.json must name each object with text: class_name a string, module and "
+            f"registered_name strings or absent. Received: {', '.join(f'{k} of type {t}' for k, t in odd.items())}"
+        )
     if name == "__lambda__" or name == "Lambda":
         raise _refusal("a Lambda layer or lambda function")
     if registered not in (None, name):

@@ -17,7 +17,9 @@ import dataclasses
 import functools
 import inspect
 import json
+import logging
 import os
+import secrets
 import signal
 import threading
 import time
@@ -37,12 +39,66 @@ from tlcore.training.runs import save_run_model
 DONE, STOPPED = "done", "stopped"
 WORKER_ENVIRONMENT = ("KERAS_HOME", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")
 """Variables a worker takes from the server besides every ``TL_*`` setting."""
+TOKEN_MODE = 0o600
+"""Who may read the Ray token file: its owner only (Ray 2.60 writes it with the umask's 0644)."""
+_log = logging.getLogger("transfer_lab.ray")
+
+
+def default_token_path() -> Path:
+    """Where Ray 2.60 writes a token it generates, and reads one by default: ``~/.ray/auth_token``."""
+    return Path.home() / ".ray" / "auth_token"
+
+
+def token_paths() -> list[Path]:
+    """The token files Ray may read here: ``RAY_AUTH_TOKEN_PATH`` when set, and the default one."""
+    named = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    return list(dict.fromkeys([*([Path(named).expanduser()] if named else []), default_token_path()]))
 
 
 def _has_ray_token() -> bool:
     """Whether this machine has a Ray token: ``RAY_AUTH_TOKEN(_PATH)``, or ``~/.ray/auth_token``."""
     path = os.environ.get("RAY_AUTH_TOKEN_PATH")
-    return bool(os.environ.get("RAY_AUTH_TOKEN")) or Path(path or Path.home() / ".ray" / "auth_token").is_file()
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or Path(path or default_token_path()).is_file()
+
+
+def protect_token_files() -> list[Path]:
+    """Make every Ray token file here readable by its owner only (0600); returns those changed.
+
+    Anyone who reads the token may run code on the cluster as this user. A file another user
+    owns is left as it is (and logged); so is a path that is not a regular file.
+    """
+    changed = []
+    for path in token_paths():
+        try:
+            if path.is_symlink() or not path.is_file() or (path.stat().st_mode & 0o777) == TOKEN_MODE:
+                continue
+            os.chmod(path, TOKEN_MODE)
+            changed.append(path)
+        except OSError as exc:  # not ours, or it went away: say so, start anyway
+            _log.warning("Could not make the Ray token file %s readable by its owner only: %s", path, exc)
+    return changed
+
+
+def _ensure_local_token() -> None:
+    """Before a local Ray starts, write its token at 0600 if there is none, so Ray does not write one at 0644.
+
+    Ray 2.60's ``ray.init()`` of a new local cluster turns token authentication on (unless
+    ``RAY_AUTH_MODE`` says otherwise) and, finding no token, writes 64 hex digits to
+    ``~/.ray/auth_token`` with ``open(path, "w")``; this writes the same kind of token first,
+    created with mode 0600 (never replacing an existing file).
+    """
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if (mode is not None and mode.lower() != "token") or os.environ.get("RAY_AUTH_TOKEN") \
+            or os.environ.get("RAY_AUTH_TOKEN_PATH") or default_token_path().exists():
+        return
+    path = default_token_path()
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, TOKEN_MODE)
+    except FileExistsError:  # another process wrote one just now: protect_token_files sees to it
+        return
+    with os.fdopen(handle, "w") as file:
+        file.write(secrets.token_hex(32))
 
 
 @functools.cache
@@ -72,7 +128,8 @@ def connect() -> str:
 
     With ``TL_RAY_ADDRESS`` set, joins that cluster; otherwise starts a local
     instance that listens on 127.0.0.1 only, with no dashboard and no usage
-    statistics. Ray is started from a thread that lives as long as the process:
+    statistics. Ray's token file is made readable by its owner only (``protect_token_files``;
+    Ray 2.60 writes ``~/.ray/auth_token`` with mode 0644). Ray is started from a thread that lives as long as the process:
     Linux ends a child that asked to die with its parent when the *thread* that
     started it ends, so starting Ray from a job's or a page's thread would take
     the local instance down with that thread.
@@ -105,10 +162,14 @@ def _start_ray() -> None:
     common = dict(runtime_env={"py_modules": [str(Path(__file__).resolve().parents[1])]},
                   namespace="transfer-lab", log_to_driver=False, configure_logging=False)
     if address:
+        protect_token_files()
         ray.init(address=address, **common)
     else:
+        _ensure_local_token()
+        protect_token_files()
         ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
                  num_cpus=os.cpu_count(), object_store_memory=256 * 2**20, **common)
+    protect_token_files()  # whatever Ray wrote while starting
 
 
 def _rss() -> int:
