@@ -96,7 +96,7 @@ def owner_label(owner: str) -> str:
     """Who started a run, in words for a table."""
     if not owner:
         return "(before owners were kept)"
-    return "you" if owner == user() else owner
+    return "you" if owner.strip().casefold() == user().strip().casefold() else owner
 
 
 def _connection() -> tuple[str | None, list[tuple[str, str]]]:

@@ -477,7 +477,7 @@ def test_an_admin_name_typed_with_the_password_manages_everyones_runs(monkeypatc
     assert "(admin)" in " ".join(c.value for c in at.sidebar.caption)
     at = open_run_with_password(finished_run, "Someone@Example.com", "", monkeypatch)  # its starter, again
     assert any(e.label == "Delete this run" for e in at.expander)
-    assert at.dataframe[0].value.set_index("name").loc[finished_run.name, "started by"] == "someone@example.com"
+    assert at.dataframe[0].value.set_index("name").loc[finished_run.name, "started by"] == "you"
 
 
 def test_is_local_client_goes_by_the_connection_never_by_what_the_browser_says(monkeypatch):
