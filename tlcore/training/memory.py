@@ -6,8 +6,11 @@
 
 from __future__ import annotations
 
+import functools
+
 from tlcore.core.errors import BudgetError
 from tlcore.core.settings import load_settings
+from tlcore.models.backbone import layer_names
 from tlcore.models.build import model_cost
 from tlcore.models.cost import FLOAT_BYTES, GB
 from tlcore.models.spec import TransferSpec
@@ -21,6 +24,25 @@ input pipeline and the optimizer's compiled step (a MobileNetV2 at 32x32 peaks
 at ~810 MB); rounded up to 1.5 GB. With it, ``estimate_job_memory`` was 1.25 to
 1.9 times the measured peak RSS of real Adam steps (MobileNetV2, VGG16,
 ResNet50, DenseNet121, EfficientNetB0; 32 to 160 px; batch 8 to 32)."""
+GRAPH_BYTES_PER_LAYER = 3 * 2**19
+"""The safety margin, 1.5 MiB per layer of the base: a deep graph costs memory that neither the
+weights nor the activations show (the traced forward and gradient graphs, their kernels and
+buffers), and a Ray worker holds more than a plain process (its core worker, the input pipeline).
+Measured in Ray workers (2 shared CPUs, Adam, batch 32, every layer trainable, 2 epochs): DenseNet121
+(427 layers) at 32 px peaked at 1.98 GiB against an estimate of 1.85 without this margin, and a
+worker was once stopped past 2.2 GiB with 2.16 estimated; in a plain process DenseNet121 at 32 px
+peaked at 1.57 GiB with batch 8 and 1.64 with batch 32, VGG16 (19 layers) at 0.95: about 1.5 MiB per
+layer that the batch does not explain. With it, the estimate was 1.26 (DenseNet121 32 px: 2.49 GiB),
+1.18 (ResNet50 32 px, augmented: 2.31 GiB, peak 1.95), 1.30 (ResNet50 48 px), 1.42 (EfficientNetB0
+64 px), 1.56 (MobileNetV2 96 px) and 1.53 (the demo's source) times the worker's peak."""
+HEAD_LAYERS = 8
+"""Layers a transfer model adds to its base, at most (input, pooling, dropout, dense, softmax...)."""
+
+
+@functools.lru_cache(maxsize=32)
+def _base_layers(backbone: str) -> int:
+    """How many layers the registry's ``backbone`` has without its top (counted with shapes only, once)."""
+    return len(layer_names(backbone, include_top=False))
 
 
 
@@ -29,7 +51,8 @@ def estimate_job_memory(spec: TransferSpec, batch_size: int) -> int:
 
     weights + (gradient and Adam's two slots) per trainable weight
     + batch_size x (activations + the activations backprop keeps)
-    + ``PROCESS_OVERHEAD_BYTES`` (TensorFlow and the process).
+    + ``PROCESS_OVERHEAD_BYTES`` (TensorFlow and the process)
+    + ``GRAPH_BYTES_PER_LAYER`` x layers (the safety margin: deep graphs, the Ray worker).
 
     Args:
         spec: a checked spec.
@@ -44,6 +67,7 @@ def estimate_job_memory(spec: TransferSpec, batch_size: int) -> int:
         + cost.trainable_params * FLOAT_BYTES * OPTIMIZER_COPIES
         + batch_size * (cost.activation_bytes + cost.trainable_activation_bytes)
         + PROCESS_OVERHEAD_BYTES
+        + GRAPH_BYTES_PER_LAYER * (_base_layers(spec.backbone) + HEAD_LAYERS)
     )
 
 
