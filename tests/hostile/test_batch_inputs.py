@@ -16,7 +16,7 @@ import pytest
 from support import image_bytes
 
 import tlcore
-from tlcore.data.intake import max_image_file_bytes
+from tlcore.data.intake import image_format, max_image_file_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 2**20
@@ -62,6 +62,13 @@ def test_members_are_judged_by_their_first_bytes_and_declared_size(monkeypatch):
     assert reasons["up.zip/empty.jpg"] == "An image file must not be empty. Received: 0 bytes"
     assert reasons["plain.png"].endswith("Received: the uploaded bytes, which is not an image in any of these "
                                          "formats.")  # a GIF's signature lets it through to the decoder, which refuses
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"])
+def test_every_allowed_format_passes_the_first_bytes_check(fmt):
+    assert image_format(image_bytes((20, 20), fmt=fmt)) == fmt
+    assert image_format(b"MM\x00\x2a" + bytes(12)) == "TIFF" and image_format(b"RIFF\0\0\0\0WEBPVP8 ") == "WEBP"
+    assert image_format(b"%PDF-1.7") is None and image_format(b"\x00\x00\x00\x0cjP  ") is None  # JPEG 2000: not allowed
 
 
 CHILD = r"""

@@ -154,7 +154,8 @@ def image_format(head: bytes) -> str | None:
     Image.init()
     for name in DECODERS:
         accept = Image.OPEN[name][1]
-        if accept is None or accept(head[:IMAGE_HEAD_BYTES]) is True:  # a str is Pillow declining, with a warning
+        accepted = accept is None or accept(head[:IMAGE_HEAD_BYTES])
+        if accepted and not isinstance(accepted, str):  # a str is Pillow declining, with a warning
             return name
     return None
 

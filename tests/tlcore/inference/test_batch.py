@@ -170,6 +170,23 @@ def test_predict_page_batch_with_a_trained_run_and_with_its_downloaded_model(fin
     pd.testing.assert_frame_equal(at.session_state["batch_result"][1].table, from_run)
 
 
+def test_a_read_only_visitor_sees_a_large_result_that_is_not_kept(monkeypatch):
+    import ui.batch
+
+    monkeypatch.setenv("TL_READ_ONLY", "1")
+    at = open_page("../pages/predict.py", backbone="MobileNetV2", predict_input="batch")
+    upload_batch(at, BATCH)
+    kept = at.session_state["batch_result"][1]  # a small result is kept, as for everyone
+    assert kept.table["file"].tolist() == ["a.png", "b.zip/x/1.jpg", "b.zip/x/2.png"]
+    assert 0 < kept.nbytes() < 100_000  # a few KB an image
+    monkeypatch.setattr(ui.batch, "READ_ONLY_KEPT_MB", 1_000 / 2**20)  # 1,000 bytes: no result fits
+    upload_batch(at, BATCH[:1])  # another batch: the last result goes, the new one is shown but not kept
+    assert at.dataframe[0].value["file"].tolist() == ["a.png"] and "1 image(s) classified" in at.subheader[0].value
+    assert "batch_result" not in at.session_state
+    assert any("shown but not kept: read-only visitors keep results up to" in c.value for c in at.caption)
+    assert any(b.label == "Download the table (CSV)" for b in at.get("download_button"))
+
+
 def test_a_bad_zip_in_a_batch_is_explained():
     at = open_page("../pages/predict.py", backbone="MobileNetV2", predict_input="batch")
     at.file_uploader(key="batch_files").set_value([("evil.zip", crafted("../evil.png"), "application/zip")]).run()
