@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import tlcore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +22,7 @@ WINGS = ("core", "models", "data", "inference", "training", "explain", "deploy")
 HEAVY = ("ray", "keras", "tensorflow", "streamlit")
 
 
+@pytest.mark.slow
 def test_import_tlcore_loads_no_heavy_package_and_sets_no_environment_variable():
     script = (
         "import json, os, sys\n"
@@ -58,6 +61,7 @@ def test_the_facade_lists_its_names_by_wing_in_the_house_order():
     assert tlcore.__all__ == sorted(tlcore._EXPORTS)
 
 
+@pytest.mark.slow
 def test_the_import_linter_contracts_are_kept():
     lint_imports = Path(sys.executable).parent / "lint-imports"
     done = subprocess.run([str(lint_imports), "--no-cache"], capture_output=True, text=True, cwd=ROOT, timeout=300)

@@ -43,6 +43,7 @@ def test_formats_outside_the_allow_list_are_refused_by_content(name, data):
         tlcore.load_image(data)
 
 
+@pytest.mark.slow
 def test_decompression_bomb_is_refused_without_the_memory_jumping(tmp_path):
     bomb = tmp_path / "bomb.png"
     Image.new("1", (30000, 30000)).save(bomb, optimize=True)
@@ -109,6 +110,7 @@ def _temporaries(folder: Path) -> set[str]:
     return {name for name in os.listdir(folder) if name.startswith(".")}
 
 
+@pytest.mark.slow
 def test_sigkill_mid_save_leaves_the_old_or_the_new_version_never_half(tmp_path):
     tlcore.atomic_save(tmp_path / "model.keras", _model(0.0).save, suffix=".keras")  # an old version of each
     tlcore.atomic_write_text(tmp_path / "record.json", RECORDS[0])
@@ -151,6 +153,7 @@ def _write_on_a_full_disk(path: str, queue) -> None:
         queue.put(str(exc))
 
 
+@pytest.mark.slow
 def test_a_full_disk_gives_a_clear_message_and_keeps_the_previous_file(tmp_path):
     target = tmp_path / "history.csv"
     tlcore.atomic_write_text(target, "epoch,loss\n1,0.5\n")
@@ -182,6 +185,7 @@ def test_every_limit_is_a_setting_with_a_default(monkeypatch):
         tlcore.load_settings({"TL_MAX_TRAINING_JOBS": "two"})
 
 
+@pytest.mark.slow
 def test_an_unexpected_page_error_shows_a_friendly_message(monkeypatch):
     from streamlit.testing.v1 import AppTest
 

@@ -118,6 +118,7 @@ def test_truncated_jpeg():
         tlcore.load_image(data[: len(data) // 2])
 
 
+@pytest.mark.slow
 def test_huge_declared_size_is_refused_before_decoding():
     image = Image.new("1", (30000, 30000))
     data = encode(image, "PNG", optimize=True)
