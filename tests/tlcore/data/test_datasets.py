@@ -384,6 +384,7 @@ def test_sample_dataset_has_a_stable_digest_and_datasets_pickle(tmp_path, monkey
 # --- The Train page's picker and the stored-datasets panel (AppTest) ---------------------------------
 
 
+@pytest.mark.slow
 def test_train_page_explains_the_folder_option_is_off_without_allowed_roots(monkeypatch):
     from support import open_page
 
@@ -396,6 +397,7 @@ def test_train_page_explains_the_folder_option_is_off_without_allowed_roots(monk
     assert not [box for box in at.text_input if box.key == "dataset_folder"]  # nothing to type a path into
 
 
+@pytest.mark.slow
 def test_train_page_takes_a_folder_only_inside_the_allowed_roots(roots):
     from support import open_page
 
@@ -419,6 +421,7 @@ def _render_usage():
     render_data_usage()
 
 
+@pytest.mark.slow
 def test_stored_datasets_panel_shows_usage_and_deletes_after_confirming(monkeypatch, tmp_path):
     from streamlit.testing.v1 import AppTest
 
@@ -449,6 +452,7 @@ def _decode():
     st.markdown(f"decoded {width}x{height}")
 
 
+@pytest.mark.slow
 def test_an_upload_is_decoded_once_across_reruns(monkeypatch):
     from streamlit.testing.v1 import AppTest
 

@@ -231,6 +231,7 @@ def _same_model(result, expected):
     assert (result["total"], result["trainable"]) == (expected["total"], expected["trainable"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [*BUILDS, *TRAINS])
 def test_a_transfer_program_builds_tlcores_model(grid, name):
     result = _result(grid, name)
@@ -240,6 +241,7 @@ def test_a_transfer_program_builds_tlcores_model(grid, name):
         assert "val_accuracy" in result["printed"] or TRAINS[name][1].validation_fraction == 0
 
 
+@pytest.mark.slow
 def test_programs_load_the_base_their_way_and_show_the_input_tensor_form_where_the_size_changed():
     default = code.transfer_program(BUILDS["vgg16_224_default"])
     assert 'base = VGG16(weights="imagenet", include_top=False, input_shape=(224, 224, 3))' in default
@@ -284,6 +286,7 @@ def test_optimizer_code_builds_the_optimizers_training_uses():
         assert {k: v for k, v in written.items() if k != "name"} == {k: v for k, v in used.items() if k != "name"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(PREDICTS))
 def test_a_prediction_program_gives_tlcores_prediction(grid, name):
     result = _result(grid, name)
@@ -305,6 +308,7 @@ def test_a_prediction_program_gives_tlcores_prediction(grid, name):
         assert first == f"1. {table['label'][0]}: {table['probability'][0]:.2%}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(FEATURES))
 def test_a_feature_program_gives_tlcores_vectors(grid, name):
     result = _result(grid, name)
@@ -321,6 +325,7 @@ def test_a_feature_program_gives_tlcores_vectors(grid, name):
         assert f"{choice['images'][0]}: (" in result["printed"]  # the 2-D map
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(LAYERS))
 def test_a_layers_program_shows_tlcores_table(grid, name):
     result = _result(grid, name)
@@ -357,6 +362,7 @@ def test_notebook_is_valid_and_runs_the_same_program():
     compile("\n".join(sources), "notebook", "exec")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("program", [
     lambda: code.prediction_program("ResNet50", model_file="my model's file.keras", class_names=['say "hi"', "a\\b"],
                                     image="it's.jpg"),
@@ -380,6 +386,7 @@ def _unused_imports(text):
     return imported - used
 
 
+@pytest.mark.slow
 def test_no_program_of_the_grid_imports_what_it_does_not_use(grid):
     for name, case in grid["cases"].items():
         assert not _unused_imports(case["program"]), name

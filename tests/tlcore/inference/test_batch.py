@@ -144,6 +144,7 @@ BATCH = [("a.png", image_bytes(seed=1), "image/png"),
           "application/zip")]
 
 
+@pytest.mark.slow
 def test_predict_page_batch_with_imagenet_gives_a_table_thumbnails_and_a_csv():
     at = open_page("../pages/predict.py", backbone="MobileNetV2", predict_input="batch")
     upload_batch(at, BATCH)
@@ -156,6 +157,7 @@ def test_predict_page_batch_with_imagenet_gives_a_table_thumbnails_and_a_csv():
     assert at.session_state["batch_result"][1].table["top-5"].str.count(" · ").eq(4).all()  # 1,000 classes: 5
 
 
+@pytest.mark.slow
 def test_predict_page_batch_with_a_trained_run_and_with_its_downloaded_model(finished_run):
     at = open_page("../pages/predict.py", backbone="MobileNetV2", predict_input="batch",
                    predict_model=finished_run.id)
@@ -170,6 +172,7 @@ def test_predict_page_batch_with_a_trained_run_and_with_its_downloaded_model(fin
     pd.testing.assert_frame_equal(at.session_state["batch_result"][1].table, from_run)
 
 
+@pytest.mark.slow
 def test_a_read_only_visitor_sees_a_large_result_that_is_not_kept(monkeypatch):
     import ui.batch
 
@@ -187,12 +190,14 @@ def test_a_read_only_visitor_sees_a_large_result_that_is_not_kept(monkeypatch):
     assert any(b.label == "Download the table (CSV)" for b in at.get("download_button"))
 
 
+@pytest.mark.slow
 def test_a_bad_zip_in_a_batch_is_explained():
     at = open_page("../pages/predict.py", backbone="MobileNetV2", predict_input="batch")
     at.file_uploader(key="batch_files").set_value([("evil.zip", crafted("../evil.png"), "application/zip")]).run()
     assert not at.exception and "must be relative paths" in at.error[0].value and not at.dataframe
 
 
+@pytest.mark.slow
 def test_predict_with_the_camera():
     at = open_page("../pages/predict.py", backbone="MobileNetV2", predict_input="camera")
     assert at.camera_input(key="camera_photo").label == "Take a photo"
@@ -202,6 +207,7 @@ def test_predict_with_the_camera():
     assert any("What the network sees of your photo" in c for image in at.get("image") for c in image.captions)
 
 
+@pytest.mark.slow
 def test_train_images_per_class_from_the_camera():
     spec = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=None, hidden_units=16)
     at = open_page("../pages/train.py", transfer_spec=spec)

@@ -71,6 +71,7 @@ def test_flatten_head_on_a_large_input_is_refused_before_anything_is_allocated()
     assert issubclass(tlcore.BudgetError, tlcore.ConfigError)
 
 
+@pytest.mark.slow
 def test_activations_over_the_limit_name_the_setting_and_the_size_that_fits():
     tlcore.check_input_shape("ResNet50", (64, 64, 3))
     with peak_growth(), pytest.raises(
@@ -101,6 +102,7 @@ def test_vgg16_at_224_with_average_pooling_plans_without_allocating_its_weights(
     assert cost.trainable_activation_bytes < 8 * 1024  # a frozen base: only the head's outputs
 
 
+@pytest.mark.slow
 def test_model_cost_matches_a_real_model():
     choice = spec(backbone="MobileNetV2", trainable_from="block_16_expand", input_shape=(64, 64, 3))
     real = tlcore.build_transfer_model(choice)
@@ -190,6 +192,7 @@ print(imported, status("VmHWM"), tlcore.estimate_job_memory(spec, 32))
 """
 
 
+@pytest.mark.slow
 def test_job_estimate_is_an_upper_bound_of_a_real_training_step():
     """A fresh process trains MobileNetV2 (every layer, 64x64, batch 32, Adam) and reports its peak RSS."""
     run = subprocess.run([sys.executable, "-c", _MEASURE.format(root=str(ROOT))], capture_output=True,
@@ -314,6 +317,7 @@ def test_a_weights_member_declaring_huge_datasets_is_refused(small_keras, tmp_pa
         tlcore.load_model_file(write_zip(tmp_path / "weights.keras", members))
 
 
+@pytest.mark.slow
 def test_a_trained_transfer_model_with_optimizer_state_saves_and_loads(tmp_path):
     model = tlcore.build_transfer_model(spec(backbone="MobileNetV2"))
     model.compile("adam", "sparse_categorical_crossentropy")
@@ -333,6 +337,7 @@ def mobilenet():
     return tlcore.load_backbone("MobileNetV2", weights=None, include_top=False, input_shape=(32, 32, 3))
 
 
+@pytest.mark.slow
 def test_a_weights_file_declaring_a_huge_empty_dataset_is_refused(mobilenet, tmp_path):
     path = tmp_path / "huge.weights.h5"
     with h5py.File(path, "w") as handle:
@@ -349,6 +354,7 @@ def test_a_weights_file_declaring_a_huge_empty_dataset_is_refused(mobilenet, tmp
         tlcore.load_backbone("MobileNetV2", weights=path, include_top=False, input_shape=(32, 32, 3))
 
 
+@pytest.mark.slow
 def test_weights_that_each_fit_but_declare_too_much_in_all_are_refused(mobilenet, tmp_path):
     path = tmp_path / "many.weights.h5"
     with h5py.File(path, "w") as handle:
@@ -360,6 +366,7 @@ def test_weights_that_each_fit_but_declare_too_much_in_all_are_refused(mobilenet
         load_weights_file(mobilenet, path)
 
 
+@pytest.mark.slow
 def test_legitimate_weights_files_load_in_both_layouts(mobilenet, tmp_path):
     keras3, legacy = tmp_path / "mine.weights.h5", tmp_path / "legacy.h5"
     mobilenet.save_weights(keras3)
@@ -371,6 +378,7 @@ def test_legitimate_weights_files_load_in_both_layouts(mobilenet, tmp_path):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_a_non_hdf5_weights_file_is_refused(mobilenet, tmp_path):
     (tmp_path / "text.h5").write_text("not weights")
     with pytest.raises(tlcore.WeightsError, match="Received: weights of another architecture or size: it is not an HDF5"):
@@ -379,6 +387,7 @@ def test_a_non_hdf5_weights_file_is_refused(mobilenet, tmp_path):
 
 # --- Build page ------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_build_page_shows_the_budget_refusal_as_an_error():
     from support import open_page
 
