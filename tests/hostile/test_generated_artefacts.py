@@ -97,8 +97,9 @@ def _info(class_names, *, run_id=RUN_ID, name=RUN_NAME, dataset=DATASET):
         {"weights": None, "pooling": "avg", "hidden_units": 0, "dropout": 0.2, "trainable_from": None},
         {"epochs": 1, "batch_size": 8, "optimizer": "adam", "learning_rate": 0.001, "validation_fraction": 0.2,
          "seed": 0, "augment": False},
-        {"accuracy": 0.5, "loss": 1.0, "class_names": list(class_names), "precision": [0.5] * len(class_names),
-         "recall": [0.5] * len(class_names), "validation_indices": [0, 1]})
+        tlcore.RunResult.from_json({"accuracy": 0.5, "loss": 1.0, "class_names": list(class_names),
+                                    "precision": [0.5] * len(class_names), "recall": [0.5] * len(class_names),
+                                    "validation_indices": [0, 1]}))
 
 
 def _steps(program):

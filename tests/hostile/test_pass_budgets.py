@@ -1,3 +1,5 @@
+import pytest
+
 """Budgets hold for every forward pass that runs, not only for one image.
 
 ``TL_MAX_ACTIVATION_MB`` is checked per image when a model is built or loaded; a pass over
@@ -64,6 +66,7 @@ def padded_model(padding: int) -> keras.Model:
                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2, activation="softmax")])
 
 
+@pytest.mark.slow
 def test_the_first_prediction_of_an_upload_stays_within_its_budget_under_auto(tmp_path):
     path = tmp_path / "padded.keras"
     model = padded_model(PADDING)

@@ -16,6 +16,7 @@ import re
 from tlcore.core.access import markdown_text, printable
 from tlcore.deploy.formats import INPUT_NAME, OUTPUT_NAME, check_format, keras_module
 from tlcore.models.zoo import get_backbone
+from tlcore.training.results import RunResult
 from tlcore.training.runs import RunRecord
 
 CARD, LABELS, EXAMPLE = "MODEL_CARD.md", "labels.txt", "predict.py"
@@ -35,7 +36,7 @@ class ExportInfo:
         created: when the run started (ISO date).
         dataset: the dataset summary (name, counts).
         spec, config: the TransferSpec and TrainConfig as dicts.
-        result: the stored metrics (accuracy, loss, per-class precision and recall).
+        result: the run's stored result (metrics, per-class precision and recall), None if it has none.
     """
 
     run_id: str
@@ -48,15 +49,15 @@ class ExportInfo:
     dataset: dict
     spec: dict
     config: dict
-    result: dict
+    result: RunResult | None
 
     @classmethod
     def of(cls, record: RunRecord, name: str = "") -> ExportInfo:
-        result = record.result or {}
+        result = record.result
         created = re.match(r"(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})", record.id)
         when = (f"{created[1]}-{created[2]}-{created[3]} {created[4]}:{created[5]}" if created else "")
         return cls(record.id, name or record.name or f"{record.spec.backbone} on {record.dataset.get('name', 'images')}",
-                   record.spec.backbone, tuple(result.get("class_names") or record.class_names),
+                   record.spec.backbone, tuple((result.class_names if result else ()) or record.class_names),
                    tuple(record.spec.input_shape[:2]), record.config.resize_mode, when,
                    {k: record.dataset.get(k) for k in ("name", "counts", "images")},
                    dataclasses.asdict(record.spec), dataclasses.asdict(record.config), result)
@@ -162,19 +163,18 @@ def model_card(info: ExportInfo, fmt: str, *, model_bytes: int, exported: str | 
         + (f", early stopping after {config['early_stopping']} epochs" if config.get("early_stopping") else "")
         + (f"; then {config.get('fine_tune_epochs')} fine-tuning epoch(s) from {_md(config.get('fine_tune_from'))} at "
            f"{config.get('fine_tune_learning_rate')}" if config.get("fine_tune_from") else "") + ".",
-        *([f"- Stopped early (Stop was pressed) after {result.get('seconds', 0):.0f} s."] if result.get("stopped") else
-          [f"- Training took {result['seconds']:.0f} s."] if "seconds" in result else []),
+        *([f"- Stopped early (Stop was pressed) after {result.seconds or 0:.0f} s."] if result and result.stopped else
+          [f"- Training took {result.seconds:.0f} s."] if result and result.seconds is not None else []),
         "",
         "## Metrics (validation images)",
         "",
     ]
     if result:
-        images = len(result.get("validation_indices", []))
-        lines += [f"Accuracy {result['accuracy']:.1%}, loss {result['loss']:.4f}, on {images} validation images.", "",
+        images = len(result.validation_indices)
+        lines += [f"Accuracy {result.accuracy:.1%}, loss {result.loss:.4f}, on {images} validation images.", "",
                   "| class | precision | recall |", "|---|---|---|"]
         lines += [f"| {_md(name)} | {p:.1%} | {r:.1%} |"
-                  for name, p, r in zip(result.get("class_names", []), result.get("precision", []),
-                                        result.get("recall", []))]
+                  for name, p, r in zip(result.class_names, result.precision, result.recall)]
     else:
         lines.append("None recorded (the run did not finish its evaluation).")
     lines += ["", "## Use", "", f"`python {EXAMPLE} photo.jpg` prints the top-5 classes (see its first lines "

@@ -342,7 +342,7 @@ def transfer_program(
     row = get_backbone(spec.backbone)
     names = _names(row)
     facts = _facts(row, False)
-    batchnorm = (spec.weights is not None or spec.base_model is not None) and facts.batchnorm
+    batchnorm = spec.pretrained and facts.batchnorm
     fine_tune = config is not None and bool(config.fine_tune_from) and config.fine_tune_epochs > 0
     referenced = {spec.trainable_from, config.fine_tune_from if fine_tune else None}
     height, width, _ = spec.input_shape

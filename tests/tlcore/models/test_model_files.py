@@ -121,6 +121,7 @@ def test_a_sequential_model_file_predicts_and_explains_like_the_model_saved(tmp_
     assert heat.shape == (32, 32) and 0 <= heat.min() and heat.max() <= 1
 
 
+@pytest.mark.slow
 def test_an_uploaded_model_is_stored_by_content_and_loads_from_the_store(saved, tmp_path, monkeypatch):
     monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
     model, path = saved

@@ -209,6 +209,7 @@ def test_mobilenet_v2_loads_the_imagenet_file_of_its_input_size(keras_home):
     assert loaded.name == "mobilenetv2_1.00_128"
 
 
+@pytest.mark.slow
 def test_a_group_keras_never_reads_is_skipped_only_in_the_layout_keras_reads_so(mobilenet_files, tmp_path):
     """An unlisted ``optimizer_weights`` group is never read from a legacy ``.h5``; the same bytes named
     ``.weights.h5`` are read by Keras 3, which never reads a group by that name either, but every

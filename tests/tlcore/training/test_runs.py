@@ -97,6 +97,7 @@ def test_missing_run_and_missing_model(tmp_path, finished):
         store.load_model(run_id)
 
 
+@pytest.mark.slow
 def test_the_confidently_wrong_images_come_with_their_files_and_the_class_they_were_taken_for(tmp_path, finished):
     dataset, result = finished
     store = tlcore.RunStore(tmp_path)

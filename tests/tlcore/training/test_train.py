@@ -185,6 +185,7 @@ def test_a_notebook_run_over_the_job_memory_budget_is_refused_before_anything_is
     assert built == []
 
 
+@pytest.mark.slow
 def test_a_spec_the_job_queue_checked_is_not_checked_again(monkeypatch):
     import tlcore.training.train as loop
 
