@@ -1,4 +1,3 @@
-import pytest
 
 """Budgets hold for every forward pass that runs, not only for one image.
 
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 from support import image_bytes
 
 import tlcore

@@ -20,12 +20,13 @@ def data_dir(tmp_path, monkeypatch):
 
 
 def make_zip(n: int = 3, seed: int = 0, fmt: str = "PNG", **save) -> bytes:
+    """The same bytes for the same arguments (a fixed member date: writestr with a name stamps the clock)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for k, kind in enumerate(("cats", "dogs")):
             for i in range(n):
-                archive.writestr(f"{kind}/{i}.{fmt.lower()}",
-                                 image_bytes((24, 24), fmt, seed=seed + i + 100 * k, **save))
+                member = zipfile.ZipInfo(f"{kind}/{i}.{fmt.lower()}", date_time=(2026, 1, 1, 0, 0, 0))
+                archive.writestr(member, image_bytes((24, 24), fmt, seed=seed + i + 100 * k, **save))
     return buffer.getvalue()
 
 
