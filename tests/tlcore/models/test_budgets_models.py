@@ -353,6 +353,23 @@ def test_a_file_with_too_many_members_is_refused(small_keras, tmp_path):
         tlcore.load_model_file(write_zip(tmp_path / "many.keras", members))
 
 
+def test_a_large_metadata_json_is_refused_before_it_is_read(small_keras, tmp_path, monkeypatch):
+    monkeypatch.setenv("TL_MAX_MODEL_CONFIG_MB", "1")
+    members = members_of(small_keras) | {"metadata.json": b" " * (2 * MB)}
+    with pytest.raises(tlcore.ModelFileError, match=r"A model's metadata.json may be at most 1 MB "
+                                                    r"\(TL_MAX_MODEL_CONFIG_MB\)\. Received: 2\.0 MB in 'meta.keras'"):
+        tlcore.load_model_file(write_zip(tmp_path / "meta.keras", members))
+
+
+def test_a_member_stored_twice_is_refused(small_keras, tmp_path):
+    crafted = write_zip(tmp_path / "twice.keras", members_of(small_keras))
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(crafted, "a") as archive:
+        archive.writestr("config.json", members_of(small_keras)["config.json"])
+    with pytest.raises(tlcore.ModelFileError, match=r"may hold only config.json, metadata.json and model.weights.h5, "
+                                                    r"each once: .*Received: 'config.json' in 'twice.keras'"):
+        tlcore.load_model_file(crafted)
+
+
 def empty_dataset(handle: h5py.Group, name: str, shape: tuple[int, ...]) -> None:
     """A dataset declared at ``shape`` with no data written (chunked: the file stays tiny)."""
     handle.create_dataset(name, shape=shape, dtype="f4", chunks=tuple(min(d, 1000) for d in shape))
