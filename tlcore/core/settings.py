@@ -46,7 +46,7 @@ class Settings:
             TL_MAX_MODEL_PARAMS; a 3 MB upload of one 63x63 convolution at 1024x1024 (799
             GFLOPs, minutes of CPU an image) is refused.
         max_model_file_mb: a ``.keras`` file that unpacks to more MB is refused.
-        max_model_config_mb: a ``.keras`` file whose ``config.json`` is larger is refused.
+        max_model_config_mb: a ``.keras`` file whose ``config.json`` or ``metadata.json`` is larger is refused.
         max_model_file_members: a ``.keras`` file with more archive members is refused.
         job_memory_gb: a training job whose estimate exceeds this is refused, and a
             training worker that grows past it is stopped (its run fails, the server stays up).
