@@ -6,14 +6,30 @@ runs for its legacy multipage mode, which breaks a deep link opened first on a f
 and every AppTest (see that file). This file only names that script as the app.
 """
 
+import contextlib
+import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import streamlit as st
 from starlette.middleware import Middleware
 
+import tlcore
 from ui.upload_gate import UploadGate
+
+
+@contextlib.asynccontextmanager
+async def lifespan(_app: st.App) -> AsyncIterator[None]:
+    """When the server stops, the local Ray instance it started for training stops with it."""
+    try:
+        yield None
+    finally:
+        if "ray" in sys.modules:  # training ran here (stopping must not import TensorFlow for nothing)
+            tlcore.disconnect_ray()
+
 
 app = st.App(
     Path(__file__).resolve().parent / "app" / "streamlit_app.py",
     middleware=[Middleware(UploadGate)],  # no uploads before the password or sign-in (ui/upload_gate.py)
+    lifespan=lifespan,
 )

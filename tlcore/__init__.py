@@ -49,9 +49,9 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "ShapeError": "core.errors",
     "StorageError": "core.atomic",
     "TLError": "core.errors",
-    "WeightsError": "core.errors",
     "try_verdict": "core.tries",
     "TryVerdict": "core.tries",
+    "WeightsError": "core.errors",
     "wrong_try_delay": "core.access",
     # models: the registry, shapes, weights, backbones, model files and uploads, transfer specs and their cost
     "ALL_LAYERS": "models.spec",
@@ -149,6 +149,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "DemoResult": "training.demo",
     "DemoRun": "training.demo",
     "DemoSnapshot": "training.demo",
+    "disconnect_ray": ("training.worker", "disconnect"),
     "estimate_job_memory": "training.memory",
     "evaluate": "training.train",
     "Evaluation": "training.config",

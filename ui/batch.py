@@ -1,5 +1,12 @@
 """Batch prediction on the Predict page: many images or zips in; a table with thumbnails, top-1 and
-top-5, and a CSV out. The checks, budgets and the work are ``tlcore.batch``'s; this draws them."""
+top-5, and a CSV out. The checks, budgets and the work are ``tlcore.batch``'s; this draws them.
+
+A session keeps one result, the last: the one before is let go before the next is classified. Its
+size is bounded by the inputs' (at most ``TL_MAX_DATASET_IMAGES`` rows, each a 2 KB thumbnail and k
+top-k records). A read-only visitor (``TL_READ_ONLY``, a public demo with many sessions) keeps it
+only up to ``READ_ONLY_KEPT_MB``: a larger result is shown, and the CSV offered, but not kept, so a
+rerun classifies again.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +19,15 @@ import tlcore
 from ui import access
 
 RESULT = "batch_result"
-"""Session-state key: (what was classified, its BatchResult), so a rerun (a download) does not classify again."""
+"""Session-state key: (what was classified, its BatchResult), so a rerun does not classify again."""
+READ_ONLY_KEPT_MB = 16
+"""The largest result a read-only visitor's session keeps between reruns (some 5,000 images at about 3 KB each)."""
+MB = 2**20
+
+
+def _kept(result) -> bool:
+    """Whether this session may keep ``result`` until the next rerun."""
+    return not access.read_only() or result.nbytes() <= READ_ONLY_KEPT_MB * MB
 
 
 def _key(files: list[tuple[str, bytes]], *parts: object) -> str:
@@ -40,6 +55,7 @@ def render_batch(classifier, model_key: str, uploads: list, mode: str) -> None:
     if cached is not None and cached[0] == key:
         result = cached[1]
     else:
+        st.session_state.pop(RESULT, None)  # one result a session: the last goes before the next is made
         try:
             items = tlcore.batch_inputs(files)
         except tlcore.TLError as exc:
@@ -55,7 +71,12 @@ def render_batch(classifier, model_key: str, uploads: list, mode: str) -> None:
             return
         finally:
             bar.empty()
-        st.session_state[RESULT] = (key, result)
+        if _kept(result):
+            st.session_state[RESULT] = (key, result)
+        else:
+            st.caption(f"This result ({result.nbytes() / MB:,.0f} MB) is shown but not kept: read-only visitors "
+                       f"keep results up to {READ_ONLY_KEPT_MB} MB, so changing anything here classifies again. "
+                       "Download the table now to keep it.")
     st.subheader(f"{len(result.table):,} image(s) classified")
     st.dataframe(
         result.table.assign(image=list(result.thumbnails))[["image", "file", "top-1", "probability", "top-5"]],

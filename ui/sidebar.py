@@ -38,9 +38,34 @@ def render() -> None:
         render_precision(backbone)
 
 
+def _base_input_shape(backbone: str) -> tuple[int, int, int] | None:
+    """The input the Build and Train pages build ``backbone``'s base at (None: its default).
+
+    Keras picks the no-top ImageNet file by input size where it has several
+    (MobileNetV2: 96, 128, 160, 192, 224), so the status names that size's file.
+    The Build page's size widgets come first (the sidebar draws before the page,
+    and they already hold a new choice), then the model the Train page uses.
+    """
+    state = st.session_state
+    if state.get("preset") is not None and state.get("base_run", "pretrained") == "pretrained":
+        try:
+            size = int(state.get("custom_size") if state["preset"] == "custom" else state["preset"])
+        except (TypeError, ValueError):
+            return None
+        return (size, size, 3)
+    spec = state.get("transfer_spec")
+    if spec is not None and spec.backbone == backbone and not spec.base_model:
+        return tuple(spec.input_shape)
+    return None
+
+
 def _imagenet_status(backbone: str) -> None:
+    shape = _base_input_shape(backbone)
     for include_top, what in ((True, "Classifier"), (False, "Base without top")):
-        status = tlcore.weights_status(backbone, include_top=include_top)
+        status = tlcore.weights_status(backbone, include_top=include_top,
+                                       input_shape=None if include_top else shape)
+        if not include_top and status.file != tlcore.weights_status(backbone, include_top=False).file:
+            what += f" at {shape[0]}x{shape[1]}"  # a file of its own for this size
         if status.cached:
             st.caption(f":material/check_circle: {what}: ImageNet weights cached.")
         else:  # the folder itself only for someone on the server's own machine

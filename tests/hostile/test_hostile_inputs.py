@@ -43,6 +43,7 @@ def test_formats_outside_the_allow_list_are_refused_by_content(name, data):
         tlcore.load_image(data)
 
 
+@pytest.mark.slow
 def test_decompression_bomb_is_refused_without_the_memory_jumping(tmp_path):
     bomb = tmp_path / "bomb.png"
     Image.new("1", (30000, 30000)).save(bomb, optimize=True)
@@ -85,40 +86,61 @@ def test_non_utf8_archive_names_become_stable_class_names():
     assert first.class_names == second.class_names == ("cafΘ", "tea")  # decoded as Zip's cp437, every time
 
 
-def _save_forever(folder: str, seed: int) -> None:
-    """Keep replacing a model file and a record, alternating two known versions."""
-    random.seed(seed)
-    versions = [keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]) for _ in range(2)]
-    for value, model in enumerate(versions):
-        model.layers[0].set_weights([np.full((4, 3), float(value)), np.zeros(3)])
+RECORDS = [json.dumps({"version": version, "pad": str(version) * 2_000_000}) for version in (0, 1)]
+"""The record's two complete versions: 2 MB each, so that writing one takes milliseconds."""
+
+
+def _model(value: float) -> keras.Model:
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.layers[0].set_weights([np.full((4, 3), value), np.zeros(3)])
+    return model
+
+
+def _save_forever(folder: str) -> None:
+    """Keep replacing a model file and a record, alternating two known versions of each."""
+    models = [_model(0.0), _model(1.0)]
     step = 0
     while True:
         step += 1
-        model = versions[step % 2]
-        tlcore.atomic_save(Path(folder) / "model.keras", model.save, suffix=".keras")
-        tlcore.atomic_write_text(Path(folder) / "record.json", json.dumps({"version": step % 2, "pad": "x" * 50_000}))
+        tlcore.atomic_save(Path(folder) / "model.keras", models[step % 2].save, suffix=".keras")
+        tlcore.atomic_write_text(Path(folder) / "record.json", RECORDS[step % 2])
 
 
+def _temporaries(folder: Path) -> set[str]:
+    return {name for name in os.listdir(folder) if name.startswith(".")}
+
+
+@pytest.mark.slow
 def test_sigkill_mid_save_leaves_the_old_or_the_new_version_never_half(tmp_path):
+    tlcore.atomic_save(tmp_path / "model.keras", _model(0.0).save, suffix=".keras")  # an old version of each
+    tlcore.atomic_write_text(tmp_path / "record.json", RECORDS[0])
     context = multiprocessing.get_context("fork")
     rng = random.Random(0)
-    kills = 0
+    interrupted = {"model.keras": 0, "record.json": 0}  # kills that landed between a temporary's creation and its rename
     for attempt in range(24):
-        writer = context.Process(target=_save_forever, args=(str(tmp_path), attempt))
+        target = "model.keras" if attempt % 2 == 0 else "record.json"
+        before = _temporaries(tmp_path)
+        writer = context.Process(target=_save_forever, args=(str(tmp_path),))
         writer.start()
-        time.sleep(1.0 if attempt == 0 else rng.uniform(0.05, 0.6))
+        deadline = time.monotonic() + 120
+        while not any(name.startswith(f".{target}.") for name in _temporaries(tmp_path) - before):
+            assert writer.is_alive() and time.monotonic() < deadline, f"the writer never began a {target}"
+            time.sleep(0.0005)
+        if target == "model.keras":
+            time.sleep(rng.uniform(0.0, 0.02))  # somewhere inside Keras's save, which takes tens of milliseconds
         os.kill(writer.pid, signal.SIGKILL)
         writer.join()
-        kills += 1
-        if not (tmp_path / "model.keras").exists():
-            continue
+        for name in _temporaries(tmp_path) - before:  # still there: the kill came before the rename
+            interrupted[next(file for file in interrupted if name.startswith(f".{file}."))] += 1
         model = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
-        assert float(model.layers[0].get_weights()[0][0, 0]) in (0.0, 1.0)
-        record = json.loads((tmp_path / "record.json").read_text())
-        assert record["version"] in (0, 1)
-    assert kills >= 20
-    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
-    assert all(name.endswith((".tmp", ".keras")) for name in leftovers)  # only abandoned temporaries
+        kernel, bias = model.layers[0].get_weights()
+        assert (kernel == kernel[0, 0]).all() and kernel[0, 0] in (0.0, 1.0) and not bias.any()  # all old or all new
+        record = (tmp_path / "record.json").read_text()
+        whole = record in RECORDS  # the whole old record or the whole new one
+        assert whole, f"record.json holds {len(record):,} characters, neither version ({len(RECORDS[0]):,})"
+    assert interrupted["model.keras"] >= 8 and interrupted["record.json"] >= 8, interrupted  # of 12 kills each
+    leftovers = _temporaries(tmp_path)
+    assert leftovers and all(name.endswith((".tmp", ".keras")) for name in leftovers)  # only abandoned temporaries
 
 
 def _write_on_a_full_disk(path: str, queue) -> None:
@@ -131,6 +153,7 @@ def _write_on_a_full_disk(path: str, queue) -> None:
         queue.put(str(exc))
 
 
+@pytest.mark.slow
 def test_a_full_disk_gives_a_clear_message_and_keeps_the_previous_file(tmp_path):
     target = tmp_path / "history.csv"
     tlcore.atomic_write_text(target, "epoch,loss\n1,0.5\n")
@@ -162,6 +185,7 @@ def test_every_limit_is_a_setting_with_a_default(monkeypatch):
         tlcore.load_settings({"TL_MAX_TRAINING_JOBS": "two"})
 
 
+@pytest.mark.slow
 def test_an_unexpected_page_error_shows_a_friendly_message(monkeypatch):
     from streamlit.testing.v1 import AppTest
 

@@ -1,3 +1,4 @@
+
 """Budgets hold for every forward pass that runs, not only for one image.
 
 ``TL_MAX_ACTIVATION_MB`` is checked per image when a model is built or loaded; a pass over
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 from support import image_bytes
 
 import tlcore
@@ -64,6 +66,7 @@ def padded_model(padding: int) -> keras.Model:
                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2, activation="softmax")])
 
 
+@pytest.mark.slow
 def test_the_first_prediction_of_an_upload_stays_within_its_budget_under_auto(tmp_path):
     path = tmp_path / "padded.keras"
     model = padded_model(PADDING)

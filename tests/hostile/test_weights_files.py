@@ -115,6 +115,7 @@ def crafted(mobilenet, tmp_path, attack):
 
 
 @pytest.mark.parametrize("attack", ATTACKS, ids=lambda a: a.__name__)
+@pytest.mark.slow
 def test_an_attack_is_named_by_the_probe_and_refused_by_load_backbone(mobilenet, tmp_path, attack):
     model, _ = mobilenet
     path, expected, named = crafted(mobilenet, tmp_path, attack)
@@ -153,6 +154,7 @@ print("GROWTH_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
 
 @pytest.mark.parametrize("attack", [optimizer_weights_listed, top_kernel_read_1000_times],
                          ids=lambda a: a.__name__)
+@pytest.mark.slow
 def test_the_refusal_runs_under_a_3_gib_address_space(mobilenet, tmp_path, attack):
     path, expected, _ = crafted(mobilenet, tmp_path, attack)
     done = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True, text=True,
@@ -168,6 +170,7 @@ def test_the_refusal_runs_under_a_3_gib_address_space(mobilenet, tmp_path, attac
 # ---------------------------------------------------------------- real files still load
 
 @pytest.mark.parametrize("name", ["full.h5", "full.weights.h5"])
+@pytest.mark.slow
 def test_real_files_of_both_layouts_load(mobilenet, name):
     model, folder = mobilenet
     assert weights_file_problem(folder / name, model) is None

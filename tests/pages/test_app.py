@@ -6,6 +6,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from support import APP, image_bytes, open_page
 
+pytestmark = pytest.mark.slow  # every test opens pages in AppTest for seconds
+
 PAGES = [f"../pages/{name}.py" for name in ("home", "predict", "features", "layers", "build", "train", "runs")]
 
 

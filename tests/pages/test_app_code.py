@@ -1,6 +1,7 @@
 """AppTest: each page's "Keras code" panel holds the program for what it shows, and Build's new conv blocks."""
 
 import nbformat
+import pytest
 from streamlit.testing.v1 import AppTest
 from support import APP, RANDOM, open_page
 
@@ -17,6 +18,7 @@ def code_panel(at):
     return program.value.rstrip("\n") + "\n", downloads  # st.code keeps the text; AppTest drops the last newline
 
 
+@pytest.mark.slow
 def test_every_page_shows_the_keras_code_for_its_choices():
     at = open_page("../pages/layers.py", backbone="MobileNetV2", include_top=False, size=96, pooling="avg")
     program, downloads = code_panel(at)
@@ -47,6 +49,7 @@ def test_every_page_shows_the_keras_code_for_its_choices():
     assert 'network.get_layer("global_average_pooling2d")' in program and "np.linalg.svd" in program
 
 
+@pytest.mark.slow
 def test_build_adds_convolutional_blocks_from_a_link_and_explains_a_head_that_does_not_fit():
     at = AppTest.from_file(APP, default_timeout=180)
     for key, value in dict(weights=RANDOM, backbone="VGG16", preset="128", conv_blocks="2", conv_filters="32",
@@ -73,6 +76,7 @@ def test_build_adds_convolutional_blocks_from_a_link_and_explains_a_head_that_do
     assert "An average pooling of 4x4 must fit the feature map leaving the base" in at.error[0].value
 
 
+@pytest.mark.slow
 def test_a_linked_conv_value_outside_the_widget_falls_back_with_a_notice():
     at = AppTest.from_file(APP, default_timeout=180)
     for key, value in dict(weights=RANDOM, backbone="VGG16", preset="128", conv_blocks="9").items():

@@ -8,6 +8,8 @@ from support import APP, image_bytes, open_page
 
 import tlcore
 
+pytestmark = pytest.mark.slow  # trains in Ray workers
+
 SMALL = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=None, hidden_units=16)
 
 

@@ -66,6 +66,7 @@ def test_unknown_backbone_falls_back_to_vgg16_with_a_notice():
     assert at.query_params["backbone"] == "VGG16"
 
 
+@pytest.mark.slow
 def test_layers_size_and_toggle_with_bad_values():
     at = open_link("../pages/layers.py", backbone="VGG16", include_top="maybe", size="3")
     assert not at.error

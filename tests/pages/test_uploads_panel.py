@@ -10,6 +10,8 @@ from support import open_page
 import tlcore
 from tlcore.core.storage import folder_size
 
+pytestmark = pytest.mark.slow  # every test opens pages (AppTest)
+
 FILE = "My weights file"
 
 

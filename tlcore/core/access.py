@@ -53,6 +53,42 @@ def markdown_text(text: object) -> str:
     return _MARKUP.sub(r"\\\1", plain)
 
 
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: object, *, quote: str = "") -> str:
+    r"""``text`` (a class, file, run or dataset name) on one line that shows every character.
+
+    A backslash and every character ``str.isprintable`` rejects (line breaks of
+    every kind: ``\n``, ``\r``, U+0085, U+2028, U+2029, ``\x0b``, ``\x0c``,
+    ``\x1c``-``\x1e``; tabs, controls, bidi overrides, zero-width characters) are
+    written as Python escapes: ``\\``, ``\n``, ``\x85``, ``\u2028``, ... Printable
+    letters of any script stay as they are. The escapes read back with
+    ``s.encode("ascii", "backslashreplace").decode("unicode_escape")``.
+
+    Args:
+        text: the string.
+        quote: ``'"'`` (or ``"'"``) for a Python string literal: that quote is
+            escaped too and the result is wrapped in it.
+    """
+    text = str(text)
+    if text.isprintable() and "\\" not in text and (not quote or quote not in text):
+        return f"{quote}{text}{quote}"
+    shown = []
+    for char in text:
+        if char in _ESCAPES:
+            shown.append(_ESCAPES[char])
+        elif char == quote:
+            shown.append("\\" + char)
+        elif char.isprintable():
+            shown.append(char)
+        else:
+            code = ord(char)
+            shown.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000
+                         else f"\\U{code:08x}")
+    return quote + "".join(shown) + quote
+
+
 _MESSAGE_MARKUP = re.compile(r"[\\`*\[\]<>~$|]|(?<!\w)_|_(?!\w)|:(?=//)|(?<=www)\.|@|^[#>+-]|^\d+(?=[.)])")
 """What Markdown could read as markup in a sentence: emphasis, code, links, images, HTML, math,
 tables, autolinks (``://``, ``www.``, e-mail), and a line that starts a heading, quote or list."""

@@ -38,8 +38,15 @@ class Settings:
             and every forward pass keeps to it: a pass over n images runs only if n times
             one image's activations fit, so batch work (Batch, Features, the feature cache,
             evaluation) and the bfloat16 calibration run in passes of as many images as fit.
+        max_gflops: a model that takes more GFLOPs (billions of multiply-adds, as the Keras
+            applications table counts them: VGG16 at 224x224 takes 15.5) for one image is
+            refused before its first pass, whether built (Build specs) or uploaded (``.keras``
+            files). The default, 600, fits every registry backbone at the largest input the
+            other budgets allow (VGG19 at 1024x1024: 408) with any Build head within
+            TL_MAX_MODEL_PARAMS; a 3 MB upload of one 63x63 convolution at 1024x1024 (799
+            GFLOPs, minutes of CPU an image) is refused.
         max_model_file_mb: a ``.keras`` file that unpacks to more MB is refused.
-        max_model_config_mb: a ``.keras`` file whose ``config.json`` is larger is refused.
+        max_model_config_mb: a ``.keras`` file whose ``config.json`` or ``metadata.json`` is larger is refused.
         max_model_file_members: a ``.keras`` file with more archive members is refused.
         job_memory_gb: a training job whose estimate exceeds this is refused, and a
             training worker that grows past it is stopped (its run fails, the server stays up).
@@ -91,6 +98,7 @@ class Settings:
     max_dataset_pixels: int = 4_000_000_000
     max_model_params: int = 160_000_000
     max_activation_mb: int = 2_048
+    max_gflops: int = 600
     max_model_file_mb: int = 1_024
     max_model_config_mb: int = 16
     max_model_file_members: int = 64

@@ -243,7 +243,7 @@ def _dataset_row(folder: Path) -> dict:
             classes = []
     images = record.get("images")
     if images is None:
-        images = sum(1 for _ in folder.glob("*/*.png"))
+        images = sum(1 for path in folder.glob("*/*") if path.suffix in (".png", ".jpg", ".webp"))
     created = record.get("created") or folder.stat().st_mtime
     name = record.get("name") or ("built-in sample shapes" if builtin else "a dataset stored before records")
     return {"id": folder.name, "name": name, "images": int(images), "classes": len(classes),

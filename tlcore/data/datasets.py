@@ -1,13 +1,17 @@
 """Image datasets: class folders, zip archives, uploads grouped by class, and a built-in sample.
 
-Every image is decoded by ``load_image`` and re-encoded as a clean PNG under a
-generated name, so user-supplied names never become paths and an image that
-passed the checks can never crash training. Archives are inspected whole before
+Every image is decoded by ``load_image`` and filed under a generated name, so
+user-supplied names never become paths and an image that passed the checks can
+never crash training. A JPEG, PNG or WebP that decoded cleanly and needs no change
+(not shrunk, not turned, no alpha: ``kept_suffix``) is kept byte for byte
+under its format's extension (a low-quality JPEG stored as PNG grew 48 times);
+every other image is re-encoded as PNG. Archives are inspected whole before
 anything is read, and refused with the reason.
 
 Storage, under ``<data_dir>/datasets``::
 
-    <id>/<label>/<index>.png   the images (index counts across classes, in storing order)
+    <id>/<label>/<index>.<ext> the images, .jpg, .png or .webp (index counts across classes,
+                               in storing order)
     <id>/classes.txt           class names, one a line, in label order
     <id>/dataset.json          name, images, pixels, skipped inputs, created, digest
     <id>/digest.txt            the content digest; written last (no digest: unfinished)
@@ -49,7 +53,7 @@ from tlcore.core.storage import (
     datasets_dir,
     sweep_unfinished,
 )
-from tlcore.data.images import ImageSource, load_image
+from tlcore.data.images import STORED_SUFFIXES, ImageSource, kept_suffix, load_image
 from tlcore.data.intake import (
     Item,
     archive_items,
@@ -65,12 +69,14 @@ MAX_STORED_SIDE = 512
 
 @dataclasses.dataclass(frozen=True)
 class ImageDataset:
-    """Labelled images stored as PNG files under ``root``.
+    """Labelled images stored as files under ``root``.
 
     Attributes:
         root: the dataset's own folder.
         class_names: class names, in label order.
-        files: one PNG per image.
+        files: one image file per image: JPEG, PNG or WebP, named by its format
+            (``STORED_SUFFIXES``); Pillow opens each, and ``convert("RGB")`` gives
+            exactly what ``load_image`` gave when it was stored.
         labels: the class index of each file.
         skipped: "name: reason" for each input that was not used.
         name: where it came from, for people.
@@ -152,7 +158,7 @@ def content_digest(class_names: Sequence[str], files: Iterable[tuple[int, bytes]
 
     Args:
         class_names: in label order.
-        files: (label, stored PNG bytes) in storing order.
+        files: (label, stored file bytes) in storing order.
     """
     digest = ContentDigest()
     for label, data in files:
@@ -182,7 +188,8 @@ def upload_key(source: object) -> str | None:
 
 def _stored_files(root: Path) -> tuple[tuple[Path, ...], tuple[int, ...]]:
     """The images of a stored upload, in storing order (their names count across classes)."""
-    found = sorted((int(path.stem), int(path.parent.name), path) for path in root.glob("*/*.png"))
+    found = sorted((int(path.stem), int(path.parent.name), path) for path in root.glob("*/*")
+                   if path.suffix in STORED_SUFFIXES and path.stem.isdigit() and path.parent.name.isdigit())
     return tuple(path for _, _, path in found), tuple(label for _, label, _ in found)
 
 
@@ -211,7 +218,7 @@ def _too_many_pixels(settings: Settings, received: str) -> DatasetError:
 
 def _store(items: Sequence[Item], name: str, settings: Settings, *, key: str | None,
            expected_bytes: int, source: str, skipped: Sequence[str] = ()) -> ImageDataset:
-    """Decode, re-encode and file each item; check the result; move it into place under its id.
+    """Decode and file each item (as it came if keepable, else as PNG); check the result; move it into place.
 
     Args:
         items: what to store, in order.
@@ -237,7 +244,8 @@ def _store(items: Sequence[Item], name: str, settings: Settings, *, key: str | N
     try:
         for class_name, display, read in items:
             try:
-                image = load_image(read())
+                given = read()
+                image = load_image(given)
             except (ImageError, OSError) as exc:
                 skipped.append(f"{display}: {exc}")
                 continue
@@ -251,11 +259,15 @@ def _store(items: Sequence[Item], name: str, settings: Settings, *, key: str | N
             if class_name not in class_names:
                 class_names.append(class_name)
             label = class_names.index(class_name)
-            encoded = io.BytesIO()
-            image.save(encoded, "PNG")
-            data = encoded.getvalue()
+            suffix = kept_suffix(bytes(given), image) if isinstance(given, (bytes, bytearray)) else None
+            if suffix is not None:
+                data = bytes(given)
+            else:  # shrunk, turned upright, flattened, or a format not kept as it came
+                encoded = io.BytesIO()
+                image.save(encoded, "PNG")
+                data, suffix = encoded.getvalue(), ".png"
             budget.take(len(data))
-            path = f"{label}/{len(relative):06d}.png"
+            path = f"{label}/{len(relative):06d}{suffix}"
             (building / str(label)).mkdir(exist_ok=True)
             (building / path).write_bytes(data)
             digest.add_file(label, data)

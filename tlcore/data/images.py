@@ -3,6 +3,8 @@
 Every image enters through ``load_image``: Pillow only, an allow-list of
 formats checked by content (not by file name), a pixel limit checked before
 decoding, and one output form: an upright 8-bit RGB ``PIL.Image``.
+``kept_suffix`` says whether bytes ``load_image`` accepted may be stored as they
+came, which is how datasets keep JPEGs small.
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ ALLOWED_FORMATS = (*DECODERS, "MPO")
 """Formats accepted once decoded (MPO, the JPEG variant phone cameras write, comes from the JPEG decoder)."""
 
 ACCEPTED_TEXT = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+KEPT_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
+"""Formats whose validated bytes may be stored as they came, with the extension they are stored under."""
+STORED_SUFFIXES = tuple(sorted(set(KEPT_FORMATS.values())))
+"""Extensions of stored image files: the kept formats (images stored re-encoded are PNG)."""
+_PLAIN_MODES = frozenset({"1", "L", "P", "RGB", "CMYK", "YCbCr"})
+"""Modes ``to_rgb`` turns into RGB with a plain ``convert("RGB")`` (a "P" one only without transparency)."""
+_TRANSPOSING = frozenset(range(2, 9))
+"""EXIF orientations ``ImageOps.exif_transpose`` turns or flips (1, or none, leaves the pixels as stored)."""
+_ORIENTATION = 0x0112
+"""The EXIF Orientation tag."""
 RESIZE_MODES = ("crop", "squash")
 
 _STANDALONE_MARKERS = frozenset({0x00, 0x01, 0xD8, *range(0xD0, 0xD8)})
@@ -223,6 +235,37 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
             f"not be decoded ({exc})."
         ) from None
     return to_rgb(upright)
+
+
+def kept_suffix(data: bytes, image: Image.Image) -> str | None:
+    """The extension under which ``data`` may be stored as it came, or None to store ``image`` re-encoded.
+
+    ``data`` must be bytes ``load_image`` accepted, and ``image`` what it returned (perhaps
+    shrunk since). They are kept only if opening them with Pillow and converting to RGB,
+    as reading a stored dataset does, gives exactly ``image``: JPEG, PNG or WebP
+    (``KEPT_FORMATS``; not MPO), one frame, no EXIF turn, no alpha, no 16-bit or float
+    values, and the size of ``image`` (not shrunk). And only in no more bytes than the
+    raw pixels take, so nothing else rides along. Only the header is read (and, for a PNG,
+    its EXIF chunk).
+
+    Returns:
+        ".jpg", ".png" or ".webp"; None to re-encode.
+    """
+    if len(data) > image.width * image.height * 3:
+        return None
+    try:
+        with Image.open(io.BytesIO(data), formats=tuple(KEPT_FORMATS)) as opened:
+            if opened.format not in KEPT_FORMATS or opened.size != image.size:
+                return None
+            if getattr(opened, "n_frames", 1) != 1 or opened.mode not in _PLAIN_MODES:
+                return None
+            if opened.mode == "P" and "transparency" in opened.info:
+                return None
+            if opened.getexif().get(_ORIENTATION, 1) in _TRANSPOSING:
+                return None
+            return KEPT_FORMATS[opened.format]
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
 
 
 def fit_image(image: Image.Image, size: tuple[int, int], *, mode: ResizeMode = "crop") -> Image.Image:

@@ -1,7 +1,8 @@
 """Intake of images from strangers: zip archives and folders, inspected before anything is read.
 
 An archive is checked whole (member count, declared sizes, compression ratio, overlapping
-entries) before any member is read, and a member is never read past its declared size; a
+entries) before any member is read, and a member is never read past its declared size (batch
+prediction also reads a member's first bytes, and checks its declared size, before the rest); a
 folder is listed without following links, FIFOs or devices. What passes comes out as
 ``Item`` rows (class name, display name, read) for ``tlcore.data.datasets`` to decode and
 store, and for batch prediction to read.
@@ -17,9 +18,11 @@ import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
+from PIL import Image
+
 from tlcore.core.errors import DatasetError, ImageError
 from tlcore.core.settings import Settings, load_settings
-from tlcore.data.images import ImageSource
+from tlcore.data.images import ACCEPTED_TEXT, DECODERS, ImageSource
 
 SKIPPED_NAMES = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"}
 
@@ -131,6 +134,67 @@ def read_capped(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
             f"Archive members must be no larger than they declare. Received: {info.filename!r} is larger"
         )
     return data
+
+
+IMAGE_HEAD_BYTES = 16
+"""How many first bytes Pillow looks at to recognise a format (``Image.open`` reads this prefix)."""
+BYTES_PER_PIXEL = 8
+"""The widest pixels the decoders read (16-bit RGBA): an image file stored plainly takes no more."""
+METADATA_BYTES = 16 * 2**20
+"""Room in an image file for what is not pixels: EXIF, colour profiles, thumbnails, text."""
+
+
+def max_image_file_bytes(settings: Settings) -> int:
+    """The largest image file worth reading: ``TL_MAX_IMAGE_PIXELS`` pixels stored plainly, and metadata."""
+    return settings.max_image_pixels * BYTES_PER_PIXEL + METADATA_BYTES
+
+
+def image_format(head: bytes) -> str | None:
+    """The allowed format whose signature ``head`` (a file's first bytes) carries, as Pillow tells; else None."""
+    Image.init()
+    for name in DECODERS:
+        accept = Image.OPEN[name][1]
+        accepted = accept is None or accept(head[:IMAGE_HEAD_BYTES])
+        if accepted and not isinstance(accepted, str):  # a str is Pillow declining, with a warning
+            return name
+    return None
+
+
+def check_image_size(size: int, settings: Settings) -> None:
+    """Refuse, before reading it, a file larger than any image worth reading (``max_image_file_bytes``)."""
+    limit = max_image_file_bytes(settings)
+    if size > limit:
+        raise ImageError(
+            f"An image file may be at most {limit:,} bytes ({BYTES_PER_PIXEL} bytes for each of the "
+            f"TL_MAX_IMAGE_PIXELS={settings.max_image_pixels:,} pixels, and {METADATA_BYTES // 2**20} MiB of "
+            f"metadata). Received: {size:,} bytes (not read)"
+        )
+
+
+def check_image_head(head: bytes) -> None:
+    """Refuse a file whose first bytes are none or no allowed format's signature, before reading the rest."""
+    if not head:
+        raise ImageError("An image file must not be empty. Received: 0 bytes")
+    if image_format(head) is None:
+        start = " ".join(f"{byte:02x}" for byte in head[:8])
+        raise ImageError(
+            f"An image must be {ACCEPTED_TEXT}, recognised by its first bytes. "
+            f"Received: a file starting {start} (not read further)"
+        )
+
+
+def read_image_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, settings: Settings) -> bytes:
+    """Read a member that should be an image: its declared size, then its first bytes, are checked first.
+
+    Raises:
+        ImageError: a member too large to be an image (not opened), or one whose first
+            bytes are no image's (only they are read).
+        DatasetError: a member larger than it declares.
+    """
+    check_image_size(info.file_size, settings)
+    with archive.open(info) as member:
+        check_image_head(member.read(IMAGE_HEAD_BYTES))
+    return read_capped(archive, info)
 
 
 def _classified(entries: list[tuple[object, tuple[str, ...], str]], skipped: list[str]) -> list[tuple[str, str, object]]:

@@ -1,7 +1,10 @@
 """The documents that travel with an export: the model card, labels.txt and predict.py.
 
-``predict.py`` is a short inference example that needs no ``tlcore``; every user string
-in these documents (class names, run names) is made printable before it is written.
+``predict.py`` is a short inference example that needs no ``tlcore``. Every user string
+in these documents (class, run and dataset names) is written on one line that shows every
+character (``access.printable``: backslashes, line breaks of every kind, U+2028, U+0085,
+controls and bidi overrides as Python escapes), and in the card also escaped as Markdown.
+``labels.txt`` holds one name a line in that form; ``predict.py`` reads the escapes back.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ import dataclasses
 import datetime
 import re
 
-from tlcore.core.access import markdown_text
+from tlcore.core.access import markdown_text, printable
 from tlcore.deploy.formats import INPUT_NAME, OUTPUT_NAME, check_format, keras_module
 from tlcore.models.zoo import get_backbone
+from tlcore.training.results import RunResult
 from tlcore.training.runs import RunRecord
 
 CARD, LABELS, EXAMPLE = "MODEL_CARD.md", "labels.txt", "predict.py"
@@ -32,7 +36,7 @@ class ExportInfo:
         created: when the run started (ISO date).
         dataset: the dataset summary (name, counts).
         spec, config: the TransferSpec and TrainConfig as dicts.
-        result: the stored metrics (accuracy, loss, per-class precision and recall).
+        result: the run's stored result (metrics, per-class precision and recall), None if it has none.
     """
 
     run_id: str
@@ -45,23 +49,52 @@ class ExportInfo:
     dataset: dict
     spec: dict
     config: dict
-    result: dict
+    result: RunResult | None
 
     @classmethod
     def of(cls, record: RunRecord, name: str = "") -> ExportInfo:
-        result = record.result or {}
+        result = record.result
         created = re.match(r"(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})", record.id)
         when = (f"{created[1]}-{created[2]}-{created[3]} {created[4]}:{created[5]}" if created else "")
         return cls(record.id, name or record.name or f"{record.spec.backbone} on {record.dataset.get('name', 'images')}",
-                   record.spec.backbone, tuple(result.get("class_names") or record.class_names),
+                   record.spec.backbone, tuple((result.class_names if result else ()) or record.class_names),
                    tuple(record.spec.input_shape[:2]), record.config.resize_mode, when,
                    {k: record.dataset.get(k) for k in ("name", "counts", "images")},
                    dataclasses.asdict(record.spec), dataclasses.asdict(record.config), result)
 
 
 def labels_text(class_names) -> str:
-    """``labels.txt``: one class name a line, in output order (line breaks inside a name become spaces)."""
-    return "".join(" ".join(str(name).split()) + "\n" for name in class_names)
+    r"""``labels.txt``: one class name a line, in output order, each line ending in "\n".
+
+    A name is written as it is unless it holds a backslash or a character that is
+    not printable: those are written as Python escapes (a line break as ``\n``,
+    U+2028 as ``\u2028``, a backslash as ``\\``; see ``access.printable``), so every
+    name stays on its own line and reads back exactly with
+    ``line.encode("ascii", "backslashreplace").decode("unicode_escape")``, as
+    ``predict.py`` reads it.
+    """
+    return "".join(printable(name) + "\n" for name in class_names)
+
+
+def _md(text: object) -> str:
+    """A user string in the card: printable (escapes for line breaks and the like), then literal Markdown."""
+    return markdown_text(printable(text))
+
+
+def _code(text: object) -> str:
+    """A run id as inline code, or as literal Markdown if it could end the code span."""
+    shown = printable(text)
+    return f"`{shown}`" if shown and "`" not in shown else markdown_text(shown)
+
+
+def _weights_words(weights: object) -> str:
+    """What the base started from, without the server's path of a weights file."""
+    if weights == "imagenet":
+        return "imagenet weights"
+    if not weights:
+        return "random weights"
+    name = str(weights).replace("\\", "/").rsplit("/", 1)[-1]  # the file's name, not the folder it was in
+    return f"weights from the file {_md(name)}"
 
 
 def model_card(info: ExportInfo, fmt: str, *, model_bytes: int, exported: str | None = None) -> str:
@@ -83,9 +116,9 @@ def model_card(info: ExportInfo, fmt: str, *, model_bytes: int, exported: str | 
                f"of shape (batch, {height}, {width}, 3) first, as `predict.py` does.")
     counts = (info.dataset.get("counts") or {})
     lines = [
-        f"# Model card: {markdown_text(info.name)}",
+        f"# Model card: {_md(info.name)}",
         "",
-        f"Transfer Lab run `{info.run_id}`, trained {info.created or 'on an unknown date'}; "
+        f"Transfer Lab run {_code(info.run_id)}, trained {info.created or 'on an unknown date'}; "
         f"exported {exported} as **{form.title}** for {form.runtime}.",
         "",
         "## What it does",
@@ -93,7 +126,11 @@ def model_card(info: ExportInfo, fmt: str, *, model_bytes: int, exported: str | 
         f"Classifies an image into one of {len(info.class_names)} classes, listed in `{LABELS}` in the "
         "order of the model's outputs (softmax probabilities that sum to 1):",
         "",
-        *[f"{i}. {markdown_text(name)}" for i, name in enumerate(info.class_names)],
+        *[f"{i}. {_md(name)}" for i, name in enumerate(info.class_names)],
+        *(["", f"Names with a backslash, a line break or another unprintable character are written with Python "
+               f"escapes here and in `{LABELS}` (a line break as `\\n`, a backslash as `\\\\`); `{EXAMPLE}` "
+               "reads them back."]
+          if any(printable(name) != str(name) for name in info.class_names) else []),
         "",
         "## Input",
         "",
@@ -103,10 +140,11 @@ def model_card(info: ExportInfo, fmt: str, *, model_bytes: int, exported: str | 
         "",
         "## Model",
         "",
-        f"- Backbone: {info.backbone} ({spec.get('weights') or 'random'} weights"
+        f"- Backbone: {info.backbone} ({_weights_words(spec.get('weights'))}"
         + (", the trained base of an earlier run" if spec.get("base_model") else "") + "), "
-        f"{spec.get('pooling')} pooling, hidden units: {spec.get('hidden_units')}, dropout: {spec.get('dropout')}.",
-        f"- Trained from layer: {spec.get('trainable_from') or 'none (base frozen, head only)'}.",
+        f"{_md(spec.get('pooling'))} pooling, hidden units: {_md(spec.get('hidden_units'))}, "
+        f"dropout: {_md(spec.get('dropout'))}.",
+        f"- Trained from layer: {_md(spec.get('trainable_from') or 'none (base frozen, head only)')}.",
         f"- File: `{form.model_name}`, {model_bytes:,} bytes.",
         *(["- Weights stored as float16 (computed in float32); outputs within about 1e-3 of float32."]
           if fmt == "tflite-float16" else []),
@@ -116,27 +154,27 @@ def model_card(info: ExportInfo, fmt: str, *, model_bytes: int, exported: str | 
         "",
         "## Training",
         "",
-        f"- Dataset: {markdown_text(info.dataset.get('name') or 'images')}, {info.dataset.get('images') or sum(counts.values())} "
-        f"images: " + ", ".join(f"{markdown_text(k)} {v}" for k, v in counts.items()) + ".",
+        f"- Dataset: {_md(info.dataset.get('name') or 'images')}, "
+        f"{_md(info.dataset.get('images') or sum(counts.values()))} "
+        f"images: " + ", ".join(f"{_md(k)} {_md(v)}" for k, v in counts.items()) + ".",
         f"- {config.get('epochs')} epoch(s), batch size {config.get('batch_size')}, {config.get('optimizer')} at "
         f"learning rate {config.get('learning_rate')}, validation share {config.get('validation_fraction')} "
         f"(stratified, seed {config.get('seed')}), augmentation {'on' if config.get('augment') else 'off'}"
         + (f", early stopping after {config['early_stopping']} epochs" if config.get("early_stopping") else "")
-        + (f"; then {config.get('fine_tune_epochs')} fine-tuning epoch(s) from {config.get('fine_tune_from')} at "
+        + (f"; then {config.get('fine_tune_epochs')} fine-tuning epoch(s) from {_md(config.get('fine_tune_from'))} at "
            f"{config.get('fine_tune_learning_rate')}" if config.get("fine_tune_from") else "") + ".",
-        *([f"- Stopped early (Stop was pressed) after {result.get('seconds', 0):.0f} s."] if result.get("stopped") else
-          [f"- Training took {result['seconds']:.0f} s."] if "seconds" in result else []),
+        *([f"- Stopped early (Stop was pressed) after {result.seconds or 0:.0f} s."] if result and result.stopped else
+          [f"- Training took {result.seconds:.0f} s."] if result and result.seconds is not None else []),
         "",
         "## Metrics (validation images)",
         "",
     ]
     if result:
-        images = len(result.get("validation_indices", []))
-        lines += [f"Accuracy {result['accuracy']:.1%}, loss {result['loss']:.4f}, on {images} validation images.", "",
+        images = len(result.validation_indices)
+        lines += [f"Accuracy {result.accuracy:.1%}, loss {result.loss:.4f}, on {images} validation images.", "",
                   "| class | precision | recall |", "|---|---|---|"]
-        lines += [f"| {markdown_text(name)} | {p:.1%} | {r:.1%} |"
-                  for name, p, r in zip(result.get("class_names", []), result.get("precision", []),
-                                        result.get("recall", []))]
+        lines += [f"| {_md(name)} | {p:.1%} | {r:.1%} |"
+                  for name, p, r in zip(result.class_names, result.precision, result.recall)]
     else:
         lines.append("None recorded (the run did not finish its evaluation).")
     lines += ["", "## Use", "", f"`python {EXAMPLE} photo.jpg` prints the top-5 classes (see its first lines "
@@ -170,8 +208,9 @@ from PIL import Image, ImageOps
 
 HERE = Path(__file__).resolve().parent
 HEIGHT, WIDTH = {height}, {width}
-RESIZE = "{resize}"  # "crop": centre crop to the input's aspect ratio; "squash": stretch the whole image
-LABELS = (HERE / "labels.txt").read_text(encoding="utf-8").splitlines()
+RESIZE = {resize}  # "crop": centre crop to the input's aspect ratio; "squash": stretch the whole image
+LABELS = [line.encode("ascii", "backslashreplace").decode("unicode_escape")  # "\\n", "\\u2028", "\\\\" read back
+          for line in (HERE / "labels.txt").read_text(encoding="utf-8").splitlines()]
 
 
 def pixels(path):
@@ -257,7 +296,7 @@ def example_script(info: ExportInfo, fmt: str) -> str:
     needs = {"keras": "keras (3.x) with a backend such as TensorFlow",
              "tflite": "ai-edge-litert or tensorflow", "savedmodel": "tensorflow"}[kind]
     height, width = info.input_size
-    head = _EXAMPLE_HEAD.format(title=form.title, run_id=info.run_id, needs=needs, height=height, width=width,
-                                resize=info.resize_mode)
+    head = _EXAMPLE_HEAD.format(title=form.title, run_id=printable(info.run_id).replace('"', '\\"'), needs=needs,
+                                height=int(height), width=int(width), resize=printable(info.resize_mode, quote='"'))
     model = _EXAMPLE_MODEL[kind].format(module=keras_module(info.backbone), input=INPUT_NAME, output=OUTPUT_NAME)
     return head + model + _EXAMPLE_TAIL.format()

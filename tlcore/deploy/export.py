@@ -9,20 +9,8 @@ needs no ``tlcore``::
         model.keras | model.tflite | saved_model/1/   the model
         labels.txt  MODEL_CARD.md  predict.py
 
-Formats (``EXPORT_FORMATS``):
-
-- ``keras``: the run's model without optimizer state (a third of the size of a
-  fully fine-tuned run's ``model.keras``, whose Adam moments take two copies of
-  every trainable weight); it takes preprocessed pixels, as in training.
-- ``tflite-float32``, ``tflite-float16`` (weights stored as float16) and
-  ``tflite-int8`` (dynamic-range quantization: int8 weights, float activations,
-  no calibration images needed), for ``tf.lite.Interpreter`` / LiteRT.
-- ``savedmodel``: for TF Serving (``saved_model/1`` is a model base path's
-  version 1) or ``tf.saved_model.load``.
-
-TFLite and SavedModel exports take raw RGB pixels (0..255, float32, shape
-``(batch, height, width, 3)``, input ``images``) and do the backbone's
-preprocessing inside; they return ``probabilities``. Exports of a run are built
+The formats (``EXPORT_FORMATS``) and how a model becomes each are ``tlcore.deploy.formats``'s;
+the card, labels and example are ``tlcore.deploy.card``'s. Exports of a run are built
 once and kept in the run's folder (``exports/<format>.zip``).
 """
 

@@ -17,6 +17,16 @@ in a fresh process and compare). Names the programs rely on:
   ``keras.backend.clear_session()``, so the name means the layer it means on the
   dashboard even in a notebook that built other models before.
 
+Every user string (file, folder and class names) enters a program as a Python
+string literal with its backslashes, quotes and unprintable characters escaped
+(``access.printable``): no name can end a string, start a line or hide a line
+break (U+2028, U+0085, ...) that a notebook or an editor would split on. Headings
+and the title show names the same way, on one line.
+
+Photos are read as the dashboard reads them (``tlcore.data.images``: upright,
+transparent parts on white, then PIL's ``ImageOps.fit`` or a bilinear resize), so a
+program's input array is the page's, pixel for pixel.
+
 Programs are plain text; nothing here runs them. ``as_notebook`` turns one into
 a Jupyter notebook (one cell per numbered step) with ``nbformat``.
 """
@@ -25,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import pathlib
 import re
@@ -35,6 +44,7 @@ from collections.abc import Sequence
 import keras
 from keras.src.utils.naming import to_snake_case
 
+from tlcore.core.access import message_text, printable
 from tlcore.core.errors import ConfigError
 from tlcore.models.build import check_transfer_spec
 from tlcore.models.scopes import shapes_only
@@ -123,8 +133,8 @@ def _weights_text(weights: str | os.PathLike | None) -> tuple[str, str]:
 
 
 def _text(value: str) -> str:
-    """A string as a double-quoted Python literal."""
-    return json.dumps(str(value), ensure_ascii=False)
+    """A string as a double-quoted Python literal on one line (backslashes, quotes, unprintables escaped)."""
+    return printable(value, quote='"')
 
 
 def _texts(values: Sequence[str]) -> str:
@@ -141,13 +151,14 @@ Step = tuple[str, list[str]]
 
 def _program(title: str, imports: Sequence[str], fresh_names: bool, steps: Sequence[Step]) -> str:
     """The program's text: docstring, imports, then each step under "# n. heading"."""
+    title = printable(title).replace('"', '\\"')  # one line, and no quote can end the docstring
     lines = [f'"""{title}"""', "", *imports]
     if fresh_names:
         lines += ["", "# Keras numbers the layers it names itself (\"conv2d_85\") per session: start at zero",
                   "# so that the layer names below are the ones the dashboard shows.",
                   "keras.backend.clear_session()"]
     for number, (heading, body) in enumerate(steps, 1):
-        heading = " ".join(heading.split())  # a comment stays one comment, whatever names it holds
+        heading = " ".join(printable(heading).split())  # one comment line, whatever names it holds
         lines += ["", *textwrap.wrap(f"# {number}. {heading}", 100, subsequent_indent="#    "), *body]
     return "\n".join(lines) + "\n"
 
@@ -331,7 +342,7 @@ def transfer_program(
     row = get_backbone(spec.backbone)
     names = _names(row)
     facts = _facts(row, False)
-    batchnorm = (spec.weights is not None or spec.base_model is not None) and facts.batchnorm
+    batchnorm = spec.pretrained and facts.batchnorm
     fine_tune = config is not None and bool(config.fine_tune_from) and config.fine_tune_epochs > 0
     referenced = {spec.trainable_from, config.fine_tune_from if fine_tune else None}
     height, width, _ = spec.input_shape
@@ -364,9 +375,23 @@ def transfer_program(
                     bool(referenced & facts.keras_named), steps)
 
 
-def _load_image(mode: str, size: str) -> str:
-    crop = ", keep_aspect_ratio=True" if mode == "crop" else ""
-    return f"keras.utils.load_img(path, target_size={size}, interpolation=\"bilinear\"{crop})"
+def _image_reader(mode: str) -> list[str]:
+    """``load_image`` then ``fit_image`` (tlcore.data.images) in PIL: the page's pixels exactly.
+
+    The centre crop is PIL's ``ImageOps.fit``, whose box may start on a half pixel
+    (when the sides differ by an odd number); ``keras.utils.load_img``'s
+    ``keep_aspect_ratio`` crops on whole pixels and gives other numbers.
+    """
+    fit = ("return ImageOps.fit(image, size[::-1], Image.Resampling.BILINEAR)  # centre crop, bilinear resize"
+           if mode == "crop" else
+           "return image.resize(size[::-1], Image.Resampling.BILINEAR)  # the whole image, stretched")
+    return ["def read_image(path, size):",
+            '    """An image file as the dashboard reads it, fitted to size (height, width)."""',
+            '    image = ImageOps.exif_transpose(Image.open(path)).convert("RGBA")  # upright, as photographed',
+            '    image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image)  # transparent: white',
+            '    image = image.convert("RGB")',
+            f"    {fit}",
+            ""]
 
 
 def prediction_program(
@@ -402,9 +427,9 @@ def prediction_program(
         raise ConfigError(f"A prediction shows from 1 to 1,000 classes. Received: k={k}")
     fitted = "centre crop" if mode == "crop" else "squash"
     image_step = (f"The image as the network sees it ({fitted} to its input size).",
-                  [f"path = {_text(image)}",
-                   "size = model.input_shape[1:3]",
-                   "image = " + _load_image(mode, "size"),
+                  [*_image_reader(mode),
+                   f"path = {_text(image)}",
+                   "image = read_image(path, model.input_shape[1:3])",
                    "batch = preprocess_input(np.expand_dims(keras.utils.img_to_array(image), 0))"])
     if model_file is None:
         argument, comment = _weights_text(weights)
@@ -417,7 +442,8 @@ def prediction_program(
                    "    print(f\"{rank}. {name}: {probability:.2%}\")"])]
         return _program(f"Classify an image with {row.name}'s ImageNet classifier (Transfer Lab, Predict page).",
                         ["import keras", "import numpy as np", f"from keras.applications.{names.module} import "
-                         f"{names.constructor}, decode_predictions, preprocess_input"], False, steps)
+                         f"{names.constructor}, decode_predictions, preprocess_input", "from PIL import Image, ImageOps"],
+                        False, steps)
     labels = (f"class_names = {_texts(class_names)}" if class_names else
               "class_names = [f\"class {i}\" for i in range(model.output_shape[-1])]")
     steps = [(f"The saved model and its classes (it expects {row.name}'s preprocessing).",
@@ -429,7 +455,8 @@ def prediction_program(
                "    print(f\"{rank}. {class_names[i]}: {probabilities[i]:.2%}\")"])]
     return _program(f"Classify an image with a saved model built on {row.name} (Transfer Lab, Predict page).",
                     ["import keras", "import numpy as np",
-                     f"from keras.applications.{names.module} import preprocess_input"], False, steps)
+                     f"from keras.applications.{names.module} import preprocess_input",
+                     "from PIL import Image, ImageOps"], False, steps)
 
 
 def feature_program(
@@ -466,10 +493,9 @@ def feature_program(
                f"                        name={_text(row.name + '_' + layer + '_features')})"]),
              (f"The images as the network sees them ({'centre crop' if mode == 'crop' else 'squash'} "
               "to its input size).",
-              [f"paths = {_texts(images)}",
-               "size = extractor.input_shape[1:3]",
-               f"images = [{_load_image(mode, 'size')}",
-               "          for path in paths]",
+              [*_image_reader(mode),
+               f"paths = {_texts(images)}",
+               "images = [read_image(path, extractor.input_shape[1:3]) for path in paths]",
                "pixels = np.stack([keras.utils.img_to_array(image) for image in images])"]),
              ("One feature vector per image (spatial outputs flattened), saved.",
               ["features = extractor.predict(preprocess_input(pixels), verbose=0).reshape(len(paths), -1)",
@@ -484,7 +510,8 @@ def feature_program(
                        "    print(f\"{path}: ({x:.2f}, {y:.2f})\")"]))
     return _program(f"Feature vectors from {row.name} cut after {layer} (Transfer Lab, Features page).",
                     ["import keras", "import numpy as np",
-                     f"from keras.applications.{names.module} import {names.constructor}, preprocess_input"],
+                     f"from keras.applications.{names.module} import {names.constructor}, preprocess_input",
+                     "from PIL import Image, ImageOps"],
                     layer in _facts(row, True).keras_named, steps)
 
 
@@ -542,7 +569,7 @@ def as_notebook(program: str) -> bytes:
     """
     import nbformat  # only needed here: the library imports without it
 
-    lines = program.splitlines()
+    lines = program.split("\n")  # never str.splitlines: U+2028, U+0085, ... are not line ends in Python
     title = ""
     if lines and lines[0].startswith('"""') and lines[0].endswith('"""') and len(lines[0]) > 6:
         title, lines = lines[0][3:-3], lines[1:]
@@ -557,7 +584,7 @@ def as_notebook(program: str) -> bytes:
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     notebook.metadata["language_info"] = {"name": "python"}
     if title:
-        notebook.cells.append(nbformat.v4.new_markdown_cell(f"# {title}"))
+        notebook.cells.append(nbformat.v4.new_markdown_cell(f"# {message_text(title)}"))
     for cell in cells:
         source = "\n".join(cell).strip("\n")
         if source:

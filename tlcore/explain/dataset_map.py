@@ -231,7 +231,7 @@ def run_dataset(summary: Mapping) -> ImageDataset:
         parts = PurePosixPath(str(entry)).parts
         if len(parts) != 2 or not parts[0].isdigit() or parts[1] in ("..", "."):
             raise DatasetError(
-                f"A run's dataset files must be <label>/<name>.png inside its folder. Received: {str(entry)!r}"
+                f"A run's dataset files must be <label>/<name> inside its folder. Received: {str(entry)!r}"
             )
         files.append(root / parts[0] / parts[1])
         labels.append(int(parts[0]))

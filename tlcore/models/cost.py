@@ -1,8 +1,15 @@
-"""What a built model costs in memory: parameters and activation bytes, and the budgets on them.
+"""What a built model costs: parameters, activation bytes and compute, and the budgets on them.
 
 ``measure_model`` reads a model built for real or inside ``shapes_only`` (nothing is
-allocated then); ``check_model_cost`` refuses one over ``TL_MAX_MODEL_PARAMS`` or
-``TL_MAX_ACTIVATION_MB``. What a ``TransferSpec`` costs is ``tlcore.models.build``'s.
+allocated then); ``check_model_cost`` refuses one over ``TL_MAX_MODEL_PARAMS``,
+``TL_MAX_ACTIVATION_MB`` or ``TL_MAX_GFLOPS``. What a ``TransferSpec`` costs is
+``tlcore.models.build``'s.
+
+Compute is counted in FLOPs as the Keras applications table and the papers behind it
+count them: one multiply-add is one FLOP (VGG16 at 224x224: 15.5 GFLOPs). Convolutions
+and dense layers are counted from their shapes, kernel sizes and strides (through the
+output shape); pooling windows from their size; every other layer as one operation per
+value it reads or writes.
 
 The activation budget is for one image; a forward pass over n images needs n times that,
 so ``images_per_pass`` says how many one pass may take (``activation_bytes`` measures a
@@ -18,6 +25,11 @@ import weakref
 from collections.abc import Iterable
 
 import keras
+from keras.src.layers.convolutional.base_conv import BaseConv
+from keras.src.layers.convolutional.base_conv_transpose import BaseConvTranspose
+from keras.src.layers.convolutional.base_depthwise_conv import BaseDepthwiseConv
+from keras.src.layers.convolutional.base_separable_conv import BaseSeparableConv
+from keras.src.layers.pooling.base_pooling import BasePooling
 from keras.src.ops.function import make_node_key
 
 from tlcore.core.errors import BudgetError, TLError
@@ -27,6 +39,10 @@ FLOAT_BYTES = 4
 """Bytes of one float32 weight or activation."""
 MB = 2**20
 GB = 2**30
+GFLOP = 10**9
+COMPUTE_ADVICE = ("use a smaller input (compute grows with its area), fewer or smaller convolutions, "
+                  "or a smaller backbone")
+"""What to change when a model takes too many FLOPs, unless the caller knows better."""
 
 _MEASURED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> activation bytes for one image
 _MEASURING = threading.Lock()
@@ -42,16 +58,58 @@ class ModelCost:
         activation_bytes: float32 outputs of every layer for ONE image.
         trainable_activation_bytes: for ONE image, the outputs backprop must keep:
             those of every layer from the first trainable layer on (and its input).
+        flops: multiply-adds of one forward pass over ONE image (see the module's note).
     """
 
     params: int
     trainable_params: int
     activation_bytes: int
     trainable_activation_bytes: int
+    flops: int
+
+
+def _values(tensors: Iterable[keras.KerasTensor]) -> int:
+    return sum(math.prod(d or 1 for d in t.shape[1:]) for t in tensors)
 
 
 def _size(tensors: Iterable[keras.KerasTensor]) -> int:
-    return sum(math.prod(d or 1 for d in t.shape[1:]) for t in tensors) * FLOAT_BYTES
+    return _values(tensors) * FLOAT_BYTES
+
+
+def _channels(layer: keras.layers.Layer, tensor: keras.KerasTensor) -> int:
+    axis = 1 if getattr(layer, "data_format", "channels_last") == "channels_first" else -1
+    return tensor.shape[axis] or 1
+
+
+def _flops(layer: keras.layers.Layer, node) -> int:
+    """Multiply-adds of one call of ``layer`` for one image, from the call's shapes and the layer's sizes.
+
+    A convolution's strides and padding are in its output shape: each output value of a
+    ``Conv`` takes kernel area x input channels / groups multiply-adds, of a depthwise one
+    the kernel area; a separable one is a depthwise one and a 1x1 one; a transposed one
+    spreads each input value over kernel area x filters outputs; ``Dense`` takes one
+    multiply-add per input feature for each output value.
+    """
+    inputs, outputs = node.input_tensors, node.outputs
+    if not inputs:  # an InputLayer: the image is given, not computed
+        return 0
+    out_values, in_values = _values(outputs), _values(inputs)
+    channels = _channels(layer, inputs[0])
+    if isinstance(layer, BaseSeparableConv):
+        middle = channels * layer.depth_multiplier  # depthwise outputs per position
+        positions = out_values // max(layer.filters, 1)
+        return positions * middle * (math.prod(layer.kernel_size) + layer.filters)
+    if isinstance(layer, BaseDepthwiseConv):
+        return out_values * math.prod(layer.kernel_size)
+    if isinstance(layer, BaseConvTranspose):
+        return in_values * math.prod(layer.kernel_size) * layer.filters
+    if isinstance(layer, BaseConv):
+        return out_values * math.prod(layer.kernel_size) * channels // max(layer.groups, 1)
+    if isinstance(layer, keras.layers.Dense):
+        return out_values * (inputs[0].shape[-1] or 1)
+    if isinstance(layer, BasePooling):
+        return out_values * math.prod(layer.pool_size)
+    return max(in_values, out_values)
 
 
 def _calls(model: keras.Model, layer: keras.layers.Layer) -> list:
@@ -68,16 +126,16 @@ def _calls(model: keras.Model, layer: keras.layers.Layer) -> list:
     return [node for index, node in enumerate(layer._inbound_nodes) if make_node_key(layer, index) in own]
 
 
-def _walk(model: keras.Model, trainable: bool, reached: bool) -> tuple[int, int, bool]:
-    """(activation bytes, backprop bytes, reached a trainable layer) for one call of ``model``."""
-    total = kept = 0
+def _walk(model: keras.Model, trainable: bool, reached: bool) -> tuple[int, int, int, bool]:
+    """(activation bytes, backprop bytes, FLOPs, reached a trainable layer) for one call of ``model``."""
+    total = kept = flops = 0
     for layer in model.layers:
         layer_trainable = trainable and layer.trainable
         nodes = _calls(model, layer)
         if isinstance(layer, keras.Model):
             calls = max(1, len(nodes))
-            inner, inner_kept, reached = _walk(layer, layer_trainable, reached)
-            total, kept = total + calls * inner, kept + calls * inner_kept
+            inner, inner_kept, inner_flops, reached = _walk(layer, layer_trainable, reached)
+            total, kept, flops = total + calls * inner, kept + calls * inner_kept, flops + calls * inner_flops
             continue
         outputs = sum(_size(node.outputs) for node in nodes)
         if not reached and layer_trainable and layer.trainable_weights:
@@ -85,7 +143,8 @@ def _walk(model: keras.Model, trainable: bool, reached: bool) -> tuple[int, int,
             kept += sum(_size(node.input_tensors) for node in nodes)
         total += outputs
         kept += outputs if reached else 0
-    return total, kept, reached
+        flops += sum(_flops(layer, node) for node in nodes)
+    return total, kept, flops, reached
 
 
 def measure_model(model: keras.Model) -> ModelCost:
@@ -95,14 +154,15 @@ def measure_model(model: keras.Model) -> ModelCost:
         model: a functional or sequential Keras model; nested models are walked.
 
     Returns:
-        The model's cost; activations count every layer call's outputs.
+        The model's cost; activations and FLOPs count every layer call.
     """
-    total, kept, _ = _walk(model, True, False)
+    total, kept, flops, _ = _walk(model, True, False)
     return ModelCost(
         params=sum(math.prod(w.shape) for w in model.weights),
         trainable_params=sum(math.prod(w.shape) for w in model.trainable_weights),
         activation_bytes=total,
         trainable_activation_bytes=kept,
+        flops=flops,
     )
 
 
@@ -145,15 +205,17 @@ def check_model_cost(
     described: str,
     params_advice: str,
     activation_advice: str,
+    compute_advice: str = COMPUTE_ADVICE,
     error: type[TLError] = BudgetError,
 ) -> None:
-    """Refuse a model over ``TL_MAX_MODEL_PARAMS`` or ``TL_MAX_ACTIVATION_MB``.
+    """Refuse a model over ``TL_MAX_MODEL_PARAMS``, ``TL_MAX_ACTIVATION_MB`` or ``TL_MAX_GFLOPS``.
 
     Args:
         cost: the model's cost (``measure_model`` inside ``shapes_only``).
         described: what the model is, for the message.
         params_advice: what to change when there are too many parameters.
         activation_advice: what to change when activations are too large.
+        compute_advice: what to change when one image takes too many FLOPs.
         error: the error class to raise (the caller's own, e.g. ``ModelFileError``).
 
     Raises:
@@ -170,4 +232,10 @@ def check_model_cost(
             f"A model's activations for one image may take at most {settings.max_activation_mb:,} MB "
             f"on this server (TL_MAX_ACTIVATION_MB). Received: {cost.activation_bytes / MB:,.0f} MB "
             f"({described}); {activation_advice}"
+        )
+    if cost.flops > settings.max_gflops * GFLOP:
+        raise error(
+            f"A model may take at most {settings.max_gflops:,} GFLOPs (billions of multiply-adds) for one image "
+            f"on this server (TL_MAX_GFLOPS). Received: {cost.flops / GFLOP:,.1f} GFLOPs ({described}); "
+            f"{compute_advice}"
         )

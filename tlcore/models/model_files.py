@@ -7,18 +7,29 @@ custom or registered objects, no functions from outside Keras. Then Keras loads
 it with ``safe_mode=True`` (Keras 3.15.1 or later carries the 2025-2026
 safe-mode fixes). Legacy full-model ``.h5`` files are refused.
 
-Budgets come first, in this order, each before the memory it protects is
-spent: the archive (member count, declared sizes, compression ratio,
-``config.json`` size), the allow-list, then the model its config describes,
-built with shapes only (inputs, parameters, activations), then the declared
-shapes of ``model.weights.h5``. Only then does Keras see the file.
+Budgets come first, in this order, each before the memory, disk or time it
+protects is spent: the archive (member count, where each member's bytes lie,
+declared sizes, compression ratio, only Keras's own three members, the size of
+``config.json`` and ``metadata.json``), the allow-list, then the model its config
+describes, built with shapes only (inputs, parameters, activations, FLOPs), then
+the declared size of ``model.weights.h5`` against the model's parameters, then its
+declared shapes. Only then does Keras see the file.
+
+What Keras writes while loading is bounded by these checks: it reads
+``model.weights.h5`` into memory (or unpacks it beside the file) and, for an
+archive of more than three members, unpacks every member into the temporary
+folder; an archive here holds at most the three, and the weights member may
+declare no more than its model's parameters need.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import keras
@@ -45,6 +56,17 @@ ALLOWED_NAMESPACES = frozenset({
 _INTERNAL = frozenset({"__keras_tensor__", "DTypePolicy", "FloatDTypePolicy"})
 CONFIG_MEMBER = "config.json"
 WEIGHTS_MEMBER = "model.weights.h5"
+METADATA_MEMBER = "metadata.json"
+MEMBERS = (CONFIG_MEMBER, METADATA_MEMBER, WEIGHTS_MEMBER)
+"""The members Keras writes for a model without assets (every layer in ``ALLOWED_LAYERS`` keeps none)."""
+WEIGHT_FILE_BYTES_PER_PARAM = 32
+"""8 bytes a number (float64 at most) for the weight and for up to three optimizer slots saved with it."""
+WEIGHT_FILE_BYTES_PER_VARIABLE = 8 * 2**10
+"""HDF5 structure for each variable (its groups, dataset header and those of its optimizer slots)."""
+WEIGHT_FILE_BASE_BYTES = 2**20
+"""HDF5 structure of the file itself (superblock, root groups, the optimizer's own variables)."""
+_LOCAL_HEADER = struct.Struct("<4s22xHH")
+"""A zip local file header: its signature, then (after 22 bytes) the lengths of its name and extra field."""
 
 
 def _refusal(what: str) -> ModelFileError:
@@ -105,10 +127,12 @@ def check_model_archive(archive: zipfile.ZipFile, name: str) -> None:
         name: the file's name, for messages.
 
     Raises:
-        ModelFileError: too many members (TL_MAX_MODEL_FILE_MEMBERS), unpacking
-            to too much (TL_MAX_MODEL_FILE_MB), a member compressed too much
-            (TL_MAX_COMPRESSION_RATIO), a ``config.json`` that is too large
-            (TL_MAX_MODEL_CONFIG_MB) or missing members.
+        ModelFileError: too many members (TL_MAX_MODEL_FILE_MEMBERS), members whose
+            compressed bytes are not where or as long as declared, unpacking to too
+            much (TL_MAX_MODEL_FILE_MB), a member compressed too much
+            (TL_MAX_COMPRESSION_RATIO), missing members, members other than Keras's
+            own three, or a ``config.json`` or ``metadata.json`` that is too large
+            (TL_MAX_MODEL_CONFIG_MB).
     """
     settings = load_settings()
     members = archive.infolist()
@@ -117,6 +141,7 @@ def check_model_archive(archive: zipfile.ZipFile, name: str) -> None:
             f"A model file may hold at most {settings.max_model_file_members:,} archive members "
             f"(TL_MAX_MODEL_FILE_MEMBERS). Received: {len(members):,} in {name!r}"
         )
+    _check_member_spans(archive, members, name)
     total = sum(info.file_size for info in members)
     if total > settings.max_model_file_mb * MB:
         largest = max(members, key=lambda info: info.file_size)
@@ -138,12 +163,54 @@ def check_model_archive(archive: zipfile.ZipFile, name: str) -> None:
             f"A model file must be a .keras archive with {CONFIG_MEMBER} and {WEIGHTS_MEMBER}. "
             f"Received: {name!r} without {sorted({CONFIG_MEMBER, WEIGHTS_MEMBER} - names)}"
         )
-    config_size = archive.getinfo(CONFIG_MEMBER).file_size
-    if config_size > settings.max_model_config_mb * MB:
-        raise ModelFileError(
-            f"A model's {CONFIG_MEMBER} may be at most {settings.max_model_config_mb:,} MB "
-            f"(TL_MAX_MODEL_CONFIG_MB). Received: {config_size / MB:,.1f} MB in {name!r}"
-        )
+    for index, info in enumerate(members):
+        if info.filename not in MEMBERS or info.filename in (other.filename for other in members[:index]):
+            raise ModelFileError(
+                f"A model file may hold only {CONFIG_MEMBER}, {METADATA_MEMBER} and {WEIGHTS_MEMBER}, each "
+                "once: the layers this server loads keep no assets, and Keras would unpack any other "
+                f"member to the temporary folder. Received: {info.filename!r} in {name!r}"
+            )
+    for member in (CONFIG_MEMBER, METADATA_MEMBER):
+        size = archive.getinfo(member).file_size if member in names else 0
+        if size > settings.max_model_config_mb * MB:
+            raise ModelFileError(
+                f"A model's {member} may be at most {settings.max_model_config_mb:,} MB "
+                f"(TL_MAX_MODEL_CONFIG_MB). Received: {size / MB:,.1f} MB in {name!r}"
+            )
+
+
+def _check_member_spans(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], name: str) -> None:
+    """Refuse members whose stored bytes are not where, or not as long as, the directory says.
+
+    Each member spans its local header (30 bytes, its name and extra field, as that header
+    gives them) and the compressed size the directory declares; it must end before the next
+    member's header starts, and the last before the directory. So every declared compressed
+    size is real and no two members share bytes (the overlapping-files zip bomb), and the
+    compression ratio the archive budgets read from the directory is the true one.
+
+    Raises:
+        ModelFileError: naming the member.
+    """
+    ordered = sorted(members, key=lambda info: info.header_offset)
+    handle = archive.fp
+    for info, following in zip(ordered, [*ordered[1:], None]):
+        handle.seek(info.header_offset)
+        header = handle.read(_LOCAL_HEADER.size)
+        if len(header) < _LOCAL_HEADER.size or _LOCAL_HEADER.unpack(header)[0] != zipfile.stringFileHeader:
+            raise ModelFileError(
+                "A model file's archive members must start with a local header where its directory says. "
+                f"Received: {info.filename!r} in {name!r}, whose header is missing (a damaged or crafted zip)"
+            )
+        _, name_length, extra_length = _LOCAL_HEADER.unpack(header)
+        end = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length + info.compress_size
+        limit = following.header_offset if following is not None else archive.start_dir
+        if end > limit:
+            other = repr(following.filename) if following is not None else "the archive's directory"
+            raise ModelFileError(
+                "A model file's archive members must each hold the compressed bytes its directory declares, "
+                f"apart from the others. Received: {info.filename!r} in {name!r} declares "
+                f"{info.compress_size:,} compressed bytes, running into {other} (a crafted zip?)"
+            )
 
 
 def _read_config(archive: zipfile.ZipFile, name: str) -> dict:
@@ -179,7 +246,7 @@ def read_model_config(path: str | os.PathLike) -> dict:
             check_model_archive(archive, path.name)
             return _read_config(archive, path.name)
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError,
-            NotImplementedError, RuntimeError):
+            NotImplementedError, RuntimeError, EOFError, zlib.error):
         raise ModelFileError(
             f"A model file must be a .keras archive with a config.json. Received: {path.name!r}"
         ) from None
@@ -206,8 +273,9 @@ def check_model_file_budget(path: str | os.PathLike, config: dict) -> None:
     """Refuse a model file whose model or weights are over a budget, allocating nothing.
 
     The model is built from ``config`` (already allow-listed) with shapes only;
-    then its inputs, parameters, activations and the declared dataset shapes of
-    ``model.weights.h5`` are checked.
+    then its inputs, parameters, activations and FLOPs, the declared size of
+    ``model.weights.h5`` (``weights_size_limit``) and its declared dataset shapes
+    are checked.
 
     Raises:
         ModelFileError: naming the limit (and its ``TL_*`` setting) or the
@@ -228,17 +296,49 @@ def check_model_file_budget(path: str | os.PathLike, config: dict) -> None:
         check_model_cost(
             measure_model(model), described=f"{path.name!r}, {len(model.layers)} layers",
             params_advice="load a smaller model", activation_advice="load a model with a smaller input",
+            compute_advice="load a model with a smaller input or smaller, fewer convolutions",
             error=ModelFileError,
         )
         try:
-            with zipfile.ZipFile(path) as archive, archive.open(WEIGHTS_MEMBER) as member:
-                problem = weights_file_problem(member, model)
+            with zipfile.ZipFile(path) as archive:
+                _check_weights_size(archive.getinfo(WEIGHTS_MEMBER).file_size, model, path.name)
+                with archive.open(WEIGHTS_MEMBER) as member:
+                    problem = weights_file_problem(member, model)
         except OSError as exc:  # h5py: not an HDF5 file
             problem = f"it is not an HDF5 file ({exc})"
+        except (EOFError, zipfile.BadZipFile, zlib.error) as exc:  # its compressed bytes end early or are damaged
+            problem = f"it cannot be unpacked ({exc or type(exc).__name__})"
     if problem:
         raise ModelFileError(
             f"The {WEIGHTS_MEMBER} of a model file must fit the model its {CONFIG_MEMBER} describes. "
             f"Received: in {path.name!r}, {problem}"
+        )
+
+
+def weights_size_limit(model: keras.Model) -> int:
+    """The most bytes a ``model.weights.h5`` for ``model`` may declare, its optimizer's slots included.
+
+    A Keras weights file holds each variable's numbers (at most 8 bytes each), those of up to
+    three optimizer slots a variable if it was saved compiled (Adam keeps two), and some HDF5
+    structure per variable and per file. Trained models saved with Adam measure about 12
+    bytes a parameter; a file declaring more than this limit holds something else.
+    """
+    params = sum(math.prod(v.shape) for v in model.variables)
+    return (params * WEIGHT_FILE_BYTES_PER_PARAM + len(model.variables) * WEIGHT_FILE_BYTES_PER_VARIABLE
+            + WEIGHT_FILE_BASE_BYTES)
+
+
+def _check_weights_size(declared: int, model: keras.Model, name: str) -> None:
+    """Refuse a weights member declaring more bytes than its model's parameters need, before it is read."""
+    limit = weights_size_limit(model)
+    if declared > limit:
+        params = sum(math.prod(v.shape) for v in model.variables)
+        raise ModelFileError(
+            f"The {WEIGHTS_MEMBER} of a model file may declare at most {limit / MB:,.1f} MB for the "
+            f"{params:,} parameters in {len(model.variables):,} variables its {CONFIG_MEMBER} describes "
+            f"({WEIGHT_FILE_BYTES_PER_PARAM} bytes a parameter, for the weights and up to three optimizer "
+            f"slots, plus {WEIGHT_FILE_BYTES_PER_VARIABLE // 1024} KB a variable and "
+            f"{WEIGHT_FILE_BASE_BYTES // MB} MB a file). Received: {declared / MB:,.1f} MB declared in {name!r}"
         )
 
 

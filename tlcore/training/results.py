@@ -142,16 +142,3 @@ class RunResult:
         """One row per class: ``class``, ``precision``, ``recall``."""
         return pd.DataFrame({"class": list(self.class_names), "precision": list(self.precision),
                              "recall": list(self.recall)})
-
-    # Read-only access by the old ``result.json`` keys, for readers outside the training wing
-    # that have not moved to the attributes yet (``tlcore.deploy.card``, a few tests and
-    # benchmarks). New code reads the attributes.
-
-    def __getitem__(self, key: str) -> Any:
-        return self.to_json()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.to_json().get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.to_json()

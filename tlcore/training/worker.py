@@ -21,6 +21,7 @@ import logging
 import os
 import secrets
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -154,6 +155,18 @@ def connect() -> str:
             if failure:
                 raise failure[0]
         return ray.get_runtime_context().gcs_address
+
+
+def disconnect() -> None:
+    """Leave Ray: the local instance this process started goes down with it (its head, workers and
+    object store); a cluster joined at ``TL_RAY_ADDRESS`` only loses this client. The server calls
+    it when it stops (``app.py``'s lifespan), so no Ray process outlives the dashboard."""
+    if "ray" not in sys.modules:  # Ray was never used here: nothing to stop, nothing to import
+        return
+    ray = ray_module()
+    with _CONNECT_LOCK:
+        if ray.is_initialized():
+            ray.shutdown()
 
 
 def _start_ray() -> None:

@@ -65,12 +65,14 @@ def enter(at: AppTest, password: str, name: str = "Ann") -> AppTest:
     return at.button[0].click().run()
 
 
+@pytest.mark.slow
 def test_without_a_password_every_page_opens_at_once():
     at = app()
     at.run()
     assert not at.text_input and at.sidebar.selectbox[0].label == "Backbone"
 
 
+@pytest.mark.slow
 def test_with_tl_password_every_page_asks_first_and_wrong_tries_are_slowed(monkeypatch, clock):
     monkeypatch.setenv("TL_PASSWORD", "correct horse")
     at = app()
@@ -101,6 +103,7 @@ def test_with_tl_password_every_page_asks_first_and_wrong_tries_are_slowed(monke
     assert at.title[0].value == "Layers" and not at.exception
 
 
+@pytest.mark.slow
 def test_a_password_in_the_secrets_works_too(clock):
     at = app()
     at.secrets["password"] = "from secrets"
@@ -180,6 +183,7 @@ def test_named_providers_get_a_button_each():
 
 # Read-only: a public demo
 
+@pytest.mark.slow
 def test_read_only_predicts_and_explores_but_trains_uploads_and_deletes_nothing(monkeypatch, finished_run):
     monkeypatch.setenv("TL_READ_ONLY", "1")
     at = app()
@@ -216,6 +220,7 @@ def finished_run() -> tlcore.RunRecord:
     return store.get(run_id)
 
 
+@pytest.mark.slow
 def test_runs_record_who_started_them_and_older_runs_still_load(tmp_path, finished_run):
     assert finished_run.owner == "someone@example.com"
     store = tlcore.RunStore(tmp_path)
@@ -231,6 +236,7 @@ def test_runs_record_who_started_them_and_older_runs_still_load(tmp_path, finish
     assert older.get(run_id).status == "running"
 
 
+@pytest.mark.slow
 def test_a_job_records_its_owner(tmp_path, finished_run):
     from tlcore.training.jobs import TrainingJob
 
@@ -240,6 +246,7 @@ def test_a_job_records_its_owner(tmp_path, finished_run):
     assert store.get(job.run_id).owner == "bob"  # recorded when the job is made, before any worker starts
 
 
+@pytest.mark.slow
 def test_can_manage_owners_and_admins(finished_run):
     assert tlcore.can_manage(finished_run, "someone@example.com", "")
     assert not tlcore.can_manage(finished_run, "ann@example.com", "")
@@ -248,6 +255,7 @@ def test_can_manage_owners_and_admins(finished_run):
     assert tlcore.can_manage("", "ann", "ann") and not tlcore.can_manage("ann", "", "")
 
 
+@pytest.mark.slow
 def test_train_page_submits_the_job_as_the_person_here(monkeypatch):
     submitted = {}
 
@@ -278,6 +286,7 @@ def open_run(run: tlcore.RunRecord, email: str, admins: str, monkeypatch) -> App
     return at
 
 
+@pytest.mark.slow
 def test_only_the_owner_or_an_admin_may_delete_a_run(monkeypatch, finished_run):
     at = open_run(finished_run, "ann@example.com", "", monkeypatch)
     assert not any(e.label == "Delete this run" for e in at.expander)
@@ -293,6 +302,7 @@ def test_only_the_owner_or_an_admin_may_delete_a_run(monkeypatch, finished_run):
 
 # What visitors see
 
+@pytest.mark.slow
 def test_the_sidebar_names_the_keras_cache_not_its_path_unless_on_localhost(keras_home, monkeypatch):
     import ui.access
 
@@ -308,6 +318,7 @@ def test_the_sidebar_names_the_keras_cache_not_its_path_unless_on_localhost(kera
     assert str(keras_home) in " ".join(c.value for c in at.sidebar.caption)
 
 
+@pytest.mark.slow
 def test_errors_name_no_server_path(keras_home, monkeypatch):
     import urllib.error
 
@@ -336,6 +347,7 @@ def test_redact_paths_keeps_urls_and_file_names():
         "ratio 1/2.")
 
 
+@pytest.mark.slow
 def test_a_failed_run_says_what_failed_in_words(finished_run, monkeypatch):
     store = tlcore.RunStore(tlcore.load_settings().data_dir / "runs")
     run_id = store.create(finished_run.spec, finished_run.config, finished_run.dataset)
@@ -347,6 +359,7 @@ def test_a_failed_run_says_what_failed_in_words(finished_run, monkeypatch):
     assert "This run failed" in at.error[0].value and "details are in the server log" in at.error[0].value
 
 
+@pytest.mark.slow
 def test_a_page_that_breaks_shows_no_exception_text(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("secret detail /srv/private/thing")
@@ -376,6 +389,7 @@ def test_names_are_escaped_to_show_literally():
     assert "TL_MAX_ARCHIVE_FILES" in message and ".zip" in message and "<strong" not in rendered(message)
 
 
+@pytest.mark.slow
 def test_class_names_show_literally_on_predict_and_runs(finished_run):
     at = app(predict_model=finished_run.id)
     at.run()
@@ -390,6 +404,7 @@ def test_class_names_show_literally_on_predict_and_runs(finished_run):
     assert "**bold**" not in text_of(at) and "[link](" not in text_of(at)
 
 
+@pytest.mark.slow
 def test_class_names_show_literally_on_train():
     spec = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=None, hidden_units=8)
     at = app(transfer_spec=spec)
@@ -411,6 +426,7 @@ print(json.dumps({"asked": [box.label for box in at.text_input], "exception": bo
 """
 
 
+@pytest.mark.slow
 def test_the_password_page_loads_neither_tensorflow_nor_ray(tmp_path):
     """Nothing heavy runs before sign-in: the gate is plain Python (issue 17: the facade is lazy)."""
     env = {**os.environ, "TL_PASSWORD": "correct horse", "TL_DATA_DIR": str(tmp_path / "data")}

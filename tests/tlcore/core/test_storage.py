@@ -20,12 +20,13 @@ def data_dir(tmp_path, monkeypatch):
 
 
 def make_zip(n: int = 3, seed: int = 0, fmt: str = "PNG", **save) -> bytes:
+    """The same bytes for the same arguments (a fixed member date: writestr with a name stamps the clock)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for k, kind in enumerate(("cats", "dogs")):
             for i in range(n):
-                archive.writestr(f"{kind}/{i}.{fmt.lower()}",
-                                 image_bytes((24, 24), fmt, seed=seed + i + 100 * k, **save))
+                member = zipfile.ZipInfo(f"{kind}/{i}.{fmt.lower()}", date_time=(2026, 1, 1, 0, 0, 0))
+                archive.writestr(member, image_bytes((24, 24), fmt, seed=seed + i + 100 * k, **save))
     return buffer.getvalue()
 
 
@@ -85,7 +86,9 @@ def test_the_data_cap_refuses_before_storing(monkeypatch, data_dir):
 def test_the_data_cap_is_enforced_while_writing(monkeypatch, data_dir):
     kept = tlcore.load_dataset(make_zip())
     used = folder_size(data_dir)
-    small_jpegs = make_zip(n=20, seed=20, fmt="JPEG", quality=10)  # each JPEG becomes a larger PNG
+    rotated = Image.Exif()
+    rotated[0x0112] = 6  # EXIF orientation: turned upright on storing, so stored as a (larger) PNG
+    small_jpegs = make_zip(n=20, seed=20, fmt="JPEG", quality=10, exif=rotated.tobytes())
     declared = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(small_jpegs)).infolist())
     monkeypatch.setenv("TL_MAX_DATA_GB", str((used + 2 * declared) / 1e9))  # the declared size fits
     with pytest.raises(tlcore.StorageError, match=r"at most [\d.]+ KB \(TL_MAX_DATA_GB\). Received: a dataset "

@@ -1,4 +1,5 @@
 import io
+import json
 import os
 import stat
 import zipfile
@@ -9,6 +10,7 @@ from PIL import Image
 from support import image_bytes
 
 import tlcore
+from tlcore.data.images import fit_image
 from tlcore.data.pipeline import fitted_pixels
 
 
@@ -192,6 +194,101 @@ def test_images_are_reencoded_and_large_ones_shrunk():
     dataset = tlcore.load_dataset({"a": [big.getvalue(), image_bytes()], "b": [image_bytes(seed=1), image_bytes(seed=2)]})
     stored = Image.open(dataset.files[0])
     assert stored.format == "PNG" and max(stored.size) == 512
+
+
+# --- What is stored: the bytes as they came when nothing needs changing, else PNG ------------------
+
+
+def photo_jpeg(seed: int, size=(160, 120), quality: int = 15, **save) -> bytes:
+    """A smooth, photo-like picture (gradients and a disc) saved as a low-quality JPEG."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size[1], 0:size[0]] / max(size)
+    channels = [np.sin(2 * np.pi * (x * rng.uniform(0.5, 2) + y * rng.uniform(0.5, 2)) + rng.uniform(0, 6))
+                for _ in range(3)]
+    pixels = (np.stack(channels, -1) * 90 + 128).astype(np.uint8)
+    disc = (x - rng.uniform(0.2, 0.8)) ** 2 + (y - rng.uniform(0.2, 0.6)) ** 2 < 0.02
+    pixels[disc] = rng.integers(0, 256, 3)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=quality, **save)
+    return buffer.getvalue()
+
+
+FORMATS = {".jpg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
+
+
+def assert_stored_as_validated(pairs) -> None:
+    """Each stored file is named by its format, and what training reads is what ``load_image`` gave."""
+    for path, original in pairs:
+        with Image.open(path) as stored:
+            assert FORMATS[path.suffix] == stored.format, path
+        expected = np.asarray(fit_image(tlcore.load_image(original), (40, 56), mode="squash"))
+        np.testing.assert_array_equal(fitted_pixels(str(path), (40, 56), "squash"), expected)
+
+
+def test_a_zip_of_low_quality_jpegs_is_stored_as_it_came_with_a_stable_digest(monkeypatch, tmp_path):
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
+    members = {f"{kind}/{i:02d}.jpg": photo_jpeg(seed=10 * k + i) for k, kind in enumerate(("cats", "dogs"))
+               for i in range(10)}
+    archive = make_zip(members, compression=zipfile.ZIP_DEFLATED)
+    dataset = tlcore.load_dataset(archive)
+    stored = sum(path.stat().st_size for path in dataset.files)
+    print(f"{len(members)} JPEGs: {len(archive):,} bytes zipped, {stored:,} bytes stored")
+    assert len(dataset) == 20 and stored <= 1.5 * len(archive)  # as PNG: 461 KB, 18 times the zip
+    assert sorted(path.read_bytes() for path in dataset.files) == sorted(members.values())
+    assert {path.suffix for path in dataset.files} == {".jpg"}
+    record = json.loads((dataset.root / "dataset.json").read_text())
+    assert record["bytes"] == stored  # counted against TL_MAX_DATA_GB as written
+    assert_stored_as_validated(zip(dataset.files, [members[name] for name in sorted(members)]))
+
+    assert tlcore.load_dataset(archive) == dataset  # the same upload: found, not stored again
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "elsewhere"))
+    again = tlcore.load_dataset(archive)  # stored afresh: the same files, the same digest
+    assert again.digest == dataset.digest and again.root != dataset.root
+    assert [path.relative_to(again.root) for path in again.files] == [path.relative_to(dataset.root)
+                                                                      for path in dataset.files]
+
+
+def png_of(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def webp_of(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "WEBP", lossless=True)
+    return buffer.getvalue()
+
+
+def test_images_that_need_a_change_are_stored_as_png_and_the_others_as_they_came(monkeypatch, tmp_path):
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
+    turned = Image.Exif()
+    turned[0x0112] = 6  # EXIF Orientation: turn 90 degrees to show upright
+    transparent = np.zeros((30, 40, 4), np.uint8)
+    transparent[..., 0], transparent[:15, :, 3] = 200, 255  # the lower half transparent: white once flattened
+    deep = (np.arange(30 * 40, dtype=np.uint16).reshape(30, 40) * 50)
+    inputs = {
+        "kept": [photo_jpeg(1), photo_jpeg(2, quality=90),
+                 image_bytes((40, 30), "WEBP", quality=60), image_bytes((40, 30), "JPEG", mode="L"),
+                 image_bytes((40, 30), "PNG", mode="P")],
+        "changed": [photo_jpeg(3, exif=turned.tobytes()), png_of(Image.fromarray(transparent, "RGBA")),
+                    png_of(Image.fromarray(deep)), photo_jpeg(4, (900, 600)), photo_jpeg(5) + bytes(60_000),
+                    image_bytes((40, 30), "BMP"), image_bytes((40, 30), "GIF"),
+                    webp_of(Image.fromarray(transparent, "RGBA"))],
+    }
+    dataset = tlcore.load_dataset(inputs)
+    originals = [*inputs["kept"], *inputs["changed"]]
+    kept, changed = dataset.files[:5], dataset.files[5:]
+    assert [path.suffix for path in kept] == [".jpg", ".jpg", ".webp", ".jpg", ".png"]
+    assert [path.read_bytes() for path in kept] == inputs["kept"]
+    assert {path.suffix for path in changed} == {".png"}
+    assert all(path.read_bytes() != original for path, original in zip(changed, inputs["changed"]))
+    assert Image.open(changed[0]).size == (120, 160)  # turned upright
+    assert Image.open(changed[1]).getpixel((0, 29)) == (255, 255, 255)  # flattened on white
+    assert max(Image.open(changed[3]).size) == 512  # shrunk
+    assert_stored_as_validated((path, original) for path, original in zip(dataset.files, originals)
+                               if path != changed[3])
+    assert tlcore.load_dataset(inputs).digest == dataset.digest
 
 
 # --- Folders on the server: only inside TL_DATASET_ROOTS, links never followed -------------------
@@ -384,6 +481,7 @@ def test_sample_dataset_has_a_stable_digest_and_datasets_pickle(tmp_path, monkey
 # --- The Train page's picker and the stored-datasets panel (AppTest) ---------------------------------
 
 
+@pytest.mark.slow
 def test_train_page_explains_the_folder_option_is_off_without_allowed_roots(monkeypatch):
     from support import open_page
 
@@ -396,6 +494,7 @@ def test_train_page_explains_the_folder_option_is_off_without_allowed_roots(monk
     assert not [box for box in at.text_input if box.key == "dataset_folder"]  # nothing to type a path into
 
 
+@pytest.mark.slow
 def test_train_page_takes_a_folder_only_inside_the_allowed_roots(roots):
     from support import open_page
 
@@ -419,6 +518,7 @@ def _render_usage():
     render_data_usage()
 
 
+@pytest.mark.slow
 def test_stored_datasets_panel_shows_usage_and_deletes_after_confirming(monkeypatch, tmp_path):
     from streamlit.testing.v1 import AppTest
 
@@ -449,6 +549,7 @@ def _decode():
     st.markdown(f"decoded {width}x{height}")
 
 
+@pytest.mark.slow
 def test_an_upload_is_decoded_once_across_reruns(monkeypatch):
     from streamlit.testing.v1 import AppTest
 

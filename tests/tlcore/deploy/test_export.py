@@ -20,6 +20,8 @@ import pytest
 import tlcore
 from tlcore.deploy import export
 
+pytestmark = pytest.mark.slow  # a trained run, every export, and a fresh process checking them
+
 FLOAT32_FORMATS = ("keras", "tflite-float32", "savedmodel")
 TOLERANCE = {"keras": 1e-4, "tflite-float32": 1e-4, "savedmodel": 1e-4, "tflite-float16": 1e-2}
 MIN_INT8_AGREEMENT = 0.95

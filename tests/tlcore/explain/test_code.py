@@ -12,6 +12,7 @@ import ast
 import dataclasses
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import pytest
 from PIL import Image
 
 import tlcore
+from tlcore.data.images import to_batch
 from tlcore.explain import code
 from tlcore.models.scopes import shapes_only
 from tlcore.models.zoo import build_architecture
@@ -72,15 +74,18 @@ TRAINS = {
              conv_pool=1),
         tlcore.TrainConfig(epochs=1, batch_size=8, optimizer="rmsprop", validation_fraction=0.0)),
 }
-PHOTO = "photo.png"  # 120x80: a centre crop with a whole-pixel box, the same in PIL and Keras
+PHOTO = "photo.png"  # 121x80, with transparent parts: its centre-crop box starts on a half pixel
+SAMPLES = ROOT / "samples"  # cat.jpg 451x300, rocket.jpg 640x427: sides that differ by an odd number
 PREDICTS = {
-    "predict_mobilenetv2_crop": dict(backbone="MobileNetV2", mode="crop"),
+    "predict_mobilenetv2_crop": dict(backbone="MobileNetV2", mode="crop", image="cat.jpg"),
+    "predict_saved_model_crop": dict(backbone="MobileNetV2", mode="crop", model_file=EARLIER,
+                                     class_names=["cat", "dog"], image=PHOTO),
     "predict_saved_model_squash": dict(backbone="MobileNetV2", mode="squash", model_file=EARLIER,
-                                       class_names=["cat", "dog"]),
+                                       class_names=["cat", "dog"], image=PHOTO),
 }
 FEATURES = {
     "features_mobilenetv2_default_layer_map": dict(backbone="MobileNetV2", layer=None, mode="crop",
-                                                   images=[PHOTO, "a.png", "b.png"]),
+                                                   images=[PHOTO, "a.png", "rocket.jpg", "b.png"]),
 }
 LAYERS = {
     "layers_xception_cut_100_max": dict(backbone="Xception", include_top=False, input_size=100, pooling="max"),
@@ -131,8 +136,8 @@ RUNNER = textwrap.dedent('''
 ''')
 
 
-def _image(path, size, seed):
-    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+def _image(path, size, seed, channels=3):
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], channels), dtype=np.uint8)
     Image.fromarray(pixels).save(path)
 
 
@@ -163,8 +168,10 @@ def grid(tmp_path_factory):
     (keras_home / "models" / CLASS_INDEX.name).write_bytes(CLASS_INDEX.read_bytes())  # decode_predictions, offline
     shared = root / "shared"
     shared.mkdir()
-    for name, size, seed in ((PHOTO, (120, 80), 1), ("a.png", (64, 64), 2), ("b.png", (50, 90), 3)):
-        _image(shared / name, size, seed)
+    for name, size, seed, channels in ((PHOTO, (121, 80), 1, 4), ("a.png", (64, 64), 2, 3), ("b.png", (50, 90), 3, 3)):
+        _image(shared / name, size, seed, channels)
+    for name in ("cat.jpg", "rocket.jpg"):
+        (shared / name).write_bytes((SAMPLES / name).read_bytes())
     earlier = tlcore.build_transfer_model(EARLIER_SPEC)
     earlier.save(shared / EARLIER)
     cases, expected = [], {}
@@ -182,16 +189,16 @@ def grid(tmp_path_factory):
         final = config.fine_tune_from if config.fine_tune_from and config.fine_tune_epochs else transfer.trainable_from
         expected[name] = lambda transfer=dataclasses.replace(transfer, trainable_from=final): _expected_transfer(transfer)
     for name, choice in PREDICTS.items():
-        program = code.prediction_program(choice["backbone"], weights=None, mode=choice["mode"], image=PHOTO,
+        program = code.prediction_program(choice["backbone"], weights=None, mode=choice["mode"], image=choice["image"],
                                           model_file=choice.get("model_file"), class_names=choice.get("class_names"))
         cases.append(dict(name=name, program=program, variable="model", folder=str(shared),
-                          arrays={"probabilities": str(root / f"{name}.npy")},
+                          arrays={"probabilities": str(root / f"{name}.npy"), "image": str(root / f"{name}.image.npy")},
                           weights={"model": str(root / f"{name}.weights.h5")}))
     for name, choice in FEATURES.items():
         program = code.feature_program(choice["backbone"], choice["layer"], weights=None, images=choice["images"],
                                        mode=choice["mode"])
         cases.append(dict(name=name, program=program, variable="extractor", folder=str(shared),
-                          arrays={"features": str(root / f"{name}.npy")},
+                          arrays={"features": str(root / f"{name}.npy"), "pixels": str(root / f"{name}.pixels.npy")},
                           weights={"network": str(root / f"{name}.weights.h5")}))
     for name, choice in LAYERS.items():
         program = code.layers_program(**choice)
@@ -231,6 +238,7 @@ def _same_model(result, expected):
     assert (result["total"], result["trainable"]) == (expected["total"], expected["trainable"])
 
 
+@pytest.mark.slow  # the grid runs every program in one fresh process
 @pytest.mark.parametrize("name", [*BUILDS, *TRAINS])
 def test_a_transfer_program_builds_tlcores_model(grid, name):
     result = _result(grid, name)
@@ -240,6 +248,7 @@ def test_a_transfer_program_builds_tlcores_model(grid, name):
         assert "val_accuracy" in result["printed"] or TRAINS[name][1].validation_fraction == 0
 
 
+@pytest.mark.slow
 def test_programs_load_the_base_their_way_and_show_the_input_tensor_form_where_the_size_changed():
     default = code.transfer_program(BUILDS["vgg16_224_default"])
     assert 'base = VGG16(weights="imagenet", include_top=False, input_shape=(224, 224, 3))' in default
@@ -284,6 +293,7 @@ def test_optimizer_code_builds_the_optimizers_training_uses():
         assert {k: v for k, v in written.items() if k != "name"} == {k: v for k, v in used.items() if k != "name"}
 
 
+@pytest.mark.slow  # the grid runs every program in one fresh process
 @pytest.mark.parametrize("name", list(PREDICTS))
 def test_a_prediction_program_gives_tlcores_prediction(grid, name):
     result = _result(grid, name)
@@ -296,15 +306,20 @@ def test_a_prediction_program_gives_tlcores_prediction(grid, name):
         model = tlcore.load_backbone(choice["backbone"], weights=str(grid["root"] / f"{name}.weights.h5"))
         labels = None
     _same_model(result, _described(model))
-    table = tlcore.predict_top_k(model, grid["shared"] / PHOTO, backbone=choice["backbone"], k=5, labels=labels,
-                                 mode=choice["mode"])
+    photo = grid["shared"] / choice["image"]
+    seen = np.load(grid["root"] / f"{name}.image.npy")  # the program's input, before preprocessing
+    page = np.asarray(tlcore.fit_image(tlcore.load_image(photo), tlcore.model_input_size(model), mode=choice["mode"]))
+    assert seen.shape == page.shape and np.array_equal(seen, page), f"max difference {np.abs(seen - page.astype(int)).max()}"
+    table = tlcore.predict_top_k(model, photo, backbone=choice["backbone"], k=5, labels=labels, mode=choice["mode"])
     np.testing.assert_allclose(np.sort(probabilities)[::-1][:len(table)], table["probability"], rtol=1e-4, atol=1e-6)
+    assert np.argsort(-probabilities, kind="stable")[:len(table)].tolist() == table["class_id"].tolist()
     first = result["printed"].splitlines()[0]
     assert first.startswith("1. ") and first.endswith(f"{table['probability'][0]:.2%}")
     if labels:
         assert first == f"1. {table['label'][0]}: {table['probability'][0]:.2%}"
 
 
+@pytest.mark.slow  # the grid runs every program in one fresh process
 @pytest.mark.parametrize("name", list(FEATURES))
 def test_a_feature_program_gives_tlcores_vectors(grid, name):
     result = _result(grid, name)
@@ -313,6 +328,11 @@ def test_a_feature_program_gives_tlcores_vectors(grid, name):
                                          layer=choice["layer"])
     _same_model(result, _described(extractor))
     assert result["name"] == extractor.name
+    pixels = np.load(grid["root"] / f"{name}.pixels.npy")
+    paths = [grid["shared"] / p for p in choice["images"]]
+    page = to_batch([tlcore.load_image(p) for p in paths], tlcore.model_input_size(extractor), mode=choice["mode"])
+    page = tlcore.get_backbone(choice["backbone"]).preprocess(page)  # the program's preprocess_input works in place
+    assert np.array_equal(pixels, page), f"max difference {np.abs(pixels - page).max()}"
     features = np.load(grid["root"] / f"{name}.npy")
     expected = tlcore.extract_features(extractor, [grid["shared"] / p for p in choice["images"]],
                                        backbone=choice["backbone"], mode=choice["mode"])
@@ -321,6 +341,7 @@ def test_a_feature_program_gives_tlcores_vectors(grid, name):
         assert f"{choice['images'][0]}: (" in result["printed"]  # the 2-D map
 
 
+@pytest.mark.slow  # the grid runs every program in one fresh process
 @pytest.mark.parametrize("name", list(LAYERS))
 def test_a_layers_program_shows_tlcores_table(grid, name):
     result = _result(grid, name)
@@ -357,6 +378,7 @@ def test_notebook_is_valid_and_runs_the_same_program():
     compile("\n".join(sources), "notebook", "exec")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("program", [
     lambda: code.prediction_program("ResNet50", model_file="my model's file.keras", class_names=['say "hi"', "a\\b"],
                                     image="it's.jpg"),
@@ -380,6 +402,7 @@ def _unused_imports(text):
     return imported - used
 
 
+@pytest.mark.slow  # the grid runs every program in one fresh process
 def test_no_program_of_the_grid_imports_what_it_does_not_use(grid):
     for name, case in grid["cases"].items():
         assert not _unused_imports(case["program"]), name
@@ -414,3 +437,60 @@ def test_a_develop_a_model_program_reads_the_run_as_the_runs_page_downloads_it()
     assert 'earlier = keras.saving.load_model("20260101-120000-abcdef.keras")' in program
     assert "MobileNetV2(" not in program  # the base comes from the earlier run, not from keras.applications
     assert '"mine.keras"' in code.transfer_program(dataclasses.replace(reused, base_model="/x/mine.keras"))
+
+
+HOSTILE = ["cats\u2028# 9. x\u2028open('PWNED', 'w')\u2028#", "dogs\u2029# 9. y\u2029z", "fish\x85# 9. z",
+           "vt\x0bff\x0cfs\x1cgs\x1drs\x1e", 'quote " and """ and \\ back', "line\nbreak", "tab\there",
+           "# 9. hash", "[link](http://x) {braces} {0}", "\u202eevil", "caf\u00e9 \u732b"]
+
+
+def _literals(program):
+    return [node.value for node in ast.walk(ast.parse(program))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+
+
+@pytest.mark.parametrize("make,used", [
+    (lambda names: code.prediction_program("MobileNetV2", weights=None, model_file=names[0] + ".keras",
+                                          class_names=names, image=names[1] + ".png"), HOSTILE),
+    (lambda names: code.feature_program("MobileNetV2", weights=None, images=[n + ".png" for n in names]), HOSTILE),
+    pytest.param(lambda names: code.transfer_program(spec("MobileNetV2", 32, weights=None), tlcore.TrainConfig(),
+                                                      data_dir=names[0]), HOSTILE[:1], marks=pytest.mark.slow),
+    (lambda names: code.transfer_program(spec("MobileNetV2", 32, base_model="/runs/x/model.keras"),
+                                         base_file=names[0] + ".keras"), HOSTILE[:1]),
+], ids=["predict", "features", "train", "develop"])
+def test_names_enter_a_program_as_printable_literals_and_notebook_cells_stay_whole(make, used):
+    plain = make([f"name_{i}" for i in range(len(HOSTILE))])
+    program = make(HOSTILE)
+    assert all(line.isprintable() for line in program.split("\n"))  # no raw U+2028, U+0085, \x0b, ...
+    assert program.splitlines() == program.split("\n")[:-1]
+    literals = _literals(program)
+    for name in used:
+        assert any(name in literal for literal in literals), name  # read back exactly
+    notebook = nbformat.reads(code.as_notebook(program).decode(), as_version=4)
+    steps = [line for line in program.split("\n") if re.match(r"# \d+\. ", line)]
+    assert len(notebook.cells) == len(nbformat.reads(code.as_notebook(plain).decode(), as_version=4).cells)
+    assert len(notebook.cells) == 2 + len(steps)  # the title, the imports, one cell per step
+    sources = [cell.source for cell in notebook.cells[1:]]
+    assert "\n\n".join(sources) == "\n".join(program.split("\n")[1:]).strip()
+    for source in sources:
+        compile(source, "cell", "exec")  # every cell is whole Python on its own
+
+
+def test_a_notebook_splits_on_newlines_only():
+    program = '"""Title."""\n\nimport keras\n\n# 1. One.\nx = "a\u2028# 2. b\u2029c\x85d"\n\n# 2. Two.\ny = 1\n'
+    notebook = nbformat.reads(code.as_notebook(program).decode(), as_version=4)
+    assert [cell.source for cell in notebook.cells] == [
+        "# Title.", "import keras", '# 1. One.\nx = "a\u2028# 2. b\u2029c\x85d"', "# 2. Two.\ny = 1"]
+
+
+@pytest.mark.parametrize("name", ["cat.jpg", "rocket.jpg"])
+def test_a_whole_pixel_crop_is_not_the_pages(name):
+    """Why the programs crop with PIL's ImageOps.fit: Keras's keep_aspect_ratio crops on whole pixels."""
+    import keras
+
+    page = np.asarray(tlcore.fit_image(tlcore.load_image(SAMPLES / name), (224, 224)), dtype=np.float32)
+    whole = keras.utils.img_to_array(keras.utils.load_img(SAMPLES / name, target_size=(224, 224),
+                                                          interpolation="bilinear", keep_aspect_ratio=True))
+    assert np.abs(whole - page).max() > 10
+    program = code.prediction_program("MobileNetV2", weights=None, image=str(SAMPLES / name))
+    assert "ImageOps.fit(" in program and "load_img" not in program

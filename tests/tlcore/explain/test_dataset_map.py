@@ -136,6 +136,7 @@ def map_chart(at):
     raise AssertionError("no dataset map drawn")
 
 
+@pytest.mark.slow
 def test_features_maps_the_sample_dataset_with_pictures_on_hover():
     at = open_page("../pages/features.py", backbone="MobileNetV2", features_map="dataset", map_images=24)
     assert not at.error
@@ -150,6 +151,7 @@ def test_features_maps_the_sample_dataset_with_pictures_on_hover():
     assert at.query_params["features_map"] == "dataset" and at.query_params["map_images"] == "24"
 
 
+@pytest.mark.slow
 def test_features_maps_a_runs_data_and_says_when_it_was_deleted(colours, tmp_path):
     copy = tmp_path / "run-data"
     shutil.copytree(colours.root, copy)

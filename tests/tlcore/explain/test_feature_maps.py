@@ -142,6 +142,7 @@ def grid_captions(at) -> list[str]:
     return [caption for image in at.get("image") for caption in image.captions if "strongest" in caption]
 
 
+@pytest.mark.slow
 def test_layers_page_shows_the_strongest_channels_of_a_chosen_layer():
     at = open_page("../pages/layers.py", backbone="MobileNetV2")  # random (untrained) weights
     assert not at.error

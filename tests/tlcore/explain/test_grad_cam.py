@@ -23,6 +23,7 @@ def squares(count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
     return x, y
 
 
+@pytest.mark.slow
 def test_the_heat_of_a_bright_square_detector_lies_in_the_squares_corner():
     keras.utils.set_random_seed(1)
     rng = np.random.default_rng(0)
@@ -81,6 +82,7 @@ def reference_cam(model: keras.Model, x: np.ndarray, layer: str, class_index: in
     return cam / cam.max() if cam.max() > 0 else cam
 
 
+@pytest.mark.slow
 def test_a_trained_runs_model_gets_a_map_from_its_nested_base(run_id):
     store = tlcore.RunStore(tlcore.load_settings().data_dir / "runs")
     model = store.load_model(run_id)  # as the app loads it: a .keras file, the base nested inside
@@ -125,6 +127,7 @@ def test_bad_class_index_layer_and_models_without_a_spatial_layer_are_explained(
     assert tlcore.grad_cam(model, picture, 2, layer="conv").shape == (32, 32)  # and a good call works
 
 
+@pytest.mark.slow
 def test_predict_shows_the_heatmap_of_a_chosen_class_for_an_uploaded_model(tmp_path):
     keras.utils.set_random_seed(2)
     model = tlcore.build_transfer_model(tlcore.TransferSpec(
@@ -153,6 +156,7 @@ def test_predict_shows_the_heatmap_of_a_chosen_class_for_an_uploaded_model(tmp_p
     assert at.image[-1].value != heatmap.value  # another class, another picture
 
 
+@pytest.mark.slow
 def test_the_run_page_shows_the_wrong_images_heatmaps_on_demand(run_id):
     at = AppTest.from_file(APP, default_timeout=180)
     at.run()

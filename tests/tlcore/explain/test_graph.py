@@ -159,6 +159,7 @@ def test_transfer_models_show_blocks_cut_head_and_exactly_the_frozen_blocks(back
     assert ("striped" in styles) == (backbone != "VGG16")  # VGG16 has no batch normalization
 
 
+@pytest.mark.slow
 def test_densenet121_full_network_is_a_few_dozen_boxes():
     table = full_table("DenseNet121")
     assert len(table) > 400
@@ -225,6 +226,7 @@ def graphviz_specs(at) -> list[str]:
     return [element.proto.spec for element in at.get("graphviz_chart")]
 
 
+@pytest.mark.slow
 def test_layers_page_draws_the_diagram_with_and_without_the_top():
     at = open_page("../pages/layers.py", backbone="MobileNetV2")
     nodes, edges, _ = parse(graphviz_specs(at)[0])

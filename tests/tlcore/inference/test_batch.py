@@ -49,19 +49,23 @@ def test_many_images_and_a_zip_give_one_row_each_in_upload_order(tiny_model):
     table = result.table
     assert list(table.columns) == ["file", "top-1", "probability", "top-5"]
     assert table["file"].tolist() == ["one.png", "more.zip/photos/a/1.png", "more.zip/photos/b/2.jpg", "two.jpg"]
-    assert len(result.thumbnails) == 4 and all(t.startswith("data:image/png;base64,") for t in result.thumbnails)
+    assert len(result.thumbnails) == 4 and all(t.startswith("data:image/jpeg;base64,") for t in result.thumbnails)
     assert result.skipped == (result.skipped[0],) and result.skipped[0].startswith("more.zip/photos/notes.txt: ")
     assert "must be JPEG, PNG, WebP, BMP, GIF or TIFF" in result.skipped[0]
-    for row, top in zip(table.itertuples(), result.top_k):
+    assert result.top_k.columns.tolist() == ["row", "rank", "label", "class_id", "probability"]
+    assert result.top_k["row"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]  # top-5 clamped to the 3 classes
+    for row in table.itertuples():
+        top = result.top_k_of(row.Index)
         assert row._2 == top.label.iloc[0] and row.probability == pytest.approx(top.probability.iloc[0])
-        assert len(top) == 3 and row._4.count(" · ") == 2  # top-5 clamped to the 3 classes
+        assert len(top) == 3 and row._4.count(" · ") == 2
 
 
 def test_rows_agree_with_one_image_predictions(tiny_model):
     data = [image_bytes((40, 70), seed=s) for s in range(3)]
     result = tlcore.predict_batch(tiny_model, tlcore.batch_inputs([(f"{i}.png", d) for i, d in enumerate(data)]),
                                   backbone="MobileNetV2", labels=CLASSES, mode="squash")
-    for top, source in zip(result.top_k, data):
+    for row, source in enumerate(data):
+        top = result.top_k_of(row)
         single = tlcore.predict_top_k(tiny_model, source, backbone="MobileNetV2", labels=CLASSES, k=5, mode="squash")
         pd.testing.assert_frame_equal(top, single, atol=1e-6)
 
@@ -140,18 +144,20 @@ BATCH = [("a.png", image_bytes(seed=1), "image/png"),
           "application/zip")]
 
 
+@pytest.mark.slow
 def test_predict_page_batch_with_imagenet_gives_a_table_thumbnails_and_a_csv():
     at = open_page("../pages/predict.py", backbone="MobileNetV2", predict_input="batch")
     upload_batch(at, BATCH)
     table = at.dataframe[0].value
     assert table["file"].tolist() == ["a.png", "b.zip/x/1.jpg", "b.zip/x/2.png"]
-    assert table["image"].str.startswith("data:image/png;base64,").all()
+    assert table["image"].str.startswith("data:image/jpeg;base64,").all()
     assert "3 image(s) classified" in at.subheader[0].value
     assert at.dataframe[1].value["file"].tolist() == ["b.zip/x/3.txt"]  # the skipped file and why
     assert any(b.label == "Download the table (CSV)" for b in at.get("download_button"))
     assert at.session_state["batch_result"][1].table["top-5"].str.count(" · ").eq(4).all()  # 1,000 classes: 5
 
 
+@pytest.mark.slow
 def test_predict_page_batch_with_a_trained_run_and_with_its_downloaded_model(finished_run):
     at = open_page("../pages/predict.py", backbone="MobileNetV2", predict_input="batch",
                    predict_model=finished_run.id)
@@ -166,12 +172,32 @@ def test_predict_page_batch_with_a_trained_run_and_with_its_downloaded_model(fin
     pd.testing.assert_frame_equal(at.session_state["batch_result"][1].table, from_run)
 
 
+@pytest.mark.slow
+def test_a_read_only_visitor_sees_a_large_result_that_is_not_kept(monkeypatch):
+    import ui.batch
+
+    monkeypatch.setenv("TL_READ_ONLY", "1")
+    at = open_page("../pages/predict.py", backbone="MobileNetV2", predict_input="batch")
+    upload_batch(at, BATCH)
+    kept = at.session_state["batch_result"][1]  # a small result is kept, as for everyone
+    assert kept.table["file"].tolist() == ["a.png", "b.zip/x/1.jpg", "b.zip/x/2.png"]
+    assert 0 < kept.nbytes() < 100_000  # a few KB an image
+    monkeypatch.setattr(ui.batch, "READ_ONLY_KEPT_MB", 1_000 / 2**20)  # 1,000 bytes: no result fits
+    upload_batch(at, BATCH[:1])  # another batch: the last result goes, the new one is shown but not kept
+    assert at.dataframe[0].value["file"].tolist() == ["a.png"] and "1 image(s) classified" in at.subheader[0].value
+    assert "batch_result" not in at.session_state
+    assert any("shown but not kept: read-only visitors keep results up to" in c.value for c in at.caption)
+    assert any(b.label == "Download the table (CSV)" for b in at.get("download_button"))
+
+
+@pytest.mark.slow
 def test_a_bad_zip_in_a_batch_is_explained():
     at = open_page("../pages/predict.py", backbone="MobileNetV2", predict_input="batch")
     at.file_uploader(key="batch_files").set_value([("evil.zip", crafted("../evil.png"), "application/zip")]).run()
     assert not at.exception and "must be relative paths" in at.error[0].value and not at.dataframe
 
 
+@pytest.mark.slow
 def test_predict_with_the_camera():
     at = open_page("../pages/predict.py", backbone="MobileNetV2", predict_input="camera")
     assert at.camera_input(key="camera_photo").label == "Take a photo"
@@ -181,6 +207,7 @@ def test_predict_with_the_camera():
     assert any("What the network sees of your photo" in c for image in at.get("image") for c in image.captions)
 
 
+@pytest.mark.slow
 def test_train_images_per_class_from_the_camera():
     spec = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=None, hidden_units=16)
     at = open_page("../pages/train.py", transfer_spec=spec)

@@ -10,6 +10,7 @@ def vgg16_fc2():
     return tlcore.feature_extractor("VGG16", weights=None)
 
 
+@pytest.mark.slow
 def test_vgg16_without_its_output_layer_gives_4096_values(vgg16_fc2):
     assert vgg16_fc2.output.shape[1:] == (4096,)
     assert vgg16_fc2.layers[-1].name == "fc2"
@@ -24,17 +25,20 @@ def test_vgg16_without_its_output_layer_gives_4096_values(vgg16_fc2):
     np.testing.assert_allclose(single[0], features[1], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_chosen_layer_is_flattened():
     extractor = tlcore.feature_extractor("MobileNetV2", weights=None, layer="out_relu")
     features = tlcore.extract_features(extractor, [image_bytes()], backbone="MobileNetV2")
     assert features.shape == (1, 7 * 7 * 1280)
 
 
+@pytest.mark.slow
 def test_default_penultimate_layer_for_each_family():
     assert tlcore.feature_extractor("MobileNetV2", weights=None).output.shape[1:] == (1280,)
     assert tlcore.feature_extractor("ResNet50", weights=None).output.shape[1:] == (2048,)
 
 
+@pytest.mark.slow
 def test_unknown_layer():
     with pytest.raises(tlcore.ConfigError, match="Feature layer must be a layer of VGG16.*Received: layer='fc9'"):
         tlcore.feature_extractor("VGG16", weights=None, layer="fc9")
@@ -51,6 +55,7 @@ def test_project_2d_separates_two_clusters():
     assert tlcore.project_2d(np.ones((1, 5))).shape == (1, 2)
 
 
+@pytest.mark.slow
 def test_a_no_top_weights_file_serves_a_cut_inside_the_base_and_is_refused_for_fc2(tmp_path):
     base = tlcore.load_backbone("VGG16", weights=None, include_top=False, input_shape=(32, 32, 3))
     path = tmp_path / "vgg16_notop.weights.h5"

@@ -83,6 +83,7 @@ def test_the_setting_parses_and_refuses_other_values(monkeypatch):
         compiled_forward(keras.Sequential([keras.Input((8, 8, 3))]), precision="auto")
 
 
+@pytest.mark.slow
 def test_the_copy_computes_in_bfloat16_and_leaves_the_model_alone(trained):
     model, batches, _ = trained
     before = [w.copy() for w in model.get_weights()]
@@ -98,6 +99,7 @@ def test_the_copy_computes_in_bfloat16_and_leaves_the_model_alone(trained):
     assert out.dtype == np.float32 and out.shape == (16, 4)
 
 
+@pytest.mark.slow
 def test_a_trained_model_agrees_with_float32_on_held_out_images(trained):
     model, batches, held_out = trained
     check = tlcore.compare_precisions(model, batches)
@@ -108,6 +110,7 @@ def test_a_trained_model_agrees_with_float32_on_held_out_images(trained):
     assert check.max_abs_error <= MAX_PROBABILITY_ERROR
 
 
+@pytest.mark.slow
 def test_feature_vectors_agree_with_float32(trained):
     model, _, held_out = trained
     extractor = keras.Model(model.input, model.get_layer("head_pool").output)
@@ -121,6 +124,7 @@ def test_feature_vectors_agree_with_float32(trained):
     assert not np.array_equal(float32, bfloat16)  # really computed in another precision
 
 
+@pytest.mark.slow
 def test_forced_float32_is_bit_identical_to_the_plain_forward_pass(trained, store, monkeypatch):
     model, batches, held_out = trained
     plain = tf.function(lambda batch: model(batch, training=False))  # the path before precisions existed
@@ -136,6 +140,7 @@ def test_forced_float32_is_bit_identical_to_the_plain_forward_pass(trained, stor
     assert not list(store.glob("*.json"))  # nothing was measured
 
 
+@pytest.mark.slow
 def test_predict_runs_in_the_chosen_precision(trained, store, monkeypatch):
     model, _, held_out = trained
     image = str(held_out.files[0])
@@ -162,6 +167,7 @@ def test_a_forced_precision_stays_in_its_own_context(store):
     assert seen == {"here": ("float32", "forced for this session"), "other": ("auto", "TL_PRECISION")}
 
 
+@pytest.mark.slow
 def test_the_calibration_is_kept_per_machine_and_reused(trained, store, timed):
     model, _, _ = trained
     first = tlcore.choose_precision(model, backbone="VGG16")
@@ -186,6 +192,7 @@ def test_the_calibration_is_kept_per_machine_and_reused(trained, store, timed):
     assert len(timed) == 3
 
 
+@pytest.mark.slow
 def test_auto_never_picks_a_precision_measured_slower(trained, store, timed, monkeypatch):
     def verdict(float32_ms, bfloat16_ms, cosine=0.9999):
         return tlcore.Calibration("VGG16", (32, 32), 1, "x", float32_ms, bfloat16_ms, cosine, 0.0).precision
@@ -252,6 +259,7 @@ def test_a_calibration_keeps_every_pass_within_the_activation_budget(store, monk
     assert not sizes
 
 
+@pytest.mark.slow
 def test_the_feature_cache_keys_and_keeps_each_precision_apart(tmp_path, store, monkeypatch):
     shapes = tlcore.sample_dataset(per_class=4, size=32, seed=2)
     spec = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=None,
@@ -273,6 +281,7 @@ def test_the_feature_cache_keys_and_keeps_each_precision_apart(tmp_path, store, 
     assert cosine.min() > MIN_FEATURE_COSINE and not np.array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_the_sidebar_line_shows_the_precision_and_forces_float32(store):
     from streamlit.testing.v1 import AppTest
 
@@ -294,6 +303,7 @@ def test_the_sidebar_line_shows_the_precision_and_forces_float32(store):
     assert at.markdown[-1].value == "requested: float32"
 
 
+@pytest.mark.slow
 def test_the_app_sidebar_shows_the_precision_after_the_page_widgets(store):
     from support import open_page
 
@@ -316,6 +326,7 @@ def test_a_model_and_its_bfloat16_copy_are_freed_with_their_last_user():
     assert alive() is None
 
 
+@pytest.mark.slow
 def test_a_trained_run_is_checked_in_bfloat16_on_its_validation_images_before_predict_uses_it(monkeypatch):
     monkeypatch.setenv("TL_PRECISION", "auto")
     shapes = tlcore.sample_dataset(per_class=8, size=32, seed=12)

@@ -47,6 +47,7 @@ def test_own_labels_and_a_mismatch(tiny_classifier):
         tlcore.predict_top_k(tiny_classifier, image_bytes(), backbone="VGG16", labels=names[:3])
 
 
+@pytest.mark.slow
 def test_imagenet_labels_for_a_thousand_outputs():
     model = tlcore.load_backbone("MobileNetV2", weights=None)
     table = tlcore.predict_top_k(model, image_bytes((64, 64)), backbone="MobileNetV2")

@@ -26,6 +26,7 @@ import tlcore
 from tlcore.models import cost as model_cost_module
 from tlcore.models import scopes
 from tlcore.models.weights import load_weights_file
+from tlcore.models.zoo import build_architecture
 from tlcore.training import memory
 
 MB = 2**20
@@ -71,6 +72,7 @@ def test_flatten_head_on_a_large_input_is_refused_before_anything_is_allocated()
     assert issubclass(tlcore.BudgetError, tlcore.ConfigError)
 
 
+@pytest.mark.slow
 def test_activations_over_the_limit_name_the_setting_and_the_size_that_fits():
     tlcore.check_input_shape("ResNet50", (64, 64, 3))
     with peak_growth(), pytest.raises(
@@ -101,6 +103,7 @@ def test_vgg16_at_224_with_average_pooling_plans_without_allocating_its_weights(
     assert cost.trainable_activation_bytes < 8 * 1024  # a frozen base: only the head's outputs
 
 
+@pytest.mark.slow
 def test_model_cost_matches_a_real_model():
     choice = spec(backbone="MobileNetV2", trainable_from="block_16_expand", input_shape=(64, 64, 3))
     real = tlcore.build_transfer_model(choice)
@@ -109,6 +112,62 @@ def test_model_cost_matches_a_real_model():
     assert cost.params == real.count_params()
     assert cost.trainable_params == tlcore.parameter_counts(real).trainable
     assert 0 < cost.trainable_activation_bytes < cost.activation_bytes
+
+
+# --- Compute: FLOPs (multiply-adds) per image --------------------------------------------------
+
+def test_flops_of_each_kind_of_layer_follow_its_shapes_kernel_and_strides():
+    with scopes.shapes_only():
+        inputs = keras.Input((16, 16, 3))
+        x = keras.layers.Conv2D(8, 3, strides=2, padding="same")(inputs)  # 8x8x8 outputs x 3x3x3
+        x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same")(x)  # 8x8x16 x 3x3
+        x = keras.layers.SeparableConv2D(4, 3, padding="same")(x)  # 8x8 x 16 x (3x3 + 4)
+        x = keras.layers.Conv2DTranspose(2, 3, strides=2, padding="same")(x)  # 8x8x4 inputs x 3x3 x 2
+        x = keras.layers.MaxPooling2D(2)(x)  # 8x8x2 outputs x 2x2
+        x = keras.layers.GlobalAveragePooling2D()(x)  # reads 8x8x2
+        inner = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
+        x = keras.layers.Dense(5)(inner(inner(x)))  # the nested model twice (2x2 each), then 2x5
+        cost = model_cost_module.measure_model(keras.Model(inputs, x))
+    assert cost.flops == 8 * 8 * 8 * 27 + 8 * 8 * 16 * 9 + 8 * 8 * 16 * (9 + 4) + 8 * 8 * 4 * 9 * 2 \
+        + 8 * 8 * 2 * 4 + 8 * 8 * 2 + 2 * 4 + 2 * 5
+
+
+def test_vgg16_at_224_counts_its_known_15_5_gflops():
+    with scopes.shapes_only():
+        cost = model_cost_module.measure_model(build_architecture("VGG16", include_top=True))
+    print(f"VGG16 at 224: {cost.flops / 1e9:.3f} GFLOPs")
+    assert abs(cost.flops - 15.5e9) < 0.05 * 15.5e9  # the figure of the VGG paper and the Keras table
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(tlcore.BACKBONES))
+def test_every_backbone_fits_the_compute_budget_at_every_size_the_other_budgets_allow(name):
+    """At its default size, and at the largest side (up to 1024) whose activations fit."""
+    limit = tlcore.load_settings().max_activation_mb * MB
+    default = tlcore.BACKBONES[name].default_size
+    with scopes.shapes_only():
+        model_cost_module.check_model_cost(
+            model_cost_module.measure_model(build_architecture(name, include_top=True)),
+            described=name, params_advice="", activation_advice="")
+        for side in range(1024, default, -64):
+            cost = model_cost_module.measure_model(
+                build_architecture(name, include_top=False, input_shape=(side, side, 3), pooling="avg"))
+            if cost.activation_bytes <= limit:
+                break
+    print(f"{name} at {side}: {cost.flops / 1e9:.1f} GFLOPs")
+    model_cost_module.check_model_cost(cost, described=name, params_advice="", activation_advice="")
+
+
+def test_a_spec_over_the_compute_budget_names_the_setting(monkeypatch):
+    monkeypatch.setenv("TL_MAX_GFLOPS", "10")
+    with peak_growth(40), pytest.raises(
+        tlcore.BudgetError,
+        match=r"A model may take at most 10 GFLOPs \(billions of multiply-adds\) for one image on this server "
+              r"\(TL_MAX_GFLOPS\)\. Received: 15\.4 GFLOPs \(VGG16 at 224x224, .*\); use a smaller input",
+    ):
+        tlcore.plan_transfer_model(spec(input_shape=(224, 224, 3)))
+    monkeypatch.setenv("TL_MAX_GFLOPS", "16")
+    assert 15.3e9 < tlcore.model_cost(spec(input_shape=(224, 224, 3))).flops < 15.5e9
 
 
 # --- shapes_only ---------------------------------------------------------------------------------
@@ -190,6 +249,7 @@ print(imported, status("VmHWM"), tlcore.estimate_job_memory(spec, 32))
 """
 
 
+@pytest.mark.slow
 def test_job_estimate_is_an_upper_bound_of_a_real_training_step():
     """A fresh process trains MobileNetV2 (every layer, 64x64, batch 32, Adam) and reports its peak RSS."""
     run = subprocess.run([sys.executable, "-c", _MEASURE.format(root=str(ROOT))], capture_output=True,
@@ -296,6 +356,23 @@ def test_a_file_with_too_many_members_is_refused(small_keras, tmp_path):
         tlcore.load_model_file(write_zip(tmp_path / "many.keras", members))
 
 
+def test_a_large_metadata_json_is_refused_before_it_is_read(small_keras, tmp_path, monkeypatch):
+    monkeypatch.setenv("TL_MAX_MODEL_CONFIG_MB", "1")
+    members = members_of(small_keras) | {"metadata.json": b" " * (2 * MB)}
+    with pytest.raises(tlcore.ModelFileError, match=r"A model's metadata.json may be at most 1 MB "
+                                                    r"\(TL_MAX_MODEL_CONFIG_MB\)\. Received: 2\.0 MB in 'meta.keras'"):
+        tlcore.load_model_file(write_zip(tmp_path / "meta.keras", members))
+
+
+def test_a_member_stored_twice_is_refused(small_keras, tmp_path):
+    crafted = write_zip(tmp_path / "twice.keras", members_of(small_keras))
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(crafted, "a") as archive:
+        archive.writestr("config.json", members_of(small_keras)["config.json"])
+    with pytest.raises(tlcore.ModelFileError, match=r"may hold only config.json, metadata.json and model.weights.h5, "
+                                                    r"each once: .*Received: 'config.json' in 'twice.keras'"):
+        tlcore.load_model_file(crafted)
+
+
 def empty_dataset(handle: h5py.Group, name: str, shape: tuple[int, ...]) -> None:
     """A dataset declared at ``shape`` with no data written (chunked: the file stays tiny)."""
     handle.create_dataset(name, shape=shape, dtype="f4", chunks=tuple(min(d, 1000) for d in shape))
@@ -314,6 +391,7 @@ def test_a_weights_member_declaring_huge_datasets_is_refused(small_keras, tmp_pa
         tlcore.load_model_file(write_zip(tmp_path / "weights.keras", members))
 
 
+@pytest.mark.slow
 def test_a_trained_transfer_model_with_optimizer_state_saves_and_loads(tmp_path):
     model = tlcore.build_transfer_model(spec(backbone="MobileNetV2"))
     model.compile("adam", "sparse_categorical_crossentropy")
@@ -333,6 +411,7 @@ def mobilenet():
     return tlcore.load_backbone("MobileNetV2", weights=None, include_top=False, input_shape=(32, 32, 3))
 
 
+@pytest.mark.slow
 def test_a_weights_file_declaring_a_huge_empty_dataset_is_refused(mobilenet, tmp_path):
     path = tmp_path / "huge.weights.h5"
     with h5py.File(path, "w") as handle:
@@ -349,6 +428,7 @@ def test_a_weights_file_declaring_a_huge_empty_dataset_is_refused(mobilenet, tmp
         tlcore.load_backbone("MobileNetV2", weights=path, include_top=False, input_shape=(32, 32, 3))
 
 
+@pytest.mark.slow
 def test_weights_that_each_fit_but_declare_too_much_in_all_are_refused(mobilenet, tmp_path):
     path = tmp_path / "many.weights.h5"
     with h5py.File(path, "w") as handle:
@@ -360,6 +440,7 @@ def test_weights_that_each_fit_but_declare_too_much_in_all_are_refused(mobilenet
         load_weights_file(mobilenet, path)
 
 
+@pytest.mark.slow
 def test_legitimate_weights_files_load_in_both_layouts(mobilenet, tmp_path):
     keras3, legacy = tmp_path / "mine.weights.h5", tmp_path / "legacy.h5"
     mobilenet.save_weights(keras3)
@@ -371,6 +452,7 @@ def test_legitimate_weights_files_load_in_both_layouts(mobilenet, tmp_path):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_a_non_hdf5_weights_file_is_refused(mobilenet, tmp_path):
     (tmp_path / "text.h5").write_text("not weights")
     with pytest.raises(tlcore.WeightsError, match="Received: weights of another architecture or size: it is not an HDF5"):
@@ -379,6 +461,7 @@ def test_a_non_hdf5_weights_file_is_refused(mobilenet, tmp_path):
 
 # --- Build page ------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_build_page_shows_the_budget_refusal_as_an_error():
     from support import open_page
 

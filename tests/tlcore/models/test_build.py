@@ -39,6 +39,7 @@ def test_trainable_from_a_layer_and_everything():
     assert all(l.trainable for l in whole.layers)
 
 
+@pytest.mark.slow
 def test_base_trained_from_scratch_lets_batchnorm_learn():
     model = tlcore.build_transfer_model(spec(backbone="MobileNetV2", trainable_from=tlcore.ALL_LAYERS, weights=None))
     bn = next(l for l in model.get_layer("mobilenetv2_1.00_32").layers if isinstance(l, keras.layers.BatchNormalization))
@@ -51,6 +52,7 @@ def test_unknown_trainable_from_layer():
         tlcore.build_transfer_model(spec(trainable_from="block9"))
 
 
+@pytest.mark.slow
 def test_pretrained_base_keeps_its_batchnorm_statistics_when_unfrozen(tmp_path):
     pretrained = tlcore.load_backbone("MobileNetV2", weights=None, include_top=False, input_shape=(32, 32, 3))
     pretrained.save_weights(tmp_path / "pretrained.weights.h5")
@@ -89,6 +91,7 @@ def test_input_too_small_is_explained_before_keras_fails():
         tlcore.build_transfer_model(spec(input_shape=(16, 16, 3)))
 
 
+@pytest.mark.slow
 def test_trainable_from_a_layer_keras_names_itself_holds_in_the_next_build():
     choices = tlcore.trainable_from_choices("Xception")
     assert "conv2d" in choices  # the residual convolutions Keras names itself, as in a fresh process

@@ -9,6 +9,7 @@ VGG = dict(backbone="VGG16", input_shape=(96, 96, 3), hidden_units=256)
 
 
 @pytest.mark.parametrize("name", list(tlcore.BACKBONES))
+@pytest.mark.slow
 def test_the_default_layer_to_train_from_is_the_third_last_with_weights(name):
     choices = tlcore.trainable_from_choices(name)
     assert tlcore.default_trainable_from(name) == choices[-3]
@@ -23,6 +24,7 @@ def test_the_default_layer_to_train_from_of_vgg16_is_its_last_block():
 
 
 @pytest.mark.parametrize("name,layer", [("VGG16", "fc2"), ("ResNet50", "avg_pool"), ("MobileNetV2", None)])
+@pytest.mark.slow
 def test_the_default_feature_layer_is_the_one_a_feature_extractor_cuts_after(name, layer):
     default = tlcore.default_feature_layer(name)
     assert default == (layer or tlcore.layer_names(name, include_top=True)[-2])
@@ -54,6 +56,7 @@ def test_the_summary_in_full():
         "random (untrained) weights")
 
 
+@pytest.mark.slow
 def test_the_train_page_states_the_spec_and_offers_builds_default_to_fine_tune_from():
     spec = tlcore.TransferSpec(**VGG, num_classes=4)  # ImageNet weights, frozen: no warning
     at = open_page("../pages/train.py", transfer_spec=spec)
@@ -67,6 +70,7 @@ def test_the_train_page_states_the_spec_and_offers_builds_default_to_fine_tune_f
     assert "random (untrained) weights" in " ".join(c.value for c in at.caption)
 
 
+@pytest.mark.slow
 def test_the_build_page_offers_the_same_default_layer_to_train_from():
     at = open_page("../pages/build.py")
     at.radio(key="training").set_value("Train from a layer").run()

@@ -58,6 +58,7 @@ def test_seed_48x48_head_with_two_blocks_is_refused_with_the_smallest_input():
     tlcore.check_transfer_spec(spec(input_shape=(128, 128, 3), conv_blocks=2))  # the size it names works
 
 
+@pytest.mark.slow
 def test_one_block_on_a_1x1_map_names_its_pooling():
     with pytest.raises(tlcore.ShapeError, match=(
             r"^The feature map leaving the base must be at least 3x3 for 1 convolutional block with a 3x3 max "
@@ -126,6 +127,7 @@ def test_run_records_keep_the_blocks_and_old_records_still_load(tmp_path):
     assert not any(layer.name.startswith("head_conv") for layer in tlcore.build_transfer_model(old).layers)
 
 
+@pytest.mark.slow
 def test_a_saved_model_with_blocks_passes_the_allow_list(tmp_path):
     model = tlcore.build_transfer_model(spec(backbone="MobileNetV2", input_shape=(32, 32, 3), conv_blocks=1,
                                              conv_pool=1, conv_filters=4))
@@ -134,6 +136,7 @@ def test_a_saved_model_with_blocks_passes_the_allow_list(tmp_path):
     assert isinstance(loaded.get_layer("head_conv_1"), keras.layers.Conv2D)
 
 
+@pytest.mark.slow
 def test_training_a_head_with_blocks_reads_the_frozen_base_from_the_feature_cache(tmp_path):
     dataset = tlcore.sample_dataset(per_class=4, size=32, seed=3)
     cache = tlcore.training.feature_cache.FeatureCache(tmp_path / "features")

@@ -32,6 +32,8 @@ from tlcore.inference.predict import top_k_table
 from tlcore.models.labels import CLASS_INDEX_MD5, CLASS_INDEX_PATH, imagenet_class_names
 from tlcore.models.scopes import shapes_only
 
+pytestmark = pytest.mark.slow  # each test builds Keras's own models to compare with
+
 NAMES = list(tlcore.BACKBONES)
 PADDED = ("MobileNetV2", "EfficientNetB0")
 """Backbones whose padding depends on the input's size (``imagenet_utils.correct_pad``)."""

@@ -22,6 +22,7 @@ def saved(tmp_path_factory):
     return model, path
 
 
+@pytest.mark.slow
 def test_a_transfer_model_loads_and_predicts_the_same(saved):
     model, path = saved
     loaded = tlcore.load_model_file(path)
@@ -36,6 +37,7 @@ def test_lambda_model_is_refused(tmp_path):
         tlcore.load_model_file(tmp_path / "lambda.keras")
 
 
+@pytest.mark.slow
 def test_a_function_from_outside_keras_never_runs(saved, tmp_path, monkeypatch):
     """A crafted config names a non-Keras function; the canary it would write never appears."""
     canary = tmp_path / "canary.txt"
@@ -82,6 +84,7 @@ def test_legacy_h5_and_non_archives_are_refused(tmp_path):
         tlcore.load_model_file(text)
 
 
+@pytest.mark.slow
 def test_develop_a_model_reuses_a_saved_base(saved):
     model, path = saved
     spec = tlcore.TransferSpec(backbone="MobileNetV2", input_shape=(32, 32, 3), base_model=str(path),
@@ -98,6 +101,7 @@ def test_develop_a_model_reuses_a_saved_base(saved):
                                                         base_model=str(path)))
 
 
+@pytest.mark.slow
 def test_a_sequential_model_file_predicts_and_explains_like_the_model_saved(tmp_path):
     """A Sequential read back has no ``input``; it is served as a functional model over the same layers."""
     keras.utils.set_random_seed(4)
@@ -117,6 +121,7 @@ def test_a_sequential_model_file_predicts_and_explains_like_the_model_saved(tmp_
     assert heat.shape == (32, 32) and 0 <= heat.min() and heat.max() <= 1
 
 
+@pytest.mark.slow
 def test_an_uploaded_model_is_stored_by_content_and_loads_from_the_store(saved, tmp_path, monkeypatch):
     monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
     model, path = saved

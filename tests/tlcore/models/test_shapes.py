@@ -24,6 +24,7 @@ def test_feature_map_sizes(size, expected):
     assert bool(tlcore.check_input_shape("VGG16", (size, size, 3)).notes) == (expected[0] == 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(tlcore.BACKBONES))
 def test_every_backbone_refuses_one_under_its_minimum(name):
     spec = tlcore.BACKBONES[name]
@@ -62,6 +63,7 @@ def test_smallest_input():
     assert tlcore.smallest_input("InceptionV3") == 75
 
 
+@pytest.mark.slow
 def test_padded_backbones_are_measured_at_the_real_size():
     # MobileNetV2 and EfficientNet pad by the input's size: 48 leaves 2x2 (not 1x1), 300 leaves 10x10.
     check = tlcore.check_input_shape("MobileNetV2", (48, 48, 3))
@@ -81,6 +83,7 @@ def test_full_network_with_weights_none_takes_any_size_from_the_minimum():
     assert model.output.shape[1:] == (1000,)
 
 
+@pytest.mark.slow
 def test_mobilenet_v2_has_imagenet_classifiers_at_five_sizes():
     for size in (96, 128, 160, 192, 224):
         tlcore.check_input_shape("MobileNetV2", (size, size, 3), include_top=True)

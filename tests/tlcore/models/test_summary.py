@@ -13,6 +13,7 @@ def vgg16_notop():
     return tlcore.load_backbone("VGG16", weights=None, include_top=False)
 
 
+@pytest.mark.slow
 def test_vgg16_table(vgg16):
     table = tlcore.layer_table(vgg16)
     assert list(table.columns) == ["name", "type", "output_shape", "params", "trainable"]
@@ -30,6 +31,7 @@ def test_vgg16_without_top(vgg16_notop):
     assert table["output_shape"].iloc[-1] == "(None, 7, 7, 512)"
 
 
+@pytest.mark.slow
 def test_compare_marks_the_removed_head(vgg16, vgg16_notop):
     diff = tlcore.compare_layers(vgg16, vgg16_notop)
     assert list(diff.query("status == 'removed'")["name"]) == ["flatten", "fc1", "fc2", "predictions"]

@@ -26,6 +26,7 @@ def test_status_reports_missing_then_cached_without_downloading(keras_home, monk
     assert not tlcore.weights_status("VGG16", include_top=False).cached
 
 
+@pytest.mark.slow
 def test_missing_weights_offline_name_file_folder_and_url(keras_home, monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Name or service not known")
@@ -40,6 +41,7 @@ def test_missing_weights_offline_name_file_folder_and_url(keras_home, monkeypatc
     assert not list(keras_home.iterdir())  # no partial file left behind
 
 
+@pytest.mark.slow
 def test_cached_imagenet_file_is_loaded_from_the_keras_cache(keras_home):
     source = tlcore.load_backbone("MobileNetV2", weights=None, include_top=False, input_shape=(32, 32, 3))
     keras_home.mkdir(parents=True)
@@ -51,6 +53,7 @@ def test_cached_imagenet_file_is_loaded_from_the_keras_cache(keras_home):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_local_weights_file_round_trip(tmp_path):
     source = tlcore.load_backbone("VGG16", weights=None, include_top=False, input_shape=(32, 32, 3))
     path = tmp_path / "mine.weights.h5"
@@ -62,6 +65,7 @@ def test_local_weights_file_round_trip(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_weights_of_another_architecture_are_refused(tmp_path):
     other = tlcore.load_backbone("MobileNetV2", weights=None, include_top=False, input_shape=(32, 32, 3))
     path = tmp_path / "other.weights.h5"
@@ -90,6 +94,7 @@ def weights_server(tmp_path):
     server.shutdown()
 
 
+@pytest.mark.slow
 def test_download_reports_progress_checks_md5_and_caches(keras_home, weights_server):
     url, payload = weights_server
     spec = dataclasses.replace(
@@ -103,6 +108,7 @@ def test_download_reports_progress_checks_md5_and_caches(keras_home, weights_ser
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
+@pytest.mark.slow
 def test_download_with_wrong_checksum_leaves_nothing(keras_home, weights_server):
     url, _ = weights_server
     spec = dataclasses.replace(
@@ -138,6 +144,7 @@ def mobilenet_files(tmp_path_factory):
     return files, paths
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["legacy", "keras3"])
 @pytest.mark.parametrize("kind", ["no top", "full"])
 def test_a_base_takes_a_no_top_file_or_a_full_one(mobilenet_files, kind, layout):
@@ -151,6 +158,7 @@ def test_a_base_takes_a_no_top_file_or_a_full_one(mobilenet_files, kind, layout)
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["legacy", "keras3"])
 def test_predict_needs_the_full_file(mobilenet_files, layout):
     _, paths = mobilenet_files
@@ -166,6 +174,7 @@ def test_predict_needs_the_full_file(mobilenet_files, layout):
     assert full.output.shape[1:] == (1000,)
 
 
+@pytest.mark.slow
 def test_a_full_legacy_file_is_read_in_layer_order_whatever_its_layer_names(tmp_path):
     import keras
 
@@ -179,6 +188,7 @@ def test_a_full_legacy_file_is_read_in_layer_order_whatever_its_layer_names(tmp_
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.slow
 def test_a_file_of_neither_kind_is_refused_with_both_named(mobilenet_files):
     _, paths = mobilenet_files
     with pytest.raises(tlcore.WeightsError, match=r"must be VGG16's, with or without its top. Received: weights "
@@ -186,6 +196,7 @@ def test_a_file_of_neither_kind_is_refused_with_both_named(mobilenet_files):
         weights_module.weights_file_kind("VGG16", paths["full", "legacy"])
 
 
+@pytest.mark.slow
 def test_mobilenet_v2_loads_the_imagenet_file_of_its_input_size(keras_home):
     keras_home.mkdir(parents=True)
     made = tlcore.load_backbone("MobileNetV2", weights=None, include_top=True, input_shape=(128, 128, 3))
@@ -198,6 +209,7 @@ def test_mobilenet_v2_loads_the_imagenet_file_of_its_input_size(keras_home):
     assert loaded.name == "mobilenetv2_1.00_128"
 
 
+@pytest.mark.slow
 def test_a_group_keras_never_reads_is_skipped_only_in_the_layout_keras_reads_so(mobilenet_files, tmp_path):
     """An unlisted ``optimizer_weights`` group is never read from a legacy ``.h5``; the same bytes named
     ``.weights.h5`` are read by Keras 3, which never reads a group by that name either, but every

@@ -15,6 +15,7 @@ def test_registry_has_the_eight_required_backbones():
             "InceptionV3", "Xception", "DenseNet121"} <= set(NAMES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_each_backbone_builds_at_its_minimum_size(name):
     spec = tlcore.BACKBONES[name]
@@ -27,6 +28,7 @@ def test_each_backbone_builds_at_its_minimum_size(name):
     assert len(last_conv) == 4 and last_conv[-1] == out.shape[-1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_feature_layer_is_the_penultimate_layer(name):
     spec = tlcore.BACKBONES[name]
@@ -66,6 +68,7 @@ def test_unknown_backbone_lists_the_names():
         get_backbone("VGG17")
 
 
+@pytest.mark.slow
 def test_adding_a_row_is_all_it_takes(monkeypatch):
     import dataclasses
     from types import MappingProxyType
@@ -90,6 +93,7 @@ def test_mobilenet_v2_has_a_weights_file_per_input_size():
     assert tlcore.BACKBONES["VGG16"].imagenet_top_sizes == (224,)
 
 
+@pytest.mark.slow
 def test_layer_names_are_the_same_in_every_build():
     from tlcore.models.zoo import build_architecture
 
@@ -99,6 +103,7 @@ def test_layer_names_are_the_same_in_every_build():
     assert first == second and first[1] == "conv2d"
 
 
+@pytest.mark.slow
 def test_efficientnet_for_imagenet_weights_has_keras_s_extra_rescaling():
     from tlcore.models.zoo import build_architecture
 

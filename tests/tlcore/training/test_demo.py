@@ -37,6 +37,7 @@ def test_the_target_dataset_is_deterministic_and_its_classes_are_new():
         tlcore.demo_target_dataset(per_class=1)
 
 
+@pytest.mark.slow
 def test_the_reused_base_beats_the_same_target_from_scratch_by_a_clear_margin():
     """The demo's own recipe, in this process (no Ray), at one seed (``DEMO_RECIPE``'s note has more)."""
     keras.backend.clear_session()
@@ -96,6 +97,7 @@ def clicked_demo(ray_address):
     return at, demo, snapshot, live
 
 
+@pytest.mark.slow
 def test_homes_button_chains_the_source_then_the_target_pair_on_its_trained_base(clicked_demo):
     from ui.training import run_store
 
@@ -123,6 +125,7 @@ def test_homes_button_chains_the_source_then_the_target_pair_on_its_trained_base
     assert sum((a == c).all() for a, _, c in pairs if a.std() > 0) == 0
 
 
+@pytest.mark.slow
 def test_home_shows_the_target_curves_the_gap_and_links_to_the_three_runs(clicked_demo):
     from ui.training import run_store
 
@@ -147,6 +150,7 @@ def test_the_demo_button_is_off_in_read_only_mode(monkeypatch):
     assert next(b for b in at.button if b.label == "Run the develop-a-model demo").disabled
 
 
+@pytest.mark.slow
 def test_homes_address_names_the_demo_so_a_new_session_reopens_it(clicked_demo):
     from streamlit.testing.v1 import AppTest
     from support import APP

@@ -42,6 +42,7 @@ def test_seeded_batches_are_reshuffled_every_epoch_and_the_same_for_the_same_see
         np.testing.assert_array_equal(x.numpy()[:, 0], 2 * y.numpy())
 
 
+@pytest.mark.slow
 def test_features_are_computed_once_kept_on_disk_and_memory_mapped(tmp_path, shapes):
     model = tlcore.build_transfer_model(dataclasses.replace(SPEC, num_classes=4))
     prefix, _ = frozen_split(model)
@@ -61,6 +62,7 @@ def test_features_are_computed_once_kept_on_disk_and_memory_mapped(tmp_path, sha
     np.testing.assert_allclose(rows[5], prefix(x).numpy()[0], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_key_follows_the_dataset_the_weights_the_size_the_cut_and_the_fitting(tmp_path, shapes):
     def prefix(spec):
         keras.utils.set_random_seed(0)
@@ -84,6 +86,7 @@ def test_the_key_follows_the_dataset_the_weights_the_size_the_cut_and_the_fittin
     assert len({key, *others.values()}) == 1 + len(others), others
 
 
+@pytest.mark.slow
 def test_a_second_run_with_another_head_never_runs_the_base(tmp_path, shapes, monkeypatch):
     cache = FeatureCache(tmp_path)
     seen = []
@@ -103,12 +106,14 @@ def test_a_second_run_with_another_head_never_runs_the_base(tmp_path, shapes, mo
     assert second.evaluation.confusion.sum() == first.evaluation.confusion.sum() > 0
 
 
+@pytest.mark.slow
 def test_training_never_asks_for_the_whole_dataset_as_an_array(shapes, monkeypatch, tmp_path):
     assert not hasattr(tlcore.ImageDataset, "arrays")
     result = tlcore.train(SPEC, shapes, tlcore.TrainConfig(epochs=1, batch_size=8, cache_features=False))
     assert not result.feature_cache and len(result.history) == 1
 
 
+@pytest.mark.slow
 def test_old_feature_files_make_room_and_a_run_streams_when_even_that_is_not_enough(tmp_path, shapes, monkeypatch):
     monkeypatch.setenv("TL_DATA_DIR", str(tmp_path))  # a data folder of its own: its usage is exactly known
     cache = FeatureCache(tmp_path / "features")

@@ -99,6 +99,7 @@ def line(tmp_path_factory, dataset):
     return seen
 
 
+@pytest.mark.slow
 def test_one_job_at_a_time_others_wait_with_their_position(line):
     assert line.running.state == "running" and line.running.progress is not None
     assert [(s.state, s.position) for s in line.waiting] == [("queued", 1), ("queued", 2)]
@@ -111,6 +112,7 @@ def test_one_job_at_a_time_others_wait_with_their_position(line):
     assert runs.loc[line.third.run_id, "status"] == "stopped"  # left the line: stopped, never "interrupted"
 
 
+@pytest.mark.slow
 def test_history_is_saved_as_it_happens_and_eta_is_reported(line):
     snapshot = line.running
     assert len(snapshot.history) >= 2
@@ -118,6 +120,7 @@ def test_history_is_saved_as_it_happens_and_eta_is_reported(line):
     assert line.history_on_disk >= 2  # on disk before training ends
 
 
+@pytest.mark.slow
 def test_a_jobs_history_arrives_epoch_by_epoch_and_ends_as_the_run_stores(line):
     for done, stored in ((line.first_done, line.first_stored), (line.second_done, line.second_stored)):
         assert len(done.history) == len(stored) >= 1
@@ -127,6 +130,7 @@ def test_a_jobs_history_arrives_epoch_by_epoch_and_ends_as_the_run_stores(line):
     pd.testing.assert_frame_equal(line.running.history, line.first_done.history.iloc[:seen], check_dtype=False)
 
 
+@pytest.mark.slow
 def test_the_line_has_a_limit(line):
     assert line.line_full is not None and re.search("At most 2 training jobs may wait", line.line_full), line.line_full
     assert line.line_full.startswith("ConfigError")
@@ -141,6 +145,7 @@ def test_a_spec_that_cannot_work_is_refused_when_submitted(tmp_path, dataset):
     assert store.list().empty
 
 
+@pytest.mark.slow
 def test_a_failing_job_reports_plainly(tmp_path):
     vanishing = tlcore.load_dataset({"a": [image_bytes(seed=1), image_bytes(seed=2)],
                                      "b": [image_bytes(seed=3), image_bytes(seed=4)]})
@@ -164,6 +169,7 @@ def test_a_job_over_the_memory_budget_is_refused_before_any_worker_starts(tmp_pa
     assert store.list().empty
 
 
+@pytest.mark.slow
 def test_shared_base_weights_are_untouched_by_someone_elses_fine_tuning(line):
     assert line.second_done.state == "done"
     trained = line.store.load_model(line.second.run_id)
@@ -171,6 +177,7 @@ def test_shared_base_weights_are_untouched_by_someone_elses_fine_tuning(line):
     assert not np.array_equal(trained.get_layer("vgg16").get_weights()[0], line.shared.get_weights()[0])
 
 
+@pytest.mark.slow
 def test_old_finished_jobs_are_let_go_but_their_runs_stay(line):
     assert not line.second_finished_before_latest  # finished then: first and third only
     assert line.handles == {line.second.id, line.third.id, line.latest.id}  # first, the oldest finished, let go
@@ -179,6 +186,7 @@ def test_old_finished_jobs_are_let_go_but_their_runs_stay(line):
     assert line.store.get(line.first.run_id).model_path.is_file() and len(line.runs) == 4
 
 
+@pytest.mark.slow
 def test_a_dataset_a_job_reads_cannot_be_deleted_until_the_job_ends(line):
     name = line.uploaded.root.name
     assert name in line.in_use_queued and line.kept_queued

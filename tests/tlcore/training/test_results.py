@@ -77,10 +77,10 @@ def test_the_store_reads_an_old_result_file_into_a_run_result(tmp_path):
     assert record.result.confidently_wrong[1].predicted == "circle"
 
 
-def test_the_old_keys_still_read_for_callers_not_yet_moved():
+def test_a_result_is_read_by_attributes_only_and_round_trips_its_json():
     result = tlcore.RunResult.from_json(WRITTEN_BEFORE)
-    assert result["accuracy"] == 0.5 and result["confusion"] == WRITTEN_BEFORE["confusion"]
-    assert result.get("validation_indices") == [0, 3, 7, 9, 12, 15] and result.get("nothing", 7) == 7
-    assert "seconds" in result and "nothing" not in result
-    with pytest.raises(KeyError):
-        result["nothing"]
+    assert result.accuracy == 0.5 and [list(row) for row in result.confusion] == WRITTEN_BEFORE["confusion"]
+    assert result.validation_indices == (0, 3, 7, 9, 12, 15)
+    assert tlcore.RunResult.from_json(result.to_json()) == result
+    with pytest.raises(TypeError):
+        result["accuracy"]  # no dict access: a typo is an AttributeError, not a silent None

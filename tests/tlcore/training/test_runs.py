@@ -21,6 +21,7 @@ def finished(tmp_path_factory):
     return dataset, result
 
 
+@pytest.mark.slow
 def test_write_read_back_and_list(tmp_path, finished):
     dataset, result = finished
     store = tlcore.RunStore(tmp_path)
@@ -42,6 +43,7 @@ def test_write_read_back_and_list(tmp_path, finished):
     assert store.list().empty and not (tmp_path / run_id).exists()
 
 
+@pytest.mark.slow
 def test_exported_model_loads_in_plain_keras_safe_mode_and_predicts_the_same(tmp_path, finished):
     dataset, result = finished
     store = tlcore.RunStore(tmp_path)
@@ -65,6 +67,7 @@ def _write_forever(root: str, run_id: str) -> None:
         store.record_history(run_id, pd.DataFrame(rows, columns=HISTORY_COLUMNS))
 
 
+@pytest.mark.slow
 def test_a_killed_writer_leaves_a_whole_earlier_history(tmp_path, finished):
     dataset, result = finished
     store = tlcore.RunStore(tmp_path)
@@ -83,6 +86,7 @@ def test_a_killed_writer_leaves_a_whole_earlier_history(tmp_path, finished):
     assert store.list().loc[0, "status"] == "running"  # reopened as not finished, earlier epochs kept
 
 
+@pytest.mark.slow
 def test_missing_run_and_missing_model(tmp_path, finished):
     dataset, result = finished
     store = tlcore.RunStore(tmp_path)
@@ -93,6 +97,7 @@ def test_missing_run_and_missing_model(tmp_path, finished):
         store.load_model(run_id)
 
 
+@pytest.mark.slow
 def test_the_confidently_wrong_images_come_with_their_files_and_the_class_they_were_taken_for(tmp_path, finished):
     dataset, result = finished
     store = tlcore.RunStore(tmp_path)

@@ -54,6 +54,7 @@ def test_a_run_alone_has_no_comparison(tmp_path):
     assert tlcore.scratch_comparison(store, alone) is None
 
 
+@pytest.mark.slow
 def test_a_pair_from_the_train_page_trains_on_the_same_split_and_states_the_gap():
     """One switch on Train queues the twin; its run page and Runs show both curves and the gap."""
     from ui.training import job_queue, run_store

@@ -18,6 +18,7 @@ def vgg(**changes):
     return tlcore.TransferSpec(**{**values, **changes})
 
 
+@pytest.mark.slow
 def test_loss_goes_down_on_the_sample_dataset(shapes):
     """Everything that decides the result is pinned by the seed, whatever ran before in this process.
 
@@ -37,6 +38,7 @@ def test_loss_goes_down_on_the_sample_dataset(shapes):
     assert set(result.history.columns) >= {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"}
 
 
+@pytest.mark.slow
 def test_stop_after_the_first_epoch_keeps_one_epoch(shapes):
     stop = threading.Event()
     batches = []
@@ -51,6 +53,7 @@ def test_stop_after_the_first_epoch_keeps_one_epoch(shapes):
     assert result.evaluation.confusion.sum() == 20  # 4 classes x 5 held out, still evaluated
 
 
+@pytest.mark.slow
 def test_stop_mid_epoch_stops_at_the_next_batch(shapes):
     stop = threading.Event()
     seen = []
@@ -65,6 +68,7 @@ def test_stop_mid_epoch_stops_at_the_next_batch(shapes):
     assert result.stopped and result.history["complete"].tolist() == [True, False]
 
 
+@pytest.mark.slow
 def test_feature_cache_trains_exactly_the_same_model():
     """Same data, seed and spec: the cached path gives the same weights as plain model.fit.
 
@@ -82,6 +86,7 @@ def test_feature_cache_trains_exactly_the_same_model():
     assert abs(cached.evaluation.accuracy - plain.evaluation.accuracy) <= 0.05
 
 
+@pytest.mark.slow
 def test_frozen_split_shares_variables_and_refuses_a_skip_connection():
     model = tlcore.build_transfer_model(vgg(trainable_from="block5_conv1"))
     prefix, rest = frozen_split(model)
@@ -95,11 +100,13 @@ def test_frozen_split_shares_variables_and_refuses_a_skip_connection():
     assert frozen_split(tlcore.build_transfer_model(vgg(trainable_from="all"))) is None
 
 
+@pytest.mark.slow
 def test_augmentation_turns_the_cache_off(shapes):
     result = tlcore.train(vgg(), shapes, tlcore.TrainConfig(epochs=1, augment=True))
     assert not result.feature_cache and len(result.history) == 1
 
 
+@pytest.mark.slow
 def test_second_phase_unfreezes_and_continues(shapes):
     result = tlcore.train(vgg(), shapes, tlcore.TrainConfig(epochs=1, fine_tune_from="block5_conv1",
                                                             fine_tune_epochs=1, fine_tune_learning_rate=1e-5))
@@ -141,6 +148,7 @@ def test_batch_progress_fraction():
     assert BatchProgress("train", 4, 4, 10, 10).fraction == 1.0
 
 
+@pytest.mark.slow
 def test_a_network_trained_from_scratch_validates_on_statistics_of_what_it_learned():
     """MobileNetV2 from random weights, everything trainable: validation must reflect what was learned.
 
@@ -177,6 +185,7 @@ def test_a_notebook_run_over_the_job_memory_budget_is_refused_before_anything_is
     assert built == []
 
 
+@pytest.mark.slow
 def test_a_spec_the_job_queue_checked_is_not_checked_again(monkeypatch):
     import tlcore.training.train as loop
 

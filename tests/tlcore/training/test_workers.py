@@ -19,6 +19,8 @@ from ray import cloudpickle
 import tlcore
 from tlcore.training.config import BatchProgress
 
+pytestmark = pytest.mark.slow  # trains in Ray workers
+
 ROOT = Path(__file__).resolve().parents[3]
 SPEC = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=None, hidden_units=8)
 
