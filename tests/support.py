@@ -1,6 +1,8 @@
-"""Helpers the tests import: made-up images, and the app opened on a page (AppTest)."""
+"""Helpers the tests import: made-up images and zips, the demo at its smallest, and the app opened on a page."""
 
+import dataclasses
 import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +39,26 @@ def open_page(page: str, *, backbone: str = "VGG16", weights: str = RANDOM, **st
         at.switch_page(page).run()
     assert not at.exception, at.exception
     return at
+
+
+def zip_of(members: dict[str, bytes]) -> bytes:
+    """A deflated zip of ``members`` (member name -> bytes), in order."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def tiny_demo_recipe():
+    """The develop-a-model demo at its smallest: VGG16 at 32 px, 4 images a class, one epoch a run."""
+    import tlcore
+
+    recipe = tlcore.DEMO_RECIPE
+    return tlcore.DemoRecipe(
+        seed=5, size=32, source_per_class=4, target_per_class=4,
+        source_spec=dataclasses.replace(recipe.source_spec, backbone="VGG16", input_shape=(32, 32, 3)),
+        source_config=dataclasses.replace(recipe.source_config, epochs=1, batch_size=8),
+        target_spec=dataclasses.replace(recipe.target_spec, backbone="VGG16", input_shape=(32, 32, 3)),
+        target_config=dataclasses.replace(recipe.target_config, epochs=1, batch_size=8, validation_fraction=0.5),
+    )

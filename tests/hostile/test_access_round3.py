@@ -1,7 +1,6 @@
 """Issue 23, round 3: who may stop a demo, links shown literally, server paths by the connection,
 read-only exports, Ray's token file, and a crafted ``class_name``."""
 
-import dataclasses
 import json
 import os
 import stat
@@ -12,18 +11,11 @@ import zipfile
 import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
-from support import APP, RANDOM
+from support import APP, RANDOM, tiny_demo_recipe
 
 import tlcore
 
-TINY = tlcore.DemoRecipe(
-    seed=5, size=32, source_per_class=4, target_per_class=4,
-    source_spec=dataclasses.replace(tlcore.DEMO_RECIPE.source_spec, backbone="VGG16", input_shape=(32, 32, 3)),
-    source_config=dataclasses.replace(tlcore.DEMO_RECIPE.source_config, epochs=1, batch_size=8),
-    target_spec=dataclasses.replace(tlcore.DEMO_RECIPE.target_spec, backbone="VGG16", input_shape=(32, 32, 3)),
-    target_config=dataclasses.replace(tlcore.DEMO_RECIPE.target_config, epochs=1, batch_size=8,
-                                      validation_fraction=0.5),
-)
+TINY = tiny_demo_recipe()
 
 
 def app(**params: str) -> AppTest:

@@ -8,12 +8,11 @@ import json
 import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import keras
 import pytest
-from support import image_bytes
+from support import image_bytes, zip_of
 
 import tlcore
 from tlcore.data.intake import image_format, max_image_file_bytes
@@ -21,14 +20,6 @@ from tlcore.data.intake import image_format, max_image_file_bytes
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 2**20
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def make_zip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def tiny_model(classes: int = 3) -> keras.Model:
@@ -43,9 +34,9 @@ def test_members_are_judged_by_their_first_bytes_and_declared_size(monkeypatch):
     monkeypatch.setenv("TL_MAX_COMPRESSION_RATIO", "5000")  # zeros compress 1000:1; the ratio check is not tested here
     limit = max_image_file_bytes(tlcore.load_settings())
     assert limit == 1000 * 8 + 16 * MiB
-    archive = make_zip({"ok.png": image_bytes((30, 30), seed=1), "zeros.png": bytes(2 * MiB),
+    archive = zip_of({"ok.png": image_bytes((30, 30), seed=1), "zeros.png": bytes(2 * MiB),
                         "huge.png": PNG_SIGNATURE + bytes(limit), "empty.jpg": b"",
-                        "inner.zip": make_zip({"a.png": image_bytes()})})
+                        "inner.zip": zip_of({"a.png": image_bytes()})})
     items = tlcore.batch_inputs([("up.zip", archive), ("plain.png", b"GIF89a but no more")])
     result = tlcore.predict_batch(tiny_model(), items, backbone="MobileNetV2", labels=["a", "b", "c"])
     assert result.table["file"].tolist() == ["up.zip/ok.png"]
@@ -147,7 +138,7 @@ def test_csv_cells_a_spreadsheet_would_run_are_neutralised():
     """OWASP's CSV injection advice: a cell starting with = + - @ tab or CR gets a leading single quote."""
     formula = '=HYPERLINK("http://x","y").png'
     labels = ["@SUM(1+1)", "-2+3", "+cmd|' /C calc'!A0"]  # whichever is top-1, the cell starts dangerously
-    archive = make_zip({"@evil/-1.png": image_bytes(seed=2), "\tnote.txt": b"=1+1"})
+    archive = zip_of({"@evil/-1.png": image_bytes(seed=2), "\tnote.txt": b"=1+1"})
     files = [(formula, image_bytes(seed=1)), ("plain.png", image_bytes(seed=3)), ("pack.zip", archive),
              ("+bad.png", b"not an image")]
     result = tlcore.predict_batch(tiny_model(), tlcore.batch_inputs(files), backbone="MobileNetV2", labels=labels)

@@ -7,19 +7,11 @@ import zipfile
 import keras
 import pandas as pd
 import pytest
-from support import image_bytes, open_page
+from support import image_bytes, open_page, zip_of
 
 import tlcore
 
 CLASSES = ["circle", "square", "triangle"]
-
-
-def make_zip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def jpeg(seed: int, size=(64, 48)) -> bytes:
@@ -36,7 +28,7 @@ def tiny_model() -> keras.Model:
 
 
 def test_many_images_and_a_zip_give_one_row_each_in_upload_order(tiny_model):
-    archive = make_zip({"photos/a/1.png": image_bytes(seed=1), "photos/b/2.jpg": jpeg(2),
+    archive = zip_of({"photos/a/1.png": image_bytes(seed=1), "photos/b/2.jpg": jpeg(2),
                         "__MACOSX/photos/a/._1.png": b"junk", "photos/.DS_Store": b"junk", "photos/notes.txt": b"hi"})
     files = [("one.png", image_bytes(seed=3)), ("more.zip", archive), ("two.jpg", jpeg(4))]
     items = tlcore.batch_inputs(files)
@@ -96,7 +88,7 @@ def crafted(name: str, **info_attributes) -> bytes:
     (crafted("../evil.png"), "must be relative paths"),
     (crafted("/etc/evil.png"), "must be relative paths"),
     (crafted("link.png", external_attr=(stat.S_IFLNK | 0o777) << 16), "may not contain links"),
-    (make_zip({"bomb.png": b"\0" * 2_000_000}), "compressed at most 100:1"),
+    (zip_of({"bomb.png": b"\0" * 2_000_000}), "compressed at most 100:1"),
     (b"PK\x03\x04 but nothing after", "must be a readable .zip file"),
 ])
 def test_bad_zips_are_refused_whole_by_the_dataset_checks(archive, message):
@@ -112,7 +104,7 @@ def test_budgets_are_the_datasets(monkeypatch):
     one = image_bytes((64, 64))
     monkeypatch.setenv("TL_MAX_ARCHIVE_BYTES", str(int(1.5 * len(one))))  # each upload fits, not both together
     with pytest.raises(tlcore.DatasetError, match=r"at most [\d,]+ bytes in all.*TL_MAX_ARCHIVE_BYTES.*at 2.zip"):
-        tlcore.batch_inputs([("1.zip", make_zip({"a.png": one})), ("2.zip", make_zip({"b.png": one}))])
+        tlcore.batch_inputs([("1.zip", zip_of({"a.png": one})), ("2.zip", zip_of({"b.png": one}))])
 
 
 def test_labels_must_match_the_outputs(tiny_model):
@@ -140,7 +132,7 @@ def upload_batch(at, files):
 
 
 BATCH = [("a.png", image_bytes(seed=1), "image/png"),
-         ("b.zip", make_zip({"x/1.jpg": jpeg(2), "x/2.png": image_bytes(seed=3), "x/3.txt": b"no"}),
+         ("b.zip", zip_of({"x/1.jpg": jpeg(2), "x/2.png": image_bytes(seed=3), "x/3.txt": b"no"}),
           "application/zip")]
 
 

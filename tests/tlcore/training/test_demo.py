@@ -5,20 +5,13 @@ import shutil
 
 import keras
 import pytest
-from support import open_page
+from support import open_page, tiny_demo_recipe
 
 import tlcore
 from tlcore.data.samples import SAMPLE_CLASSES
 from tlcore.training.demo import TARGET_CLASSES
 
-TINY = tlcore.DemoRecipe(
-    seed=5, size=32, source_per_class=4, target_per_class=4,
-    source_spec=dataclasses.replace(tlcore.DEMO_RECIPE.source_spec, backbone="VGG16", input_shape=(32, 32, 3)),
-    source_config=dataclasses.replace(tlcore.DEMO_RECIPE.source_config, epochs=1, batch_size=8),
-    target_spec=dataclasses.replace(tlcore.DEMO_RECIPE.target_spec, backbone="VGG16", input_shape=(32, 32, 3)),
-    target_config=dataclasses.replace(tlcore.DEMO_RECIPE.target_config, epochs=1, batch_size=8,
-                                      validation_fraction=0.5),
-)
+TINY = tiny_demo_recipe()
 """The demo's chaining at the smallest size (VGG16, whose few layers build and trace quickest in a worker):
 this checks roles, groups and the reused base, not the margin."""
 
