@@ -84,7 +84,7 @@ def user() -> str:
 
 
 def is_admin() -> bool:
-    return user().strip().casefold() in tlcore.admin_names()
+    return tlcore.person_key(user()) in tlcore.admin_names()
 
 
 def may_manage(run: object) -> bool:

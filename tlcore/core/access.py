@@ -15,20 +15,18 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from tlcore.core.errors import ConfigError
 from tlcore.core.settings import Settings, keras_cache_dir, load_settings
 
 FIRST_DELAY = 1.0
-"""Seconds a session waits after its first wrong password; each further wrong try doubles it."""
+"""Seconds an address waits after its first wrong password; each further wrong try doubles it."""
 MAX_DELAY = 16.0
 """The longest wait after a wrong password, in seconds."""
 KERAS_CACHE_WORDS = "the server's Keras cache"
 DATA_FOLDER_WORDS = "the server's data folder"
 ALLOWED_FOLDER_WORDS = "an allowed folder on the server"
 SERVER_FOLDER_WORDS = "a folder on the server"
-LOCAL_HOSTS = frozenset({"localhost", "localhost.localdomain"})
 MAX_NAME_LENGTH = 40
 """The longest name a visitor may give on the password form, in characters."""
 PROXY_HEADERS = frozenset({"forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip"})
@@ -118,10 +116,10 @@ def check_password(given: str, expected: str) -> bool:
 
 
 def wrong_try_delay(failures: int) -> float:
-    """Seconds to wait after a session's ``failures``-th wrong password in a row (0 for none).
+    """Seconds to wait after an address's ``failures``-th wrong password in a row (0 for none).
 
-    1 s after the first, then doubling (2, 4, 8) up to 16 s: a person who mistypes
-    barely notices, a script guessing from one session manages a few tries a minute.
+    1 s after the first, then doubling (2, 4, 8) up to 16 s: a person who mistypes barely
+    notices; ``tlcore.core.tries`` applies it per client address, across sessions.
     """
     if failures <= 0:
         return 0.0
@@ -183,27 +181,6 @@ def can_manage(run: object, user: str, admins: str | Iterable[str] | None = None
     if user and user in admin_names(admins):
         return True
     return bool(owner) and bool(user) and hmac.compare_digest(owner.encode("utf-8"), user.encode("utf-8"))
-
-
-def is_local_url(url: str | None) -> bool:
-    """Whether the app is being served to a browser on the same machine (localhost, 127.0.0.1, ::1).
-
-    An unknown address (None, or one that does not parse) counts as not local.
-    """
-    if not url:
-        return False
-    try:
-        host = urlsplit(url).hostname
-    except ValueError:
-        return False
-    if not host:
-        return False
-    if host.casefold() in LOCAL_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def is_local_client(peer: str | None, headers: Iterable[tuple[str, str]] | Mapping[str, str] = (),
