@@ -15,9 +15,10 @@ IMAGENET, UPLOADED = "imagenet", "uploaded"
 
 @dataclasses.dataclass(frozen=True)
 class Classifier:
-    """A model ready to predict, with the preprocessing and class names it expects."""
+    """A model ready to predict, with the preprocessing and class names it expects (an upload's
+    model is a ``tlcore.UploadedModel``: its passes run in its worker)."""
 
-    model: keras.Model
+    model: keras.Model | tlcore.UploadedModel
     backbone: str
     labels: list[str] | None
     description: str

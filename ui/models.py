@@ -189,11 +189,11 @@ def store_upload(data: bytes, folder: str, suffix: str) -> Path:
 
 
 @st.cache_resource(max_entries=2, show_spinner="Checking and loading the model file...")
-def file_model(path: str) -> keras.Model:
-    """An uploaded ``.keras`` model, loaded only after the allow-list check, in safe mode."""
-    model = tlcore.load_model_file(path)
-    tlcore.compiled_forward(model)
-    return model
+def file_model(path: str) -> tlcore.UploadedModel:
+    """An uploaded ``.keras`` model: checked here (allow-list and budgets, shapes only), loaded and run in a
+    worker of its own (``tlcore.UploadedModel``), so a stranger's model cannot stall the server. Dropped from
+    this cache, its worker ends."""
+    return tlcore.UploadedModel(path)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the trained model...")

@@ -36,3 +36,7 @@ class ConfigError(TLError, ValueError):
 
 class BudgetError(ConfigError):
     """A choice over one of this server's budgets (a ``TL_*`` limit), refused before allocation."""
+
+
+class WorkerError(TLError):
+    """A worker process (an uploaded model's) that ended before answering: crashed or killed."""

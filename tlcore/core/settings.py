@@ -50,6 +50,14 @@ class Settings:
         max_model_file_members: a ``.keras`` file with more archive members is refused.
         job_memory_gb: a training job whose estimate exceeds this is refused, and a
             training worker that grows past it is stopped (its run fails, the server stays up).
+        max_upload_pass_seconds: an uploaded ``.keras`` model's passes (loading it, a prediction
+            with its first-pass calibration, a heatmap, a batch's pass) run in a worker of their
+            own; one that runs longer than this is stopped (its worker ends) and the visitor is told.
+        upload_worker_base_mb: what a worker for an uploaded model may use besides what its
+            model's measured cost needs (Python, TensorFlow, Ray: about 600 MB measured); past
+            the sum (at most ``job_memory_gb``), the worker is stopped and the visitor is told.
+        upload_worker_idle_seconds: a worker for an uploaded model that answered no pass for
+            this long ends, giving its CPU back (the next pass starts a new one and loads again).
         max_training_jobs: how many training jobs run at once.
         max_queued_jobs: how many training jobs may wait in line.
         max_jobs_per_person: how many training jobs one person may have waiting in line and
@@ -103,6 +111,9 @@ class Settings:
     max_model_config_mb: int = 16
     max_model_file_members: int = 64
     job_memory_gb: float = 12.0
+    max_upload_pass_seconds: float = 120.0
+    upload_worker_base_mb: int = 1_024
+    upload_worker_idle_seconds: float = 300.0
     max_training_jobs: int = 1
     max_queued_jobs: int = 8
     max_jobs_per_person: int = 3

@@ -34,6 +34,7 @@ from PIL import Image
 
 from tlcore.core.errors import ConfigError, ImageError, ShapeError
 from tlcore.data.images import ImageSource, ResizeMode, fit_image, load_image
+from tlcore.models.remote import RemoteModel
 from tlcore.models.zoo import BackboneSpec, get_backbone
 
 _LOCK = threading.Lock()
@@ -305,12 +306,25 @@ def grad_cam(
     if isinstance(class_index, (bool, np.bool_)) or not isinstance(class_index, (int, np.integer)) \
             or not 0 <= class_index < classes:
         raise ConfigError(f"Class index must be between 0 and {classes - 1}. Received: class_index={class_index!r}")
-    function = compiled_grad_cam(model, layer if layer is not None else last_conv_layer(model, backbone))
+    layer = layer if layer is not None else last_conv_layer(model, backbone)
+    if isinstance(model, RemoteModel):  # an uploaded model: its layer is checked here, its pass runs in its worker
+        _spatial_layer(model, layer)
+    else:
+        compiled_grad_cam(model, layer)
     fitted = fit_image(_as_picture(image), (height, width), mode=mode)
     pixels = np.asarray(fitted, dtype=np.float32)[None]
     if backbone is not None:
         pixels = get_backbone(backbone).preprocess(pixels)
-    return function(tf.convert_to_tensor(pixels, tf.float32), tf.constant(int(class_index), tf.int32))[0].numpy()
+    if isinstance(model, RemoteModel):
+        return model.run("computing the heatmap", grad_cam_pass, layer, pixels, int(class_index))
+    return grad_cam_pass(model, layer, pixels, int(class_index))
+
+
+def grad_cam_pass(model: keras.Model, layer: str, pixels: np.ndarray, class_index: int) -> np.ndarray:
+    """The map of ``class_index`` for one preprocessed (1, height, width, channels) image: the pass itself,
+    run here or in an uploaded model's worker (``RemoteModel.run``)."""
+    function = compiled_grad_cam(model, layer)
+    return function(tf.convert_to_tensor(pixels, tf.float32), tf.constant(class_index, tf.int32))[0].numpy()
 
 
 # Drawing ------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ import tensorflow as tf
 from tlcore.core.errors import ConfigError
 from tlcore.inference.bfloat16 import bfloat16_clone
 from tlcore.models.cost import activation_bytes, images_per_pass
+from tlcore.models.remote import RemoteModel
 
 RUN_PRECISIONS = ("float32", "bfloat16")
 """The precisions a forward pass can run in (``"auto"`` is resolved by ``tlcore.inference.precision``)."""
@@ -69,10 +70,15 @@ def compiled_forward(model: keras.Model, *, precision: str = "float32") -> Calla
 
     Raises:
         ConfigError: another precision, or a model that has no bfloat16 copy.
+
+    A ``RemoteModel`` (an uploaded model held by a worker) gets a function whose every call
+    runs in that worker.
     """
     if precision not in RUN_PRECISIONS:
         raise ConfigError(f"A forward pass runs in one of {', '.join(RUN_PRECISIONS)}. "
                           f"Received: precision={precision!r}")
+    if isinstance(model, RemoteModel):
+        return functools.partial(model.run, "predicting", remote_compiled_forward, precision)
     with _LOCK:
         forwards = _COMPILED.setdefault(model, {})
         forward = forwards.get(precision)
@@ -81,6 +87,11 @@ def compiled_forward(model: keras.Model, *, precision: str = "float32") -> Calla
             forward = forwards[precision] = _traced(model, runner)
 
     return functools.partial(_run, forward, model)
+
+
+def remote_compiled_forward(model: keras.Model, precision: str, batch: np.ndarray) -> np.ndarray:
+    """``compiled_forward(model, precision=precision)(batch)``, as a model's worker runs it."""
+    return compiled_forward(model, precision=precision)(batch)
 
 
 def pass_size(model: keras.Model, images: int) -> int:

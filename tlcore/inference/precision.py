@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
@@ -56,6 +57,7 @@ from tlcore.inference.calibration import (
     known_calibration,
 )
 from tlcore.inference.forward import compiled_forward
+from tlcore.models.remote import RemoteModel
 from tlcore.models.zoo import BackboneSpec, get_backbone
 
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -199,9 +201,24 @@ def choose_precision(model: keras.Model, *, backbone: str | BackboneSpec, batch:
 
 def inference_forward(model: keras.Model, *, backbone: str | BackboneSpec, batch: int = 1,
                       precision: str | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """``compiled_forward`` in the precision ``choose_precision`` picks (outputs float32)."""
+    """``compiled_forward`` in the precision ``choose_precision`` picks (outputs float32).
+
+    For a ``RemoteModel`` (an uploaded model held by a worker) each call of the function runs
+    in the model's worker, where the precision is chosen (and calibrated) too; the precision
+    asked for here, or forced for this session, travels with the pass.
+    """
+    if isinstance(model, RemoteModel):
+        wanted, _ = requested_precision(precision)
+        return functools.partial(model.run, "predicting", remote_forward, get_backbone(backbone).name,
+                                 batch, wanted)
     choice = choose_precision(model, backbone=backbone, batch=batch, precision=precision)
     return compiled_forward(model, precision=choice.precision)
+
+
+def remote_forward(model: keras.Model, backbone: str, batch: int, precision: str,
+                   pixels: np.ndarray) -> np.ndarray:
+    """``inference_forward(model, ...)(pixels)``: one pass as a model's worker runs it (``RemoteModel.run``)."""
+    return inference_forward(model, backbone=backbone, batch=batch, precision=precision)(pixels)
 
 
 def describe_backbone(backbone: str | BackboneSpec) -> str:

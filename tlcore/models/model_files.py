@@ -269,13 +269,16 @@ def _check_inputs(model: keras.Model, name: str) -> None:
             )
 
 
-def check_model_file_budget(path: str | os.PathLike, config: dict) -> None:
+def check_model_file_budget(path: str | os.PathLike, config: dict) -> keras.Model:
     """Refuse a model file whose model or weights are over a budget, allocating nothing.
 
     The model is built from ``config`` (already allow-listed) with shapes only;
     then its inputs, parameters, activations and FLOPs, the declared size of
     ``model.weights.h5`` (``weights_size_limit``) and its declared dataset shapes
     are checked.
+
+    Returns:
+        The model built with shapes only (its variables have no memory): to inspect, never to call.
 
     Raises:
         ModelFileError: naming the limit (and its ``TL_*`` setting) or the
@@ -313,6 +316,7 @@ def check_model_file_budget(path: str | os.PathLike, config: dict) -> None:
             f"The {WEIGHTS_MEMBER} of a model file must fit the model its {CONFIG_MEMBER} describes. "
             f"Received: in {path.name!r}, {problem}"
         )
+    return model
 
 
 def weights_size_limit(model: keras.Model) -> int:
@@ -359,6 +363,21 @@ def load_model_file(path: str | os.PathLike) -> keras.Model:
             f"failed ({str(exc)[:200]})"
         ) from exc
     return _functional(model, Path(path).name)
+
+
+def model_outline(path: str | os.PathLike) -> keras.Model:
+    """A ``.keras`` file's model built with shapes only, after every check ``load_model_file`` makes
+    before Keras reads the file: its graph, layer names and shapes, no weights (nothing allocated).
+
+    What a server holds of an uploaded model whose passes run elsewhere (``tlcore.RemoteModel``):
+    it answers the model's input size, outputs and layers; it must never be called on data.
+
+    Raises:
+        ModelFileError: the file is refused (with the reason).
+    """
+    config = read_model_config(path)
+    check_model_config(config)
+    return _functional(check_model_file_budget(path, config), Path(path).name)
 
 
 def _functional(model: keras.Model, name: str) -> keras.Model:
