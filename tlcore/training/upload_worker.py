@@ -229,8 +229,8 @@ class UploadedModel(RemoteModel):
             self._forget(actor)
             found = _read_note(note)
             _log.warning("The worker of %s ended while %s: %s (%s)", self.path.name, what, found, exc)
-            if found.get("reason") == "idle" or (found and found.get("pass") != pass_id):
-                raise _NotMine() from None
+            if found.get("reason") == "idle" or found.get("pass") not in (pass_id, None):
+                raise _NotMine() from None  # ended idle, or by another pass: this one was never run
             raise _limit_error(found, what, self.path.name) if found else WorkerError(_died(what)) from None
 
     def worker_pid(self) -> int | None:
