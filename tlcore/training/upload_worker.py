@@ -36,6 +36,7 @@ import signal
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -161,6 +162,8 @@ class UploadedModel(RemoteModel):
         self._lock = threading.RLock()  # _answer may _forget while _start holds it
         self._actor = None
         self._note: Path | None = None
+        self._notes: list[Path] = []  # every worker's note: gone with this object (a worker ended idle leaves one)
+        weakref.finalize(self, _remove, self._notes)
         self.pid: int | None = None
         self._start()
 
@@ -175,6 +178,7 @@ class UploadedModel(RemoteModel):
             connect()
             settings = load_settings()
             note = settings.data_dir / "upload-workers" / f"{uuid.uuid4().hex}.json"
+            self._notes.append(note)
             actor = _upload_worker().options(num_cpus=1).remote(
                 worker_environment(), self.memory_limit, settings.max_upload_pass_seconds,
                 settings.upload_worker_idle_seconds, str(note))
@@ -245,6 +249,11 @@ class UploadedModel(RemoteModel):
 
 class _NotMine(Exception):
     """The worker ended for a reason that is not this pass's: send the pass again."""
+
+
+def _remove(notes: list[Path]) -> None:
+    for note in notes:
+        note.unlink(missing_ok=True)
 
 
 def _read_note(note: Path) -> dict:
