@@ -10,6 +10,7 @@ the limit while the server keeps answering, and that a worker that dies (killed 
 killer would, or past its small memory limit) gives a message, not a traceback.
 """
 
+import json
 import os
 import threading
 import time
@@ -166,3 +167,33 @@ def test_the_memory_limit_follows_the_models_measured_cost(monkeypatch):
     assert tlcore.upload_worker_memory(cost) == 1000 * 2**20 + 3 * 4 * 10_000_000 + 3 * 16 * 50 * 2**20
     monkeypatch.setenv("TL_JOB_MEMORY_GB", "1")  # never past a training worker's limit
     assert tlcore.upload_worker_memory(cost) == 2**30
+
+
+def test_the_first_pass_calibration_under_auto_runs_in_the_worker(tmp_path, ray_address, monkeypatch):
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))  # the worker's too: it is started after this
+    monkeypatch.setenv("TL_PRECISION", "auto")
+    uploaded = tlcore.UploadedModel(small_model(tmp_path / "small.keras"))
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("a pass was built in the server process")
+
+    monkeypatch.setattr(forward, "_traced", not_here)
+    with tlcore.forced_precision(None):
+        table = tlcore.predict_top_k(uploaded, picture(5), backbone="MobileNetV2", k=3)
+    assert len(table) == 3
+    from tlcore.inference.calibration import bfloat16_units, store_path
+
+    if bfloat16_units():  # this machine calibrates under auto: the worker measured and kept its verdict
+        rows = json.loads(store_path().read_text())["calibrations"].values()
+        assert [(row["input_size"], row["batch"]) for row in rows] == [([40, 40], 1)]
+
+
+def test_a_worker_that_ended_idle_is_replaced_without_a_word(tmp_path, ray_address, monkeypatch):
+    monkeypatch.setenv("TL_UPLOAD_WORKER_IDLE_SECONDS", "2")
+    uploaded = tlcore.UploadedModel(small_model(tmp_path / "small.keras"))
+    first = uploaded.worker_pid()
+    time.sleep(4)  # the worker gave its CPU back
+    with pytest.raises(ProcessLookupError):
+        os.kill(first, 0)
+    assert len(tlcore.predict_top_k(uploaded, picture(6), backbone="MobileNetV2", k=3)) == 3  # sent again, to a new one
+    assert uploaded.worker_pid() not in (None, first)
