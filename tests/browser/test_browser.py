@@ -306,9 +306,10 @@ def test_predict_draws_the_heatmap_of_an_uploaded_square_detector(server, page, 
     uploads.nth(1).set_input_files(files=[{"name": "square.png", "mimeType": "image/png",
                                            "buffer": encoded.getvalue()}])
     page.get_by_text("What the network sees of square.png").wait_for()
-    wait_until_idle(page)
-    assert page.get_by_text("Where the network looks").is_visible()
     shown = page.locator('[data-testid="stImage"]').filter(has_text="Heat for square")
+    shown.wait_for(timeout=120_000)  # the heatmap's pass runs in the upload's worker, after the top-5 is drawn
+    wait_until_idle(page)
+    assert page.get_by_text("Where the network looks", exact=True).is_visible()
     drawn = picture(shown.locator("img"))
     drawn.save(SHOTS / "predict-heatmap.png")
     pixels = np.asarray(drawn, dtype=int)
