@@ -7,8 +7,9 @@ Here they run outside the server process: ``UploadedModel`` is what the server h
 (the model's outline, built with shapes only, and a handle to its worker), and
 ``UploadWorker`` is a Ray actor, one per uploaded file, that loads the model once
 through the same checked loader (``load_model_file``) and answers passes, one at a
-time. It asks Ray for one CPU, so passes of several uploads queue for the machine's
-cores rather than pile onto them, and a watchdog in it ends it
+time. It asks Ray for one CPU and lets TensorFlow use one thread, so passes of several
+uploads queue for the machine's cores rather than pile onto them, and the server keeps
+the other cores; a watchdog in it ends it
 
 - when a pass (or loading the model) runs longer than ``TL_MAX_UPLOAD_PASS_SECONDS``;
 - when it grows past its memory limit, which follows the model's measured cost
@@ -50,6 +51,8 @@ from tlcore.models.scopes import shapes_only
 from tlcore.training.worker import _rss, connect, ray_module, worker_environment
 
 LOADING = "loading the model"
+WORKER_CPUS = 1
+"""The CPUs a worker asks Ray for, and the threads TensorFlow may use in it: the server keeps the other cores."""
 WEIGHT_COPIES = 3
 """Copies of the weights a worker may hold: the model, its bfloat16 copy (half) and Keras's read of the file."""
 PASS_COPIES = 3
@@ -79,6 +82,10 @@ class UploadWorker:
     def __init__(self, environ: dict[str, str], memory_limit: int, pass_seconds: float, idle_seconds: float,
                  note: str):
         os.environ.update(environ)
+        import tensorflow as tf  # before its runtime starts: as many threads as Ray gave this worker CPUs
+
+        tf.config.threading.set_intra_op_parallelism_threads(WORKER_CPUS)
+        tf.config.threading.set_inter_op_parallelism_threads(WORKER_CPUS)
         self._model = None
         self._limit, self._seconds, self._idle = memory_limit, pass_seconds, idle_seconds
         self._note = Path(note)
@@ -179,7 +186,7 @@ class UploadedModel(RemoteModel):
             settings = load_settings()
             note = settings.data_dir / "upload-workers" / f"{uuid.uuid4().hex}.json"
             self._notes.append(note)
-            actor = _upload_worker().options(num_cpus=1).remote(
+            actor = _upload_worker().options(num_cpus=WORKER_CPUS).remote(
                 worker_environment(), self.memory_limit, settings.max_upload_pass_seconds,
                 settings.upload_worker_idle_seconds, str(note))
             self.pid = self._answer(actor, note, LOADING, LOADING, actor.load.remote(str(self.path)))
