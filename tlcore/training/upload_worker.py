@@ -182,7 +182,14 @@ class UploadedModel(RemoteModel):
         with self._lock:
             if self._actor is not None:
                 return self._actor, self._note
-            connect()
+            try:
+                connect()
+            except Exception as exc:  # Ray cannot start or be reached here: log it, tell the visitor plainly
+                _log.exception("Ray could not be started or joined for an uploaded model's worker")
+                raise WorkerError(
+                    "Uploaded models run in a worker of their own, and it could not be started here "
+                    f"({type(exc).__name__}); the details are in the server log. Received: {self.path.name!r}"
+                ) from None
             settings = load_settings()
             note = settings.data_dir / "upload-workers" / f"{uuid.uuid4().hex}.json"
             self._notes.append(note)
