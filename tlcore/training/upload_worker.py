@@ -231,7 +231,10 @@ class UploadedModel(RemoteModel):
         try:
             ready, _ = ray.wait([ref], timeout=waited)
             if not ready:  # never had its turn: the machine is busy with other uploads' passes
-                ray.cancel(ref)
+                try:
+                    ray.cancel(ref)  # a queued pass leaves the line; a worker never started is let go with it
+                except Exception:  # already finished or its worker gone: nothing to take back
+                    _log.info("A waiting pass of %s could not be cancelled", self.path.name, exc_info=True)
                 raise WorkerError(
                     f"A pass of an uploaded model must have its turn within {waited:,.0f} s here (the workers for "
                     f"uploaded models are busy). Received: {what} with {self.path.name!r} still waiting; "
