@@ -142,6 +142,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "check_job_memory": "training.memory",
     "connect_ray": ("training.worker", "connect"),
     "default_comparison": "training.compare",
+    "default_run": "training.compare",
     "DEMO_RECIPE": "training.demo",
     "demo_target_dataset": "training.demo",
     "DemoRecipe": "training.demo",

@@ -249,3 +249,20 @@ def default_comparison(runs: pd.DataFrame, *, count: int = 2) -> list[str]:
         return pair["id"].tolist()
     same_data = runs[runs["dataset"] == newest["dataset"]] if newest["dataset"] else runs.iloc[:1]
     return same_data["id"].iloc[:max(count, 1)].tolist()
+
+
+def default_run(runs: pd.DataFrame) -> str | None:
+    """The run to open first: the newest, except that the newest pair opens on its transfer run
+    (whose page shows both), not on its twin from scratch.
+
+    Args:
+        runs: ``RunStore.list()`` (newest first).
+    """
+    if runs.empty:
+        return None
+    newest = runs.iloc[0]
+    if newest["role"] == SCRATCH and newest["run_group"]:
+        partner = runs[(runs["run_group"] == newest["run_group"]) & (runs["role"] == TRANSFER)]
+        if len(partner):
+            return partner["id"].iloc[0]
+    return newest["id"]

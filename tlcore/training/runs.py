@@ -135,8 +135,9 @@ def run_title(name: str, created: datetime.datetime | pd.Timestamp | None, *, ro
 def run_titles(runs: pd.DataFrame, owner_label: Callable[[str], str] = str) -> dict[str, str]:
     """Run id -> ``run_title`` for every row of ``RunStore.list()``, each one different.
 
-    The time is read from the id, as ``RunRecord.created`` reads it. Two runs whose titles would read the same (same name and part, started the same
-    minute by the same person) get the end of their id added.
+    The time is read from the id, as ``RunRecord.created`` reads it. Two runs whose titles would
+    read the same (same name and part, started the same minute by the same person) get the end
+    of their id added.
     """
     titles = {row.id: run_title(row.name, created_of(row.id) or row.created, role=row.role,
                                 owner=owner_label(row.owner) if row.owner else "")

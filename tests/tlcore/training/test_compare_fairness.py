@@ -101,3 +101,13 @@ def test_the_default_overlay_is_a_pair_or_runs_on_one_dataset_never_unrelated_ru
     unrelated = _listing([("x", "", "", "cats.zip"), ("y", "", "", "shapes")])
     assert tlcore.default_comparison(unrelated) == ["x"]  # alone rather than beside an unrelated run
     assert tlcore.default_comparison(_listing([])) == []
+
+
+def test_the_run_opened_first_is_the_newest_or_for_a_pair_its_transfer_run():
+    pair = _listing([("s", "g1", "scratch", "d"), ("t", "g1", "transfer", "d"), ("x", "", "", "d")])
+    assert tlcore.default_run(pair) == "t"
+    alone = _listing([("x", "", "", "d"), ("s", "g1", "scratch", "d"), ("t", "g1", "transfer", "d")])
+    assert tlcore.default_run(alone) == "x"
+    orphan = _listing([("s", "g2", "scratch", "d"), ("t", "g1", "transfer", "d")])
+    assert tlcore.default_run(orphan) == "s"  # its partner was deleted: the newest itself
+    assert tlcore.default_run(_listing([])) is None
