@@ -103,10 +103,11 @@ def compared_curves(histories: dict[str, pd.DataFrame], metric: str) -> alt.Char
     frame = pd.concat(frames) if frames else pd.DataFrame(columns=["step", "run", metric])
     shown = CURVE_NAMES.get(metric, metric)
     return alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("step:Q", title="epoch", axis=alt.Axis(tickMinStep=1)), y=alt.Y(f"{metric}:Q", title=shown),
+        x=alt.X("step:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
+        y=alt.Y(f"{metric}:Q", title=shown.split(" on ")[0]),  # "accuracy" or "loss": the radio names the images
         color=alt.Color("run:N", title=None, legend=alt.Legend(orient="bottom", direction="vertical", **LINE_LEGEND)),
         tooltip=["run", "step", alt.Tooltip(f"{metric}:Q", format=".4f", title=shown)],
-    ).properties(height=260)
+    ).properties(height=300)
 
 
 def confusion_heatmap(confusion: np.ndarray, class_names: list[str]) -> alt.Chart:
@@ -129,7 +130,7 @@ def class_counts(counts: dict[str, int]) -> alt.Chart:
     return alt.Chart(frame).mark_bar().encode(
         x=alt.X("images:Q"), y=alt.Y("class:N", sort=None, title=None, axis=alt.Axis(labelOverlap=False)),
         tooltip=["class", "images"],
-    ).properties(height=28 * len(counts) + 20)
+    ).properties(height=alt.Step(28))  # 28 px a class name, however many: names never overlap
 
 
 def transfer_against_scratch(curves: pd.DataFrame) -> alt.Chart:
