@@ -11,7 +11,7 @@ st.title("Build a transfer model")
 choice = sidebar.choice()
 PRETRAINED = "pretrained"
 runs = training.run_store().list().query("status in ['done', 'stopped']")
-run_names = dict(zip(runs["id"], runs["name"] + " · " + runs["id"].str[-6:]))
+run_names = tlcore.run_titles(runs, access.owner_label)  # the same titles as on Runs
 if st.session_state.get("base_run") not in [PRETRAINED, *run_names]:
     st.session_state.pop("base_run", None)
 from_url("base_run", PRETRAINED, choices=[PRETRAINED, *run_names],

@@ -146,9 +146,11 @@ def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
     if result is None:
         return
     metrics = st.columns(3)
-    metrics[0].metric("Validation accuracy", f"{result.accuracy:.1%}")
-    metrics[1].metric("Validation loss", f"{result.loss:.3f}")
-    metrics[2].metric("Classes", len(result.class_names))
+    metrics[0].metric("Validation accuracy", f"{result.accuracy:.1%}",
+                      help="The share of held-out images (the validation share, never trained on) it got right")
+    metrics[1].metric("Validation loss", f"{result.loss:.3f}",
+                      help="How wrong it is on average on the held-out images; lower is better")
+    metrics[2].metric("Classes", len(result.class_names), help="How many kinds of thing the model tells apart")
     left, right = st.columns(2)
     with left:
         st.markdown("**Confusion matrix** (rows: true class, columns: predicted)")
@@ -157,8 +159,10 @@ def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
         st.markdown("**Per class**")
         st.dataframe(result.per_class(),
                      hide_index=True, column_config={
-                         "precision": st.column_config.NumberColumn(format="percent"),
-                         "recall": st.column_config.NumberColumn(format="percent")})
+                         "precision": st.column_config.NumberColumn(
+                             format="percent", help="Of the images it called this class, the share that were"),
+                         "recall": st.column_config.NumberColumn(
+                             format="percent", help="Of the images of this class, the share it found")})
     wrong = tlcore.wrong_predictions(record)
     if wrong:
         st.markdown("**Most confidently wrong** validation images")
