@@ -21,8 +21,8 @@ STARTS = {"imagenet": f"{choice.backbone} pretrained on ImageNet", None: f"{choi
           "(untrained) weights, as chosen in the sidebar"}
 base_run = st.selectbox(
     "Start from", [PRETRAINED, *run_names], key="base_run", help=HELP["base_run"],
-    format_func=lambda r: STARTS.get(choice.weights, f"{choice.backbone} with {choice.label} weights, as chosen "
-                                                     "in the sidebar") if r == PRETRAINED
+    format_func=lambda r: STARTS.get(choice.weights, f"{choice.backbone} with the weights in {choice.label}, as "
+                                                     "chosen in the sidebar") if r == PRETRAINED
     else f"Develop-a-model: the trained base of run {run_names[r]}",
 )
 source = None if base_run == PRETRAINED else training.run_store().get(base_run)
