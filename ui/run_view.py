@@ -128,8 +128,8 @@ def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
     spec = record.spec
     frozen = spec.trainable_from or "all frozen"
     started = f" · started by {access.plain(access.owner_label(record.owner))}" if access.enabled() else ""
-    st.caption(f"Run `{record.id}` · {record.status}{started} · {spec.backbone} at {spec.input_shape[0]}x"
-               f"{spec.input_shape[1]} · trainable from: {frozen} · {len(record.history)} epoch(s)"
+    st.caption(f"Run `{record.id}` · {record.status}{started} · {spec.describe()}, "
+               f"{spec.num_classes} outputs · trainable from: {frozen} · {len(record.history)} epoch(s)"
                + (f" · {result.seconds:.1f} s" if result and result.seconds is not None else "")
                + (" · frozen features cached" if result and result.feature_cache else "")
                + (f" · batch-norm statistics of {result.recalibrated_batchnorm} layers recomputed on the "

@@ -7,7 +7,8 @@ from support import open_page
 
 import tlcore
 
-SPEC = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=None, trainable_from="all")
+SPEC = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=None, trainable_from="all",
+                           num_classes=4, conv_blocks=1, conv_filters=32)
 NAMES = ("ring", "frame", "hollow", "star")
 
 
@@ -48,3 +49,6 @@ def test_runs_opens_the_new_pair_on_its_transfer_run_and_says_the_twin_stopped_e
     assert labels[:3] == ["Transfer at epoch 1", "From scratch at epoch 1", "Gap at epoch 1"]
     assert at.metric[2].value == "+25.0 points"
     assert "Gap" not in labels  # no final-accuracy gap presented as fair
+    caption = next(c.value for c in at.caption if c.value.startswith(f"Run `{ids['transfer']}`"))
+    assert "VGG16 at 32x32, 1 new convolutional block of 32 3x3 filters, global average pooling head" in caption
+    assert "4 outputs" in caption
