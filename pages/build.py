@@ -3,7 +3,7 @@
 import streamlit as st
 
 import tlcore
-from ui import access, models, network_views, sidebar, training
+from ui import access, control_help, datasets, models, network_views, sidebar, training
 from ui.code_panel import code_panel
 from ui.state import from_url, to_url
 
@@ -11,14 +11,18 @@ st.title("Build a transfer model")
 choice = sidebar.choice()
 PRETRAINED = "pretrained"
 runs = training.run_store().list().query("status in ['done', 'stopped']")
-run_names = dict(zip(runs["id"], runs["name"] + " · " + runs["id"].str[-6:]))
+run_names = tlcore.run_titles(runs, access.owner_label)  # the same titles as on Runs
 if st.session_state.get("base_run") not in [PRETRAINED, *run_names]:
     st.session_state.pop("base_run", None)
 from_url("base_run", PRETRAINED, choices=[PRETRAINED, *run_names],
          accepted=f"{PRETRAINED} or the id of a finished run on this server")
+HELP = control_help.BUILD
+STARTS = {"imagenet": f"{choice.backbone} pretrained on ImageNet", None: f"{choice.backbone} with random "
+          "(untrained) weights, as chosen in the sidebar"}
 base_run = st.selectbox(
-    "Start from", [PRETRAINED, *run_names], key="base_run",
-    format_func=lambda r: f"{choice.backbone} pretrained on ImageNet ({choice.label} weights)" if r == PRETRAINED
+    "Start from", [PRETRAINED, *run_names], key="base_run", help=HELP["base_run"],
+    format_func=lambda r: STARTS.get(choice.weights, f"{choice.backbone} with the weights in {choice.label}, as "
+                                                     "chosen in the sidebar") if r == PRETRAINED
     else f"Develop-a-model: the trained base of run {run_names[r]}",
 )
 source = None if base_run == PRETRAINED else training.run_store().get(base_run)
@@ -51,40 +55,46 @@ shape_col, freeze_col, head_col = st.columns(3, gap="large")
 with shape_col:
     st.subheader("Input")
     preset = st.selectbox("Input size", PRESETS, key="preset", disabled=source is not None,
-                          format_func=lambda p: p if p == "custom" else f"{p}x{p}")
-    size = (st.number_input("Custom size (pixels)", *CUSTOM_SIZE, key="custom_size")
+                          format_func=lambda p: p if p == "custom" else f"{p}x{p}", help=HELP["preset"])
+    size = (st.number_input("Custom size (pixels)", *CUSTOM_SIZE, key="custom_size", help=HELP["custom_size"])
             if preset == "custom" else int(preset))
     if source is not None:
         size = source.spec.input_shape[0]
     pooling = st.radio("Pooling", tlcore.POOLINGS, key="build_pooling", horizontal=True,
-                       format_func=POOLING_NAMES.get)
+                       format_func=POOLING_NAMES.get, help=HELP["build_pooling"])
 with freeze_col:
     st.subheader("Frozen layers")
-    training = st.radio("Which layers train", [FROZEN, FROM_LAYER, EVERYTHING], key="training")
+    training = st.radio("Which layers train", [FROZEN, FROM_LAYER, EVERYTHING], key="training",
+                        help=HELP["training"])
     trainable_from = {FROZEN: None, EVERYTHING: tlcore.ALL_LAYERS}.get(training)
     if training == FROM_LAYER:
         names = models.layer_names(backbone)
         from_url("trainable_from", tlcore.default_trainable_from(backbone), choices=names,
                  accepted=f"the name of a layer of {backbone}")
         trainable_from = st.selectbox("Train from layer", names, key="trainable_from",
-                                      help="This layer and every layer after it train; "
-                                           "the ones before stay frozen.")
+                                      help=HELP["trainable_from"])
 with head_col:
     st.subheader("New head")
     blocks = st.number_input("New convolutional blocks", *tlcore.CONV_BLOCKS, key="conv_blocks",
-                             help="Convolution and pooling layers between the base and the pooling: each block "
-                                  "is a Conv2D (padding 'same', ReLU) and a max pooling. 0 for none.")
+                             help=HELP["conv_blocks"])
     conv = st.columns(3)
-    filters = conv[0].number_input("Filters", *tlcore.CONV_FILTERS, step=16, key="conv_filters", disabled=not blocks)
-    kernel = conv[1].number_input("Kernel", *tlcore.CONV_KERNELS, key="conv_kernel", disabled=not blocks)
+    filters = conv[0].number_input("Filters", *tlcore.CONV_FILTERS, step=16, key="conv_filters", disabled=not blocks,
+                                   help=HELP["conv_filters"])
+    kernel = conv[1].number_input("Kernel", *tlcore.CONV_KERNELS, key="conv_kernel", disabled=not blocks,
+                                  help=HELP["conv_kernel"])
     block_pool = conv[2].number_input("Max pool", *tlcore.CONV_POOLS, key="conv_pool", disabled=not blocks,
-                                      help="The max pooling closing each block divides the map by this. 1 for none.")
+                                      help=HELP["conv_pool"])
     window = st.number_input("Average pooling window before the dense layers (0 for none)", *WINDOW,
-                             key="pool_size", help="An AveragePooling2D(n) on the map, as in the classic "
-                                                   "AveragePooling2D(4) head; it must fit the map it receives.")
-    hidden = st.number_input("Hidden units (0 for none)", *HIDDEN, step=32, key="hidden")
-    dropout = st.slider("Dropout", *DROPOUT, step=0.05, key="dropout")
-    classes = st.number_input("Classes", *CLASSES, key="classes")
+                             key="pool_size", help=HELP["pool_size"])
+    hidden = st.number_input("Hidden units (0 for none)", *HIDDEN, step=32, key="hidden", help=HELP["hidden"])
+    dropout = st.slider("Dropout", *DROPOUT, step=0.05, key="dropout", help=HELP["dropout"])
+    trained_classes = st.session_state.get(datasets.TRAIN_CLASSES)
+    if trained_classes is not None:  # the images chosen on Train decide the head's outputs
+        st.session_state["classes"] = int(trained_classes)
+    classes = st.number_input("Classes", *CLASSES, key="classes", help=HELP["classes"],
+                              disabled=trained_classes is not None)
+    st.caption(f"The {trained_classes} classes of the images chosen on Train." if trained_classes is not None
+               else "Training sets this to the number of classes in the images you choose on Train.")
 to_url("base_run", "preset", "custom_size", "build_pooling", "training", "hidden", "dropout", "classes",
        "conv_blocks", "conv_filters", "conv_kernel", "conv_pool", "pool_size",
        *(["trainable_from"] if training == FROM_LAYER else []))

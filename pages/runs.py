@@ -3,7 +3,7 @@
 import streamlit as st
 
 import tlcore
-from ui import access, charts, training
+from ui import access, charts, run_view, training
 from ui.run_view import render_run
 from ui.state import link_notice
 
@@ -19,31 +19,31 @@ runs["started by"] = runs["owner"].map(access.owner_label)
 st.dataframe(
     runs[["created", "name", "backbone", "input_size", "trainable_from", "role", "status", "best_val_accuracy",
           "epochs", "seconds", *(["started by"] if access.enabled() else [])]],
-    hide_index=True, width="stretch",
-    column_config={"best_val_accuracy": st.column_config.NumberColumn("best val. accuracy", format="percent"),
-                   "seconds": st.column_config.NumberColumn("duration (s)", format="%.1f"),
-                   "created": st.column_config.DatetimeColumn("date", format="YYYY-MM-DD HH:mm")},
+    hide_index=True, width="stretch", column_config=run_view.RUN_COLUMNS,
 )
 
-labels = {row.id: f"{row.name} · {row.created:%Y-%m-%d %H:%M} · {row.id[-6:]}" for row in runs.itertuples()}
+labels = tlcore.run_titles(runs, access.owner_label)  # what, its part, when, who: one title everywhere
 st.subheader("Compare")
 chosen = st.multiselect("Runs to overlay", list(labels), default=tlcore.default_comparison(runs),
-                        format_func=labels.get)
+                        format_func=labels.get, help=run_view.OVERLAY_HELP)
 if chosen:
     histories = {labels[i]: store.get(i).history for i in chosen}
-    metric = st.radio("Curve", ["val_accuracy", "val_loss", "accuracy", "loss"], horizontal=True)
+    metric = st.radio("Curve", list(charts.CURVE_NAMES), horizontal=True, format_func=charts.CURVE_NAMES.get,
+                      help=run_view.CURVE_HELP)
     st.altair_chart(charts.compared_curves(histories, metric), width="stretch")
     for comparison in training.scratch_pairs(store, chosen):
-        st.markdown(f"**{access.plain(comparison.transfer.name)}** against the same model from scratch: "
-                    f"{comparison.summary()}")
+        st.markdown(f"**{access.plain(comparison.transfer.title(access.owner_label))}** against the same model "
+                    f"from scratch: {comparison.summary()}")
 
 st.subheader("Open a run")
 linked = st.query_params.get("run")
 options = list(labels)
+newest = tlcore.default_run(runs)  # the newest run; a new pair opens on its transfer run
 if linked is not None and linked not in options:
-    link_notice("run", linked, "the id of a run on this server", options[0])
-opened = st.selectbox("Run", options, index=options.index(linked) if linked in options else 0,
-                      format_func=labels.get, key="opened_run")
+    link_notice("run", linked, "the id of a run on this server", newest)
+opened = st.selectbox("Run", options, index=options.index(linked if linked in options else newest),
+                      format_func=labels.get, key="opened_run",
+                      help="The newest run is opened first. Its curves, results and downloads show below.")
 st.query_params["run"] = opened
 st.caption("This page's address opens this run directly: copy it to share.")
 record = store.get(opened)

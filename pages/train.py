@@ -4,7 +4,7 @@
 import streamlit as st
 
 import tlcore
-from ui import access, charts, datasets, models, sidebar, training
+from ui import access, charts, control_help, datasets, models, sidebar, training
 from ui.code_panel import code_panel
 from ui.run_view import render_run
 
@@ -19,12 +19,6 @@ spec = st.session_state.get("transfer_spec") or tlcore.TransferSpec(
     backbone=choice.backbone, input_shape=(96, 96, 3), weights=choice.weights)
 st.caption(f"Model from the Build page: {tlcore.spec_summary(spec)}.")
 st.page_link("../pages/build.py", label="Change the model on the Build page", icon=":material/construction:")
-if spec.freezes_random_layers:
-    st.warning("**Frozen random layers have nothing to pass on.** The frozen part of this base has untrained "
-               "(random) weights, so what it hands the head is noise and accuracy tends to stay near chance "
-               "(25% for 4 classes). Make every layer trainable on Build (*trainable from: all*), choose "
-               "ImageNet weights where they can be downloaded, or run the develop-a-model demo on Home, which "
-               "trains a base first and then reuses it.", icon=":material/info:")
 
 st.subheader("1. Images")
 dataset = datasets.dataset_picker()
@@ -39,29 +33,45 @@ with counts_col:
 with thumbs_col:
     for label, name in enumerate(dataset.class_names):
         files = [str(f) for f, l in zip(dataset.files, dataset.labels) if l == label][:8]
-        st.image(files, width=56, caption=[access.plain(name)] + [""] * (len(files) - 1))
+        st.markdown(f"**{access.plain(name)}**")
+        st.image(files, width=56)
+classes = len(dataset.class_names)
+st.session_state[datasets.TRAIN_CLASSES] = classes  # Build's head follows these images
+if spec.num_classes != classes:
+    st.info(f"**The new head is rebuilt for {classes} classes.** The model from Build ends in "
+            f"{spec.num_classes} outputs; training gives it one output for each class of these images "
+            f"({', '.join(access.plain(n) for n in dataset.class_names)}).", icon=":material/info:")
+if spec.freezes_random_layers:
+    st.warning("**Frozen random layers have nothing to pass on.** The frozen part of this base has untrained "
+               "(random) weights, so what it hands the head is noise and accuracy tends to stay near chance "
+               f"({1 / classes:.0%} for {classes} classes). Make every layer trainable on Build (*trainable "
+               "from: all*), choose ImageNet weights where they can be downloaded, or run the develop-a-model "
+               "demo on Home, which trains a base first and then reuses it.", icon=":material/info:")
 
 st.subheader("2. Settings")
+HELP = control_help.TRAIN
 cols = st.columns(4)
-epochs = cols[0].number_input("Epochs", 1, 200, 5, key="epochs")
-batch_size = cols[1].selectbox("Batch size", [8, 16, 32, 64], index=2, key="batch_size")
-learning_rate = cols[2].selectbox("Learning rate", [1e-2, 3e-3, 1e-3, 3e-4, 1e-4], index=2, key="learning_rate")
-optimizer = cols[3].selectbox("Optimizer", list(tlcore.OPTIMIZERS), key="optimizer")
+epochs = cols[0].number_input("Epochs", 1, 200, 5, key="epochs", help=HELP["epochs"])
+batch_size = cols[1].selectbox("Batch size", [8, 16, 32, 64], index=2, key="batch_size", help=HELP["batch_size"])
+learning_rate = cols[2].selectbox("Learning rate", [1e-2, 3e-3, 1e-3, 3e-4, 1e-4], index=2, key="learning_rate",
+                                  help=HELP["learning_rate"])
+optimizer = cols[3].selectbox("Optimizer", list(tlcore.OPTIMIZERS), key="optimizer", help=HELP["optimizer"])
 cols = st.columns(4)
-validation = cols[0].slider("Validation share", 0.1, 0.5, 0.2, 0.05, key="validation")
-augment = cols[1].checkbox("Augment (flip, rotate, zoom)", key="augment",
-                           help="Helps small datasets; turns off the frozen-feature cache.")
-patience = cols[2].number_input("Early stopping patience (0: off)", 0, 50, 0, key="patience")
+validation = cols[0].slider("Validation share", 0.1, 0.5, 0.2, 0.05, key="validation", help=HELP["validation"])
+augment = cols[1].checkbox("Augment (flip, rotate, zoom)", key="augment", help=HELP["augment"])
+patience = cols[2].number_input("Early stopping patience (0: off)", 0, 50, 0, key="patience",
+                                help=HELP["patience"])
 with st.expander("Second phase: fine-tune (unfreeze and continue at a low learning rate)"):
-    fine_tune = st.checkbox("Add a fine-tuning phase", key="fine_tune")
+    fine_tune = st.checkbox("Add a fine-tuning phase", key="fine_tune", help=HELP["fine_tune"])
     layer_names = models.layer_names(spec.backbone)
     fine_choices = [tlcore.ALL_LAYERS, *layer_names]
     fine_from = st.selectbox("Unfreeze from layer", fine_choices,
                              index=fine_choices.index(tlcore.default_trainable_from(spec.backbone)),
-                             key="fine_from", disabled=not fine_tune)
-    fine_epochs = st.number_input("Fine-tune epochs", 1, 100, 3, key="fine_epochs", disabled=not fine_tune)
+                             key="fine_from", disabled=not fine_tune, help=HELP["fine_from"])
+    fine_epochs = st.number_input("Fine-tune epochs", 1, 100, 3, key="fine_epochs", disabled=not fine_tune,
+                                  help=HELP["fine_epochs"])
     fine_rate = st.selectbox("Fine-tune learning rate", [1e-4, 1e-5, 1e-6], index=1, key="fine_rate",
-                             disabled=not fine_tune)
+                             disabled=not fine_tune, help=HELP["fine_rate"])
 
 config = tlcore.TrainConfig(
     epochs=int(epochs), batch_size=int(batch_size), learning_rate=float(learning_rate), optimizer=optimizer,
@@ -76,7 +86,8 @@ st.subheader("3. Train")
 with_scratch = st.toggle(
     "Also train it from scratch, to compare", key="with_scratch",
     help="Queues a second run right after: the same model with random weights and every layer training, on "
-         "the same split for the same epochs. Its page shows both curves and the gap.")
+         "the same split for the same epochs. Its page shows both curves and the gap, and says so if either "
+         "run stopped early.")
 if st.button("Train", type="primary", icon=":material/play_arrow:"):
     sidebar.load_or_explain(models.ensure_spec_weights, spec)
     queue, store = training.job_queue(), training.run_store()

@@ -6,6 +6,12 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+CURVE_NAMES = {"val_accuracy": "accuracy on held-out images", "val_loss": "loss on held-out images",
+               "accuracy": "accuracy on training images", "loss": "loss on training images"}
+"""History columns in plain words (held-out: the validation images, never trained on)."""
+LINE_LEGEND = {"symbolType": "stroke", "symbolStrokeWidth": 3, "symbolSize": 300, "labelLimit": 0}
+"""A legend whose samples are short lines, as the lines they name, and whose labels are never cut."""
+
 
 def top_k_bars(table: pd.DataFrame) -> alt.Chart:
     """Horizontal bars of a top-k table, most probable on top."""
@@ -81,7 +87,7 @@ def training_curves(history: pd.DataFrame) -> alt.Chart:
     base = alt.Chart(long).mark_line(point=True).encode(
         x=alt.X("step:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
         y=alt.Y("value:Q", title=None),
-        color=alt.Color("split:N", title=None),
+        color=alt.Color("split:N", title=None, sort=["validation", "training"], legend=alt.Legend(**LINE_LEGEND)),
         tooltip=["step", "phase", "split", alt.Tooltip("value:Q", format=".4f")],
     ).properties(width=320, height=220)
     return alt.hconcat(
@@ -95,10 +101,13 @@ def compared_curves(histories: dict[str, pd.DataFrame], metric: str) -> alt.Char
     frames = [h.reset_index(drop=True).assign(step=lambda h: range(1, len(h) + 1), run=name)
               for name, h in histories.items() if metric in h]
     frame = pd.concat(frames) if frames else pd.DataFrame(columns=["step", "run", metric])
+    shown = CURVE_NAMES.get(metric, metric)
     return alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("step:Q", title="epoch"), y=alt.Y(f"{metric}:Q"), color=alt.Color("run:N"),
-        tooltip=["run", "step", alt.Tooltip(f"{metric}:Q", format=".4f")],
-    ).properties(height=260)
+        x=alt.X("step:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
+        y=alt.Y(f"{metric}:Q", title=shown.split(" on ")[0]),  # "accuracy" or "loss": the radio names the images
+        color=alt.Color("run:N", title=None, legend=alt.Legend(orient="bottom", direction="vertical", **LINE_LEGEND)),
+        tooltip=["run", "step", alt.Tooltip(f"{metric}:Q", format=".4f", title=shown)],
+    ).properties(height=300)
 
 
 def confusion_heatmap(confusion: np.ndarray, class_names: list[str]) -> alt.Chart:
@@ -121,7 +130,7 @@ def class_counts(counts: dict[str, int]) -> alt.Chart:
     return alt.Chart(frame).mark_bar().encode(
         x=alt.X("images:Q"), y=alt.Y("class:N", sort=None, title=None, axis=alt.Axis(labelOverlap=False)),
         tooltip=["class", "images"],
-    ).properties(height=28 * len(counts) + 20)
+    ).properties(height=alt.Step(28))  # 28 px a class name, however many: names never overlap
 
 
 def transfer_against_scratch(curves: pd.DataFrame) -> alt.Chart:
@@ -137,7 +146,8 @@ def transfer_against_scratch(curves: pd.DataFrame) -> alt.Chart:
         x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
         y=alt.Y("value:Q", title=None),
         color=alt.Color("model:N", title=None, scale=alt.Scale(domain=["transfer", "scratch"],
-                                                               range=["#1f77b4", "#d62728"])),
+                                                               range=["#1f77b4", "#d62728"]),
+                        legend=alt.Legend(**LINE_LEGEND)),
         strokeDash=alt.StrokeDash("split:N", title=None, sort=["validation", "training"],
                                   legend=alt.Legend(symbolType="stroke", symbolStrokeColor="#444", symbolStrokeWidth=2)),
         tooltip=["model", "epoch", "split", alt.Tooltip("value:Q", format=".4f")],

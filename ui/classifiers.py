@@ -31,7 +31,7 @@ def choices(backbone: str) -> dict[str, str]:
     options = {IMAGENET: f"{backbone}: the 1,000 ImageNet classes"}
     if not access.read_only():
         options[UPLOADED] = "A .keras model file of mine"
-    options.update({row.id: f"Trained run: {row.name} · {row.id[-6:]}" for row in runs.itertuples()})
+    options.update({run_id: f"Trained run: {title}" for run_id, title in tlcore.run_titles(runs, access.owner_label).items()})
     return options
 
 

@@ -18,6 +18,8 @@ from ui import access
 from ui.samples import IMAGE_TYPES
 
 SAMPLE, ZIP, GROUPS, FOLDER = "Built-in sample (shapes)", "Zip of class folders", "Images per class", "Folder on the server"
+TRAIN_CLASSES = "train_classes"
+"""Session-state key: how many classes the dataset last chosen on Train has (Build's head follows it)."""
 CAMERA_OFF = "off"
 SHOTS, SHOT_COUNT = "camera_shots", "camera_shot_count"
 """Session-state keys: class name -> the camera photos (JPEG bytes) taken for it; photos taken so far."""
@@ -49,8 +51,8 @@ def _sample() -> tlcore.ImageDataset:
 
 
 @st.cache_resource(max_entries=16, show_spinner="Checking and storing the images...")
-def _upload(key: str, _source) -> Outcome:
-    return _outcome(tlcore.load_dataset, _source)
+def _upload(key: str, name: str | None, _source) -> Outcome:
+    return _outcome(lambda source: tlcore.load_dataset(source, name=name), _source)
 
 
 @st.cache_resource(max_entries=8, ttl=600, show_spinner="Checking and storing the folder's images...")
@@ -93,13 +95,13 @@ def sample_dataset() -> tlcore.ImageDataset:
     return dataset
 
 
-def dataset_from_archive(data: bytes) -> tlcore.ImageDataset:
-    """Each distinct archive is checked and stored once per server."""
-    return _cached(_upload, tlcore.upload_key(data), data)
+def dataset_from_archive(data: bytes, filename: str | None = None) -> tlcore.ImageDataset:
+    """Each distinct archive is checked and stored once per server, called by the file's name ("cats.zip")."""
+    return _cached(_upload, tlcore.upload_key(data), filename, data)
 
 
 def dataset_from_groups(groups: dict[str, list[bytes]]) -> tlcore.ImageDataset:
-    return _cached(_upload, tlcore.upload_key(groups), groups)
+    return _cached(_upload, tlcore.upload_key(groups), None, groups)
 
 
 def dataset_from_folder(typed: str) -> tlcore.ImageDataset:
@@ -169,16 +171,19 @@ def _groups_widgets() -> tlcore.ImageDataset:
 
 def dataset_picker() -> tlcore.ImageDataset:
     """Widgets to choose a dataset; explains and stops the page until one is usable."""
-    source = st.radio("Dataset", [SAMPLE, ZIP, GROUPS, FOLDER], horizontal=True, key="dataset_source")
+    source = st.radio("Dataset", [SAMPLE, ZIP, GROUPS, FOLDER], horizontal=True, key="dataset_source",
+                      help="The labelled pictures the model learns from: one group (class) per kind of thing "
+                           "to recognise. The sample draws coloured shapes, so you can try it without images.")
     try:
         if source == SAMPLE:
             return sample_dataset()
         if source == ZIP:
             upload = st.file_uploader("A .zip with one folder per class (cats/1.jpg, dogs/2.png, ...)",
-                                      type=["zip"])
+                                      type=["zip"], help="Each folder's name becomes a class name; the dataset "
+                                                         "is called by the file's name.")
             if upload is None:
                 st.stop()
-            return dataset_from_archive(upload.getvalue())
+            return dataset_from_archive(upload.getvalue(), upload.name)
         if source == GROUPS:
             return _groups_widgets()
         return _folder_widgets()

@@ -62,10 +62,10 @@ def _live(demo: tlcore.DemoRun) -> None:
 
 
 def _links(runs: dict[str, tlcore.RunRecord]) -> None:
-    cells = st.columns(len(runs))
-    for cell, (role, record) in zip(cells, runs.items()):
-        cell.page_link("../pages/runs.py", label=ROLES.get(role, role), icon=":material/history:",
-                       query_params={"run": record.id})
+    row = st.container(horizontal=True)  # links as wide as their words, wrapping: no label is cut
+    for role, record in runs.items():
+        row.page_link("../pages/runs.py", label=ROLES.get(role, role), icon=":material/history:",
+                      query_params={"run": record.id})
 
 
 def _linked_group() -> str | None:

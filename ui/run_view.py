@@ -14,6 +14,33 @@ from ui.compare_view import render_scratch_comparison
 
 _log = logging.getLogger("transfer_lab.exports")
 
+RUN_COLUMNS = {
+    "created": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm", help="When the run started"),
+    "name": st.column_config.TextColumn("run", help="The network and the images it trained on"),
+    "backbone": st.column_config.TextColumn("network", help="The pretrained network the model is built on"),
+    "input_size": st.column_config.NumberColumn("image size (px)", help="Images are resized to this many pixels "
+                                                "a side before the network sees them"),
+    "trainable_from": st.column_config.TextColumn(
+        "layers trained", help="\"frozen\": only the new head learned; a layer name: that layer and the ones after "
+                               "it learned too; \"all\": every layer learned"),
+    "role": st.column_config.TextColumn(
+        "part", help="transfer: reuses a trained network; scratch: the same model from random weights, to "
+                     "compare; source: the develop-a-model demo's first run"),
+    "status": st.column_config.TextColumn("status", help="done, stopped (early), failed, running, or "
+                                                        "interrupted (the server stopped while it trained)"),
+    "best_val_accuracy": st.column_config.NumberColumn(
+        "best accuracy", format="percent", width=130,
+        help="The best share of held-out images (never trained on) that the model classified right, over "
+             "its epochs"),
+    "epochs": st.column_config.NumberColumn("epochs done", help="Passes over the training images completed"),
+    "seconds": st.column_config.NumberColumn("time (s)", format="%.1f", help="How long training took"),
+}
+"""Plain names and one-line help for the columns of ``RunStore.list()`` shown on Runs."""
+OVERLAY_HELP = ("Draws the chosen runs' curves on one chart. First chosen: the newest run and its twin from "
+                "scratch, or the newest runs on the same images.")
+CURVE_HELP = ("Accuracy: the share of images classified right. Loss: how wrong the model is on average "
+              "(lower is better). \"Held-out\" images are the validation share, never trained on.")
+
 
 def _read_export(build, *args) -> bytes:
     """The bytes of an export, built on first click (in the download's own thread) and kept on disk.
@@ -74,23 +101,25 @@ def _exports(record: tlcore.RunRecord) -> None:
                    "first click makes the file (a few seconds to a minute); later clicks send the kept one.")
         if access.read_only():
             st.caption(READ_ONLY_EXPORTS)
-        cells = st.columns(len(tlcore.EXPORT_FORMATS))
-        for cell, form in zip(cells, tlcore.EXPORT_FORMATS.values()):
+        row = st.container(horizontal=True)  # buttons as wide as their words, wrapping: no label is cut
+        for form in tlcore.EXPORT_FORMATS.values():
             path = tlcore.export_path(record, form.key)
             if access.read_only():
                 if path.is_file():
-                    cell.download_button(f"{form.title}{_size(path)}", functools.partial(_read_kept, path),
+                    row.download_button(f"{form.title}{_size(path)}", functools.partial(_read_kept, path),
                                          f"{record.id}-{form.key}.zip", "application/zip",
                                          key=f"export-{form.key}-{record.id}", on_click="ignore",
-                                         icon=":material/download:", width="stretch")
+                                         icon=":material/download:", width="content",
+                                         help=f"For {form.runtime}")
                 else:
-                    cell.button(form.title, key=f"export-{form.key}-{record.id}", disabled=True,
-                                help=READ_ONLY_EXPORTS, icon=":material/download:", width="stretch")
+                    row.button(form.title, key=f"export-{form.key}-{record.id}", disabled=True,
+                                help=READ_ONLY_EXPORTS, icon=":material/download:", width="content")
                 continue
-            cell.download_button(f"{form.title}{_size(path)}",
+            row.download_button(f"{form.title}{_size(path)}",
                                  functools.partial(_read_export, tlcore.export_run, record, form.key),
                                  f"{record.id}-{form.key}.zip", "application/zip", key=f"export-{form.key}-{record.id}",
-                                 on_click="ignore", icon=":material/download:", width="stretch")
+                                 on_click="ignore", icon=":material/download:", width="content",
+                                 help=f"For {form.runtime}. Made on the first click, then kept.")
 
 
 def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
@@ -99,8 +128,8 @@ def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
     spec = record.spec
     frozen = spec.trainable_from or "all frozen"
     started = f" · started by {access.plain(access.owner_label(record.owner))}" if access.enabled() else ""
-    st.caption(f"Run `{record.id}` · {record.status}{started} · {spec.backbone} at {spec.input_shape[0]}x"
-               f"{spec.input_shape[1]} · trainable from: {frozen} · {len(record.history)} epoch(s)"
+    st.caption(f"Run `{record.id}` · {record.status}{started} · {spec.describe()}, "
+               f"{spec.num_classes} outputs · trainable from: {frozen} · {len(record.history)} epoch(s)"
                + (f" · {result.seconds:.1f} s" if result and result.seconds is not None else "")
                + (" · frozen features cached" if result and result.feature_cache else "")
                + (f" · batch-norm statistics of {result.recalibrated_batchnorm} layers recomputed on the "
@@ -117,9 +146,11 @@ def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
     if result is None:
         return
     metrics = st.columns(3)
-    metrics[0].metric("Validation accuracy", f"{result.accuracy:.1%}")
-    metrics[1].metric("Validation loss", f"{result.loss:.3f}")
-    metrics[2].metric("Classes", len(result.class_names))
+    metrics[0].metric("Validation accuracy", f"{result.accuracy:.1%}",
+                      help="The share of held-out images (the validation share, never trained on) it got right")
+    metrics[1].metric("Validation loss", f"{result.loss:.3f}",
+                      help="How wrong it is on average on the held-out images; lower is better")
+    metrics[2].metric("Classes", len(result.class_names), help="How many kinds of thing the model tells apart")
     left, right = st.columns(2)
     with left:
         st.markdown("**Confusion matrix** (rows: true class, columns: predicted)")
@@ -128,8 +159,10 @@ def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
         st.markdown("**Per class**")
         st.dataframe(result.per_class(),
                      hide_index=True, column_config={
-                         "precision": st.column_config.NumberColumn(format="percent"),
-                         "recall": st.column_config.NumberColumn(format="percent")})
+                         "precision": st.column_config.NumberColumn(
+                             format="percent", help="Of the images it called this class, the share that were"),
+                         "recall": st.column_config.NumberColumn(
+                             format="percent", help="Of the images of this class, the share it found")})
     wrong = tlcore.wrong_predictions(record)
     if wrong:
         st.markdown("**Most confidently wrong** validation images")
@@ -139,17 +172,17 @@ def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
             row = item.prediction
             cell.caption(f"{access.plain(row.true)} → **{access.plain(row.predicted)}** ({row.confidence:.0%})")
         grad_cam.wrong_heatmaps(record, len(wrong))  # on demand: each one's heat for the wrong class
-    actions = st.columns(4)
+    actions = st.container(horizontal=True)  # as wide as their words, wrapping: no label is cut
     if record.model_path.is_file():
-        with actions[0]:
+        with actions:
             _download_model(record)
-    actions[1].download_button("Download history (CSV)", record.history.to_csv(index=False).encode(),
+    actions.download_button("Download history (CSV)", record.history.to_csv(index=False).encode(),
                                f"{record.id}-history.csv", "text/csv", key=f"history-{record.id}")
     if record.model_path.is_file():
-        if actions[2].button("Classify with this model", key=f"predict-{record.id}"):
+        if actions.button("Classify with this model", key=f"predict-{record.id}"):
             st.session_state["predict_model"] = record.id
             st.switch_page("../pages/predict.py")
-        if actions[3].button("Reuse its base for a new task", key=f"reuse-{record.id}",
+        if actions.button("Reuse its base for a new task", key=f"reuse-{record.id}",
                              help="Develop-a-model: this run's trained base, a new head."):
             st.session_state["base_run"] = record.id
             st.switch_page("../pages/build.py")

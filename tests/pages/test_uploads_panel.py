@@ -121,6 +121,7 @@ def test_the_train_page_explains_a_sample_dataset_without_room_and_stores_nothin
     assert not at.exception
     assert len(at.error) == 1 and re.fullmatch(
         r"\*\*The sample dataset cannot be stored\.\*\* The data folder may hold at most 2\.0 KB \(TL_MAX_DATA_GB\)\. "
-        r"Received: a dataset \(built-in sample shapes\) that reached [\d.]+ KB while writing, with 0 bytes in use, "
+        r"Received: a dataset \(built-in sample shapes, 64 a class at 64 px\) that reached [\d.]+ KB while writing, "
+        r"with 0 bytes in use, "
         r"so it was not kept; delete runs or datasets to make room\.", at.error[0].value)
     assert folder_size(data_dir) == 0 and tlcore.list_datasets().empty

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import stat
 import threading
@@ -246,6 +247,9 @@ def _dataset_row(folder: Path) -> dict:
         images = sum(1 for path in folder.glob("*/*") if path.suffix in (".png", ".jpg", ".webp"))
     created = record.get("created") or folder.stat().st_mtime
     name = record.get("name") or ("built-in sample shapes" if builtin else "a dataset stored before records")
+    drawn = re.fullmatch(rf"{SAMPLE_PREFIX}(\d+)-(\d+)-\d+", folder.name)
+    if drawn and name == "built-in sample shapes":  # stored before its name said which drawing it is
+        name = f"{name}, {drawn[1]} a class at {drawn[2]} px"
     return {"id": folder.name, "name": name, "images": int(images), "classes": len(classes),
             "bytes": folder_size(folder), "created": float(created), "builtin": builtin}
 

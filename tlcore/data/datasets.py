@@ -313,7 +313,7 @@ def _check_usable(dataset: ImageDataset) -> None:
 
 
 def load_dataset(
-    source: str | os.PathLike | bytes | Mapping[str, Sequence[ImageSource]],
+    source: str | os.PathLike | bytes | Mapping[str, Sequence[ImageSource]], *, name: str | None = None,
 ) -> ImageDataset:
     """Make a dataset from class folders, or reuse the stored one made from the same upload.
 
@@ -322,6 +322,8 @@ def load_dataset(
             optionally under one top folder); or a mapping class name -> images.
             A folder is read as it is: links inside it are not followed. For a
             folder a visitor typed, pass it through ``server_folder`` first.
+        name: what to call the dataset, e.g. an uploaded file's name ("cats.zip"); by
+            default the folder's or file's name, "uploaded archive" or "uploaded files".
 
     Returns:
         The stored dataset; unreadable images are skipped and listed in ``skipped``.
@@ -335,8 +337,9 @@ def load_dataset(
     settings = load_settings()
     skipped: list[str] = []
     key = upload_key(source)
+    given = " ".join(str(name).split())[:120] if name else ""  # one line, not a whole essay
     if isinstance(source, Mapping):
-        name = "uploaded files"
+        name = given or "uploaded files"
         if key is not None and (stored := _open_stored(datasets_dir(settings) / key, name, settings)) is not None:
             return stored
         items: list[Item] = [(clean_name(c), f"{c}/{i}", lambda s=s: s)
@@ -345,16 +348,16 @@ def load_dataset(
         return _store(items, name, settings, key=key, expected_bytes=declared, source="uploads")
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
         items, declared = folder_items(Path(source), settings, skipped)
-        return _store(items, Path(source).name, settings, key=None, expected_bytes=declared, source="folder",
+        return _store(items, given or Path(source).name, settings, key=None, expected_bytes=declared, source="folder",
                       skipped=skipped)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
             raise DatasetError(f"A dataset must be a folder or a .zip archive. Received: {str(path)!r} (not found)")
-        data, name = path.read_bytes(), path.name
+        data, name = path.read_bytes(), given or path.name
         key = upload_key(data)
     else:
-        data, name = bytes(source), "uploaded archive"
+        data, name = bytes(source), given or "uploaded archive"
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             items, declared = archive_items(archive, settings, data, skipped)  # checked even if stored before

@@ -67,13 +67,19 @@ def draw_sample(kind: str, size: int, rng: np.random.Generator) -> Image.Image:
     return image
 
 
+def sample_dataset_name(per_class: int, size: int) -> str:
+    """What a drawing of the sample shapes is called, so two of them read differently:
+    "built-in sample shapes, 64 a class at 64 px"."""
+    return f"built-in sample shapes, {per_class} a class at {size} px"
+
+
 def sample_dataset(*, per_class: int = 64, size: int = 64, seed: int = 0) -> ImageDataset:
     """The built-in dataset: coloured circles, squares, triangles and stripes.
 
     Generated deterministically (no download) and stored once per
     (per_class, size, seed) in the data folder, with its digest.
     """
-    return generated_dataset(f"sample-{per_class}-{size}-{seed}", SAMPLE_CLASSES, "built-in sample shapes",
+    return generated_dataset(f"sample-{per_class}-{size}-{seed}", SAMPLE_CLASSES, sample_dataset_name(per_class, size),
                              per_class, lambda kind, rng: draw_sample(kind, size, rng), np.random.default_rng(seed))
 
 

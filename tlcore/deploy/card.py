@@ -97,6 +97,23 @@ def _weights_words(weights: object) -> str:
     return f"weights from the file {_md(name)}"
 
 
+def _head_lines(spec: dict, classes: int) -> list[str]:
+    """The new head after the base, layer by layer in words: added convolutional blocks, an average
+    pooling window, and the output layer (one unit a class)."""
+    lines = []
+    blocks = int(spec.get("conv_blocks") or 0)
+    if blocks:
+        kernel, pool = spec.get("conv_kernel"), spec.get("conv_pool")
+        lines.append(f"- Added convolutional block{'s' if blocks > 1 else ''} in the head, after the base: {blocks}, "
+                     f"each a Conv2D of {_md(spec.get('conv_filters'))} {_md(kernel)}x{_md(kernel)} filters "
+                     f"(padding \"same\", ReLU)"
+                     + (f" and a {_md(pool)}x{_md(pool)} max pooling." if pool and int(pool) > 1 else "."))
+    if spec.get("pool_size"):
+        lines.append(f"- Average pooling window before the dense layers: {_md(spec.get('pool_size'))}.")
+    lines.append(f"- Output: a softmax layer of {classes} units, one for each class.")
+    return lines
+
+
 def model_card(info: ExportInfo, fmt: str, *, model_bytes: int, exported: str | None = None) -> str:
     """The model card (Markdown) of one export."""
     form = check_format(fmt)
@@ -144,6 +161,7 @@ def model_card(info: ExportInfo, fmt: str, *, model_bytes: int, exported: str | 
         + (", the trained base of an earlier run" if spec.get("base_model") else "") + "), "
         f"{_md(spec.get('pooling'))} pooling, hidden units: {_md(spec.get('hidden_units'))}, "
         f"dropout: {_md(spec.get('dropout'))}.",
+        *_head_lines(spec, len(info.class_names)),
         f"- Trained from layer: {_md(spec.get('trainable_from') or 'none (base frozen, head only)')}.",
         f"- File: `{form.model_name}`, {model_bytes:,} bytes.",
         *(["- Weights stored as float16 (computed in float32); outputs within about 1e-3 of float32."]

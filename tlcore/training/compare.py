@@ -14,7 +14,7 @@ import pandas as pd
 from tlcore.core.errors import ConfigError
 from tlcore.models.spec import ALL_LAYERS, TransferSpec
 from tlcore.training.config import HISTORY_COLUMNS, TrainConfig
-from tlcore.training.runs import RunRecord, RunStore
+from tlcore.training.runs import RUNNING, RunRecord, RunStore
 
 TRANSFER, SCRATCH = "transfer", "scratch"
 
@@ -41,6 +41,90 @@ def scratch_config(config: TrainConfig) -> TrainConfig:
     nothing left to do; its epochs are added to the first phase instead.
     """
     return dataclasses.replace(config, epochs=config.total_epochs, fine_tune_from=None, fine_tune_epochs=0)
+
+
+ROLE_WORDS = {TRANSFER: "The transfer run", SCRATCH: "The run from scratch"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Fairness:
+    """Whether a transfer run and its twin from scratch can be compared as they stand.
+
+    They can when both finished every epoch they planned. When one stopped early (Stop
+    pressed, early stopping, a server that went down) or failed, their final accuracies
+    come from different amounts of training: ``common_epoch`` is then the last epoch both
+    reached, and ``transfer_at``/``scratch_at`` their validation accuracies there (from the
+    histories), a like-with-like comparison at fewer epochs.
+
+    Attributes:
+        comparable: both finished all their planned epochs; the final accuracies compare.
+        notes: one plain sentence per run that did not, e.g. "The run from scratch stopped
+            early: Stop was pressed after epoch 2 of 5."; empty when comparable.
+        transfer_epochs, scratch_epochs: epochs each run completed.
+        planned_epochs: epochs each run planned (the same for a pair: ``scratch_config``).
+        common_epoch: the last epoch both completed; None when comparable, or when one
+            completed none (then nothing compares).
+        transfer_at, scratch_at: validation accuracy at ``common_epoch``; None without one.
+    """
+
+    comparable: bool
+    notes: tuple[str, ...]
+    transfer_epochs: int
+    scratch_epochs: int
+    planned_epochs: int
+    common_epoch: int | None = None
+    transfer_at: float | None = None
+    scratch_at: float | None = None
+
+    @property
+    def gap_at_common_epoch(self) -> float | None:
+        """Transfer minus scratch at ``common_epoch`` (0.25 is 25 points); None without one."""
+        if self.transfer_at is None or self.scratch_at is None:
+            return None
+        return self.transfer_at - self.scratch_at
+
+    def words(self) -> str:
+        """The fairness in plain words ("" when comparable)."""
+        if self.comparable:
+            return ""
+        notes = " ".join(self.notes)
+        if self.common_epoch is None:
+            return f"{notes} The two runs are not comparable: one of them has no finished epoch to set beside the other."
+        if self.gap_at_common_epoch is None:
+            return (f"{notes} Their final accuracies are not a fair comparison; epoch {self.common_epoch} is "
+                    "the last both reached, but one of them has no validation accuracy recorded there.")
+        return (f"{notes} Their final accuracies are not a fair comparison, so they are compared at epoch "
+                f"{self.common_epoch}, the last both reached: transfer {self.transfer_at:.1%}, from scratch "
+                f"{self.scratch_at:.1%} validation accuracy ({self.gap_at_common_epoch * 100:+.1f} points).")
+
+
+def _epochs_done(record: RunRecord) -> int:
+    return len(record.history)
+
+
+def _why_short(role: str, record: RunRecord, planned: int) -> str | None:
+    """Why a run of a pair did not complete its planned epochs, in one sentence; None if it did."""
+    who, done = ROLE_WORDS[role], _epochs_done(record)
+    where = f"after epoch {done} of {planned}" if done else f"before its first epoch (of {planned})"
+    if record.status == "failed":
+        return f"{who} failed {where}."
+    if record.result is None:
+        return f"{who} has not finished: it stopped or is still training, {where}."
+    if done >= planned:
+        return None
+    if record.result.stopped:
+        return f"{who} stopped early: Stop was pressed {where}."
+    if record.config.early_stopping:
+        return (f"{who} stopped early: early stopping ended it {where}, when the validation loss had not "
+                f"improved for {record.config.early_stopping} epochs.")
+    return f"{who} stopped early, {where}."
+
+
+def _accuracy_at(record: RunRecord, epoch: int) -> float | None:
+    if "val_accuracy" not in record.history or len(record.history) < epoch:
+        return None
+    value = record.history["val_accuracy"].iloc[epoch - 1]
+    return None if pd.isna(value) else float(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,8 +159,31 @@ class ScratchComparison:
         return self.transfer.result is not None and self.scratch.result is not None
 
     @property
+    def training(self) -> bool:
+        """Either run is still recorded as training (queued, training, or cut off by a server that stopped)."""
+        return RUNNING in (self.transfer.status, self.scratch.status)
+
+    @property
+    def fairness(self) -> Fairness:
+        """Whether the two final accuracies compare, and if not, the last epoch both reached."""
+        planned = max(self.transfer.config.total_epochs, self.scratch.config.total_epochs)
+        done = {TRANSFER: _epochs_done(self.transfer), SCRATCH: _epochs_done(self.scratch)}
+        notes = tuple(note for role, record in ((TRANSFER, self.transfer), (SCRATCH, self.scratch))
+                      if (note := _why_short(role, record, planned)) is not None)
+        if not notes:
+            return Fairness(True, (), done[TRANSFER], done[SCRATCH], planned)
+        common = min(done.values())
+        if common == 0:
+            return Fairness(False, notes, done[TRANSFER], done[SCRATCH], planned)
+        return Fairness(False, notes, done[TRANSFER], done[SCRATCH], planned, common,
+                        _accuracy_at(self.transfer, common), _accuracy_at(self.scratch, common))
+
+    @property
     def gap(self) -> float | None:
-        """Transfer's accuracy minus scratch's (0.25 is 25 points ahead); None until both finished."""
+        """Transfer's final accuracy minus scratch's (0.25 is 25 points ahead); None until both finished.
+
+        Fair only when ``fairness.comparable``; otherwise see ``fairness.gap_at_common_epoch``.
+        """
         if not self.finished:
             return None
         return self.transfer_accuracy - self.scratch_accuracy
@@ -91,9 +198,13 @@ class ScratchComparison:
 
     def summary(self) -> str:
         """The gap in words, e.g. "Transfer: 87.5% validation accuracy in 12.3 s. From scratch: 25.0% in 40.1 s.
-        Transfer is 62.5 points ahead." """
-        if not self.finished:
+        Transfer is 62.5 points ahead." When either run stopped early or failed, says so and compares
+        at the last epoch both reached, or says plainly that they do not compare (``Fairness.words``)."""
+        if self.training:
             return "The comparison is ready when both runs have finished."
+        fairness = self.fairness
+        if not fairness.comparable:
+            return fairness.words()
         times = {role: f" in {seconds:.1f} s" if seconds is not None else ""
                  for role, seconds in ((TRANSFER, self.transfer_seconds), (SCRATCH, self.scratch_seconds))}
         points = abs(self.gap) * 100
@@ -117,8 +228,11 @@ def scratch_comparison(store: RunStore, run_id: str) -> ScratchComparison | None
 
 
 def default_comparison(runs: pd.DataFrame, *, count: int = 2) -> list[str]:
-    """The runs to compare first: the newest run's transfer-and-scratch pair when it has one,
-    otherwise the ``count`` newest runs.
+    """The runs to compare first: runs that belong together, never unrelated ones.
+
+    The newest run's transfer-and-scratch pair when it has one; otherwise the newest run
+    and the newest others trained on the same dataset (``count`` in all); otherwise the
+    newest run alone.
 
     Args:
         runs: ``RunStore.list()`` (newest first).
@@ -128,8 +242,27 @@ def default_comparison(runs: pd.DataFrame, *, count: int = 2) -> list[str]:
     """
     if runs.empty:
         return []
-    group = runs.iloc[0]["run_group"]
+    newest = runs.iloc[0]
+    group = newest["run_group"]
     pair = runs[(runs["run_group"] == group) & runs["role"].isin([TRANSFER, SCRATCH])] if group else runs.iloc[:0]
     if len(pair) == 2:
         return pair["id"].tolist()
-    return runs["id"].iloc[:count].tolist()
+    same_data = runs[runs["dataset"] == newest["dataset"]] if newest["dataset"] else runs.iloc[:1]
+    return same_data["id"].iloc[:max(count, 1)].tolist()
+
+
+def default_run(runs: pd.DataFrame) -> str | None:
+    """The run to open first: the newest, except that the newest pair opens on its transfer run
+    (whose page shows both), not on its twin from scratch.
+
+    Args:
+        runs: ``RunStore.list()`` (newest first).
+    """
+    if runs.empty:
+        return None
+    newest = runs.iloc[0]
+    if newest["role"] == SCRATCH and newest["run_group"]:
+        partner = runs[(runs["run_group"] == newest["run_group"]) & (runs["role"] == TRANSFER)]
+        if len(partner):
+            return partner["id"].iloc[0]
+    return newest["id"]

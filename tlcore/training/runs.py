@@ -17,12 +17,14 @@ file taken for whole.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
+import re
 import shutil
 import sqlite3
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import keras
@@ -77,6 +79,16 @@ class RunRecord:
         return list(self.dataset.get("classes", []))
 
     @property
+    def created(self) -> datetime.datetime | None:
+        """When the run started (read from its id, local time); None for an id of another form."""
+        return created_of(self.id)
+
+    def title(self, owner_label: Callable[[str], str] = str) -> str:
+        """The run in one line that tells it from the others (``run_title``)."""
+        return run_title(self.name or f"{self.spec.backbone} on {self.dataset.get('name', 'images')}",
+                         self.created, role=self.role, owner=owner_label(self.owner) if self.owner else "")
+
+    @property
     def model_path(self) -> Path:
         return self.folder / "model.keras"
 
@@ -85,6 +97,53 @@ class RunRecord:
         files = self.dataset.get("files", [])
         path = Path(self.dataset.get("root", "")) / files[index] if index < len(files) else None
         return path if path is not None and path.is_file() else None
+
+
+ROLE_TITLES = {"transfer": "reusing a base", "scratch": "from scratch", "source": "demo's source"}
+"""A run's part in its group, in words for its title."""
+
+
+def created_of(run_id: str) -> datetime.datetime | None:
+    """When a run started, from its id ("20261204-211500-ab12cd": 4 Dec 2026 21:15:00); None if not of that form."""
+    found = re.match(r"(\d{8}-\d{6})", str(run_id))
+    try:
+        return datetime.datetime.strptime(found[1], "%Y%m%d-%H%M%S") if found else None
+    except ValueError:
+        return None
+
+
+def run_title(name: str, created: datetime.datetime | pd.Timestamp | None, *, role: str = "",
+              owner: str = "") -> str:
+    """A run in one line for legends, lists and choices: what it is, its part, when, and who started it.
+
+    Example: "MobileNetV2 on develop-a-model target shapes, from scratch · 4 Dec 21:15 · alice".
+
+    Args:
+        name: the run's name (its backbone and dataset unless named).
+        created: when it started; left out when None.
+        role: its part in a group ("transfer", "scratch", "source"), in words after the name.
+        owner: who started it, as it should read ("" to leave out).
+    """
+    parts = [str(name) + (f", {ROLE_TITLES[role]}" if role in ROLE_TITLES else "")]
+    if created is not None and not pd.isna(created):
+        parts.append(f"{created.day} {created:%b %H:%M}")
+    if owner:
+        parts.append(str(owner))
+    return " · ".join(parts)
+
+
+def run_titles(runs: pd.DataFrame, owner_label: Callable[[str], str] = str) -> dict[str, str]:
+    """Run id -> ``run_title`` for every row of ``RunStore.list()``, each one different.
+
+    The time is read from the id, as ``RunRecord.created`` reads it. Two runs whose titles would
+    read the same (same name and part, started the same minute by the same person) get the end
+    of their id added.
+    """
+    titles = {row.id: run_title(row.name, created_of(row.id) or row.created, role=row.role,
+                                owner=owner_label(row.owner) if row.owner else "")
+              for row in runs.itertuples()}
+    repeated = {title for title in titles.values() if list(titles.values()).count(title) > 1}
+    return {run_id: f"{title} · {run_id[-6:]}" if title in repeated else title for run_id, title in titles.items()}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -276,7 +276,8 @@ def test_a_sample_dataset_without_room_is_refused_and_leaves_no_half_folder(room
     used = folder_size(data_dir)
     monkeypatch.setenv("TL_MAX_DATA_GB", str((used + room) / 1e9))
     with pytest.raises(tlcore.StorageError, match=r"The data folder may hold at most [\d.]+ KB \(TL_MAX_DATA_GB\). "
-                                                  r"Received: a dataset \(built-in sample shapes\) that reached "
+                                                  r"Received: a dataset \(built-in sample shapes, 8 a class at 32 px\) "
+                                                  r"that reached "
                                                   r"[\d.]+ KB while writing"):
         tlcore.sample_dataset(per_class=8, size=32, seed=7)
     assert folder_size(data_dir) == used

@@ -139,14 +139,14 @@ def test_a_run_left_running_by_a_stopped_server_is_listed_as_interrupted(tmp_pat
 
 
 def _listing(rows):
-    return pd.DataFrame(rows, columns=["id", "run_group", "role"])
+    return pd.DataFrame([(*row, "d") for row in rows], columns=["id", "run_group", "role", "dataset"])
 
 
-def test_the_default_comparison_is_the_newest_pair_else_the_two_newest_runs():
+def test_the_default_comparison_is_the_newest_pair_else_the_newest_runs_on_its_dataset():
     pair = _listing([("s", "g1", "scratch"), ("t", "g1", "transfer"), ("x", "", ""), ("y", "", "")])
     assert tlcore.default_comparison(pair) == ["s", "t"]
     alone = _listing([("x", "", ""), ("s", "g1", "scratch"), ("t", "g1", "transfer")])
-    assert tlcore.default_comparison(alone) == ["x", "s"]  # the newest run has no pair
+    assert tlcore.default_comparison(alone) == ["x", "s"]  # the newest run has no pair: the same dataset's
     half = _listing([("s", "g2", "scratch"), ("a", "", ""), ("t", "g1", "transfer")])
     assert tlcore.default_comparison(half) == ["s", "a"]  # its partner is another group's
     demo = _listing([("sc", "d", "scratch"), ("tr", "d", "transfer"), ("so", "d", "source")])

@@ -1,0 +1,54 @@
+"""AppTest: Runs opens the newest run (a new pair on its transfer run), overlays the pair, titles runs apart,
+and calls a stopped twin what it is."""
+
+import numpy as np
+import pandas as pd
+from support import open_page
+
+import tlcore
+
+SPEC = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=None, trainable_from="all",
+                           num_classes=4, conv_blocks=1, conv_filters=32)
+NAMES = ("ring", "frame", "hollow", "star")
+
+
+def _pair(store: tlcore.RunStore, group: str) -> dict[str, str]:
+    """A transfer run (2 epochs) and its twin from scratch, stopped after epoch 1 of 2; no models."""
+    ids = {}
+    for role, accuracies, stopped in (("transfer", [0.5, 0.75], False), ("scratch", [0.25], True)):
+        ids[role] = store.create(SPEC, tlcore.TrainConfig(epochs=2), {"name": "target shapes", "classes": NAMES},
+                                 owner="ada", group=group, role=role)
+        n = len(accuracies)
+        history = pd.DataFrame({"phase": ["train"] * n, "loss": np.ones(n), "accuracy": accuracies,
+                                "val_loss": np.ones(n), "val_accuracy": accuracies})
+        confusion = tuple(tuple(int(i == j) for j in range(4)) for i in range(4))
+        store.record_result(ids[role], history, tlcore.RunResult(NAMES, accuracies[-1], 1.0, confusion, (1.0,) * 4,
+                                                                 (1.0,) * 4, stopped=stopped, seconds=1.0))
+    return ids
+
+
+def test_runs_opens_the_new_pair_on_its_transfer_run_and_says_the_twin_stopped_early():
+    from ui.training import run_store
+
+    ids = _pair(run_store(), "runs-words-pair")
+    at = open_page("../pages/runs.py")
+    assert at.selectbox(key="opened_run").value == ids["transfer"]  # the newest run is the scratch twin
+    overlay = at.multiselect[0]
+    assert set(overlay.value) == {ids["transfer"], ids["scratch"]}
+    titles = tlcore.run_titles(run_store().list())
+    assert titles[ids["scratch"]].startswith("VGG16 on target shapes, from scratch · ")
+    assert titles[ids["transfer"]].startswith("VGG16 on target shapes, reusing a base · ")
+    assert at.radio[0].options == ["accuracy on held-out images", "loss on held-out images",
+                                   "accuracy on training images", "loss on training images"]
+    said = " ".join(m.value for m in at.markdown)
+    assert "The run from scratch stopped early: Stop was pressed after epoch 1 of 2." in said
+    assert "compared at epoch 1, the last both reached: transfer 50.0%, from scratch 25.0%" in said
+    warnings = " ".join(w.value for w in at.warning)
+    assert "not a fair comparison" in warnings
+    labels = [m.label for m in at.metric]
+    assert labels[:3] == ["Transfer at epoch 1", "From scratch at epoch 1", "Gap at epoch 1"]
+    assert at.metric[2].value == "+25.0 points"
+    assert "Gap" not in labels  # no final-accuracy gap presented as fair
+    caption = next(c.value for c in at.caption if c.value.startswith(f"Run `{ids['transfer']}`"))
+    assert "VGG16 at 32x32, 1 new convolutional block of 32 3x3 filters, global average pooling head" in caption
+    assert "4 outputs" in caption
