@@ -137,7 +137,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "predict_batch": "inference.batch",
     "predict_top_k": "inference.predict",
     "project_2d": "inference.features",
-    # training: configs, the loop, feature caches, the run store, comparisons, jobs in Ray, the demo, probes
+    # training: configs, the loop, feature caches, the run store, comparisons, jobs in Ray, the demo, probes, head sweeps
     "BatchProgress": "training.config",
     "check_job_memory": "training.memory",
     "connect_ray": ("training.worker", "connect"),
@@ -155,6 +155,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "Evaluation": "training.config",
     "fit_probe": "training.probes",
     "frozen_split": "training.train",
+    "head_sweep": "training.sweep",
     "INTERRUPTED": "training.runs",
     "JobQueue": "training.jobs",
     "JobSnapshot": "training.jobs",
@@ -169,6 +170,9 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "scratch_spec": "training.compare",
     "ScratchComparison": "training.compare",
     "start_demo": "training.demo",
+    "SweepBudget": "training.sweep",
+    "SweepResult": "training.sweep",
+    "SweepTrial": "training.sweep",
     "train": "training.train",
     "train_demo": "training.demo",
     "TrainConfig": "training.config",
