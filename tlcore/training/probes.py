@@ -22,10 +22,10 @@ import numpy as np
 from tlcore.core.errors import ConfigError
 from tlcore.data.pipeline import row_batches
 
-PROBE_EPOCHS = 40
+PROBE_EPOCHS = 100
 """Epochs every probe trains (a fixed budget: probes compare taps, not training lengths)."""
 PROBE_BATCH = 32
-PROBE_LEARNING_RATE = 3e-3
+PROBE_LEARNING_RATE = 1e-2
 
 
 @dataclasses.dataclass(frozen=True)
