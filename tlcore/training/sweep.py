@@ -4,7 +4,8 @@ The base runs once: its pooled output for every image is the feature file a run 
 same model reads (``feature_cache``: the same key, computed at most once, memory-mapped).
 Each trial then trains only a head on those rows (hidden units, dropout, learning rate,
 optimizer, up to ``max_epochs`` with early stopping), exactly as ``train`` trains the head
-of a run on cached features, so a trial's score is the score its run would get.
+of a run on cached features (the same assembly, seed and batches), so a trial's score is the
+score its run gets.
 
 From the app the trials are Ray Tune trials, ``concurrency`` at a time, under Tune's own
 ``ASHAScheduler`` (trials that lag at a rung stop early); the configurations are drawn
@@ -113,18 +114,6 @@ def trial_settings(spec: TransferSpec, config: TrainConfig, budget: SweepBudget)
     return settings
 
 
-def head_on_features(features: int, classes: int, hidden_units: int, dropout: float) -> keras.Model:
-    """The head ``attach_head`` puts after the pooling, on pooled vectors (the same layers and names)."""
-    inputs = keras.Input((features,), name="cached_features")
-    x = inputs
-    if hidden_units:
-        x = keras.layers.Dropout(dropout, name="head_dropout_1")(x)
-        x = keras.layers.Dense(hidden_units, activation="relu", name="head_hidden")(x)
-    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = keras.layers.Dense(classes, activation="softmax", name="head_output")(x)
-    return keras.Model(inputs, outputs, name="swept_head")
-
-
 class _Reporter(keras.callbacks.Callback):
     """Reports every epoch: its validation loss and accuracy, and the score a run would keep
     (the validation accuracy at the best validation loss so far, as early stopping restores)."""
@@ -143,19 +132,33 @@ class _Reporter(keras.callbacks.Callback):
                      "last": bool(self.model.stop_training) or epoch + 1 >= self.max_epochs})
 
 
-def fit_head(settings: dict[str, Any], *, path: str, labels: np.ndarray, train_idx: np.ndarray,
-             val_idx: np.ndarray, classes: int, batch_size: int, seed: int, max_epochs: int, patience: int,
+def fit_head(settings: dict[str, Any], *, spec: dict, path: str, labels: np.ndarray, train_idx: np.ndarray,
+             val_idx: np.ndarray, batch_size: int, seed: int, max_epochs: int, patience: int,
              report: Callable[[dict], None]) -> None:
-    """Train one head on the memory-mapped rows at ``path``, as ``train`` trains a run's head on them."""
+    """Train one head on the memory-mapped rows at ``path`` exactly as ``train`` trains that run's head.
+
+    The model is assembled as ``train`` assembles it (same seed, same base, the trial's head), and
+    its trainable rest after the frozen prefix is fitted on the rows: the same initial weights,
+    batches and dropout draws as the run this trial would become.
+    """
     rows = np.load(path, mmap_mode="r")
+    trial = dataclasses.replace(_spec_of(spec), hidden_units=int(settings["hidden_units"]),
+                                dropout=float(settings["dropout"]))
     keras.utils.set_random_seed(seed)
-    model = head_on_features(int(rows.shape[1]), classes, int(settings["hidden_units"]), float(settings["dropout"]))
+    _, model = frozen_split(_assemble(trial))
+    if tuple(model.input.shape[1:]) != tuple(rows.shape[1:]):
+        raise ConfigError(f"The feature file does not fit this head: it holds rows of shape {tuple(rows.shape[1:])}, "
+                          f"the head reads {tuple(model.input.shape[1:])}")
     model.compile(optimizer=OPTIMIZERS[settings["optimizer"]](float(settings["learning_rate"])),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(row_batches(rows, labels, train_idx, batch_size=batch_size, seed=seed),
               validation_data=row_batches(rows, labels, val_idx, batch_size=EVAL_BATCH), epochs=max_epochs,
               shuffle=False, verbose=0,
               callbacks=[keras.callbacks.EarlyStopping("val_loss", patience=patience), _Reporter(report, max_epochs)])
+
+
+def _spec_of(values: dict) -> TransferSpec:
+    return TransferSpec(**{**values, "input_shape": tuple(values["input_shape"])})
 
 
 def _tune_trial(settings: dict[str, Any], **data: Any) -> None:
@@ -222,7 +225,7 @@ class SweepResult:
 
     def best_run(self) -> tuple[TransferSpec, TrainConfig]:
         """The winner as an ordinary run's spec and config (``JobQueue.submit`` or ``train`` it)."""
-        best, spec = self.best, TransferSpec(**{**self.spec, "input_shape": tuple(self.spec["input_shape"])})
+        best, spec = self.best, _spec_of(self.spec)
         spec = dataclasses.replace(spec, hidden_units=best.hidden_units, dropout=best.dropout)
         config = dataclasses.replace(TrainConfig(**self.config), learning_rate=best.learning_rate,
                                      optimizer=best.optimizer, epochs=self.budget["max_epochs"],
@@ -310,8 +313,9 @@ def head_sweep(
     stored = folder / f"{key}.json"
     if stored.is_file():
         return SweepResult.from_json(stored.read_text())
-    data = dict(path=path, labels=np.asarray(dataset.labels, dtype=np.int64), train_idx=train_idx, val_idx=val_idx,
-                classes=len(dataset.class_names), batch_size=config.batch_size, seed=config.seed,
+    spec_values = {**dataclasses.asdict(spec), "input_shape": list(spec.input_shape)}
+    data = dict(spec=spec_values, path=path, labels=np.asarray(dataset.labels, dtype=np.int64), train_idx=train_idx,
+                val_idx=val_idx, batch_size=config.batch_size, seed=config.seed,
                 max_epochs=budget.max_epochs, patience=budget.patience)
     board = _Board(settings, on_trial)
     started = time.perf_counter()
@@ -322,7 +326,7 @@ def head_sweep(
             board.start(number)
             fit_head(trial, report=lambda metrics, number=number: board.result(number, metrics), **data)
             board.finish(number, DONE)
-    result = SweepResult(key, {**dataclasses.asdict(spec), "input_shape": list(spec.input_shape)},
+    result = SweepResult(key, spec_values,
                          dataclasses.asdict(config), dataclasses.asdict(budget), tuple(board.trials), cached,
                          features_seconds, time.perf_counter() - started, "ASHA" if use_ray else "none")
     folder.mkdir(parents=True, exist_ok=True)
