@@ -337,3 +337,65 @@ def transfer_curve(
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stored, curve.to_json())
     return curve
+
+
+def stored_curve(key: str, folder: str | os.PathLike | None = None) -> TransferCurve | None:
+    """The curve kept under ``key`` (a link's value: anything else than 32 hex digits finds nothing)."""
+    if not isinstance(key, str) or len(key) != 32 or any(ch not in "0123456789abcdef" for ch in key):
+        return None
+    path = (Path(folder) if folder is not None else curves_folder()) / f"{key}.json"
+    try:
+        return TransferCurve.from_json(path.read_text())
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def probe_program(curve: TransferCurve) -> str:
+    """The curve's measurement as a plain Keras 3 program: every block end pooled, one pass, a probe per tap."""
+    weights = "None" if curve.weights is None else repr(curve.weights)
+    network = (f"keras.models.load_model({curve.base_model!r}).layers[1]  # the trained base of a run"
+               if curve.base_model else
+               f"keras.applications.{curve.backbone}(weights={weights}, include_top={curve.include_top}, "
+               f"input_shape=({curve.input_size}, {curve.input_size}, 3))")
+    taps = [point.tap for point in curve.points]
+    module = get_backbone(curve.backbone).preprocess.__module__.rsplit(".", 1)[-1]
+    return f'''"""The transfer curve of {curve.backbone} at {curve.input_size}x{curve.input_size}: a linear probe per block."""
+
+import keras
+import numpy as np
+
+network = {network}
+taps = {taps!r}
+
+# one model, one pass: every tap's output, globally averaged, side by side
+pooled = [keras.layers.GlobalAveragePooling2D()(network.get_layer(t).output)
+          if len(network.get_layer(t).output.shape) == 4 else network.get_layer(t).output for t in taps]
+all_taps = keras.Model(network.input, keras.layers.Concatenate()(pooled))
+
+images = keras.utils.image_dataset_from_directory(
+    "my_images", image_size=({curve.input_size}, {curve.input_size}), crop_to_aspect_ratio=True,
+    shuffle=False, batch_size=32)
+features, labels = [], []
+for x, y in images:
+    features.append(all_taps.predict(keras.applications.{module}.preprocess_input(x), verbose=0))
+    labels.append(y.numpy())
+features, labels = np.concatenate(features), np.concatenate(labels)
+widths = np.cumsum([0] + [int(p.shape[-1]) for p in pooled])
+
+rng = np.random.default_rng(0)
+order = rng.permutation(len(labels))
+cut = int(len(labels) * 0.8)
+train, val = order[:cut], order[cut:]
+
+for tap, start, end in zip(taps, widths[:-1], widths[1:]):
+    x = features[:, start:end]
+    probe = keras.Sequential([  # logistic regression on the standardised vector
+        keras.Input((end - start,)),
+        keras.layers.Normalization(),
+        keras.layers.Dense(len(images.class_names), activation="softmax"),
+    ])
+    probe.layers[0].adapt(x[train])
+    probe.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    probe.fit(x[train], labels[train], epochs=100, batch_size=32, verbose=0)
+    print(tap, probe.evaluate(x[val], labels[val], verbose=0)[1])
+'''

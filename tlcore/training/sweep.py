@@ -442,3 +442,14 @@ def _fit_tuner(tune, settings, data, budget, storage, progress, BasicVariantGene
     if errors:
         raise ConfigError(f"{len(errors)} of {len(settings)} sweep trials failed; the first: {errors[0]}")
 
+
+
+def stored_sweep(key: str, folder: str | os.PathLike | None = None) -> SweepResult | None:
+    """The sweep kept under ``key`` (a link's value: anything else than 32 hex digits finds nothing)."""
+    if not isinstance(key, str) or len(key) != 32 or any(ch not in "0123456789abcdef" for ch in key):
+        return None
+    path = (Path(folder) if folder is not None else sweeps_folder()) / f"{key}.json"
+    try:
+        return SweepResult.from_json(path.read_text())
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
