@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 import tlcore
-from ui import access, training
+from ui import access, models, sidebar, training
 from ui.code_panel import code_panel
 from ui.transfer_curve import task_board
 
@@ -82,6 +82,7 @@ def section(spec: tlcore.TransferSpec, dataset: tlcore.ImageDataset, config: tlc
     task = task_board().get(st.session_state.get(URL_KEY) or linked)
     stored = None if task else tlcore.stored_sweep(linked or "")
     if st.button("Sweep", icon=":material/tune:", key="sweep-start"):
+        sidebar.load_or_explain(models.ensure_spec_weights, spec)
         try:
             budget.check()
             task = task_board().start("head sweep", tlcore.head_sweep, dict(

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import tlcore
-from ui import access, datasets
+from ui import access, datasets, models, sidebar
 from ui.code_panel import code_panel
 
 URL_KEY = "curve"
@@ -88,6 +88,7 @@ def section(spec: tlcore.TransferSpec) -> None:
     with st.expander("Images to measure on", expanded=task is None and stored is None):
         dataset = datasets.dataset_picker()
     if st.button("Measure the transfer curve", icon=":material/query_stats:", key="curve-start"):
+        sidebar.load_or_explain(models.ensure_spec_weights, spec)
         try:
             task = task_board().start("transfer curve", tlcore.transfer_curve, dict(
                 backbone=spec.backbone, dataset=dataset, weights=spec.weights, input_size=spec.input_shape[0],

@@ -113,3 +113,19 @@ def test_bad_datasets_and_splits_are_refused_in_words(tmp_path):
         transfer_curve("VGG16", two, weights=None, input_size=32, validation_fraction=0.95, folder=tmp_path)
     with pytest.raises(tlcore.ConfigError, match="1 to 500 epochs. Received: epochs=0"):
         transfer_curve("VGG16", two, weights=None, input_size=32, budget=ProbeBudget(epochs=0), folder=tmp_path)
+
+
+def test_the_probes_keras_program_runs_on_a_folder_of_images(tmp_path, shapes, monkeypatch, capsys):
+    curve = tlcore.TransferCurve("k", "VGG16", 32, None, None, False, "shapes", 16, 0.25,
+                                 tuple(tlcore.CurvePoint(d, tap, 0, 0.5, 1.0, 1.0, False)
+                                       for d, tap in enumerate(VGG_POOLS[:3], start=1)), "block3_conv1", 1.0, 1.0)
+    program = tlcore.probe_program(curve)
+    for index, (path, label) in enumerate(zip(shapes.files, shapes.labels)):
+        folder = tmp_path / "my_images" / shapes.class_names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{index}.png").write_bytes(path.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    exec(compile(program.replace("epochs=100", "epochs=2"), "transfer_curve.py", "exec"), {"__name__": "__main__"})
+    printed = [line.split() for line in capsys.readouterr().out.split("\n") if line.startswith("block")]
+    assert [words[0] for words in printed] == VGG_POOLS[:3]
+    assert all(0 <= float(words[1]) <= 1 for words in printed)
