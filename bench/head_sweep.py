@@ -1,6 +1,6 @@
 """A 12-trial head sweep on cached features against one ordinary run of the default head.
 
-Run: .venv/bin/python bench/head_sweep.py [images] [size]
+Run: .venv/bin/python bench/head_sweep.py [images] [size] [--in-order-only]
 
 VGG16 (random weights: ImageNet files cannot be downloaded here) at 128 px with Build's
 default head (256 hidden units, dropout 0.2, Adam at 1e-3), 512 built-in sample images, up to
@@ -43,6 +43,14 @@ def main(images: int = 512, size: int = 128) -> None:
     started = time.perf_counter()
     run = tlcore.train(spec, dataset, config, cache=cache)
     one = time.perf_counter() - started
+    started = time.perf_counter()
+    in_order = tlcore.head_sweep(spec, dataset, config, budget=tlcore.SweepBudget(trials=12, concurrency=2),
+                                 cache=cache, folder=root / "in-order")
+    sequential = time.perf_counter() - started
+    print(f"12 trials one after another in this process (no ASHA): {sequential:.1f} s, "
+          f"{sum(t.epochs for t in in_order.trials)} epochs in all", flush=True)
+    if "--in-order-only" in sys.argv:
+        return
     tlcore.connect_ray()
     started = time.perf_counter()
     sweep = tlcore.head_sweep(spec, dataset, config, budget=tlcore.SweepBudget(trials=12, concurrency=2),
@@ -51,7 +59,8 @@ def main(images: int = 512, size: int = 128) -> None:
     print(f"VGG16 at {size} px, {len(dataset)} images, features cached: {run.feature_cache}")
     print(f"one run of the default head: {one:.1f} s, {len(run.history)} epochs, "
           f"validation accuracy {run.evaluation.accuracy:.1%}")
-    print(f"12-trial sweep (2 at a time, ASHA): {swept:.1f} s ({sweep.seconds:.1f} s of trials)")
+    print(f"12-trial sweep (2 at a time, ASHA): {swept:.1f} s ({sweep.seconds:.1f} s of trials), "
+          f"{sum(t.epochs for t in sweep.trials)} epochs in all")
     print(sweep.table().to_string())
     print(f"best: trial {sweep.best.number}, {sweep.best.score:.1%}; the default head's trial: {sweep.default.score:.1%}")
     print(f"sweep / one run: {swept / one:.1f}x (target <= 3x)")
@@ -60,4 +69,4 @@ def main(images: int = 512, size: int = 128) -> None:
 
 
 if __name__ == "__main__":
-    main(*(int(arg) for arg in sys.argv[1:3]))
+    main(*(int(arg) for arg in sys.argv[1:3] if arg.isdigit()))

@@ -416,6 +416,8 @@ def _run_tune(settings: list[dict], data: dict, budget: SweepBudget, board: _Boa
             board.finish(number, DONE if board.last[number] else STOPPED_EARLY)
 
     storage.parent.mkdir(parents=True, exist_ok=True)
+    # the board and the stored result are the sweep's record: no CSV, JSON and TensorBoard files per trial
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     name = f"{storage.name}-{id(board)}"
     _BOARDS[name] = board
     try:
