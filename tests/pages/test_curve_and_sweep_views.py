@@ -4,6 +4,7 @@ import dataclasses
 import os
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 from support import APP, RANDOM
 
@@ -75,3 +76,24 @@ def test_a_sweep_link_opens_the_kept_sweep_with_its_table_and_the_best_heads_cod
     code = next(c.value for c in at.code if "Dense(64" in c.value)
     assert "RMSprop" in code
 
+
+
+@pytest.mark.slow
+def test_build_measures_a_curve_in_ray_and_the_link_then_opens_it(ray_address):
+    at = _open("../pages/build.py", preset="custom", custom_size="32")
+    [start] = [b for b in at.button if b.key == "curve-start"]
+    start.click().run(timeout=300)
+    assert not at.exception, at.exception
+    task_id = at.query_params["curve"]
+    from ui.transfer_curve import task_board
+
+    task = task_board().get(task_id)
+    assert task is not None and task.kind == "transfer curve"
+    task.wait(600)
+    assert task.state == "done", task.error
+    at.run(timeout=120)
+    words = " ".join(block.value for block in at.success)
+    assert f"The probe peaks at {task.result.peak.tap}" in words
+    assert at.query_params["curve"] == task.result.key  # the link now names the kept curve
+    again = _open("../pages/build.py", curve=task.result.key)
+    assert f"The probe peaks at {task.result.peak.tap}" in " ".join(block.value for block in again.success)
