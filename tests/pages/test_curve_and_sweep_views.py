@@ -97,3 +97,34 @@ def test_build_measures_a_curve_in_ray_and_the_link_then_opens_it(ray_address):
     assert at.query_params["curve"] == task.result.key  # the link now names the kept curve
     again = _open("../pages/build.py", curve=task.result.key)
     assert f"The probe peaks at {task.result.peak.tap}" in " ".join(block.value for block in again.success)
+
+
+@pytest.mark.slow
+def test_train_sweeps_in_ray_tune_and_keeps_the_best_as_an_ordinary_run(ray_address):
+    from support import open_page
+
+    spec = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=None, hidden_units=16)
+    at = open_page("../pages/train.py", transfer_spec=spec, epochs=3, sweep_trials=3, sweep_patience=2)
+    [start] = [b for b in at.button if b.key == "sweep-start"]
+    start.click().run(timeout=300)
+    assert not at.exception, at.exception
+    from ui.transfer_curve import task_board
+
+    task = task_board().get(at.query_params["sweep"])
+    assert task is not None and task.kind == "head sweep"
+    task.wait(600)
+    assert task.state == "done", task.error
+    at.run(timeout=120)
+    result = task.result
+    assert result.scheduler == "ASHA" and len(result.trials) == 3
+    assert f"Best: trial {result.best.number}" in " ".join(block.value for block in at.success)
+    [keep] = [b for b in at.button if b.key == "sweep-keep"]
+    keep.click().run(timeout=120)
+    from ui import training
+
+    job = training.job_queue().jobs[at.session_state["job_id"]]
+    snapshot = job.wait(600)
+    assert snapshot.state == "done", snapshot.error
+    record = training.run_store().get(snapshot.run_id)
+    assert record.spec.hidden_units == result.best.hidden_units
+    assert record.result.accuracy == pytest.approx(result.best.score, abs=1e-6)  # the trial, as a run
