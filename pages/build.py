@@ -3,7 +3,7 @@
 import streamlit as st
 
 import tlcore
-from ui import access, control_help, datasets, models, network_views, sidebar, training
+from ui import access, control_help, datasets, models, network_views, sidebar, training, transfer_curve
 from ui.code_panel import code_panel
 from ui.state import from_url, to_url
 
@@ -137,3 +137,4 @@ network_views.diagram(tlcore.transfer_graph(plan.layers),
                       f"The base's {len(plan.layers) - len(tlcore.head_layers(plan.layers))} layers grouped into "
                       "blocks by their names, the cut where the base ends, and the new head layer by layer.")
 code_panel("Keras code", tlcore.transfer_program(transfer), "build_model")
+transfer_curve.section(transfer)

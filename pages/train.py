@@ -4,7 +4,7 @@
 import streamlit as st
 
 import tlcore
-from ui import access, charts, control_help, datasets, models, sidebar, training
+from ui import access, charts, control_help, datasets, models, sidebar, sweep, training
 from ui.code_panel import code_panel
 from ui.run_view import render_run
 
@@ -81,6 +81,7 @@ config = tlcore.TrainConfig(
 )
 
 code_panel("Keras code", tlcore.transfer_program(spec, config), "train_model")
+sweep.section(spec, dataset, config)
 
 st.subheader("3. Train")
 with_scratch = st.toggle(

@@ -445,3 +445,18 @@ def transfer_graph(table: pd.DataFrame, *, title: str | None = None) -> str:
     cut = names[names.index(head[0]) - 1]
     return network_graph(table, cut=cut, head=head, title=title, cut_label="cut: the pretrained base ends here",
                          head_label="new head: trained for your classes")
+
+
+def block_ends(table: pd.DataFrame) -> list[str]:
+    """The last layer of each block the diagram draws, in order (input layers left out).
+
+    ``table`` is ``layer_table(model)`` (at least its name and type columns). VGG16 without
+    its top gives ``block1_pool`` ... ``block5_pool``; with it, ``flatten``, ``fc1``, ``fc2``
+    and ``predictions`` follow. The transfer curve taps these outputs.
+    """
+    rows = table[~table["type"].isin(_INPUT_TYPES)].reset_index(drop=True)
+    if not len(rows):
+        return []
+    effective = _effective_names(rows)
+    runs = _runs([block_key(name) for name in effective], effective)
+    return [str(rows["name"].iloc[run[-1]]) for run in runs]

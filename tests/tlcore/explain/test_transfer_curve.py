@@ -1,0 +1,131 @@
+"""The transfer curve: taps at the diagram's block ends, one streaming pass, keyed feature files, probes."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import tlcore
+from tlcore.data.pipeline import fitted_pixels
+from tlcore.explain.transfer_curve import EXTRACT, PROBE, _tapped, curve_taps, extract_taps, transfer_curve
+from tlcore.models.summary import layer_table
+from tlcore.training.feature_cache import FeatureCache, cache_key
+from tlcore.training.probes import ProbeBudget, fit_probe
+from tlcore.training.train import frozen_split
+
+VGG_POOLS = ["block1_pool", "block2_pool", "block3_pool", "block4_pool", "block5_pool"]
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return tlcore.sample_dataset(per_class=4, size=32, seed=3)
+
+
+def test_vgg16_taps_are_its_five_pools_and_fc1_fc2_when_the_top_is_kept():
+    base = tlcore.load_backbone("VGG16", weights=None, include_top=False, input_shape=(32, 32, 3))
+    assert tlcore.block_ends(layer_table(base)) == VGG_POOLS
+    assert curve_taps(base, include_top=False) == VGG_POOLS
+    full = tlcore.load_backbone("VGG16", weights=None, include_top=True, input_shape=(32, 32, 3))
+    assert tlcore.block_ends(layer_table(full))[-4:] == ["block5_pool", "fc1", "fc2", "predictions"]
+    assert curve_taps(full, include_top=True) == [*VGG_POOLS, "fc1", "fc2"]
+
+
+def test_resnet50_taps_are_its_stages():
+    base = tlcore.load_backbone("ResNet50", weights=None, include_top=False, input_shape=(32, 32, 3))
+    assert curve_taps(base, include_top=False)[-4:] == ["conv2_block3_out", "conv3_block4_out", "conv4_block6_out",
+                                                        "conv5_block3_out"]
+
+
+def test_one_pass_writes_every_tap_as_separate_extractions_would_and_reuses_the_files(tmp_path, shapes):
+    base = tlcore.load_backbone("VGG16", weights=None, include_top=False, input_shape=(32, 32, 3))
+    cache, progress = FeatureCache(tmp_path), []
+    keys, found = extract_taps(base, VGG_POOLS, shapes, backbone="VGG16", mode="crop", cache=cache,
+                               on_progress=lambda done, total: progress.append((done, total)))
+    assert found == set() and progress[-1] == (16, 16) and len(progress) == 1  # one pass: one batch of 16
+    for tap, width in zip(VGG_POOLS, (64, 128, 256, 512, 512)):
+        rows = cache.load(keys[tap])
+        assert rows.shape == (16, width)
+        alone, _ = cache.features(_tapped(base, tap), shapes, backbone="VGG16",
+                                  preprocess=tlcore.get_backbone("VGG16").preprocess)  # the same key: read back
+        np.testing.assert_array_equal(np.asarray(alone), np.asarray(rows))
+        x = tlcore.get_backbone("VGG16").preprocess(
+            np.stack([fitted_pixels(str(shapes.files[i]), (32, 32)) for i in (0, 9)]).astype("float32"))
+        np.testing.assert_allclose(np.asarray(rows[[0, 9]]), _tapped(base, tap).predict(x, verbose=0),
+                                   rtol=1e-4, atol=1e-4)
+    again, found = extract_taps(base, VGG_POOLS, shapes, backbone="VGG16", mode="crop", cache=cache)
+    assert again == keys and found == set(VGG_POOLS)
+
+
+def test_the_deepest_tap_is_the_file_a_run_on_the_frozen_base_reads(tmp_path, shapes):
+    spec = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=None, num_classes=4)
+    model = tlcore.build_transfer_model(spec)
+    base, _ = tlcore.base_and_head(model)
+    prefix, _ = frozen_split(model)
+    run_key = cache_key(prefix, shapes, backbone="VGG16", mode="crop")
+    assert cache_key(_tapped(base, "block5_pool"), shapes, backbone="VGG16", mode="crop") == run_key
+    assert cache_key(_tapped(base, "block4_pool"), shapes, backbone="VGG16", mode="crop") != run_key
+
+
+def test_a_probe_separates_separable_vectors_and_not_random_labels():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 40)
+    rows = rng.normal(size=(120, 16)).astype("float32")
+    separable = rows + 4 * np.eye(3, 16, dtype="float32")[labels]
+    train_idx, val_idx = np.arange(0, 120, 2), np.arange(1, 120, 2)
+    good = fit_probe(separable, labels, train_idx, val_idx, classes=3, tap="t")
+    noise = fit_probe(rows, rng.permutation(labels), train_idx, val_idx, classes=3)
+    assert good.accuracy >= 0.85 and good.train_accuracy >= 0.95 and good.features == 16 and good.tap == "t"
+    assert noise.accuracy <= 0.55
+
+
+def test_a_curve_is_measured_once_and_recommends_a_cut(tmp_path, shapes):
+    stages = []
+    common = dict(weights=None, input_size=32, validation_fraction=0.5, seed=1, budget=ProbeBudget(epochs=5),
+                  cache=FeatureCache(tmp_path / "features"), folder=tmp_path / "curves")
+    curve = transfer_curve("VGG16", shapes, on_progress=lambda *args: stages.append(args), **common)
+    assert [p.tap for p in curve.points] == VGG_POOLS and [p.depth for p in curve.points] == [1, 2, 3, 4, 5]
+    assert all(0 <= p.accuracy <= 1 for p in curve.points) and curve.chance == pytest.approx(0.25)
+    assert (EXTRACT, 16, 16) in stages and stages[-1] == (PROBE, 5, 5)
+    assert curve.peak.accuracy == max(p.accuracy for p in curve.points)
+    following = {"block1_pool": "block2_conv1", "block2_pool": "block3_conv1", "block3_pool": "block4_conv1",
+                 "block4_pool": "block5_conv1", "block5_pool": None}
+    assert curve.train_from == following[curve.peak.tap]
+    assert curve.peak.tap in curve.recommendation()
+    stages.clear()
+    again = transfer_curve("VGG16", shapes, on_progress=lambda *args: stages.append(args), **common)
+    assert again == curve and stages == []  # nothing ran: the files and the curve were kept
+    assert list((tmp_path / "curves").glob("*.json")) == [tmp_path / "curves" / f"{curve.key}.json"]
+
+
+def test_the_recommendation_in_words():
+    point = tlcore.CurvePoint(4, "block4_pool", 512, 0.8, 0.5, 0.9, False)
+    curve = tlcore.TransferCurve("k", "VGG16", 128, "imagenet", None, False, "d", 10, 0.25,
+                                 (dataclasses.replace(point, depth=1, tap="block1_pool", accuracy=0.4), point,
+                                  dataclasses.replace(point, depth=5, tap="block5_pool", accuracy=0.7)),
+                                 "block5_conv1", 1.0, 1.0)
+    assert curve.recommendation() == "the probe peaks at block4_pool (80% against 25% by chance): train from block5_conv1"
+    assert tlcore.TransferCurve.from_json(curve.to_json()) == curve
+
+
+def test_bad_datasets_and_splits_are_refused_in_words(tmp_path):
+    two = tlcore.sample_dataset(per_class=2, size=32, seed=0)
+    with pytest.raises(tlcore.DatasetError, match="validation share must be from 0.05 to 0.9. Received: 0.95"):
+        transfer_curve("VGG16", two, weights=None, input_size=32, validation_fraction=0.95, folder=tmp_path)
+    with pytest.raises(tlcore.ConfigError, match="1 to 500 epochs. Received: epochs=0"):
+        transfer_curve("VGG16", two, weights=None, input_size=32, budget=ProbeBudget(epochs=0), folder=tmp_path)
+
+
+def test_the_probes_keras_program_runs_on_a_folder_of_images(tmp_path, shapes, monkeypatch, capsys):
+    curve = tlcore.TransferCurve("k", "VGG16", 32, None, None, False, "shapes", 16, 0.25,
+                                 tuple(tlcore.CurvePoint(d, tap, 0, 0.5, 1.0, 1.0, False)
+                                       for d, tap in enumerate(VGG_POOLS[:3], start=1)), "block3_conv1", 1.0, 1.0)
+    program = tlcore.probe_program(curve)
+    for index, (path, label) in enumerate(zip(shapes.files, shapes.labels)):
+        folder = tmp_path / "my_images" / shapes.class_names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{index}.png").write_bytes(path.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    exec(compile(program.replace("epochs=100", "epochs=2"), "transfer_curve.py", "exec"), {"__name__": "__main__"})
+    printed = [line.split() for line in capsys.readouterr().out.split("\n") if line.startswith("block")]
+    assert [words[0] for words in printed] == VGG_POOLS[:3]
+    assert all(0 <= float(words[1]) <= 1 for words in printed)
