@@ -100,6 +100,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "training_words": "models.choices",
     "TransferPlan": "models.build",
     "TransferSpec": "models.spec",
+    "UNTRAINED_SEED": "models.backbone",
     "upload_kind": "models.uploads",
     "weights_file_kind": "models.weights",
     "weights_status": "models.weights",
