@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import pandas as pd
@@ -32,15 +33,26 @@ def _how_to_read(label: str, layer: str, size: tuple[int, int], map_size: tuple[
             f"(read at {where}).")
 
 
+def heatmap_key(table: pd.DataFrame) -> str:
+    """The "Heatmap for" choice's widget key, named by this top-5 (classes, ranks, probabilities).
+
+    A new image or model makes a new table and so a new widget, which starts at the top-1: the
+    choice never keeps a class, rank or label of a previous image or model (a kept key would let
+    the browser show the old option's label over the new list).
+    """
+    rows = ",".join(f"{int(r.class_id)}:{int(r.rank)}:{float(r.probability):.6f}:{r.label}" for r in table.itertuples())
+    return "cam_class-" + hashlib.sha256(rows.encode()).hexdigest()[:16]
+
+
 def where_it_looks(model, backbone: str, image: Image.Image, table: pd.DataFrame, mode: str) -> None:
     """Under the top-5: pick one of its classes (top-1 first) and see its Grad-CAM heatmap over the image."""
     st.subheader("Where the network looks")
     options = [int(c) for c in table["class_id"]]
     names = {int(row.class_id): (int(row.rank), str(row.label), float(row.probability)) for row in table.itertuples()}
-    if st.session_state.get("cam_class") not in options:  # another image or model: back to the top-1
-        st.session_state.pop("cam_class", None)
-    class_id = st.selectbox("Heatmap for", options, key="cam_class",
-                            format_func=lambda c: f"{names[c][0]}. {names[c][1]} ({names[c][2]:.1%})")
+    class_id = st.selectbox("Heatmap for", options, key=heatmap_key(table),
+                            format_func=lambda c: f"{names[c][0]}. {names[c][1]} ({names[c][2]:.1%})",
+                            help="One of the five classes above: the heat shows which parts of the image raised "
+                                 "that class's score.")
     try:
         layer = tlcore.last_conv_layer(model, backbone)
         with st.spinner("Working out where the network looks..."):
