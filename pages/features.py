@@ -10,8 +10,10 @@ import tlcore
 from ui import access, charts, dataset_map, models, sidebar
 from ui.code_panel import code_panel
 from ui.samples import IMAGE_TYPES, sample_images
+from ui.share import copy_link
 
 st.title("Feature vectors")
+copy_link("features")
 choice = sidebar.choice()
 layers = models.full_layer_names(choice.backbone)
 default_layer = tlcore.default_feature_layer(choice.backbone)

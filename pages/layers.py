@@ -5,9 +5,11 @@ import streamlit as st
 import tlcore
 from ui import access, models, network_views, sidebar
 from ui.code_panel import code_panel
+from ui.share import copy_link
 from ui.state import boolean, from_url, to_url
 
 st.title("Layers")
+copy_link("layers")
 backbone = sidebar.choice().backbone
 spec = tlcore.get_backbone(backbone)
 

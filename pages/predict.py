@@ -8,9 +8,11 @@ import tlcore
 from ui import access, batch, charts, classifiers, grad_cam, sidebar
 from ui.code_panel import code_panel
 from ui.samples import IMAGE_TYPES, decoded_image, sample_images
+from ui.share import copy_link
 from ui.state import from_url, to_url
 
 st.title("Classify an image")
+copy_link("predict")
 about = st.empty()  # what the chosen model is, filled in once it is known
 choice = sidebar.choice()
 MODELS = classifiers.choices(choice.backbone)

@@ -8,6 +8,7 @@ import streamlit as st
 import tlcore
 from ui import access, training
 from ui.compare_view import render_scratch_comparison
+from ui.share import copy_link
 from ui.state import link_notice
 
 GROUP = "demo_group"
@@ -101,6 +102,7 @@ def render_demo() -> None:
         st.error(st.session_state["demo_refused"])
     if not group:
         return
+    copy_link("demo", "this demo, live or finished")
     if running:
         _live(demo)
         return
