@@ -5,7 +5,7 @@ import time
 import streamlit as st
 
 import tlcore
-from ui import access, batch, charts, classifiers, grad_cam, sidebar
+from ui import access, batch, charts, classifiers, first_screen, grad_cam, sidebar
 from ui.code_panel import code_panel
 from ui.samples import IMAGE_TYPES, decoded_image, sample_images
 from ui.share import copy_link
@@ -19,7 +19,7 @@ MODELS = classifiers.choices(choice.backbone)
 SAMPLES = sample_images()
 if st.session_state.get("predict_model", classifiers.IMAGENET) not in MODELS:
     del st.session_state["predict_model"]  # a run deleted since
-from_url("predict_model", classifiers.IMAGENET, choices=list(MODELS))
+from_url("predict_model", first_screen.default_model(choice.backbone, list(MODELS)), choices=list(MODELS))
 from_url("fit", "crop", choices=["crop", "squash"])
 INPUTS = {"upload": "An image", "camera": "Camera", "batch": "Many images or a zip"}
 from_url("predict_input", "upload", choices=list(INPUTS))
@@ -82,8 +82,7 @@ with left:
              caption=f"What the network sees of {source_name}: {height}x{width}", width=max(width, 128))
 with right:
     if model_id == classifiers.IMAGENET and choice.is_random:
-        st.warning("These weights are untrained (random): the classes below are what an untrained "
-                   "network outputs, **not predictions**. Choose ImageNet weights for real ones.")
+        st.warning(classifiers.untrained_note(choice.backbone))
     st.subheader(f"Top {len(table)}")
     shown = table.assign(label=table["label"].map(access.plain))  # st.table reads Markdown: names stay literal
     st.table(shown.style.format({"probability": "{:.2%}"}).hide(axis="index"))

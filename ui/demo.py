@@ -81,32 +81,51 @@ def _linked_group() -> str | None:
     return None
 
 
+def _button_reason(running: bool) -> str | None:
+    """Why the demo's button is disabled, in words shown under it; None when it can be pressed."""
+    if access.read_only():
+        return ("The button is off because this server is a read-only demo: it trains nothing. "
+                "Below is the latest demo that ran here.")
+    if running:
+        return "The button is off while this demo trains: its progress is below."
+    return None
+
+
 def render_demo() -> None:
-    """The demo's button, then this session's demo (or the one the link names): live while it trains,
-    its result after. The address names the demo shown, so it can be shared or reopened."""
+    """The demo's button, then this session's demo (or the one the link names, or else the latest finished
+    one on this server, so every visitor sees a result): live while it trains, its result after. The
+    address names the demo shown, so it can be shared or reopened."""
     if st.session_state.get(GROUP) is None:  # a new session: the link may name a demo
         linked = _linked_group()
         if linked is not None:
             st.session_state[GROUP] = linked
     group = st.session_state.get(GROUP)
-    if group:
-        st.query_params["demo"] = group
     demo = demo_registry().get(group)
     snapshot = demo.snapshot() if demo is not None else None
     running = snapshot is not None and not snapshot.finished
+    reason = _button_reason(running)
     st.button("Run the develop-a-model demo", type="primary", icon=":material/play_arrow:", on_click=_start,
-              disabled=access.read_only() or running,
-              help="Training is off on this read-only demo." if access.read_only() else
-              "Trains three small models on this server, one after another (a few minutes).")
+              disabled=reason is not None,
+              help=reason or "Trains three small networks on this server, one after another (a few minutes), "
+                             "and shows whether reusing what the first one learned helps the last.")
+    if reason:
+        st.caption(reason)
     if "demo_refused" in st.session_state:
         st.error(st.session_state["demo_refused"])
-    if not group:
-        return
+    store = training.run_store()
+    if not group:  # nothing of this visitor's: the latest finished demo here, for everyone to see
+        group = tlcore.latest_demo_group(store)
+        if group is None:
+            if access.read_only():
+                st.caption("No demo has run on this server yet.")
+            return
+        owner = next((r.owner for r in store.group_runs(group) if r.role == "source"), "")
+        st.markdown(f"**The latest demo on this server**, started by {access.plain(access.owner_label(owner))}:")
+    st.query_params["demo"] = group
     copy_link("demo", "this demo, live or finished")
     if running:
         _live(demo)
         return
-    store = training.run_store()
     runs = {record.role: record for record in store.group_runs(group)}
     if snapshot is not None and snapshot.stage == "failed":
         st.error(access.message(snapshot.describe()))

@@ -8,7 +8,7 @@ import streamlit as st
 from PIL import Image
 
 import tlcore
-from ui import access, models, sidebar
+from ui import access, first_screen, models, sidebar
 from ui.samples import IMAGE_TYPES, decoded_image, sample_images
 
 LEGEND = ("Each box is a block of layers (hover for its first and last layer), with its parameters and the "
@@ -61,6 +61,9 @@ def layer_network(choice: models.WeightsChoice):
     never starts a download (Predict does, with a progress bar).
     """
     if choice.weights == "imagenet" and not tlcore.weights_status(choice.backbone).cached:
+        if not first_screen.imagenet_available(choice.backbone):
+            first_screen.imagenet_missing(choice.backbone, tlcore.WeightsError(
+                tlcore.weights_status(choice.backbone).describe()))
         st.info(f"{choice.backbone}'s ImageNet weights are not on this machine yet. Classify an image on "
                 f"*Predict* once to download them, or choose *{sidebar.RANDOM}* in the sidebar to see what "
                 "untrained filters respond to.")
