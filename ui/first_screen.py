@@ -9,6 +9,7 @@ weights cannot be had, the page says so in one calm notice and offers what works
 
 from __future__ import annotations
 
+import logging
 import time
 
 import streamlit as st
@@ -20,6 +21,9 @@ IMAGENET, RANDOM = "ImageNet", "Random (untrained)"
 """The sidebar's weights choices (``ui.sidebar`` draws them)."""
 PREDICT_IMAGENET = "imagenet"
 """Predict's model id for the sidebar's network with its ImageNet head (``ui.classifiers.IMAGENET``)."""
+WEIGHTS_DEFAULTED = "_weights_defaulted"
+"""Session-state key: the sidebar's weights are the fresh visit's default, not a choice of the visitor or link."""
+_log = logging.getLogger("transfer_lab.first_screen")
 REACH_TTL = 300.0
 """Seconds a "cannot be downloaded" answer is believed before asking again."""
 
@@ -74,30 +78,41 @@ def default_weights(backbone: str) -> str:
     return IMAGENET if imagenet_available(backbone) else RANDOM
 
 
-def default_model(backbone: str, offered: list[str]) -> str:
-    """Predict's model for a fresh visit, among the ids ``offered`` (``TL_DEFAULT_MODEL``)."""
+def seed_weights(backbone: str) -> None:
+    """Set the sidebar's weights for a fresh visit (``default_weights``), unless the link or session chose them;
+    remember that they were not chosen, so Predict may start on a trained run instead."""
+    if "weights" not in st.session_state and st.query_params.get("weights") is None:
+        st.session_state[WEIGHTS_DEFAULTED] = True
+        st.session_state["weights"] = default_weights(backbone)
+
+
+def weights_chosen() -> None:
+    """The visitor picked weights in the sidebar (the radio's ``on_change``): Predict follows that choice."""
+    st.session_state[WEIGHTS_DEFAULTED] = False
+
+
+def default_model(backbone: str, offered: list[str] | None = None) -> str:
+    """Predict's model for a visit that has not chosen one, among the ids ``offered`` (``TL_DEFAULT_MODEL``).
+
+    Weights chosen by the link or in the sidebar mean the sidebar's network (``PREDICT_IMAGENET``);
+    only a fresh visit's default weights leave the choice to the setting.
+    """
+    if not st.session_state.get(WEIGHTS_DEFAULTED):
+        return PREDICT_IMAGENET
+    if offered is None:  # Predict's offer: the sidebar's network and every finished run
+        offered = [PREDICT_IMAGENET, *training.run_store().list().query("status in ['done', 'stopped']")["id"]]
     setting = _setting()
     if setting in offered and setting != PREDICT_IMAGENET:  # a run's id
         return setting
+    if setting.lower() not in ("auto", "imagenet", "newest-run", "random"):
+        _log.warning("TL_DEFAULT_MODEL must be auto, imagenet, newest-run, random or the id of a finished run "
+                     "on this server. Received: %r; using the newest trained run", setting)
     if setting.lower() in ("imagenet", "random"):
         return PREDICT_IMAGENET
     if setting.lower() == "auto" and imagenet_available(backbone):
         return PREDICT_IMAGENET
     newest = newest_run()  # newest-run, a run id no longer here, or auto without ImageNet
     return newest.id if newest is not None and newest.id in offered else PREDICT_IMAGENET
-
-
-def default_model_problem() -> str | None:
-    """What is wrong with ``TL_DEFAULT_MODEL`` in words, for the server log; None when it is fine."""
-    setting = _setting()
-    if setting.lower() in ("auto", "imagenet", "newest-run", "random"):
-        return None
-    try:
-        training.run_store().get(setting)
-    except (tlcore.TLError, KeyError, OSError, ValueError):
-        return (f"TL_DEFAULT_MODEL must be auto, imagenet, newest-run, random or a run's id on this server. "
-                f"Received: {setting!r}; using the newest trained run instead")
-    return None
 
 
 def _use_run(run_id: str) -> None:

@@ -19,12 +19,13 @@ def render(page: str = "") -> None:
     if st.session_state.get("weights") not in (None, *sources):
         del st.session_state["weights"]
     from_url("backbone", "VGG16", choices=list(tlcore.BACKBONES))
-    from_url("weights", first_screen.default_weights(st.session_state["backbone"]), choices=sources)
+    first_screen.seed_weights(st.session_state["backbone"])  # a fresh visit: what works here
+    from_url("weights", IMAGENET, choices=sources)
     with st.sidebar:
         st.selectbox("Backbone", list(tlcore.BACKBONES), key="backbone",
                      help="The network every page starts from: eight well-known image networks, from the small "
                           "MobileNetV2 (fast) to the large VGG16 (the classic).")
-        st.radio("Weights", sources, key="weights",
+        st.radio("Weights", sources, key="weights", on_change=first_screen.weights_chosen,
                  help="What the network knows. ImageNet: what it learned from 1.2 million labelled photos. "
                       "Random: the same network knowing nothing, to explore its shapes and layers. "
                       "My weights file: weights saved from Keras (.weights.h5 or .h5).")
@@ -44,8 +45,9 @@ def _predict_uses_its_own_model(page: str) -> bool:
     """Whether the page is Predict classifying with a trained run or an uploaded model (not the sidebar's)."""
     if page != "predict":
         return False
-    chosen = st.session_state.get("predict_model") or st.query_params.get("predict_model")
-    return bool(chosen) and chosen != first_screen.PREDICT_IMAGENET
+    chosen = (st.session_state.get("predict_model") or st.query_params.get("predict_model")
+              or first_screen.default_model(st.session_state["backbone"]))  # what Predict is about to start on
+    return chosen != first_screen.PREDICT_IMAGENET
 
 
 def _base_input_shape(backbone: str) -> tuple[int, int, int] | None:
@@ -73,8 +75,8 @@ def _imagenet_status(backbone: str) -> None:
     """One line for visitors; the files and the folder only for the server's operator (TL_SHOW_SERVER_PATHS)."""
     operator = access.is_local() or access.is_admin()
     if not tlcore.weights_status(backbone).cached and not first_screen.imagenet_available(backbone):
-        st.caption(f":material/cloud_off: {backbone}'s ImageNet weights are not on this server, and it cannot "
-                   "download them now. Trained runs, the demo and random weights work.")
+        st.caption(":material/cloud_off: ImageNet weights: none here, and no download possible now. "
+                   "Trained runs, the demo and random weights work.")
         if not operator:
             return
     shape = _base_input_shape(backbone)
