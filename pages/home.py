@@ -52,5 +52,5 @@ WAYS = [
 for row in (WAYS[:3], WAYS[3:]):
     for cell, (path, title, text) in zip(st.columns(3), row):
         with cell.container(border=True, height="stretch"):
-            st.page_link(path, label=title)
+            st.page_link(path, label=title, help=f"Opens the {path.split('/')[-1][:-3].capitalize()} page.")
             st.caption(text)

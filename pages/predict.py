@@ -26,26 +26,38 @@ from_url("predict_input", "upload", choices=list(INPUTS))
 
 left, right = st.columns([2, 3], gap="large")
 with left:
-    model_id = st.selectbox("Model", list(MODELS), key="predict_model", format_func=MODELS.get)
+    model_id = st.selectbox("Model", list(MODELS), key="predict_model", format_func=MODELS.get,
+                            help="Which network answers: the sidebar's network with its 1,000 everyday classes "
+                                 "(ImageNet), or a network trained here on your own classes (a run).")
     model_file, class_text = None, ""
     if model_id == classifiers.UPLOADED:
         model_file = st.file_uploader(f"A .keras model built on {choice.backbone} (its preprocessing is used)",
-                                      type=["keras"], key="model_file")
-        class_text = st.text_input("Its class names, comma-separated (optional)", key="model_classes")
+                                      type=["keras"], key="model_file",
+                                      help="A model saved by Keras (model.save), made from the sidebar's network: "
+                                           "it is checked before it is opened.")
+        class_text = st.text_input("Its class names, comma-separated (optional)", key="model_classes",
+                                   help="The names of its outputs in order, e.g. cat, dog; without them the "
+                                        "answers are shown as class 0, class 1...")
     how = st.segmented_control("Classify", list(INPUTS), key="predict_input", format_func=INPUTS.get,
-                               required=True)
+                               required=True, help="One picture (a file or the camera), or many at once as a "
+                                                   "table you can download.")
     if how == "batch":
         uploads = st.file_uploader("Images, or zips of images", type=[*IMAGE_TYPES, "zip"],
                                    accept_multiple_files=True, key="batch_files",
                                    help="Checked like datasets: JPEG, PNG, WebP, BMP, GIF or TIFF; zips inspected whole.")
     elif how == "camera":
-        upload = st.camera_input("Take a photo", key="camera_photo")
+        upload = st.camera_input("Take a photo", key="camera_photo",
+                                 help="Your browser asks before it uses the camera; the photo stays on this server.")
     else:
-        upload = st.file_uploader("Upload an image", type=IMAGE_TYPES, help="JPEG, PNG, WebP, BMP, GIF or TIFF.")
+        upload = st.file_uploader("Upload an image", type=IMAGE_TYPES,
+                                  help="A photo or drawing: JPEG, PNG, WebP, BMP, GIF or TIFF.")
     if how != "batch":
-        sample = st.selectbox("...or pick a sample", list(SAMPLES), key="sample", disabled=upload is not None)
+        sample = st.selectbox("...or pick a sample", list(SAMPLES), key="sample", disabled=upload is not None,
+                              help="Photos that come with the app, to try it without one of your own.")
     st.radio("Fit to the network's input", ["crop", "squash"], key="fit", horizontal=True,
-             format_func={"crop": "centre crop", "squash": "squash"}.get)
+             format_func={"crop": "centre crop", "squash": "squash"}.get,
+             help="The network takes square pictures of one size. Centre crop keeps the middle square; squash "
+                  "keeps everything but changes the proportions.")
     to_url("fit", "predict_model", "predict_input")
 
 if how == "batch":  # a table for many images instead of one image's top-5

@@ -185,7 +185,8 @@ def _sign_in() -> None:
     for provider in providers or [None]:
         label = f"Sign in with {provider.capitalize()}" if provider else "Sign in"
         st.button(label, type="primary", icon=":material/login:", on_click=st.login,
-                  args=(provider,) if provider else (), key=f"login-{provider or 'default'}")
+                  args=(provider,) if provider else (), key=f"login-{provider or 'default'}",
+                  help="Opens the sign-in page of this server's provider, then brings you back here.")
 
 
 def _password_form(expected: str) -> None:
@@ -194,7 +195,8 @@ def _password_form(expected: str) -> None:
         named = st.text_input("Your name", key="access_name", max_chars=tlcore.MAX_NAME_LENGTH,
                               help="Runs you start are recorded under it: type the same name after a reload "
                                    "to stop or delete them. Anyone with the password may type any name.")
-        given = st.text_input("Password", type="password", key="access_password")
+        given = st.text_input("Password", type="password", key="access_password",
+                              help="The password this server's team shares; ask whoever runs it.")
         submitted = st.form_submit_button("Enter", type="primary")
     if not submitted:
         return
@@ -261,7 +263,8 @@ def gate() -> None:
         _let_in()
         with st.sidebar:
             st.caption(f"Signed in as {plain(user())}" + (" (admin)" if is_admin() else ""))
-            st.button("Sign out", on_click=st.logout, key="logout", icon=":material/logout:")
+            st.button("Sign out", on_click=st.logout, key="logout", icon=":material/logout:",
+                      help="Ends your sign-in in this browser; your runs stay.")
         return
     expected = password()
     if expected and not st.session_state.get(PASSED):

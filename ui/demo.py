@@ -55,7 +55,8 @@ def _live(demo: tlcore.DemoRun) -> None:
         st.progress(progress.fraction if progress and job.state != "queued" else 0.0,
                     text=f"{ROLES[role]}: {where} · {job.elapsed:.0f} s")
     if access.may_manage(demo.owner):  # its starter or an admin, not whoever has the link
-        if st.button("Stop the demo", icon=":material/stop:", key=f"stop-demo-{demo.group}"):
+        if st.button("Stop the demo", icon=":material/stop:", key=f"stop-demo-{demo.group}",
+                     help="Ends the training now; what was learned so far is kept and shown."):
             demo.stop()
     else:
         st.caption(f"Only who started this demo ({access.plain(access.owner_label(demo.owner))}) or an admin "
@@ -66,7 +67,8 @@ def _links(runs: dict[str, tlcore.RunRecord]) -> None:
     cells = st.columns(len(runs))
     for cell, (role, record) in zip(cells, runs.items()):
         cell.page_link("../pages/runs.py", label=ROLES.get(role, role), icon=":material/history:",
-                       query_params={"run": record.id})
+                       query_params={"run": record.id},
+                       help="Opens this run on Runs: its curves, its mistakes, and downloads.")
 
 
 def _linked_group() -> str | None:

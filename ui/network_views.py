@@ -38,8 +38,9 @@ def pick_image(key: str) -> tuple[bytes, str]:
     """An uploaded image or a sample, as (bytes, what to call it); the bytes are not decoded yet."""
     samples = sample_images()
     upload = st.file_uploader("Upload an image", type=IMAGE_TYPES, key=f"{key}_upload",
-                              help="JPEG, PNG, WebP, BMP, GIF or TIFF.")
-    sample = st.selectbox("...or pick a sample", list(samples), key=f"{key}_sample", disabled=upload is not None)
+                              help="A photo or drawing: JPEG, PNG, WebP, BMP, GIF or TIFF.")
+    sample = st.selectbox("...or pick a sample", list(samples), key=f"{key}_sample", disabled=upload is not None,
+                          help="Photos that come with the app, to try it without one of your own.")
     if upload is not None:
         return upload.getvalue(), access.plain(upload.name)
     return samples[sample].read_bytes(), f"the {sample} sample"
