@@ -115,14 +115,16 @@ def render_demo() -> None:
     if "demo_refused" in st.session_state:
         st.error(st.session_state["demo_refused"])
     store = training.run_store()
+    title = "This demo"
     if not group:  # nothing of this visitor's: the latest finished demo here, for everyone to see
-        group = tlcore.latest_demo_group(store)
+        group, title = tlcore.latest_demo_group(store), "The latest demo on this server"
         if group is None:
             if access.read_only():
                 st.caption("No demo has run on this server yet.")
             return
-        owner = next((r.owner for r in store.group_runs(group) if r.role == "source"), "")
-        st.markdown(f"**The latest demo on this server**, started by {access.plain(access.owner_label(owner))}:")
+    owner = demo.owner if demo is not None else next(
+        (r.owner for r in store.group_runs(group) if r.role == "source"), "")
+    st.markdown(f"**{title}**, started by {access.plain(access.owner_label(owner))}:")
     st.query_params["demo"] = group
     copy_link("demo", "this demo, live or finished")
     if running:
