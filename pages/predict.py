@@ -100,7 +100,9 @@ with right:
     st.table(shown.style.format({"probability": "{:.2%}"}).hide(axis="index"))
     st.altair_chart(charts.top_k_bars(table), width="stretch")
     st.caption(f"Prediction took {elapsed_ms:.0f} ms (decode, resize and one forward pass).")
-    grad_cam.where_it_looks(classifier.model, classifier.backbone, image, table, st.session_state["fit"])
+    shown_image = upload.file_id if upload is not None else f"sample {sample}"
+    grad_cam.where_it_looks(classifier.model, classifier.backbone, image, table, st.session_state["fit"],
+                            context=f"{model_id}|{choice}|{shown_image}")
 code_panel("Keras code", tlcore.prediction_program(
     classifier.backbone, weights=choice.weights, class_names=classifier.labels, mode=st.session_state["fit"],
     model_file={classifiers.IMAGENET: None, classifiers.UPLOADED: getattr(model_file, "name", None)}.get(

@@ -64,11 +64,10 @@ def _live(demo: tlcore.DemoRun) -> None:
 
 
 def _links(runs: dict[str, tlcore.RunRecord]) -> None:
-    cells = st.columns(len(runs))
-    for cell, (role, record) in zip(cells, runs.items()):
-        cell.page_link("../pages/runs.py", label=ROLES.get(role, role), icon=":material/history:",
-                       query_params={"run": record.id},
-                       help="Opens this run on Runs: its curves, its mistakes, and downloads.")
+    for role, record in runs.items():  # one a line: the labels are read whole, never cut
+        st.page_link("../pages/runs.py", label=ROLES.get(role, role), icon=":material/history:",
+                     query_params={"run": record.id},
+                     help="Opens this run on Runs: its curves, its mistakes, and downloads.")
 
 
 def _linked_group() -> str | None:

@@ -20,6 +20,11 @@ _STYLE = ("display:inline-flex;align-items:center;gap:.35rem;padding:.25rem .75r
           "border:1px solid rgba(49,51,63,.2);border-radius:.5rem;background:#fff;color:inherit;"
           "font:inherit;cursor:pointer;white-space:nowrap")
 
+_ICON = ('<svg aria-hidden="true" width="18" height="18" viewBox="0 0 24 24" fill="currentColor"><path d="M3.9 12c0-1.71 '
+         '1.39-3.1 3.1-3.1h4V7H7c-2.76 0-5 2.24-5 5s2.24 5 5 5h4v-1.9H7c-1.71 0-3.1-1.39-3.1-3.1zM8 13h8v-2H8v2zm9-6'
+         'h-4v1.9h4c1.71 0 3.1 1.39 3.1 3.1s-1.39 3.1-3.1 3.1h-4V17h4c2.76 0 5-2.24 5-5s-2.24-5-5-5z"/></svg>')
+"""Material's "link" icon, drawn inline (no font or emoji needed)."""
+
 
 def copy_link(key: str, what: str = "this view") -> None:
     """Draw the "Copy link" button for ``what`` (e.g. "this run"); ``key`` is unique on the page.
@@ -33,7 +38,7 @@ def copy_link(key: str, what: str = "this view") -> None:
     tip = HELP.replace("this same view", what).replace('"', "&quot;")
     st.html(f"""
 <div class="tl-share" data-testid="tl-share">
-  <button type="button" id="tl-share-{key}" title="{tip}" style="{_STYLE}">&#128279; {LABEL}</button>
+  <button type="button" id="tl-share-{key}" title="{tip}" style="{_STYLE}">{_ICON}<span>{LABEL}</span></button>
   <span id="tl-share-{key}-said" role="status" style="margin-left:.6rem;font-size:.875rem;opacity:.8"></span>
 </div>
 <script>
