@@ -137,6 +137,7 @@ def test_home_offline_is_calm_with_the_demo_button_above_the_fold(tab, server):
     tab.get_by_text("The latest demo on this server").wait_for()  # the headline result, for everyone
     assert tab.get_by_text("started by Ann").count() >= 1
     assert tab.get_by_text("cannot download one now").count() == 1  # said once, calmly
+    tab.get_by_role("link", name="Look inside").wait_for()  # the cards' links, drawn a moment later
     tab.screenshot(path=str(SHOTS / "newcomer-home.png"))
     assert tab.evaluate(CUT) == []
 
