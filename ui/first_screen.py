@@ -137,10 +137,11 @@ def imagenet_missing(backbone: str, error: tlcore.WeightsError) -> None:
         newest = newest_run()
         cells = st.columns(3)
         if newest is not None:
-            cells[0].button("Classify with the newest trained run", icon=":material/model_training:",
-                            on_click=_use_run, args=(newest.id,), key="offline-newest", type="primary",
-                            help=f"{newest.name or newest.id}: a network trained on this server "
-                                 f"({', '.join(newest.class_names[:6])}).")
+            if cells[0].button("Classify with the newest trained run", icon=":material/model_training:",
+                               on_click=_use_run, args=(newest.id,), key="offline-newest", type="primary",
+                               help=f"{access.plain(newest.name or newest.id)}: a network trained on this "
+                                    f"server ({', '.join(access.plain(n) for n in newest.class_names[:6])})."):
+                st.switch_page("../pages/predict.py")  # from another page (on Predict the choice is made already)
         else:
             cells[0].caption("No trained run yet: the demo trains some in a few minutes.")
         cells[1].page_link("../pages/home.py", label="Run the develop-a-model demo", icon=":material/play_arrow:",

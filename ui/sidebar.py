@@ -148,9 +148,9 @@ def load_or_explain(loader, *args):
         st.info(f"Choose *{IMAGENET}* in the sidebar, or upload the full network's file.")
         st.stop()
     except tlcore.WeightsError as exc:
-        choice = args[0] if args else None
-        if isinstance(choice, WeightsChoice) and choice.weights == "imagenet":  # offline, not cached
-            first_screen.imagenet_missing(choice.backbone, exc)
+        wanted = args[0] if args else None  # a WeightsChoice, or a TransferSpec (Train)
+        if getattr(wanted, "weights", None) == "imagenet" and not isinstance(exc, tlcore.NoTopWeightsError):
+            first_screen.imagenet_missing(wanted.backbone, exc)  # offline, not cached: said calmly
         st.error(f"**These weights cannot be used.** {access.message(exc)}")
         st.info(f"To try this page without them, choose *{RANDOM}* in the sidebar.")
         st.stop()
