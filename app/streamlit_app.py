@@ -44,7 +44,7 @@ PAGES = {
 }
 
 page = st.navigation(PAGES)
-sidebar.render()
+sidebar.render(page.url_path)
 try:
     page.run()
 except Exception:  # Streamlit's own stop/rerun signals are BaseExceptions and pass through

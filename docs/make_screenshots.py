@@ -14,6 +14,8 @@ Run: .venv/bin/python docs/make_screenshots.py
    ``docs/features-map.png`` (the sample shapes as a map) and ``docs/build-diagram.png``.
 4. Clicks Home's develop-a-model demo (the real recipe, three runs in Ray workers) and takes
    ``docs/home-demo.png`` when both target curves and the gap are on screen.
+0. Before any of it, ``docs/home-first-screen.png``: Home as a newcomer first sees it on a fresh
+   server with no internet and no ImageNet weights (1400x1000). ``--first-screen`` takes only this one.
 Every number in the pictures is what the code computed; the script prints them too.
 """
 
@@ -68,7 +70,23 @@ def to_top(locator) -> None:
     locator.first.evaluate("element => element.scrollIntoView({block: 'start'})")
 
 
+def first_screen() -> None:
+    """Home on a fresh server (an empty run store and Keras cache, no internet), as a first visit sees it."""
+    with streamlit_server(HOME / "first-screen.log") as server, sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        tab.goto(server)
+        tab.get_by_text("Five ways to reuse a network").wait_for()
+        wait_until_idle(tab)
+        tab.get_by_role("link", name="Look inside").wait_for()  # the cards' links are drawn a moment later
+        tab.wait_for_timeout(1000)
+        tab.screenshot(path=DOCS / "home-first-screen.png")
+        browser.close()
+    print("written:", DOCS / "home-first-screen.png")
+
+
 def main() -> None:
+    first_screen()
     run_id = train_run()
     image = HOME / "new-triangle.png"
     image.write_bytes(new_triangle())
@@ -144,4 +162,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    first_screen() if "--first-screen" in sys.argv else main()

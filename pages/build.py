@@ -5,9 +5,11 @@ import streamlit as st
 import tlcore
 from ui import access, control_help, datasets, models, network_views, sidebar, training, transfer_curve
 from ui.code_panel import code_panel
+from ui.share import copy_link
 from ui.state import from_url, to_url
 
 st.title("Build a transfer model")
+copy_link("build", "this model, with every choice made here")
 choice = sidebar.choice()
 PRETRAINED = "pretrained"
 runs = training.run_store().list().query("status in ['done', 'stopped']")

@@ -10,26 +10,33 @@ import tlcore
 from ui import access, charts, dataset_map, models, sidebar
 from ui.code_panel import code_panel
 from ui.samples import IMAGE_TYPES, sample_images
+from ui.share import copy_link
 
 st.title("Feature vectors")
+LAYER_HELP = ("Where to read the network: the default is the layer just before its answer, whose numbers describe "
+              "the whole picture; earlier layers describe edges, colours and parts.")
+copy_link("features")
 choice = sidebar.choice()
 layers = models.full_layer_names(choice.backbone)
 default_layer = tlcore.default_feature_layer(choice.backbone)
-st.caption(f"{choice.backbone} with {choice.label} weights, cut after a layer: by default "
-           f"`{default_layer}`, the one before the output layer.")
+st.caption(f"{choice.backbone} with {choice.label} weights, stopped one layer before its answer: the numbers "
+           f"that layer (by default `{default_layer}`) gives for a picture describe it, and pictures that look "
+           "alike get similar numbers.")
 
 source = dataset_map.source()
 if source != dataset_map.IMAGES:  # a dataset as a map: do its classes separate before any training?
     dataset = dataset_map.pick(source)
     images = dataset_map.limit()
-    layer = st.selectbox("Feature layer", layers, index=layers.index(default_layer))
+    layer = st.selectbox("Feature layer", layers, index=layers.index(default_layer), help=LAYER_HELP)
     extractor = sidebar.load_or_explain(models.extractor, choice, layer)
     dataset_map.show(dataset_map.place(dataset, extractor, choice, layer, images), random_weights=choice.is_random)
     st.stop()
 
-uploads = st.file_uploader("Upload images", type=IMAGE_TYPES, accept_multiple_files=True)
-use_samples = st.checkbox("Use the sample images", value=not uploads)
-layer = st.selectbox("Feature layer", layers, index=layers.index(default_layer))
+uploads = st.file_uploader("Upload images", type=IMAGE_TYPES, accept_multiple_files=True,
+                           help="Several photos to compare: JPEG, PNG, WebP, BMP, GIF or TIFF.")
+use_samples = st.checkbox("Use the sample images", value=not uploads,
+                          help="Add the photos that come with the app (a cat, a coffee, a rocket).")
+layer = st.selectbox("Feature layer", layers, index=layers.index(default_layer), help=LAYER_HELP)
 
 images = {f.name: f.getvalue() for f in uploads or []}
 if use_samples:
@@ -68,8 +75,10 @@ frame = pd.DataFrame(features, index=pd.Index(names, name="image"))
 npy = io.BytesIO()
 np.save(npy, features)
 downloads = st.columns(2)
-downloads[0].download_button("Download CSV", frame.to_csv().encode(), f"features_{layer}.csv", "text/csv")
+downloads[0].download_button("Download CSV", frame.to_csv().encode(), f"features_{layer}.csv", "text/csv",
+                             help="One row per image, one column per number: opens in a spreadsheet.")
 downloads[1].download_button("Download .npy", npy.getvalue(), f"features_{layer}.npy",
-                             "application/octet-stream")
+                             "application/octet-stream",
+                             help="The same numbers for Python (numpy.load), one row per image, in upload order.")
 code_panel("Keras code", tlcore.feature_program(choice.backbone, layer, weights=choice.weights, images=names),
            "features")

@@ -5,9 +5,11 @@ import streamlit as st
 import tlcore
 from ui import access, models, network_views, sidebar
 from ui.code_panel import code_panel
+from ui.share import copy_link
 from ui.state import boolean, from_url, to_url
 
 st.title("Layers")
+copy_link("layers")
 backbone = sidebar.choice().backbone
 spec = tlcore.get_backbone(backbone)
 
@@ -17,11 +19,17 @@ from_url("size", spec.default_size, cast=int, bounds=SIZE)
 from_url("pooling", "none", choices=["none", "avg", "max"])
 
 controls = st.columns(3)
-include_top = controls[0].toggle("Keep the ImageNet top (include_top)", key="include_top")
+include_top = controls[0].toggle("Keep the ImageNet top (include_top)", key="include_top",
+                                 help="The top is the network's last layers, which pick one of ImageNet's "
+                                      "1,000 classes. Turn it off to see the part that is reused.")
 size = controls[1].number_input("Input size without the top", *SIZE, step=1,
-                                key="size", disabled=include_top)
+                                key="size", disabled=include_top,
+                                help="The side of the square pictures, in pixels. With the top the size is fixed; "
+                                     "without it the reused part takes other sizes.")
 pooling = controls[2].selectbox("Pooling without the top", ["none", "avg", "max"], key="pooling",
-                                disabled=include_top)
+                                disabled=include_top,
+                                help="How the last grid of numbers becomes one list per picture: none keeps the "
+                                     "grid, avg takes each map's average, max its largest value.")
 to_url("include_top", "size", "pooling")
 pool = None if pooling == "none" else pooling
 
@@ -40,6 +48,11 @@ metrics[2].metric("Trainable", f"{counts.trainable:,}")
 metrics[3].metric("Non-trainable", f"{counts.non_trainable:,}")
 st.dataframe(table, hide_index=True, width="stretch", height=420,
              column_config={"params": st.column_config.NumberColumn(format="localized")})
+
+st.caption("How to read it: *output_shape* is the size of what a layer passes on, e.g. (None, 224, 224, 3) is "
+           "a picture 224 pixels high and wide with 3 colours (red, green, blue); *None* stands for however many "
+           "pictures go in at once. *params* counts the numbers the layer learned; *trainable* says whether "
+           "training may change them.")
 
 st.subheader("The network in blocks")
 network_views.diagram(network_views.layers_dot(views, include_top, int(size), pool),
@@ -70,7 +83,9 @@ with picker:
     image = network_views.checked_image(data)
     layer = st.selectbox("Convolutional layer", CONV_LAYERS, key="sees_layer",
                          help="From the first (edges and colours) to the last (ImageNet's object parts).")
-    top = st.select_slider("Channels shown", network_views.TOP_CHOICES, value=16, key="sees_top")
+    top = st.select_slider("Channels shown", network_views.TOP_CHOICES, value=16, key="sees_top",
+                           help="Each channel is one small detector of the layer; the strongest for this picture "
+                                "are shown first.")
     if image is not None:
         st.image(image, caption=f"The image: {source_name}", width=200)
 maps = network_views.strongest_channels(choice, network, data, layer, top) if image is not None else None

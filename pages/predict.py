@@ -5,45 +5,59 @@ import time
 import streamlit as st
 
 import tlcore
-from ui import access, batch, charts, classifiers, grad_cam, sidebar
+from ui import access, batch, charts, classifiers, first_screen, grad_cam, sidebar
 from ui.code_panel import code_panel
 from ui.samples import IMAGE_TYPES, decoded_image, sample_images
+from ui.share import copy_link
 from ui.state import from_url, to_url
 
 st.title("Classify an image")
+copy_link("predict")
 about = st.empty()  # what the chosen model is, filled in once it is known
 choice = sidebar.choice()
 MODELS = classifiers.choices(choice.backbone)
 SAMPLES = sample_images()
 if st.session_state.get("predict_model", classifiers.IMAGENET) not in MODELS:
     del st.session_state["predict_model"]  # a run deleted since
-from_url("predict_model", classifiers.IMAGENET, choices=list(MODELS))
+from_url("predict_model", first_screen.default_model(choice.backbone, list(MODELS)), choices=list(MODELS))
 from_url("fit", "crop", choices=["crop", "squash"])
 INPUTS = {"upload": "An image", "camera": "Camera", "batch": "Many images or a zip"}
 from_url("predict_input", "upload", choices=list(INPUTS))
 
 left, right = st.columns([2, 3], gap="large")
 with left:
-    model_id = st.selectbox("Model", list(MODELS), key="predict_model", format_func=MODELS.get)
+    model_id = st.selectbox("Model", list(MODELS), key="predict_model", format_func=MODELS.get,
+                            help="Which network answers: the sidebar's network with its 1,000 everyday classes "
+                                 "(ImageNet), or a network trained here on your own classes (a run).")
     model_file, class_text = None, ""
     if model_id == classifiers.UPLOADED:
         model_file = st.file_uploader(f"A .keras model built on {choice.backbone} (its preprocessing is used)",
-                                      type=["keras"], key="model_file")
-        class_text = st.text_input("Its class names, comma-separated (optional)", key="model_classes")
+                                      type=["keras"], key="model_file",
+                                      help="A model saved by Keras (model.save), made from the sidebar's network: "
+                                           "it is checked before it is opened.")
+        class_text = st.text_input("Its class names, comma-separated (optional)", key="model_classes",
+                                   help="The names of its outputs in order, e.g. cat, dog; without them the "
+                                        "answers are shown as class 0, class 1...")
     how = st.segmented_control("Classify", list(INPUTS), key="predict_input", format_func=INPUTS.get,
-                               required=True)
+                               required=True, help="One picture (a file or the camera), or many at once as a "
+                                                   "table you can download.")
     if how == "batch":
         uploads = st.file_uploader("Images, or zips of images", type=[*IMAGE_TYPES, "zip"],
                                    accept_multiple_files=True, key="batch_files",
                                    help="Checked like datasets: JPEG, PNG, WebP, BMP, GIF or TIFF; zips inspected whole.")
     elif how == "camera":
-        upload = st.camera_input("Take a photo", key="camera_photo")
+        upload = st.camera_input("Take a photo", key="camera_photo",
+                                 help="Your browser asks before it uses the camera; the photo stays on this server.")
     else:
-        upload = st.file_uploader("Upload an image", type=IMAGE_TYPES, help="JPEG, PNG, WebP, BMP, GIF or TIFF.")
+        upload = st.file_uploader("Upload an image", type=IMAGE_TYPES,
+                                  help="A photo or drawing: JPEG, PNG, WebP, BMP, GIF or TIFF.")
     if how != "batch":
-        sample = st.selectbox("...or pick a sample", list(SAMPLES), key="sample", disabled=upload is not None)
+        sample = st.selectbox("...or pick a sample", list(SAMPLES), key="sample", disabled=upload is not None,
+                              help="Photos that come with the app, to try it without one of your own.")
     st.radio("Fit to the network's input", ["crop", "squash"], key="fit", horizontal=True,
-             format_func={"crop": "centre crop", "squash": "squash"}.get)
+             format_func={"crop": "centre crop", "squash": "squash"}.get,
+             help="The network takes square pictures of one size. Centre crop keeps the middle square; squash "
+                  "keeps everything but changes the proportions.")
     to_url("fit", "predict_model", "predict_input")
 
 if how == "batch":  # a table for many images instead of one image's top-5
@@ -80,14 +94,15 @@ with left:
              caption=f"What the network sees of {source_name}: {height}x{width}", width=max(width, 128))
 with right:
     if model_id == classifiers.IMAGENET and choice.is_random:
-        st.warning("These weights are untrained (random): the classes below are what an untrained "
-                   "network outputs, **not predictions**. Choose ImageNet weights for real ones.")
+        st.warning(classifiers.untrained_note(choice.backbone))
     st.subheader(f"Top {len(table)}")
     shown = table.assign(label=table["label"].map(access.plain))  # st.table reads Markdown: names stay literal
     st.table(shown.style.format({"probability": "{:.2%}"}).hide(axis="index"))
     st.altair_chart(charts.top_k_bars(table), width="stretch")
     st.caption(f"Prediction took {elapsed_ms:.0f} ms (decode, resize and one forward pass).")
-    grad_cam.where_it_looks(classifier.model, classifier.backbone, image, table, st.session_state["fit"])
+    shown_image = upload.file_id if upload is not None else f"sample {sample}"
+    grad_cam.where_it_looks(classifier.model, classifier.backbone, image, table, st.session_state["fit"],
+                            context=f"{model_id}|{choice}|{shown_image}")
 code_panel("Keras code", tlcore.prediction_program(
     classifier.backbone, weights=choice.weights, class_names=classifier.labels, mode=st.session_state["fit"],
     model_file={classifiers.IMAGENET: None, classifiers.UPLOADED: getattr(model_file, "name", None)}.get(

@@ -5,9 +5,11 @@ import streamlit as st
 import tlcore
 from ui import access, charts, run_view, training
 from ui.run_view import render_run
+from ui.share import copy_link
 from ui.state import link_notice
 
 st.title("Runs")
+copy_link("runs", "this page, with the run opened here")
 store = training.run_store()
 runs = store.list(live=training.job_queue().live_runs())  # a run whose server stopped shows "interrupted"
 if runs.empty:

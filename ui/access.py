@@ -33,6 +33,10 @@ from tlcore import check_password, is_local_client, markdown_text, message_text,
 
 PASSED, VISITOR = "_access_passed", "_access_visitor"
 """Session-state keys: the password was given; who is here (the name given with it, else this session's id)."""
+GIVEN_NAME = "visitor_name"
+"""Session-state key: the name a visitor gave in the sidebar when there is no password or sign-in."""
+SESSION_PREFIX = "session "
+"""How a session with no name is recorded as an owner ("session 0b01f2b4")."""
 _log = logging.getLogger("transfer_lab.access")
 _LET_IN: set[str] = set()
 """Ids of the browser sessions past the gate in this server process (read by ``ui.upload_gate``)."""
@@ -75,12 +79,37 @@ def _signed_in() -> bool:
 
 def user() -> str:
     """Who is here: the login name (e-mail) when signed in, the name given with the password,
-    else this browser session's id (no access control: everyone manages every run anyway)."""
+    else the name this visitor gave in the sidebar (no access control: it is only a label),
+    else this browser session's id (shown as "a visitor who gave no name")."""
     if _signed_in():
         return str(st.user.get("email") or st.user.get("name") or st.user.get("sub") or "")
+    if not st.session_state.get(PASSED) and st.session_state.get(GIVEN_NAME):
+        try:
+            return tlcore.check_person_name(st.session_state[GIVEN_NAME])
+        except tlcore.TLError:
+            pass  # the sidebar says why; the session's id is used meanwhile
     if VISITOR not in st.session_state:
-        st.session_state[VISITOR] = f"session {uuid.uuid4().hex[:8]}"
+        st.session_state[VISITOR] = f"{SESSION_PREFIX}{uuid.uuid4().hex[:8]}"
     return st.session_state[VISITOR]
+
+
+def name_box() -> None:
+    """Without a password or sign-in: an optional name, so runs and demos show who started them.
+
+    Nothing checks it (everyone manages everything on such a server); with a password or
+    sign-in the name comes from there and this box is not drawn.
+    """
+    if enabled():
+        return
+    given = st.text_input("Your name (optional)", key=GIVEN_NAME, max_chars=tlcore.MAX_NAME_LENGTH,
+                          placeholder="e.g. Ann",
+                          help="Runs and demos you start say \"started by\" this name instead of \"a visitor\". "
+                               "Nothing checks it: on this server everyone may stop or delete any run.")
+    if given:
+        try:
+            tlcore.check_person_name(given)
+        except tlcore.TLError as exc:
+            st.caption(message(exc))
 
 
 def is_admin() -> bool:
@@ -93,10 +122,12 @@ def may_manage(run: object) -> bool:
 
 
 def owner_label(owner: str) -> str:
-    """Who started a run, in words for a table."""
+    """Who started a run, in words for a table: "you", their name, or "a visitor who gave no name"."""
     if not owner:
         return "(before owners were kept)"
-    return "you" if owner.strip().casefold() == user().strip().casefold() else owner
+    if owner.strip().casefold() == user().strip().casefold():
+        return "you"
+    return "a visitor who gave no name" if owner.startswith(SESSION_PREFIX) else owner
 
 
 def _connection() -> tuple[str | None, list[tuple[str, str]]]:
@@ -154,7 +185,8 @@ def _sign_in() -> None:
     for provider in providers or [None]:
         label = f"Sign in with {provider.capitalize()}" if provider else "Sign in"
         st.button(label, type="primary", icon=":material/login:", on_click=st.login,
-                  args=(provider,) if provider else (), key=f"login-{provider or 'default'}")
+                  args=(provider,) if provider else (), key=f"login-{provider or 'default'}",
+                  help="Opens the sign-in page of this server's provider, then brings you back here.")
 
 
 def _password_form(expected: str) -> None:
@@ -163,7 +195,8 @@ def _password_form(expected: str) -> None:
         named = st.text_input("Your name", key="access_name", max_chars=tlcore.MAX_NAME_LENGTH,
                               help="Runs you start are recorded under it: type the same name after a reload "
                                    "to stop or delete them. Anyone with the password may type any name.")
-        given = st.text_input("Password", type="password", key="access_password")
+        given = st.text_input("Password", type="password", key="access_password",
+                              help="The password this server's team shares; ask whoever runs it.")
         submitted = st.form_submit_button("Enter", type="primary")
     if not submitted:
         return
@@ -230,7 +263,8 @@ def gate() -> None:
         _let_in()
         with st.sidebar:
             st.caption(f"Signed in as {plain(user())}" + (" (admin)" if is_admin() else ""))
-            st.button("Sign out", on_click=st.logout, key="logout", icon=":material/logout:")
+            st.button("Sign out", on_click=st.logout, key="logout", icon=":material/logout:",
+                      help="Ends your sign-in in this browser; your runs stay.")
         return
     expected = password()
     if expected and not st.session_state.get(PASSED):

@@ -90,4 +90,5 @@ def render_batch(classifier, model_key: str, uploads: list, mode: str) -> None:
             st.dataframe(pd.DataFrame([s.split(": ", 1) for s in result.skipped], columns=["file", "reason"]),
                          hide_index=True, width="stretch")
     st.download_button("Download the table (CSV)", result.csv(), "predictions.csv", "text/csv",
-                       on_click="ignore", icon=":material/download:", key="batch_csv")
+                       on_click="ignore", icon=":material/download:", key="batch_csv",
+                       help="The table above as a spreadsheet file: one row per picture.")

@@ -8,7 +8,7 @@ import keras
 import streamlit as st
 
 import tlcore
-from ui import access, models, sidebar, training
+from ui import access, first_screen, models, sidebar, training
 
 IMAGENET, UPLOADED = "imagenet", "uploaded"
 
@@ -33,6 +33,17 @@ def choices(backbone: str) -> dict[str, str]:
         options[UPLOADED] = "A .keras model file of mine"
     options.update({run_id: f"Trained run: {title}" for run_id, title in tlcore.run_titles(runs, access.owner_label).items()})
     return options
+
+
+def untrained_note(backbone: str) -> str:
+    """What the random network's top-5 is, and where real answers are to be had on this server."""
+    note = ("These weights are untrained (random): the classes below are what a network that learned nothing "
+            "outputs, **not predictions**.")
+    if first_screen.imagenet_available(backbone):
+        return note + " Choose *ImageNet* weights in the sidebar for real ones."
+    if first_screen.newest_run() is not None:
+        return note + " For real answers, choose a trained run under *Model*."
+    return note + " For real answers, run the develop-a-model demo on Home: it trains a network here in minutes."
 
 
 def load(model_id: str, choice: models.WeightsChoice, model_file, class_text: str) -> Classifier:

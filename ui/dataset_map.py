@@ -54,7 +54,8 @@ def _run_dataset() -> tlcore.ImageDataset:
         st.stop()
     names = dict(zip(finished["id"], finished["name"]))
     run_id = st.selectbox("Run", list(names), key="map_run",
-                          format_func=lambda r: f"{names[r]} ({r})")
+                          format_func=lambda r: f"{names[r]} ({r})",
+                          help="A training run of this server: its pictures are placed on the map.")
     try:
         return tlcore.run_dataset(store.get(run_id).dataset)
     except KeyError:

@@ -8,6 +8,7 @@ import streamlit as st
 import tlcore
 from ui import access, training
 from ui.compare_view import render_scratch_comparison
+from ui.share import copy_link
 from ui.state import link_notice
 
 GROUP = "demo_group"
@@ -54,7 +55,8 @@ def _live(demo: tlcore.DemoRun) -> None:
         st.progress(progress.fraction if progress and job.state != "queued" else 0.0,
                     text=f"{ROLES[role]}: {where} · {job.elapsed:.0f} s")
     if access.may_manage(demo.owner):  # its starter or an admin, not whoever has the link
-        if st.button("Stop the demo", icon=":material/stop:", key=f"stop-demo-{demo.group}"):
+        if st.button("Stop the demo", icon=":material/stop:", key=f"stop-demo-{demo.group}",
+                     help="Ends the training now; what was learned so far is kept and shown."):
             demo.stop()
     else:
         st.caption(f"Only who started this demo ({access.plain(access.owner_label(demo.owner))}) or an admin "
@@ -62,10 +64,10 @@ def _live(demo: tlcore.DemoRun) -> None:
 
 
 def _links(runs: dict[str, tlcore.RunRecord]) -> None:
-    row = st.container(horizontal=True)  # links as wide as their words, wrapping: no label is cut
-    for role, record in runs.items():
-        row.page_link("../pages/runs.py", label=ROLES.get(role, role), icon=":material/history:",
-                      query_params={"run": record.id})
+    for role, record in runs.items():  # one a line: the labels are read whole, never cut
+        st.page_link("../pages/runs.py", label=ROLES.get(role, role), icon=":material/history:",
+                     query_params={"run": record.id},
+                     help="Opens this run on Runs: its curves, its mistakes, and downloads.")
 
 
 def _linked_group() -> str | None:
@@ -80,31 +82,53 @@ def _linked_group() -> str | None:
     return None
 
 
+def _button_reason(running: bool) -> str | None:
+    """Why the demo's button is disabled, in words shown under it; None when it can be pressed."""
+    if access.read_only():
+        return ("The button is off because this server is a read-only demo: it trains nothing. "
+                "Below is the latest demo that ran here.")
+    if running:
+        return "The button is off while this demo trains: its progress is below."
+    return None
+
+
 def render_demo() -> None:
-    """The demo's button, then this session's demo (or the one the link names): live while it trains,
-    its result after. The address names the demo shown, so it can be shared or reopened."""
+    """The demo's button, then this session's demo (or the one the link names, or else the latest finished
+    one on this server, so every visitor sees a result): live while it trains, its result after. The
+    address names the demo shown, so it can be shared or reopened."""
     if st.session_state.get(GROUP) is None:  # a new session: the link may name a demo
         linked = _linked_group()
         if linked is not None:
             st.session_state[GROUP] = linked
     group = st.session_state.get(GROUP)
-    if group:
-        st.query_params["demo"] = group
     demo = demo_registry().get(group)
     snapshot = demo.snapshot() if demo is not None else None
     running = snapshot is not None and not snapshot.finished
+    reason = _button_reason(running)
     st.button("Run the develop-a-model demo", type="primary", icon=":material/play_arrow:", on_click=_start,
-              disabled=access.read_only() or running,
-              help="Training is off on this read-only demo." if access.read_only() else
-              "Trains three small models on this server, one after another (a few minutes).")
+              disabled=reason is not None,
+              help=reason or "Trains three small networks on this server, one after another (a few minutes), "
+                             "and shows whether reusing what the first one learned helps the last.")
+    if reason:
+        st.caption(reason)
     if "demo_refused" in st.session_state:
         st.error(st.session_state["demo_refused"])
-    if not group:
-        return
+    store = training.run_store()
+    title = "This demo"
+    if not group:  # nothing of this visitor's: the latest finished demo here, for everyone to see
+        group, title = tlcore.latest_demo_group(store), "The latest demo on this server"
+        if group is None:
+            if access.read_only():
+                st.caption("No demo has run on this server yet.")
+            return
+    owner = demo.owner if demo is not None else next(
+        (r.owner for r in store.group_runs(group) if r.role == "source"), "")
+    st.markdown(f"**{title}**, started by {access.plain(access.owner_label(owner))}:")
+    st.query_params["demo"] = group
+    copy_link("demo", "this demo, live or finished")
     if running:
         _live(demo)
         return
-    store = training.run_store()
     runs = {record.role: record for record in store.group_runs(group)}
     if snapshot is not None and snapshot.stage == "failed":
         st.error(access.message(snapshot.describe()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import pandas as pd
@@ -32,15 +33,30 @@ def _how_to_read(label: str, layer: str, size: tuple[int, int], map_size: tuple[
             f"(read at {where}).")
 
 
-def where_it_looks(model, backbone: str, image: Image.Image, table: pd.DataFrame, mode: str) -> None:
-    """Under the top-5: pick one of its classes (top-1 first) and see its Grad-CAM heatmap over the image."""
+def heatmap_key(table: pd.DataFrame, context: str = "") -> str:
+    """The "Heatmap for" choice's widget key, named by this top-5 (classes, ranks, probabilities) and
+    ``context`` (which model and which image).
+
+    A new image or model makes a new widget, which starts at the top-1: the choice never keeps a
+    class, rank or label of a previous image or model (a kept key would let the browser show the
+    old option's label over the new list), even when two images happen to give the same table.
+    """
+    rows = ",".join(f"{int(r.class_id)}:{int(r.rank)}:{float(r.probability):.6f}:{r.label}" for r in table.itertuples())
+    return "cam_class-" + hashlib.sha256(f"{context}|{rows}".encode()).hexdigest()[:16]
+
+
+def where_it_looks(model, backbone: str, image: Image.Image, table: pd.DataFrame, mode: str,
+                   context: str = "") -> None:
+    """Under the top-5: pick one of its classes (top-1 first) and see its Grad-CAM heatmap over the image.
+
+    ``context`` names the model and the image (a new one starts the choice at its top-1 again)."""
     st.subheader("Where the network looks")
     options = [int(c) for c in table["class_id"]]
     names = {int(row.class_id): (int(row.rank), str(row.label), float(row.probability)) for row in table.itertuples()}
-    if st.session_state.get("cam_class") not in options:  # another image or model: back to the top-1
-        st.session_state.pop("cam_class", None)
-    class_id = st.selectbox("Heatmap for", options, key="cam_class",
-                            format_func=lambda c: f"{names[c][0]}. {names[c][1]} ({names[c][2]:.1%})")
+    class_id = st.selectbox("Heatmap for", options, key=heatmap_key(table, context),
+                            format_func=lambda c: f"{names[c][0]}. {names[c][1]} ({names[c][2]:.1%})",
+                            help="One of the five classes above: the heat shows which parts of the image raised "
+                                 "that class's score.")
     try:
         layer = tlcore.last_conv_layer(model, backbone)
         with st.spinner("Working out where the network looks..."):

@@ -78,14 +78,14 @@ def ensure_spec_weights(spec: tlcore.TransferSpec) -> None:
 
 @st.cache_resource(max_entries=3, show_spinner="Loading the network...")
 def _classifier(backbone: str, weights: str | None) -> keras.Model:
-    model = tlcore.load_backbone(backbone, weights=weights)
+    model = tlcore.load_backbone(backbone, weights=weights, seed=tlcore.UNTRAINED_SEED)  # random: the same each start
     tlcore.compiled_forward(model)  # trace and warm once, so timings shown are steady
     return model
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading the network...")
 def _extractor(backbone: str, weights: str | None, layer: str | None) -> keras.Model:
-    model = tlcore.feature_extractor(backbone, weights=weights, layer=layer)
+    model = tlcore.feature_extractor(backbone, weights=weights, layer=layer, seed=tlcore.UNTRAINED_SEED)
     tlcore.compiled_forward(model)
     return model
 

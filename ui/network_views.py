@@ -8,7 +8,7 @@ import streamlit as st
 from PIL import Image
 
 import tlcore
-from ui import access, models, sidebar
+from ui import access, first_screen, models, sidebar
 from ui.samples import IMAGE_TYPES, decoded_image, sample_images
 
 LEGEND = ("Each box is a block of layers (hover for its first and last layer), with its parameters and the "
@@ -38,8 +38,9 @@ def pick_image(key: str) -> tuple[bytes, str]:
     """An uploaded image or a sample, as (bytes, what to call it); the bytes are not decoded yet."""
     samples = sample_images()
     upload = st.file_uploader("Upload an image", type=IMAGE_TYPES, key=f"{key}_upload",
-                              help="JPEG, PNG, WebP, BMP, GIF or TIFF.")
-    sample = st.selectbox("...or pick a sample", list(samples), key=f"{key}_sample", disabled=upload is not None)
+                              help="A photo or drawing: JPEG, PNG, WebP, BMP, GIF or TIFF.")
+    sample = st.selectbox("...or pick a sample", list(samples), key=f"{key}_sample", disabled=upload is not None,
+                          help="Photos that come with the app, to try it without one of your own.")
     if upload is not None:
         return upload.getvalue(), access.plain(upload.name)
     return samples[sample].read_bytes(), f"the {sample} sample"
@@ -61,6 +62,9 @@ def layer_network(choice: models.WeightsChoice):
     never starts a download (Predict does, with a progress bar).
     """
     if choice.weights == "imagenet" and not tlcore.weights_status(choice.backbone).cached:
+        if not first_screen.imagenet_available(choice.backbone):
+            first_screen.imagenet_missing(choice.backbone, tlcore.WeightsError(
+                tlcore.weights_status(choice.backbone).describe()))
         st.info(f"{choice.backbone}'s ImageNet weights are not on this machine yet. Classify an image on "
                 f"*Predict* once to download them, or choose *{sidebar.RANDOM}* in the sidebar to see what "
                 "untrained filters respond to.")

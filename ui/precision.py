@@ -18,10 +18,9 @@ def render_precision(backbone: str) -> None:
     """
     forced = st.toggle(
         "Force float32", key=FORCE_FLOAT32,
-        help="Predict and Features run in bfloat16 where it was measured faster and in agreement "
-             "with float32 on this machine (TL_PRECISION=auto). Turn this on to compute in float32 "
-             "in this session, for outputs exactly like plain Keras. Training jobs (and their "
-             "frozen-feature cache) follow TL_PRECISION.")
+        help="Precision is how many digits each number keeps. Predict and Features may use a shorter "
+             "kind (bfloat16) where this machine was measured faster with the same answers; turn this on "
+             "for full precision (float32), exactly as plain Keras computes, in your session only.")
     tlcore.force_precision("float32" if forced else None)
     try:
         st.caption(f"Inference precision: {tlcore.describe_backbone(backbone)}")

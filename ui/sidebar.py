@@ -5,37 +5,49 @@ from __future__ import annotations
 import streamlit as st
 
 import tlcore
-from ui import access
+from ui import access, first_screen
 from ui.models import WeightsChoice, keep_upload, weights_file_kind
 from ui.precision import render_precision
 from ui.state import from_url, to_url
 
-IMAGENET, RANDOM, FILE = "ImageNet", "Random (untrained)", "My weights file"
+IMAGENET, RANDOM, FILE = first_screen.IMAGENET, first_screen.RANDOM, "My weights file"
 
 
-def render() -> None:
-    """Draw the backbone and weights pickers; called by app.py before each page."""
+def render(page: str = "") -> None:
+    """Draw the backbone and weights pickers; called by app.py before each page (``page``: its url path)."""
     sources = [IMAGENET, RANDOM] if access.read_only() else [IMAGENET, RANDOM, FILE]  # read-only: no uploads
     if st.session_state.get("weights") not in (None, *sources):
         del st.session_state["weights"]
     from_url("backbone", "VGG16", choices=list(tlcore.BACKBONES))
+    first_screen.seed_weights(st.session_state["backbone"])  # a fresh visit: what works here
     from_url("weights", IMAGENET, choices=sources)
     with st.sidebar:
         st.selectbox("Backbone", list(tlcore.BACKBONES), key="backbone",
-                     help="The pretrained ImageNet network every page uses.")
-        st.radio("Weights", sources, key="weights",
-                 help="ImageNet: the real pretrained weights. Random: an untrained network, "
-                      "for trying the pages offline. My weights file: a .weights.h5 or .h5 file, "
-                      "of the full network or without its top (like Keras's _notop files).")
+                     help="The network every page starts from: eight well-known image networks, from the small "
+                          "MobileNetV2 (fast) to the large VGG16 (the classic).")
+        st.radio("Weights", sources, key="weights", on_change=first_screen.weights_chosen,
+                 help="What the network knows. ImageNet: what it learned from 1.2 million labelled photos. "
+                      "Random: the same network knowing nothing, to explore its shapes and layers. "
+                      "My weights file: weights saved from Keras (.weights.h5 or .h5).")
         to_url("backbone", "weights")
         backbone = st.session_state["backbone"]
         if st.session_state["weights"] == IMAGENET:
             _imagenet_status(backbone)
         elif st.session_state["weights"] == FILE:
             _weights_upload(backbone)
-        else:
-            st.caption("Untrained weights: outputs are not predictions.")
+        elif not _predict_uses_its_own_model(page):
+            st.caption("Untrained weights: where a page uses them, its answers are not predictions.")
         render_precision(backbone)
+        access.name_box()
+
+
+def _predict_uses_its_own_model(page: str) -> bool:
+    """Whether the page is Predict classifying with a trained run or an uploaded model (not the sidebar's)."""
+    if page != "predict":
+        return False
+    chosen = (st.session_state.get("predict_model") or st.query_params.get("predict_model")
+              or first_screen.default_model(st.session_state["backbone"]))  # what Predict is about to start on
+    return chosen != first_screen.PREDICT_IMAGENET
 
 
 def _base_input_shape(backbone: str) -> tuple[int, int, int] | None:
@@ -60,6 +72,13 @@ def _base_input_shape(backbone: str) -> tuple[int, int, int] | None:
 
 
 def _imagenet_status(backbone: str) -> None:
+    """One line for visitors; the files and the folder only for the server's operator (TL_SHOW_SERVER_PATHS)."""
+    operator = access.is_local() or access.is_admin()
+    if not tlcore.weights_status(backbone).cached and not first_screen.imagenet_available(backbone):
+        st.caption(":material/cloud_off: ImageNet weights: none here, and no download possible now. "
+                   "Trained runs, the demo and random weights work.")
+        if not operator:
+            return
     shape = _base_input_shape(backbone)
     for include_top, what in ((True, "Classifier"), (False, "Base without top")):
         status = tlcore.weights_status(backbone, include_top=include_top,
@@ -67,8 +86,11 @@ def _imagenet_status(backbone: str) -> None:
         if not include_top and status.file != tlcore.weights_status(backbone, include_top=False).file:
             what += f" at {shape[0]}x{shape[1]}"  # a file of its own for this size
         if status.cached:
-            st.caption(f":material/check_circle: {what}: ImageNet weights cached.")
-        else:  # the folder itself only for someone on the server's own machine
+            st.caption(f":material/check_circle: {what}: ImageNet weights on this server.")
+        elif not operator:
+            st.caption(f":material/download: {what}: ImageNet weights downloaded on first use "
+                       f"(about {status.file.approx_mb} MB, once for everyone).")
+        else:  # the file and the folder: for someone on the server's own machine, or an admin
             where = f"`{status.path.parent}`" if access.is_local() else tlcore.KERAS_CACHE_WORDS
             other = f", or choose *{FILE}*" if not access.read_only() else ""
             st.caption(
@@ -126,7 +148,10 @@ def load_or_explain(loader, *args):
         st.info(f"Choose *{IMAGENET}* in the sidebar, or upload the full network's file.")
         st.stop()
     except tlcore.WeightsError as exc:
-        st.error(f"**The weights are not available.** {access.shown(exc)}")
+        wanted = args[0] if args else None  # a WeightsChoice, or a TransferSpec (Train)
+        if getattr(wanted, "weights", None) == "imagenet" and not isinstance(exc, tlcore.NoTopWeightsError):
+            first_screen.imagenet_missing(wanted.backbone, exc)  # offline, not cached: said calmly
+        st.error(f"**These weights cannot be used.** {access.message(exc)}")
         st.info(f"To try this page without them, choose *{RANDOM}* in the sidebar.")
         st.stop()
     except tlcore.TLError as exc:

@@ -296,7 +296,7 @@ def test_predict_draws_the_heatmap_of_an_uploaded_square_detector(server, page, 
 
     page.goto(f"{server}/predict?backbone=MobileNetV2&weights=ImageNet&predict_model=uploaded")
     wait_until_idle(page)
-    page.get_by_label("Its class names, comma-separated (optional)").fill("plain, square")
+    page.get_by_label("Its class names, comma-separated (optional)", exact=True).fill("plain, square")
     page.keyboard.press("Enter")
     wait_until_idle(page)
     uploads = page.locator('[data-testid="stFileUploaderDropzoneInput"]')

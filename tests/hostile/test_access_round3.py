@@ -111,7 +111,8 @@ def test_a_browser_that_claims_localhost_sees_no_server_path(keras_home, monkeyp
     at.context = {"url": "http://localhost:8501/"}  # set by the client: it does not count
     at.run()
     status = " ".join(caption.value for caption in at.sidebar.caption)
-    assert "the server's Keras cache" in status and str(keras_home) not in status
+    assert "ImageNet weights" in status and str(keras_home) not in status
+    assert ".h5" not in status  # file names are the operator's too
     monkeypatch.setattr(ui.access, "_connection",  # a proxy on the server, passing someone else's request on
                         lambda: ("127.0.0.1", [("host", "lab.example.com"), ("x-forwarded-for", "203.0.113.9")]))
     at.run()

@@ -27,7 +27,7 @@ def test_no_pages_folder_beside_the_entrypoint():
 def test_home_links_each_way_of_reusing_a_network():
     at = open_page("../pages/home.py")
     text = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
-    for phrase in ("Transfer learning", "penultimate", "freeze"):
+    for phrase in ("Transfer learning", "4,096", "frozen"):
         assert phrase in text
 
 
@@ -57,8 +57,8 @@ def test_predict_text_file_named_png_shows_an_error_and_the_page_recovers():
 def test_predict_with_cached_imagenet_weights(cached_mobilenet):
     home = open_page("../pages/home.py", backbone="MobileNetV2", weights="ImageNet")
     status = [c.value for c in home.sidebar.caption]
-    assert "ImageNet weights cached" in status[0]  # the classifier file the test wrote
-    assert "not on this machine" in status[1] and "no_top.h5" in status[1]
+    assert "ImageNet weights on this server" in status[0]  # the classifier file the test wrote
+    assert "downloaded on first use" in status[1] and "no_top.h5" not in status[1]  # file names: the operator's
     at = open_page("../pages/predict.py", backbone="MobileNetV2", weights="ImageNet")
     assert not at.error
     assert not at.warning  # real (cached) weights: no "untrained" warning
@@ -66,20 +66,25 @@ def test_predict_with_cached_imagenet_weights(cached_mobilenet):
     assert not at.get("progress")  # nothing to download, no bar
 
 
-def test_predict_without_weights_offline_explains_what_to_do(monkeypatch):
+def test_predict_without_weights_offline_says_so_calmly(monkeypatch):
     import urllib.error
 
     import tlcore.models.weights
+    import ui.first_screen
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(tlcore.models.weights.urllib.request, "urlopen", offline)
+    ui.first_screen._reachable.clear()
     at = open_page("../pages/predict.py", backbone="DenseNet121", weights="ImageNet")
-    message = at.error[0].value
-    assert "densenet121_weights_tf_dim_ordering_tf_kernels.h5" in message
-    assert "https://storage.googleapis.com/" in message
+    assert not at.error  # no red box: one calm notice with what works
+    notice = " ".join(m.value for m in at.main.markdown)
+    assert "DenseNet121's ImageNet weights are not on this server, and it cannot download them now" in notice
+    assert "densenet121_weights_tf_dim_ordering_tf_kernels.h5" not in notice  # the operator's business
+    assert at.button(key="offline-random").label == "Explore with random weights"
     assert len(at.table) == 0  # no untrained output passed off as predictions
+    ui.first_screen._unreachable.clear()
 
 
 def test_layers_vgg16_with_and_without_top():

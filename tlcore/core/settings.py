@@ -90,6 +90,10 @@ class Settings:
             folders) to a browser on the server's own machine, told by its connection (a
             loopback address with no proxy header, ``tlcore.is_local_client``); 0 shows them to
             no one (for a reverse proxy on the same machine that adds no X-Forwarded-For).
+        default_model: what a fresh visit classifies with (``TL_DEFAULT_MODEL``): ``auto``, the
+            default (ImageNet when its weights are on this server or can be downloaded, else the
+            newest trained run, else random weights), ``imagenet``, ``newest-run``, ``random``,
+            or a run's id. A link's own choice always wins.
     """
 
     data_dir: Path = Path.home() / ".transfer-lab"
@@ -127,6 +131,7 @@ class Settings:
     max_map_images: int = 400
     max_map_feature_mb: int = 256
     show_server_paths: int = 1
+    default_model: str = "auto"
 
 
 def _from_env(field: dataclasses.Field, environ: dict[str, str]) -> object:

@@ -21,6 +21,7 @@ def feature_extractor(
     *,
     weights: str | os.PathLike | None = "imagenet",
     layer: str | None = None,
+    seed: int | None = None,
 ) -> keras.Model:
     """The pretrained network with its output layer removed.
 
@@ -30,6 +31,7 @@ def feature_extractor(
             for a layer inside the base (e.g. "block5_pool"), a no-top file too.
         layer: the layer whose output is the feature vector; by default the
             penultimate one (VGG16: "fc2", 4,096 values).
+        seed: with ``weights=None``, the seed of the untrained weights (``load_backbone``).
 
     Raises:
         ConfigError: a layer name the network does not have.
@@ -38,9 +40,9 @@ def feature_extractor(
     if layer is not None and layer in layer_names(spec, include_top=False, imagenet=weights == "imagenet"):
         # a cut inside the base: the network without its top, so a no-top weights file serves too
         size = (spec.default_size, spec.default_size, 3)
-        network = load_backbone(spec, weights=weights, include_top=False, input_shape=size)
+        network = load_backbone(spec, weights=weights, include_top=False, input_shape=size, seed=seed)
     else:
-        network = load_backbone(spec, weights=weights, include_top=True)
+        network = load_backbone(spec, weights=weights, include_top=True, seed=seed)
     name = layer or spec.feature_layer or network.layers[-2].name
     names = [l.name for l in network.layers]
     if name not in names:

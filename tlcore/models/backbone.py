@@ -3,17 +3,20 @@ check the arguments, work out the input shape, build, load weights."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import keras
 
 from tlcore.core.errors import ConfigError
-from tlcore.models.scopes import shapes_only
+from tlcore.models.scopes import seeded_initializers, shapes_only
 from tlcore.models.shapes import check_input_shape
 from tlcore.models.weights import Progress, download_weights, load_weights_file
 from tlcore.models.zoo import BackboneSpec, build_architecture, get_backbone
 
 POOLINGS = (None, "avg", "max")
+UNTRAINED_SEED = 0
+"""The seed the pages build untrained (random) networks with: the same weights at every server start."""
 
 
 def load_backbone(
@@ -24,6 +27,7 @@ def load_backbone(
     input_shape: tuple[int, int, int] | None = None,
     pooling: str | None = None,
     progress: Progress | None = None,
+    seed: int | None = None,
 ) -> keras.Model:
     """Build a pretrained network from the registry: the model ``keras.applications`` builds.
 
@@ -44,6 +48,9 @@ def load_backbone(
         input_shape: (height, width, 3); the backbone's default when None.
         pooling: with ``include_top=False``: None, "avg" or "max".
         progress: called with (bytes done, bytes in all) while downloading.
+        seed: with ``weights=None``, draw the untrained weights from this seed, so every
+            build and every process gets the same network (``UNTRAINED_SEED`` on the pages);
+            None draws them as Keras does (training seeds them itself, ``TrainConfig.seed``).
 
     Raises:
         ShapeError: an input shape the backbone cannot take (explained).
@@ -56,9 +63,10 @@ def load_backbone(
     shape = check_input_shape(
         spec, input_shape or spec.default_shape, include_top=include_top, weights=weights
     ).input_shape
-    model = build_architecture(
-        spec, imagenet=weights == "imagenet", include_top=include_top, input_shape=shape, pooling=pooling
-    )
+    with seeded_initializers(seed) if weights is None and seed is not None else contextlib.nullcontext():
+        model = build_architecture(
+            spec, imagenet=weights == "imagenet", include_top=include_top, input_shape=shape, pooling=pooling
+        )
     if weights == "imagenet":
         weights = download_weights(spec, include_top=include_top, input_shape=shape, progress=progress)
     if weights is not None:

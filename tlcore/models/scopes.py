@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import threading
 from collections.abc import Iterator
 
 from keras.src.backend.common import global_state
@@ -36,3 +37,25 @@ def shapes_only() -> Iterator[None]:
     finally:
         global_state.set_global_attribute("uninitialized_variables", pending)
         random.setstate(seeds)
+
+
+_SEEDED = threading.Lock()
+
+
+@contextlib.contextmanager
+def seeded_initializers(seed: int) -> Iterator[None]:
+    """Inside, Keras initializers draw their seeds from ``seed``: a model built inside has the same
+    untrained weights in every build and every process (the same network, so the same map, the same %).
+
+    Keras 3 gives each unseeded initializer a seed from Python's ``random`` when the layer is made
+    (``keras.random.make_default_seed``), then draws its values with stateless ops from that seed.
+    Python's ``random`` is seeded here and put back on the way out; builds inside are serialized, so
+    two threads building untrained networks at once each get their own seeded sequence.
+    """
+    with _SEEDED:
+        state = random.getstate()
+        random.seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(state)

@@ -87,6 +87,22 @@ def weights_status(
     return WeightsStatus(spec.name, include_top, path.is_file(), path, file, input_shape)
 
 
+def weights_reachable(
+    backbone: str | BackboneSpec, *, include_top: bool = True, timeout: float = 3.0
+) -> bool:
+    """Whether the ImageNet weights file could be downloaded now: a HEAD request to its URL answers.
+
+    Nothing is downloaded. False when offline (no name resolution, no route, ``timeout``
+    seconds without an answer) or when the server answers with an error.
+    """
+    file = get_backbone(backbone).weights_file(include_top, None)
+    try:
+        with urllib.request.urlopen(urllib.request.Request(file.url, method="HEAD"), timeout=timeout) as response:
+            return 200 <= response.status < 400
+    except (urllib.error.URLError, TimeoutError, OSError, ValueError):
+        return False
+
+
 def _md5(path: Path) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as handle:

@@ -362,6 +362,19 @@ def start_demo(queue: JobQueue, store: RunStore, *, owner: str = "", recipe: Dem
     return run
 
 
+def latest_demo_group(store: RunStore) -> str | None:
+    """The group of the newest demo on this server whose three runs have all ended with a model
+    (done, or stopped keeping what was learned), so its result can be shown to anyone; None for none."""
+    runs = store.list()
+    demos = runs[(runs["run_group"] != "") & (runs["role"] == "transfer")]
+    for group in demos["run_group"]:
+        members = runs[runs["run_group"] == group]
+        roles = set(members["role"])
+        if {"source", "transfer", "scratch"} <= roles and members["status"].isin(["done", "stopped"]).all():
+            return str(group)
+    return None
+
+
 
 class DemoRegistry:
     """The demos a server has started, by group, while it runs (their runs stay in the run store after).

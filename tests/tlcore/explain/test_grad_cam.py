@@ -141,7 +141,7 @@ def test_predict_shows_the_heatmap_of_a_chosen_class_for_an_uploaded_model(tmp_p
     assert "Where the network looks" in [h.value for h in at.subheader]
     table = at.table[0].value
     assert set(table["label"]) == {"red", "green", "blue"}
-    picker = at.selectbox(key="cam_class")
+    picker = next(box for box in at.selectbox if box.label == "Heatmap for")  # its key names the top-5
     rows = zip(table["rank"], table["label"], table["probability"])
     assert picker.options == [f"{rank}. {label} ({p:.1%})" for rank, label, p in rows]
     assert picker.value == int(table["class_id"].iloc[0])  # the top-1 first
