@@ -209,6 +209,9 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "exports_folder": "deploy.export",
     "run_keras_file": "deploy.export",
     "write_export": "deploy.export",
+    "BundleError": "deploy.bundle",
+    "export_bundle": "deploy.bundle",
+    "import_run": "deploy.bundle",
 }
 """Public name -> the wing module that defines it (or (module, name there) when renamed here)."""
 
