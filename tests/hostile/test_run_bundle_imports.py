@@ -62,6 +62,8 @@ def _lambda_model_bytes(tmp_path) -> bytes:
     ("bad history", r"history.csv must have the columns"),
     ("bad config", r"configuration must be one this server accepts \(Epochs must be at least 1"),
     ("control owner", r"owner must be text of at most 200 printable characters"),
+    ("odd backbone", r"backbone must be one of this server's registry .* Received: 'AlexNet'"),
+    ("words in history", r"history.csv must be as Transfer Lab writes them"),
 ])
 @pytest.mark.slow
 def test_a_crafted_bundle_is_refused_in_words_and_leaves_nothing(case, expected, good_bundle, store, tmp_path):
@@ -90,6 +92,15 @@ def test_a_crafted_bundle_is_refused_in_words_and_leaves_nothing(case, expected,
         about = json.loads(members[f"{ids[1]}/run.json"])
         about["owner"] = "admin\x1b[2J"
         members[f"{ids[1]}/run.json"] = json.dumps(about).encode()
+    elif case == "odd backbone":
+        saved = json.loads(members[f"{ids[1]}/config.json"])
+        saved["spec"]["backbone"] = "AlexNet"
+        members[f"{ids[1]}/config.json"] = json.dumps(saved).encode()
+    elif case == "words in history":
+        lines = members[f"{ids[1]}/history.csv"].decode().splitlines()
+        cells = lines[1].split(",")
+        cells[2] = "abc"  # the loss
+        members[f"{ids[1]}/history.csv"] = "\n".join([lines[0], ",".join(cells), *lines[2:]]).encode()
     data = b"PK\x03\x04 not really" if case == "not a zip" else zip_of(members)
     with pytest.raises(tlcore.BundleError, match=expected):
         _import(store, tmp_path, data)

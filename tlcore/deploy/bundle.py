@@ -51,6 +51,7 @@ from tlcore.deploy.export import exports_folder, run_keras_file
 from tlcore.models.cost import MB
 from tlcore.models.model_files import load_model_file
 from tlcore.models.spec import TransferSpec
+from tlcore.models.zoo import BACKBONES
 from tlcore.training.config import HISTORY_COLUMNS, TrainConfig
 from tlcore.training.results import RunResult
 from tlcore.training.runs import RUN_COLUMNS, RunRecord, RunStore
@@ -91,6 +92,19 @@ def _public_dataset(dataset: dict) -> dict:
     return {key: dataset[key] for key in ("name", "classes", "counts", "images", "skipped", "digest") if key in dataset}
 
 
+def _public_config(store: RunStore, record: RunRecord) -> str:
+    """The run's config.json with the server's paths out: a weights file or trained base by its name
+    (a base another run of the store trained as ``<run id>/model.keras``)."""
+    saved = json.loads((record.folder / "config.json").read_text())
+    for key in ("weights", "base_model"):
+        value = saved["spec"].get(key)
+        if isinstance(value, str) and value != "imagenet" and Path(value).is_absolute():
+            path = Path(value)
+            saved["spec"][key] = (path.relative_to(store.root).as_posix() if path.is_relative_to(store.root)
+                                  else path.name)
+    return json.dumps(saved, indent=2)
+
+
 def bundle_file_name(run_ids: Sequence[str]) -> str:
     return f"transfer-lab-{run_ids[0]}{f'-and-{len(run_ids) - 1}' if len(run_ids) > 1 else ''}.zip"
 
@@ -123,7 +137,7 @@ def export_bundle(store: RunStore, run_ids: Sequence[str]) -> Path:
     for record, model in zip(records, models):
         folder = record.folder
         texts[f"{record.id}/run.json"] = json.dumps(_run_json(store, record), indent=2)
-        texts[f"{record.id}/config.json"] = (folder / "config.json").read_text()
+        texts[f"{record.id}/config.json"] = _public_config(store, record)
         texts[f"{record.id}/dataset.json"] = json.dumps(_public_dataset(record.dataset), indent=2)
         texts[f"{record.id}/history.csv"] = record.history.to_csv(index=False)
         texts[f"{record.id}/result.json"] = (folder / "result.json").read_text()
@@ -235,6 +249,9 @@ def _stage(archive: zipfile.ZipFile, by_name: dict[str, zipfile.ZipInfo], run_id
         config.check()
         result = RunResult.from_json(results)
         history = pd.read_csv(io.BytesIO(_read(archive, member("history.csv"))))
+        if list(history.columns) == HISTORY_COLUMNS:
+            numbers = [c for c in HISTORY_COLUMNS if c not in ("phase", "complete")]
+            history[numbers] = history[numbers].apply(pd.to_numeric, errors="raise")
         classes = [str(c) for c in dataset["classes"]]
         created, seconds = float(about.get("created", time.time())), float(about.get("seconds", 0.0))
     except TLError as exc:
@@ -243,6 +260,9 @@ def _stage(archive: zipfile.ZipFile, by_name: dict[str, zipfile.ZipInfo], run_id
     except (KeyError, TypeError, ValueError, AttributeError, pd.errors.ParserError, csv.Error, zlib.error):
         raise _refused("A bundled run's config.json, dataset.json, result.json and history.csv must be as "
                        "Transfer Lab writes them.", f"run {run_id!r}, whose files do not read back") from None
+    if spec.backbone not in BACKBONES:
+        raise _refused(f"A bundled run's backbone must be one of this server's registry {sorted(BACKBONES)}.",
+                       f"{spec.backbone!r} in run {run_id!r}")
     if list(history.columns) != HISTORY_COLUMNS or len(history) > MAX_HISTORY_ROWS:
         raise _refused(f"A bundled run's history.csv must have the columns {HISTORY_COLUMNS} and at most "
                        f"{MAX_HISTORY_ROWS:,} rows.", f"{list(history.columns)[:10]}, {len(history):,} rows")
