@@ -95,6 +95,8 @@ def test_predict_features_train_and_move_a_run(folder):
     done = run("runs", "import", folder / "run.zip", data_dir=elsewhere)
     assert done.returncode == 0 and done.stdout.split() == [run_id], done.stderr
     shown = run("runs", "show", run_id, data_dir=elsewhere)
-    assert json.loads(shown.stdout.split("\n   epoch")[0])["owner"] == "cli"
+    about = json.loads(shown.stdout[:shown.stdout.index("\n}\n") + 2])  # then the history's table
+    assert (about["id"], about["owner"], about["status"]) == (run_id, "cli", "done")
+    assert "phase" in shown.stdout.split("\n}\n")[1]
     again = run("runs", "import", folder / "run.zip", data_dir=elsewhere)
     assert again.returncode == 2 and "already" in again.stderr and "Traceback" not in again.stderr
