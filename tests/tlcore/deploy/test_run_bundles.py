@@ -1,5 +1,6 @@
 """Run bundles: a run (or a pair) leaves one server as a zip and arrives whole on another."""
 
+import dataclasses
 import io
 import json
 import zipfile
@@ -80,3 +81,19 @@ def test_an_unfinished_run_is_not_bundled(tmp_path, trained):
     run_id = store.create(result.spec, result.config, dataset.summary())
     with pytest.raises(tlcore.BundleError, match="must have finished.*Received: run .* is running"):
         export_bundle(store, [run_id])
+
+
+@pytest.mark.slow
+def test_server_paths_in_a_spec_leave_as_names(tmp_path, monkeypatch, trained):
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path))
+    dataset, result = trained
+    store = tlcore.RunStore(tmp_path / "runs")
+    weights = tmp_path / "secret" / "folder" / "mine.weights.h5"
+    base = store.root / "20260101-000000-abcdef" / "model.keras"
+    spec = dataclasses.replace(result.spec, weights=str(weights), base_model=str(base))
+    run_id = store.create(spec, result.config, dataset.summary())
+    store.finish(run_id, result)
+    saved = json.loads(zipfile.ZipFile(export_bundle(store, [run_id])).read(f"{run_id}/config.json"))
+    assert saved["spec"]["weights"] == "mine.weights.h5"
+    assert saved["spec"]["base_model"] == "20260101-000000-abcdef/model.keras"
+    assert str(tmp_path) not in json.dumps(saved)
