@@ -27,6 +27,8 @@ LOG_FOLDER = "tensorboard"
 """A run's logs, inside its folder."""
 PROJECTOR_LIMIT = 500
 """Validation images shown in the embedding projector, at most (the first ones, in dataset order)."""
+PROJECTOR_VALUES = 2_000_000
+"""Numbers in the projector's vectors, at most (about 20 MB of text): wide vectors show fewer images."""
 THUMBNAIL = 32
 """Side of each projector thumbnail, pixels."""
 CELL = 48
@@ -103,12 +105,14 @@ def _sprite(paths: Sequence[Path | None]) -> Image.Image:
     side = max(int(np.ceil(np.sqrt(len(paths)))), 1)
     sprite = Image.new("RGB", (side * THUMBNAIL, side * THUMBNAIL), "white")
     for i, path in enumerate(paths):
-        try:
-            with Image.open(path) as opened:
-                thumb = opened.convert("RGB")
-                thumb.thumbnail((THUMBNAIL, THUMBNAIL))
-        except (OSError, TypeError, ValueError):
-            thumb = Image.new("RGB", (THUMBNAIL, THUMBNAIL), "grey")
+        thumb = Image.new("RGB", (THUMBNAIL, THUMBNAIL), "grey")
+        if path is not None:
+            try:
+                with Image.open(path) as opened:
+                    thumb = opened.convert("RGB")
+                    thumb.thumbnail((THUMBNAIL, THUMBNAIL))
+            except (OSError, ValueError, Image.DecompressionBombError):
+                pass
         sprite.paste(thumb, ((i % side) * THUMBNAIL, (i // side) * THUMBNAIL))
     return sprite
 
@@ -119,13 +123,18 @@ def write_projector(log_dir: str | Path, vectors: np.ndarray, labels: Sequence[s
 
     Writes the vectors and their metadata (true and predicted class) as TSV, the
     thumbnails as one sprite image, and the projector's config through
-    ``tensorboard.plugins.projector``; returns the folder.
+    ``tensorboard.plugins.projector``; returns the folder. Only the first rows that keep
+    within ``PROJECTOR_VALUES`` numbers are written (all of them unless the vectors are very wide).
     """
     from tensorboard.plugins import projector
 
+    vectors = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
+    kept = min(len(vectors), max(1, PROJECTOR_VALUES // max(vectors.shape[1], 1)))
+    vectors, labels, predicted, paths = vectors[:kept], labels[:kept], predicted[:kept], paths[:kept]
+
     folder = Path(log_dir) / "validation"
     folder.mkdir(parents=True, exist_ok=True)
-    np.savetxt(folder / "embedding.tsv", np.asarray(vectors, dtype=np.float32), delimiter="\t", fmt="%.6g")
+    np.savetxt(folder / "embedding.tsv", vectors, delimiter="\t", fmt="%.6g")
     clean = lambda text: str(text).replace("\t", " ").replace("\n", " ")
     (folder / "metadata.tsv").write_text(
         "label\tpredicted\n" + "".join(f"{clean(a)}\t{clean(b)}\n" for a, b in zip(labels, predicted)),

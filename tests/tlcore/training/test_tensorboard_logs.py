@@ -94,3 +94,15 @@ def test_confusion_image_shades_by_share_of_the_row():
     image = confusion_image(np.array([[3, 0], [1, 1]]), ["cat", "dog"])
     assert image.dtype == np.uint8 and image.shape[2] == 3
     assert image.shape[0] == 24 + 2 * 48 + 8
+
+
+def test_wide_vectors_show_fewer_images_within_the_projector_budget(tmp_path, monkeypatch):
+    from tlcore.training import tensorboard
+
+    monkeypatch.setattr(tensorboard, "PROJECTOR_VALUES", 300)
+    vectors = np.arange(10 * 100, dtype=np.float32).reshape(10, 100)
+    folder = tensorboard.write_projector(tmp_path, vectors, list("abcdefghij"), list("abcdefghij"), [None] * 10)
+    written = np.loadtxt(folder / "embedding.tsv", delimiter="\t", ndmin=2)
+    np.testing.assert_array_equal(written, vectors[:3])
+    assert (folder / "metadata.tsv").read_text().splitlines()[1:] == ["a\ta", "b\tb", "c\tc"]
+    assert Image.open(folder / "sprite.png").size == (2 * THUMBNAIL, 2 * THUMBNAIL)
