@@ -50,7 +50,7 @@ def render_import(store: tlcore.RunStore) -> None:
                               key="bundle_upload")
     if upload is None or not st.button("Import the bundle's runs", icon=":material/upload:"):
         return
-    with tempfile.TemporaryDirectory(dir=store.root) as folder:
+    with tempfile.TemporaryDirectory(prefix=".bundle-upload-", dir=store.root) as folder:
         path = Path(folder) / "bundle.zip"
         path.write_bytes(upload.getvalue())
         try:
