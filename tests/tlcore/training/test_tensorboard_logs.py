@@ -106,3 +106,43 @@ def test_wide_vectors_show_fewer_images_within_the_projector_budget(tmp_path, mo
     np.testing.assert_array_equal(written, vectors[:3])
     assert (folder / "metadata.tsv").read_text().splitlines()[1:] == ["a\ta", "b\tb", "c\tc"]
     assert Image.open(folder / "sprite.png").size == (2 * THUMBNAIL, 2 * THUMBNAIL)
+
+
+@pytest.mark.slow
+def test_tensorboard_itself_serves_the_curves_image_and_projector(logged):
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    folder, _, result = logged
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [str(Path(sys.executable).parent / "tensorboard"), "--logdir", str(folder.parent),
+               "--host", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def get(path):
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+                        return json.loads(response.read())
+                except OSError:
+                    assert time.monotonic() < deadline and server.poll() is None, "tensorboard did not answer"
+                    time.sleep(1)
+
+        runs = get("/data/plugin/projector/runs")
+        assert runs == ["tensorboard/validation"]
+        [embedding] = get("/data/plugin/projector/info?run=tensorboard/validation")["embeddings"]
+        assert embedding["tensorShape"] == [len(result.evaluation.indices), 8]
+        tags = get("/data/plugin/scalars/tags")
+        assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate"} <= set(tags["tensorboard/train"])
+        assert "confusion_matrix" in get("/data/plugin/images/tags")["tensorboard/validation"]
+    finally:
+        server.terminate()
+        server.wait(30)
