@@ -54,7 +54,7 @@ from tlcore.models.spec import TransferSpec
 from tlcore.models.zoo import BACKBONES
 from tlcore.training.config import HISTORY_COLUMNS, TrainConfig
 from tlcore.training.results import RunResult
-from tlcore.training.runs import RUN_COLUMNS, RunRecord, RunStore
+from tlcore.training.runs import RunRecord, RunStore
 
 FORMAT, VERSION = "transfer-lab-bundle", 1
 MANIFEST = "bundle.json"
@@ -326,7 +326,7 @@ def import_run(path: str | Path, store: RunStore) -> list[str]:
                 raise _refused(f"A run bundle must pass the checks of every uploaded archive ({exc}).",
                                repr(path.name)) from None
             runs, by_name = _check_members(archive, path.name)
-            here = [run_id for run_id in runs if (store.root / run_id).exists() or _indexed(store, run_id)]
+            here = [run_id for run_id in runs if store.has(run_id)]
             if here:
                 raise _refused("A bundle's runs must not be in this server's run store already.",
                                f"{here} (imported before?)")
@@ -336,9 +336,7 @@ def import_run(path: str | Path, store: RunStore) -> list[str]:
             target = store.root / run.run_id
             run.folder.rename(target)
             moved.append(target)
-        with store._connect() as db:
-            db.executemany(f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
-                           [run.row for run in staged])
+        store.add_rows([run.row for run in staged])
         return list(runs)
     except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError, RuntimeError, zlib.error,
             sqlite3.IntegrityError) as exc:
@@ -352,8 +350,3 @@ def import_run(path: str | Path, store: RunStore) -> list[str]:
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _indexed(store: RunStore, run_id: str) -> bool:
-    with store._connect() as db:
-        return db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
