@@ -4,6 +4,7 @@ import streamlit as st
 
 import tlcore
 from ui import access, charts, run_view, training
+from ui.bundles import render_bundles, render_import
 from ui.run_view import render_run
 from ui.share import copy_link
 from ui.state import link_notice
@@ -15,6 +16,7 @@ runs = store.list(live=training.job_queue().live_runs())  # a run whose server s
 if runs.empty:
     st.info("No runs yet: train a model on the Train page.")
     st.page_link("../pages/train.py", label="Go to Train", icon=":material/model_training:")
+    render_import(store)  # or bring runs from another server
     st.stop()
 
 runs["started by"] = runs["owner"].map(access.owner_label)
@@ -54,6 +56,7 @@ if job is not None and not job.finished and not access.read_only() and access.ma
     if st.button("Stop this run", icon=":material/stop:", key=f"stop-{opened}"):
         job.stop()  # at the next batch; what was learned is kept
 render_run(record, store)
+render_bundles(record, store)
 if access.read_only():  # a public demo: nothing is stopped or deleted
     st.caption("This is a read-only demo: runs cannot be stopped or deleted here.")
 elif not access.may_manage(record):

@@ -229,13 +229,16 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "transfer_graph": "explain.graph",
     "transfer_program": "explain.code",
     "TransferCurve": "explain.transfer_curve",
-    # deploy: exports in .keras, TFLite and SavedModel with their model cards
+    # deploy: exports in .keras, TFLite and SavedModel with their model cards; run bundles out and in
+    "BundleError": "deploy.bundle",
     "EXPORT_FORMATS": "deploy.formats",
+    "export_bundle": "deploy.bundle",
     "export_path": "deploy.export",
     "export_run": "deploy.export",
     "ExportFormat": "deploy.formats",
     "ExportInfo": "deploy.card",
     "exports_folder": "deploy.export",
+    "import_run": "deploy.bundle",
     "run_keras_file": "deploy.export",
     "write_export": "deploy.export",
 }

@@ -240,6 +240,21 @@ class RunStore:
             )
         return run_id
 
+    def has(self, run_id: str) -> bool:
+        """Whether ``run_id`` has an index row or a folder here."""
+        with self._connect() as db:
+            indexed = db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
+        return indexed or (self.root / run_id).exists()
+
+    def add_rows(self, rows: Collection[tuple]) -> None:
+        """Index runs whose folders are already in place (imported bundles), in one transaction.
+
+        Each row holds ``RUN_COLUMNS``' values in order; an id already indexed fails them all.
+        """
+        with self._connect() as db:
+            db.executemany(f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
+                           list(rows))
+
     def record_history(self, run_id: str, history: pd.DataFrame) -> None:
         """Replace the stored history (called after every epoch)."""
         atomic_write_text(self.root / run_id / "history.csv", history.to_csv(index=False))

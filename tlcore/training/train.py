@@ -17,6 +17,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -46,6 +47,13 @@ from tlcore.training.config import (
 )
 from tlcore.training.feature_cache import EXTRACT_BATCH, FeatureCache
 from tlcore.training.memory import check_job_memory
+from tlcore.training.tensorboard import (
+    PROJECTOR_LIMIT,
+    EpochScalars,
+    penultimate_vectors,
+    write_final_logs,
+    write_projector,
+)
 
 EVAL_BATCH = 64
 """Rows per forward pass when validating and evaluating."""
@@ -211,7 +219,7 @@ class FittedPhase:
 def fit_phase(model: keras.Model, data: TrainingData, train_idx: np.ndarray, val_idx: np.ndarray,
               config: TrainConfig, *, phase: str = "train", rate: float | None = None,
               epochs: int | None = None, offset: int = 0, on_batch=None, on_epoch=None, stop=None,
-              rows: list | None = None) -> FittedPhase:
+              rows: list | None = None, log_dir: str | Path | None = None) -> FittedPhase:
     """Compile and fit ``model`` for one phase, streaming its inputs.
 
     With a feature cache (and no augmentation) the frozen prefix's output is read
@@ -241,6 +249,8 @@ def fit_phase(model: keras.Model, data: TrainingData, train_idx: np.ndarray, val
     if config.early_stopping and validation is not None:
         callbacks.append(keras.callbacks.EarlyStopping(
             "val_loss", patience=config.early_stopping, restore_best_weights=True))
+    if log_dir is not None:
+        callbacks.append(EpochScalars(log_dir, offset))
     trained.fit(training, validation_data=validation, epochs=epochs, callbacks=callbacks, shuffle=False,
                 verbose=0)
     return FittedPhase(trained, features)
@@ -336,6 +346,7 @@ def train(
     model: keras.Model | None = None,
     cache: FeatureCache | None = None,
     checked: bool = False,
+    log_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train a fresh transfer model on ``dataset``, streaming its images from disk.
 
@@ -353,6 +364,8 @@ def train(
         checked: the job queue already checked this spec and batch size
             (``check_transfer_spec``, ``check_job_memory``), so they are not checked
             again. Left False (a notebook), both are checked before anything is built.
+        log_dir: where to write TensorBoard logs as it trains (``tlcore.training.tensorboard``);
+            None for none. The job queue passes the run's folder's ``tensorboard``.
 
     Raises:
         ConfigError, ShapeError: a spec or config that cannot work.
@@ -379,7 +392,7 @@ def train(
     for layer in trained_batchnorm(model):  # from scratch: let the moving statistics keep up
         layer.momentum = min(layer.momentum, TRAINING_BATCHNORM_MOMENTUM)
     rows: list[dict] = []
-    common = dict(on_batch=on_batch, on_epoch=on_epoch, stop=stop, rows=rows)
+    common = dict(on_batch=on_batch, on_epoch=on_epoch, stop=stop, rows=rows, log_dir=log_dir)
     fitted = fit_phase(model, data, train_idx, val_idx, config, phase="train", rate=config.learning_rate,
                        epochs=config.epochs, offset=0, **common)
     cached = fitted.cached
@@ -402,9 +415,28 @@ def train(
     evaluation = (evaluate(fitted.trained, fitted.rows, data.labels, held_out, dataset.class_names)
                   if fitted.cached else evaluate_images(model, data, held_out, dataset.class_names))
     history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    if log_dir is not None:
+        _write_logs(log_dir, model, fitted, data, evaluation, len(rows))
     return TrainResult(model, spec, config, dataset.class_names, history, evaluation, stopped, cached,
                        time.perf_counter() - started, len(batchnorm),
                        _precision_check(model, data, held_out))
+
+
+def _write_logs(log_dir: str | Path, model: keras.Model, fitted: FittedPhase, data: TrainingData,
+                evaluation: Evaluation, step: int) -> None:
+    """The run's last TensorBoard logs: its graph, confusion matrix and the projector's feature vectors."""
+    write_final_logs(log_dir, model, evaluation.confusion, evaluation.class_names, step)
+    shown = np.asarray(evaluation.indices[:PROJECTOR_LIMIT], dtype=np.int64)
+    if fitted.cached:
+        rows = _Rows(fitted.rows, shown)
+        batches = (np.asarray(rows[i:i + EVAL_BATCH], np.float32) for i in range(0, len(shown), EVAL_BATCH))
+        vectors = penultimate_vectors(fitted.trained, batches)
+    else:
+        vectors = penultimate_vectors(model, (x for x, _ in data.images(shown, EVAL_BATCH)))
+    names = evaluation.class_names
+    predicted = evaluation.probabilities[:len(shown)].argmax(axis=1)
+    write_projector(log_dir, vectors, [names[i] for i in evaluation.truth[:len(shown)]],
+                    [names[i] for i in predicted], [data.dataset.files[i] for i in shown])
 
 
 def _precision_check(model: keras.Model, data: TrainingData, indices: np.ndarray) -> PrecisionCheck | None:

@@ -36,6 +36,7 @@ from tlcore.models.spec import TransferSpec
 from tlcore.training.config import HISTORY_COLUMNS, BatchProgress, TrainConfig
 from tlcore.training.results import RunResult
 from tlcore.training.runs import save_run_model
+from tlcore.training.tensorboard import log_folder
 
 DONE, STOPPED = "done", "stopped"
 WORKER_ENVIRONMENT = ("KERAS_HOME", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")
@@ -220,6 +221,16 @@ def _checked_by_queue(trainer: Callable) -> dict[str, bool]:
     return {"checked": True} if takes else {}
 
 
+def _logged_in(trainer: Callable, run_folder: str) -> dict[str, Path]:
+    """``log_dir=`` the run's TensorBoard folder, for a trainer that takes it (``tlcore.train`` does)."""
+    try:
+        parameters = inspect.signature(trainer).parameters
+    except (TypeError, ValueError):
+        return {}
+    takes = "log_dir" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    return {"log_dir": log_folder(run_folder)} if takes else {}
+
+
 class TrainingWorker:
     """One job's worker process: trains, reports progress, stops when asked.
 
@@ -265,7 +276,7 @@ class TrainingWorker:
                 self._history = history
 
         result = trainer(spec, dataset, config, on_batch=on_batch, on_epoch=on_epoch, stop=self._stop,
-                         **_checked_by_queue(trainer))
+                         **_checked_by_queue(trainer), **_logged_in(trainer, run_folder))
         save_run_model(Path(run_folder), result.model)
         return WorkerOutcome(result.history, RunResult.of(result))
 

@@ -1,0 +1,140 @@
+"""A run bundle from a stranger: refused in words before anything is read past a budget, never half-imported."""
+
+import io
+import json
+import zipfile
+
+import keras
+import pytest
+
+import tlcore
+from tests.support import zip_of
+from tlcore.deploy.bundle import MANIFEST, export_bundle, import_run
+
+RUN = "20260101-000000-abcdef"
+
+
+@pytest.fixture(scope="module")
+def good_bundle(tmp_path_factory):
+    """A real two-run bundle's members (name -> bytes)."""
+    root = tmp_path_factory.mktemp("bundle")
+    dataset = tlcore.sample_dataset(per_class=6, size=32, seed=2)
+    spec = tlcore.TransferSpec(backbone="MobileNetV2", input_shape=(32, 32, 3), weights=None, hidden_units=4)
+    result = tlcore.train(spec, dataset, tlcore.TrainConfig(epochs=1, batch_size=8))
+    store = tlcore.RunStore(root / "runs")
+    ids = [store.create(result.spec, result.config, dataset.summary(), owner="bo") for _ in range(2)]
+    for run_id in ids:
+        store.finish(run_id, result)
+    with zipfile.ZipFile(export_bundle(store, ids)) as archive:
+        return ids, {name: archive.read(name) for name in archive.namelist()}
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path))
+    return tlcore.RunStore(tmp_path / "runs")
+
+
+def _import(store, tmp_path, data: bytes, name="bundle.zip"):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return import_run(path, store)
+
+
+def _left(store):
+    return sorted(p.name for p in store.root.iterdir() if not p.name.startswith("index.sqlite")), store.list().empty
+
+
+def _lambda_model_bytes(tmp_path) -> bytes:
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x * 2)])
+    model.save(tmp_path / "evil.keras")
+    return (tmp_path / "evil.keras").read_bytes()
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("traversal", r"relative paths inside the archive.*Received: '\.\./escape'"),
+    ("extra member", r"may hold only bundle.json.*Received: '20\d+-\d+-[0-9a-f]+/notes.txt'"),
+    ("no manifest", r"must hold bundle.json.*Received: 'bundle.zip' without it"),
+    ("lying manifest", r"may hold only the runs its bundle.json lists"),
+    ("bad manifest", r"format 'transfer-lab-bundle', version 1"),
+    ("bomb", r"compressed at most 100:1.*zip bomb"),
+    ("not a zip", r"must be a zip archive made by Transfer Lab"),
+    ("bad history", r"history.csv must have the columns"),
+    ("bad config", r"configuration must be one this server accepts \(Epochs must be at least 1"),
+    ("control owner", r"owner must be text of at most 200 printable characters"),
+    ("odd backbone", r"backbone must be one of this server's registry .* Received: 'AlexNet'"),
+    ("words in history", r"history.csv must be as Transfer Lab writes them"),
+])
+@pytest.mark.slow
+def test_a_crafted_bundle_is_refused_in_words_and_leaves_nothing(case, expected, good_bundle, store, tmp_path):
+    ids, members = good_bundle
+    members = dict(members)
+    first = ids[0]
+    if case == "traversal":
+        members["../escape"] = b"x"
+    elif case == "extra member":
+        members[f"{first}/notes.txt"] = b"hello"
+    elif case == "no manifest":
+        del members[MANIFEST]
+    elif case == "lying manifest":
+        members[MANIFEST] = json.dumps({"format": "transfer-lab-bundle", "version": 1, "runs": ids[:1]}).encode()
+    elif case == "bad manifest":
+        members[MANIFEST] = b'{"format": "zip", "version": 7}'
+    elif case == "bomb":
+        members[f"{first}/result.json"] = b" " * 5_000_000
+    elif case == "bad history":
+        members[f"{ids[1]}/history.csv"] = b"a,b\n1,2\n"
+    elif case == "bad config":
+        saved = json.loads(members[f"{ids[1]}/config.json"])
+        saved["config"]["epochs"] = 0
+        members[f"{ids[1]}/config.json"] = json.dumps(saved).encode()
+    elif case == "control owner":
+        about = json.loads(members[f"{ids[1]}/run.json"])
+        about["owner"] = "admin\x1b[2J"
+        members[f"{ids[1]}/run.json"] = json.dumps(about).encode()
+    elif case == "odd backbone":
+        saved = json.loads(members[f"{ids[1]}/config.json"])
+        saved["spec"]["backbone"] = "AlexNet"
+        members[f"{ids[1]}/config.json"] = json.dumps(saved).encode()
+    elif case == "words in history":
+        lines = members[f"{ids[1]}/history.csv"].decode().splitlines()
+        cells = lines[1].split(",")
+        cells[2] = "abc"  # the loss
+        members[f"{ids[1]}/history.csv"] = "\n".join([lines[0], ",".join(cells), *lines[2:]]).encode()
+    data = b"PK\x03\x04 not really" if case == "not a zip" else zip_of(members)
+    with pytest.raises(tlcore.BundleError, match=expected):
+        _import(store, tmp_path, data)
+    assert _left(store) == ([], True)  # the second run's refusal leaves the first out too
+
+
+@pytest.mark.slow
+def test_a_model_with_a_lambda_layer_inside_is_refused_by_the_upload_checks(good_bundle, store, tmp_path):
+    ids, members = good_bundle
+    members = {**members, f"{ids[1]}/model.keras": _lambda_model_bytes(tmp_path)}
+    with pytest.raises(tlcore.BundleError, match="checks of an uploaded model.*no Lambda layers"):
+        _import(store, tmp_path, zip_of(members))
+    assert _left(store) == ([], True)
+
+
+def test_too_many_members_are_refused_before_any_is_read(store, tmp_path):
+    members = {f"{RUN}/f{i}": b"" for i in range(60)}
+    with pytest.raises(tlcore.BundleError, match=r"at most 57 archive members \(8 runs\). Received: 60"):
+        _import(store, tmp_path, zip_of(members))
+
+
+def test_a_bundle_over_its_size_is_refused_before_it_is_opened(store, tmp_path, monkeypatch):
+    monkeypatch.setenv("TL_MAX_MODEL_FILE_MB", "1")
+    path = tmp_path / "big.zip"
+    with open(path, "wb") as handle:
+        handle.truncate(8 * (1 + 6 * 16) * 2**20 + 1)  # sparse: the size is read, not the bytes
+    with pytest.raises(tlcore.BundleError, match=r"at most 776 MB .*Received: 776 MB"):
+        import_run(path, store)
+
+
+def test_a_declared_size_over_the_budget_is_refused(store, tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr(MANIFEST, b"{}")
+        archive.writestr(f"{RUN}/history.csv", b"0" * (17 * 2**20))
+    with pytest.raises(tlcore.BundleError, match=r"history.csv may unpack to at most 16 MB"):
+        _import(store, tmp_path, buffer.getvalue())

@@ -1,0 +1,319 @@
+"""The ``transfer-lab`` command: predict, extract features, train and move runs, without the browser.
+
+Each subcommand calls the ``tlcore`` functions the pages call, so a refusal reads the same
+words as on the pages. Exit codes: 0 done, 2 bad input (the message says which rule and what
+was received), 1 anything else that failed (a one-line reason, no traceback).
+
+    transfer-lab predict cat.jpg --backbone VGG16 --weights random --top 3
+    transfer-lab features a.jpg b.jpg --backbone VGG16 --layer fc2 --out features.npy
+    transfer-lab train flowers.zip --spec spec.json [--scratch]
+    transfer-lab runs list | show ID | export ID... [--group] [--out FILE] | import FILE
+
+It imports only ``tlcore`` (its facade), as the pages do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import tlcore
+
+OK, FAILED, BAD_INPUT = 0, 1, 2
+SPEC_FILE_BYTES = 1 << 20
+"""A --spec file may be at most this large (it is read whole)."""
+BAR = 30
+
+
+class InputError(Exception):
+    """A command-line value refused before any work (exit code 2)."""
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _store() -> tlcore.RunStore:
+    return tlcore.RunStore(tlcore.load_settings().data_dir / "runs")
+
+
+def _weights(value: str) -> str | None:
+    """``--weights``: "imagenet", "random" (None: no file is read) or a weights file's path."""
+    if value == "random":
+        return None
+    if value == "imagenet":
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise InputError(f"--weights must be imagenet, random or a weights file. Received: {value!r}, no such file")
+    return str(path)
+
+
+def _image_paths(values: Sequence[str]) -> list[Path]:
+    """The image arguments, checked for count and total size (the budgets of an upload) before any is read."""
+    settings = tlcore.load_settings()
+    if len(values) > settings.max_dataset_images:
+        raise InputError(f"At most {settings.max_dataset_images:,} images may be given at once "
+                         f"(TL_MAX_DATASET_IMAGES). Received: {len(values):,}")
+    paths, total = [], 0
+    for value in values:
+        path = Path(value)
+        if not path.is_file():
+            raise InputError(f"Each image must be a file. Received: {value!r}, which is not one")
+        total += path.stat().st_size
+        if total > settings.max_archive_bytes:
+            raise InputError(f"The images may hold at most {settings.max_archive_bytes:,} bytes in all "
+                             f"(TL_MAX_ARCHIVE_BYTES). Received: more than that, at {value!r}")
+        paths.append(path)
+    return paths
+
+
+def _backbone(name: str) -> str:
+    if name not in tlcore.BACKBONES:
+        raise InputError(f"--backbone must be one of {sorted(tlcore.BACKBONES)}. Received: {name!r}")
+    return name
+
+
+def predict(args: argparse.Namespace) -> int:
+    paths = _image_paths(args.images)
+    if args.run:
+        record = _store().get(args.run)
+        model, backbone, labels = _store().load_model(args.run), record.spec.backbone, record.class_names
+        precision = tlcore.precision_for_run(record.result.precision_check if record.result else None)
+    else:
+        backbone, labels, precision = _backbone(args.backbone), None, None
+        model = tlcore.load_backbone(backbone, weights=_weights(args.weights))
+    rows = []
+    for path in paths:
+        table = tlcore.predict_top_k(model, path, backbone=backbone, k=args.top, labels=labels, precision=precision)
+        rows.extend({"image": str(path), **row} for row in table.to_dict("records"))
+    if args.csv:
+        writer = csv.DictWriter(sys.stdout, ["image", "rank", "label", "class_id", "probability"])
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        for row in rows:
+            print(f"{row['image']}\t{row['rank']}\t{row['probability']:.4f}\t{row['label']}")
+    return OK
+
+
+def features(args: argparse.Namespace) -> int:
+    paths = _image_paths(args.images)
+    out = Path(args.out)
+    if out.suffix != ".npy" or not out.parent.is_dir():
+        raise InputError(f"--out must be a .npy file in an existing folder. Received: {args.out!r}")
+    extractor = tlcore.feature_extractor(_backbone(args.backbone), weights=_weights(args.weights), layer=args.layer)
+    vectors = tlcore.extract_features(extractor, paths, backbone=args.backbone,
+                                      progress=lambda done, total: _bar(done / max(total, 1), f"{done} of {total} images"))
+    _say("")
+    buffer = io.BytesIO()
+    import numpy as np  # numpy only: the vectors are saved as the .npy file np.load reads
+
+    np.save(buffer, vectors)
+    tlcore.atomic_write_bytes(out, buffer.getvalue())
+    print(f"{out}\t{vectors.shape[0]} images x {vectors.shape[1]} values")
+    return OK
+
+
+def _bar(fraction: float, words: str) -> None:
+    done = int(round(BAR * min(max(fraction, 0.0), 1.0)))
+    sys.stderr.write(f"\r[{'#' * done}{'.' * (BAR - done)}] {100 * fraction:3.0f}%  {words}\033[K")
+    sys.stderr.flush()
+
+
+def _read_spec(value: str) -> tuple[tlcore.TransferSpec, tlcore.TrainConfig]:
+    """``--spec``: a JSON object {"spec": TransferSpec fields, "config": TrainConfig fields} (or only the spec's)."""
+    path = Path(value)
+    if not path.is_file():
+        raise InputError(f"--spec must be a JSON file. Received: {value!r}, no such file")
+    if path.stat().st_size > SPEC_FILE_BYTES:
+        raise InputError(f"--spec may be at most {SPEC_FILE_BYTES:,} bytes. Received: {path.stat().st_size:,}")
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise InputError(f"--spec must be a JSON file. Received: {value!r}, which does not parse") from None
+    if not isinstance(values, dict):
+        raise InputError(f"--spec must hold a JSON object. Received: {type(values).__name__}")
+    spec_values, config_values = (values.get("spec", {}), values.get("config", {})) if "spec" in values \
+        else (values, {})
+    try:
+        spec_values = dict(spec_values)
+        if "input_shape" in spec_values:
+            spec_values["input_shape"] = tuple(spec_values["input_shape"])
+        spec, config = tlcore.TransferSpec(**spec_values), tlcore.TrainConfig(**dict(config_values))
+    except TypeError as exc:
+        raise InputError(f"--spec must name only TransferSpec fields under \"spec\" and TrainConfig fields "
+                         f"under \"config\". Received: {exc}") from None
+    return spec, config
+
+
+def train(args: argparse.Namespace) -> int:
+    spec, config = _read_spec(args.spec)
+    source = Path(args.dataset)
+    if not source.exists():
+        raise InputError(f"The dataset must be a folder of class folders or a .zip of them. Received: "
+                         f"{args.dataset!r}, no such file or folder")
+    dataset = tlcore.load_dataset(source)
+    runs = [(spec, config, "transfer")]
+    if args.scratch:
+        runs.append((tlcore.scratch_spec(spec), tlcore.scratch_config(config), "scratch"))
+    for run_spec, _, _ in runs:
+        tlcore.check_transfer_spec(dataclasses.replace(run_spec, num_classes=len(dataset.class_names)))
+    store, group, owner = _store(), uuid.uuid4().hex[:12] if args.scratch else "", args.owner
+    for run_spec, run_config, role in runs:
+        run_id = store.create(run_spec, run_config, dataset.summary(), owner=owner, group=group,
+                              role=role if args.scratch else "")
+        _say(f"{run_id}: {run_spec.backbone} on {dataset.name} ({role}); TensorBoard logs in "
+             f"{store.root / run_id / 'tensorboard'}")
+        try:
+            result = tlcore.train(run_spec, dataset, run_config,
+                                  on_batch=lambda p: _bar(p.fraction, p.describe()),
+                                  on_epoch=lambda history, run_id=run_id: store.record_history(run_id, history),
+                                  log_dir=store.root / run_id / "tensorboard")
+        except BaseException as exc:
+            store.fail(run_id, str(exc))
+            raise
+        store.finish(run_id, result)
+        _say("")
+        print(f"{run_id}\t{role}\tval_accuracy {result.evaluation.accuracy:.4f}\t{result.seconds:.1f} s")
+    return OK
+
+
+def runs_list(args: argparse.Namespace) -> int:
+    table = _store().list()[["id", "created", "name", "backbone", "status", "best_val_accuracy", "epochs", "owner"]]
+    if args.csv:
+        table.to_csv(sys.stdout, index=False)
+    else:
+        print(table.to_string(index=False) if len(table) else "No runs yet.")
+    return OK
+
+
+def runs_show(args: argparse.Namespace) -> int:
+    record = _store().get(args.run_id)
+    about = {"id": record.id, "name": record.name, "owner": record.owner, "status": record.status,
+             "group": record.group, "role": record.role, "spec": dataclasses.asdict(record.spec),
+             "config": dataclasses.asdict(record.config),
+             "dataset": {k: record.dataset.get(k) for k in ("name", "classes", "counts", "digest")},
+             "accuracy": record.result.accuracy if record.result else None,
+             "tensorboard": str(record.folder / "tensorboard")}
+    print(json.dumps(about, indent=2, default=str))
+    print(record.history.to_string(index=False))
+    return OK
+
+
+def runs_export(args: argparse.Namespace) -> int:
+    store = _store()
+    ids = list(args.run_ids)
+    if args.group:
+        ids = [r.id for run_id in args.run_ids for r in (store.group_runs(store.get(run_id).group) or [store.get(run_id)])]
+    built = tlcore.export_bundle(store, ids)
+    out = Path(args.out) if args.out else Path.cwd() / built.name
+    if not out.parent.is_dir():
+        raise InputError(f"--out must be in an existing folder. Received: {args.out!r}")
+    shutil.copyfile(built, out)
+    print(f"{out}\t{len(dict.fromkeys(ids))} run(s)")
+    return OK
+
+
+def runs_import(args: argparse.Namespace) -> int:
+    path = Path(args.bundle)
+    if not path.is_file():
+        raise InputError(f"A run bundle must be a .zip file. Received: {args.bundle!r}, no such file")
+    for run_id in tlcore.import_run(path, _store()):
+        print(run_id)
+    return OK
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="transfer-lab", description="Transfer Lab without the browser: the same functions as its pages. "
+        "Runs are stored in the data folder (TL_DATA_DIR, default ~/.transfer-lab).",
+        epilog="Exit codes: 0 done, 2 bad input, 1 failed.")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def model_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--backbone", default="VGG16", help="a registry network (default VGG16)")
+        command.add_argument("--weights", default="imagenet",
+                             help="imagenet (downloaded once into the Keras cache), random, or a weights file")
+
+    p = commands.add_parser("predict", help="classify images", description="Classify images with an ImageNet "
+                            "network or a trained run's model (the Predict page).")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    model_options(p)
+    p.add_argument("--run", help="a run id: its trained model and classes (overrides --backbone/--weights)")
+    p.add_argument("--top", type=int, default=5, help="classes shown per image (default 5)")
+    p.add_argument("--csv", action="store_true", help="CSV rows: image, rank, label, class_id, probability")
+    p.set_defaults(handler=predict)
+
+    p = commands.add_parser("features", help="save feature vectors", description="Save the feature vectors of "
+                            "images at a layer, as a .npy array (the Features page).")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    model_options(p)
+    p.add_argument("--layer", default=None, help="the layer whose output is kept (default: the penultimate, "
+                   "VGG16's fc2)")
+    p.add_argument("--out", required=True, help="the .npy file to write")
+    p.set_defaults(handler=features)
+
+    p = commands.add_parser("train", help="train a run", description="Train a transfer model on a dataset and "
+                            "store the run (the Train page), with TensorBoard logs in its folder.")
+    p.add_argument("dataset", metavar="DATASET", help="a folder of class folders, or a .zip of them")
+    p.add_argument("--spec", required=True, help='JSON: {"spec": {TransferSpec fields}, "config": '
+                   '{TrainConfig fields}}, e.g. {"spec": {"backbone": "VGG16", "input_shape": [64, 64, 3], '
+                   '"weights": null}, "config": {"epochs": 3}}')
+    p.add_argument("--scratch", action="store_true", help="also train the same model from scratch, as a pair")
+    p.add_argument("--owner", default="", help="who the run is recorded under (default: nobody)")
+    p.set_defaults(handler=train)
+
+    runs = commands.add_parser("runs", help="list, show, export and import runs",
+                               description="The run store (the Runs page).")
+    actions = runs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = actions.add_parser("list", help="every run, newest first")
+    p.add_argument("--csv", action="store_true")
+    p.set_defaults(handler=runs_list)
+    p = actions.add_parser("show", help="one run's settings and history")
+    p.add_argument("run_id", metavar="ID")
+    p.set_defaults(handler=runs_show)
+    p = actions.add_parser("export", help="write finished runs as one bundle (.zip)")
+    p.add_argument("run_ids", nargs="+", metavar="ID")
+    p.add_argument("--group", action="store_true", help="each run with the runs of its group (a pair, a demo)")
+    p.add_argument("--out", help="the .zip to write (default: its name, in this folder)")
+    p.set_defaults(handler=runs_export)
+    p = actions.add_parser("import", help="import a bundle's runs into this data folder")
+    p.add_argument("bundle", metavar="FILE")
+    p.set_defaults(handler=runs_import)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns its exit code (0 done, 2 bad input, 1 failed)."""
+    args = parser().parse_args(argv)
+    if getattr(args, "top", 1) < 1:
+        _say(f"--top must be at least 1. Received: {args.top}")
+        return BAD_INPUT
+    try:
+        return args.handler(args)
+    except (InputError, tlcore.TLError, KeyError) as exc:
+        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        _say(f"transfer-lab {args.command}: {text}")
+        return BAD_INPUT if not isinstance(exc, tlcore.StorageError) else FAILED
+    except KeyboardInterrupt:
+        _say(f"transfer-lab {args.command}: stopped")
+        return FAILED
+    except Exception as exc:  # a failure, said in one line: the command line never shows a traceback
+        _say(f"transfer-lab {args.command} failed: {type(exc).__name__}: {str(exc)[:300]}")
+        return FAILED
+
+
+def entry_point() -> None:
+    """``transfer-lab`` (pyproject [project.scripts])."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notes are not the command's output
+    sys.exit(main())
