@@ -111,8 +111,10 @@ def parts(dataset: ImageDataset, part_bytes: int = PART_BYTES) -> Iterator[list[
 def local_copy(dataset_or_digest: ImageDataset | str) -> ImageDataset | None:
     """This machine's finished copy of a dataset, or None.
 
-    An ``ImageDataset`` whose own folder is here with the same digest (the server's disk, or
-    a shared mount) is itself the copy; otherwise ``<TL_DATA_DIR>/datasets/<digest>``.
+    An ``ImageDataset`` stored in this machine's own data folder with the same digest (the
+    server's own machine, or a data folder shared at the same path) is itself the copy;
+    otherwise ``<TL_DATA_DIR>/datasets/<digest>``. A folder outside this machine's data
+    folder is never read, even when it happens to be reachable.
     """
     settings = load_settings()
     if isinstance(dataset_or_digest, ImageDataset):
@@ -120,7 +122,8 @@ def local_copy(dataset_or_digest: ImageDataset | str) -> ImageDataset | None:
         if not digest:
             return None
         try:
-            if (dataset.root / DIGEST_FILE).read_text(encoding="utf-8").strip() == digest:
+            if dataset.root.resolve().parent == datasets_dir(settings).resolve() \
+                    and (dataset.root / DIGEST_FILE).read_text(encoding="utf-8").strip() == digest:
                 return dataset
         except OSError:
             pass
