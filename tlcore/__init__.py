@@ -142,6 +142,8 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "project_2d": "inference.features",
     # training: configs, the loop, feature caches, the run store, comparisons, jobs in Ray, the demo
     "BatchProgress": "training.config",
+    "capacity": "training.capacity",
+    "Capacity": "training.capacity",
     "check_job_memory": "training.memory",
     "connect_ray": ("training.worker", "connect"),
     "default_comparison": "training.compare",

@@ -385,6 +385,11 @@ class JobQueue:
             job._thread.start()
         return jobs
 
+    def load(self) -> tuple[int, int]:
+        """(jobs training now, jobs waiting in line)."""
+        with self._condition:
+            return len(self._running), len(self._waiting)
+
     def jobs_of(self, owner: str) -> int:
         """How many of ``owner``'s jobs wait in line or train now (names compared as ``can_manage`` does)."""
         key = person_key(owner)

@@ -356,3 +356,27 @@ def memory_message(note: dict, progress: BatchProgress | None) -> str:
             "or ask whoever runs the server to raise TL_JOB_MEMORY_GB.")
 
 
+
+
+def cluster_resources() -> tuple[list[dict], dict[str, float]] | None:
+    """The Ray cluster this process joined, without joining one: (alive nodes, resources free now), or None.
+
+    Each node: ``address``, ``cpus``, ``gpus``, ``memory`` (bytes Ray may schedule there), ``custom``
+    (its other resources). None when this process has not joined Ray (nothing is started to look).
+    """
+    if "ray" not in sys.modules:
+        return None
+    ray = ray_module()
+    if not ray.is_initialized():
+        return None
+    nodes = []
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        resources = node.get("Resources", {})
+        nodes.append({"address": node.get("NodeManagerAddress", ""), "cpus": resources.get("CPU", 0.0),
+                      "gpus": resources.get("GPU", 0.0), "memory": int(resources.get("memory", 0)),
+                      "custom": {key: value for key, value in resources.items()
+                                 if key not in ("CPU", "GPU", "memory", "object_store_memory")
+                                 and not key.startswith("node:")}})
+    return nodes, dict(ray.available_resources())

@@ -32,7 +32,8 @@ SERVER = textwrap.dedent("""
                      "transferred": snapshot.transferred, "node": snapshot.node})
     ray = ray_module()
     remote = [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("REMOTE")]
-    print("RESULT", json.dumps({"jobs": jobs, "remote": remote, "here": ray.get_runtime_context().get_node_id(),
+    print("RESULT", json.dumps({"jobs": jobs, "capacity": str(tlcore.capacity(queue)), "remote": remote,
+                                "here": ray.get_runtime_context().get_node_id(),
                                 "digest": dataset.digest, "bytes": sum(p.stat().st_size for p in dataset.files)}))
 """).replace("REMOTE", REMOTE_RESOURCE)
 
@@ -50,6 +51,8 @@ def test_a_job_on_a_node_without_the_servers_disk_trains_there_and_its_run_is_in
         remote_files = sorted(str(p.relative_to(cluster.remote_data)) for p in cluster.remote_data.rglob("*")
                               if p.is_file())
     first, second = report["jobs"]
+    assert report["capacity"].startswith(f"Jobs train on the cluster at {cluster.address}: 1 machine(s), 1 CPUs, "
+                                         "no GPU, "), report["capacity"]  # the node with tl_remote, not the head
     assert first["state"] == second["state"] == "done", report
     assert report["remote"] == [cluster.remote_node] and cluster.remote_node != report["here"]
     assert first["node"] == second["node"] == cluster.remote_node  # both trained on the other node
