@@ -264,6 +264,26 @@ class TrainingJob:
             self._finished = time.monotonic()
 
 
+def job_resources(text: str) -> dict[str, float]:
+    """``TL_JOB_RESOURCES`` read: ``"gpu_box=1, fast_disk=0.5"`` -> ``{"gpu_box": 1.0, "fast_disk": 0.5}``.
+
+    Raises:
+        ConfigError: a pair that is not ``name=amount`` with a positive amount.
+    """
+    resources = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        name, _, amount = pair.partition("=")
+        try:
+            value = float(amount)
+        except ValueError:
+            value = -1.0
+        if not name.strip() or not value > 0:
+            raise ConfigError("Setting TL_JOB_RESOURCES must be name=amount pairs separated by commas, each "
+                              f"amount above 0 (e.g. gpu_box=1). Received: {pair!r}")
+        resources[name.strip()] = value
+    return resources
+
+
 def send_dataset(ray, worker, dataset: ImageDataset, stop: threading.Event | None = None) -> int | None:
     """Give ``worker``'s machine a copy of ``dataset`` unless it has one; returns the bytes sent.
 
@@ -300,9 +320,9 @@ class JobQueue:
     def __init__(self, max_running: int = 1, max_waiting: int = 8, max_per_person: int | None = None, *,
                  resources: dict[str, float] | None = None):
         """``resources``: Ray custom resources every job's worker asks for (e.g. ``{"gpu_box": 1}`` to train
-        only on machines started with ``ray start --resources '{"gpu_box": 1}'``); None asks for none."""
+        only on machines started with ``ray start --resources '{"gpu_box": 1}'``); None: ``TL_JOB_RESOURCES``."""
         self.max_running, self.max_waiting = max_running, max_waiting
-        self.resources = dict(resources or {})
+        self.resources = dict(resources) if resources is not None else job_resources(load_settings().job_resources)
         self.max_per_person = load_settings().max_jobs_per_person if max_per_person is None else max_per_person
         self._condition = threading.Condition()
         self._waiting: list[TrainingJob] = []

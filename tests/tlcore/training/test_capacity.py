@@ -52,3 +52,12 @@ def test_the_reasons_a_job_waits_are_said_in_words():
     assert short.waits_because == ("memory: a job may use up to 12.0 GB (TL_JOB_MEMORY_GB) and the most any "
                                    "machine has free is 3.0 GB")
     assert str(Capacity("x:1", True, ())).startswith("Jobs train nowhere: no machine has what jobs ask for")
+
+
+def test_the_custom_resources_jobs_ask_for_are_a_setting(monkeypatch):
+    monkeypatch.setenv("TL_JOB_RESOURCES", "gpu_box=1, fast_disk=0.5")
+    assert tlcore.JobQueue().resources == {"gpu_box": 1.0, "fast_disk": 0.5}
+    assert tlcore.JobQueue(resources={}).resources == {}  # given: the setting is not read
+    monkeypatch.setenv("TL_JOB_RESOURCES", "gpu_box")
+    with pytest.raises(tlcore.ConfigError, match=r"TL_JOB_RESOURCES must be name=amount .* Received: 'gpu_box'"):
+        tlcore.JobQueue()
