@@ -172,6 +172,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "ScratchComparison": "training.compare",
     "start_demo": "training.demo",
     "train": "training.train",
+    "train_data_parallel": "training.data_parallel",
     "train_demo": "training.demo",
     "TrainConfig": "training.config",
     "TrainingJob": "training.jobs",

@@ -380,6 +380,9 @@ class JobQueue:
 
     def _checked(self, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig) -> TransferSpec:
         config.check()
+        if config.workers != 1:
+            raise ConfigError("A queued job trains in one worker; one run across several is "
+                              f"tlcore.train_data_parallel (a notebook with Ray). Received: workers={config.workers}")
         spec = dataclasses.replace(spec, num_classes=len(dataset.class_names))
         check_transfer_spec(spec)
         check_job_memory(spec, config.batch_size)
