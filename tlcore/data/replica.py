@@ -19,6 +19,7 @@ Plain Python: the transport (Ray's object store) is the training wing's business
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from tlcore.core.atomic import atomic_write_text
+from tlcore.core.atomic import atomic_write_bytes, atomic_write_text
 from tlcore.core.errors import DatasetError
 from tlcore.core.settings import load_settings
 from tlcore.core.storage import (
@@ -132,6 +133,54 @@ def local_copy(dataset_or_digest: ImageDataset | str) -> ImageDataset | None:
     if not _is_digest(digest):
         return None
     return _open_stored(datasets_dir(settings) / digest, "", settings)
+
+
+MODEL_COPIES = "model-copies"
+"""Folder, in a worker machine's data folder, of the saved models jobs build on (develop-a-model), by sha256."""
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def local_file(path: str, digest: str) -> str | None:
+    """Where this machine holds the file ``path`` of the server with sha256 ``digest``, or None.
+
+    The path itself when it lies in this machine's own data folder (the server's machine, or a shared
+    folder); else a copy under ``<TL_DATA_DIR>/model-copies/<digest><suffix>``.
+    """
+    settings = load_settings()
+    given = Path(path)
+    try:
+        if given.resolve().is_relative_to(settings.data_dir.resolve()) and given.is_file():
+            return str(given)
+    except OSError:
+        pass
+    if not _is_digest(digest):
+        return None
+    copy = settings.data_dir / MODEL_COPIES / f"{digest}{given.suffix}"
+    return str(copy) if copy.is_file() else None
+
+
+def keep_file(data: bytes, digest: str, suffix: str) -> str:
+    """Keep ``data`` (a file sent by the server) under its sha256, counted against ``TL_MAX_DATA_GB``.
+
+    Raises:
+        DatasetError: the bytes are not the ones named by ``digest``, or an unexpected suffix.
+        StorageError: no room for them.
+    """
+    if suffix not in (".keras", ".h5") or not _is_digest(digest) or hashlib.sha256(data).hexdigest() != digest:
+        raise DatasetError(f"A model file sent to a worker must match its sha256 and end in .keras or .h5. "
+                           f"Received: {len(data):,} bytes named {digest[:12]}...{suffix[:8]}")
+    WriteBudget(expected=len(data), what="a copy of a saved model").take(len(data))
+    copy = load_settings().data_dir / MODEL_COPIES / f"{digest}{suffix}"
+    atomic_write_bytes(copy, data)
+    return str(copy)
 
 
 def _sweep_orphans(folder: Path) -> None:

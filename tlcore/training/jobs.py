@@ -33,7 +33,7 @@ from tlcore.core.atomic import atomic_write_bytes
 from tlcore.core.errors import ConfigError, TLError
 from tlcore.core.settings import load_settings
 from tlcore.data.datasets import ImageDataset
-from tlcore.data.replica import manifest, parts
+from tlcore.data.replica import file_digest, manifest, parts
 from tlcore.models.build import check_transfer_spec
 from tlcore.models.spec import TransferSpec
 from tlcore.training.compare import SCRATCH, TRANSFER, scratch_config, scratch_spec
@@ -212,7 +212,12 @@ class TrainingJob:
             if transferred is None:  # stopped before its dataset arrived: nothing was trained
                 self.store.mark(self.run_id, STOPPED)
                 return STOPPED
-            done = self._worker.run.remote(self.trainer, self.spec, self.dataset, self.config)
+            spec = self.spec
+            if spec.base_model:  # develop-a-model: the saved run's model file, by sha256, unless the machine has it
+                spec, sent = send_base_model(ray, self._worker, spec)
+                with self._lock:
+                    self._transferred += sent
+            done = self._worker.run.remote(self.trainer, spec, self.dataset, self.config)
             stop_sent, asked = False, None
             while not ray.wait([done], timeout=POLL_SECONDS)[0]:
                 # one question at a time, even while the worker waits for a machine; only new epochs come back
@@ -301,6 +306,17 @@ def send_dataset(ray, worker, dataset: ImageDataset, stop: threading.Event | Non
             return None
         ray.get(worker.receive_part.remote(files))
     return ray.get(worker.receive_finish.remote())
+
+
+def send_base_model(ray, worker, spec: TransferSpec) -> tuple[TransferSpec, int]:
+    """``spec`` with ``base_model`` where the worker's machine holds it (sent when it does not), and bytes sent."""
+    digest = file_digest(spec.base_model)
+    there = ray.get(worker.local_file.remote(spec.base_model, digest))
+    sent = 0
+    if there is None:
+        data = Path(spec.base_model).read_bytes()
+        there, sent = ray.get(worker.receive_file.remote(data, digest, Path(spec.base_model).suffix)), len(data)
+    return dataclasses.replace(spec, base_model=there), sent
 
 
 def _appended(history: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:

@@ -37,7 +37,7 @@ import pandas as pd
 from tlcore.core.errors import DatasetError
 from tlcore.core.settings import load_settings
 from tlcore.data.datasets import ImageDataset
-from tlcore.data.replica import Manifest, Receiver, local_copy
+from tlcore.data.replica import Manifest, Receiver, keep_file, local_copy, local_file
 from tlcore.models.spec import TransferSpec
 from tlcore.training.config import HISTORY_COLUMNS, BatchProgress, TrainConfig
 from tlcore.training.results import RunResult
@@ -284,6 +284,14 @@ class TrainingWorker:
         self._receiver.write(files)
         self.transferred = self._receiver.received
         return self.transferred
+
+    def local_file(self, path: str, digest: str) -> str | None:
+        """Where this machine holds the server's file ``path`` (sha256 ``digest``), or None."""
+        return local_file(path, digest)
+
+    def receive_file(self, data: bytes, digest: str, suffix: str) -> str:
+        """Keep a file the server sent (a saved model a job builds on); returns its path here."""
+        return keep_file(data, digest, suffix)
 
     def receive_abandon(self) -> None:
         """Remove what was received of a dataset that will not be finished."""

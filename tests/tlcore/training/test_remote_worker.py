@@ -30,6 +30,12 @@ SERVER = textwrap.dedent("""
         snapshot = queue.submit(spec, dataset, tlcore.TrainConfig(epochs=2, batch_size=8, seed=seed), store).wait(300)
         jobs.append({"state": snapshot.state, "error": snapshot.error, "run": snapshot.run_id,
                      "transferred": snapshot.transferred, "node": snapshot.node})
+    base = str(store.get(jobs[0]["run"]).model_path)  # develop-a-model: the first run's model is the base
+    import dataclasses
+    snapshot = queue.submit(dataclasses.replace(spec, base_model=base), dataset,
+                            tlcore.TrainConfig(epochs=1, batch_size=8), store).wait(300)
+    jobs.append({"state": snapshot.state, "error": snapshot.error, "run": snapshot.run_id,
+                 "transferred": snapshot.transferred, "node": snapshot.node, "base_bytes": len(open(base, "rb").read())})
     ray = ray_module()
     remote = [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("REMOTE")]
     print("RESULT", json.dumps({"jobs": jobs, "capacity": str(tlcore.capacity(queue)), "remote": remote,
@@ -50,7 +56,10 @@ def test_a_job_on_a_node_without_the_servers_disk_trains_there_and_its_run_is_in
         report = json.loads(lines[0][len("RESULT "):])
         remote_files = sorted(str(p.relative_to(cluster.remote_data)) for p in cluster.remote_data.rglob("*")
                               if p.is_file())
-    first, second = report["jobs"]
+    first, second, developed = report["jobs"]
+    assert developed["state"] == "done" and developed["node"] == cluster.remote_node, developed
+    assert developed["transferred"] == developed["base_bytes"] > 10_000  # the base model's file, not the dataset
+    assert any(f.startswith("model-copies/") and f.endswith(".keras") for f in remote_files)
     assert report["capacity"].startswith(f"Jobs train on the cluster at {cluster.address}: 1 machine(s), 1 CPUs, "
                                          "no GPU, "), report["capacity"]  # the node with tl_remote, not the head
     assert first["state"] == second["state"] == "done", report
@@ -63,7 +72,7 @@ def test_a_job_on_a_node_without_the_servers_disk_trains_there_and_its_run_is_in
     assert f"datasets/{digest}/digest.txt" in remote_files
     assert sum(f.startswith(f"datasets/{digest}/") and f.endswith(".png") for f in remote_files) == 24
     assert any(f.startswith("features/") and f.endswith(".npy") for f in remote_files)
-    assert not any(f.startswith("runs/") or "model.keras" in f for f in remote_files)
+    assert not any(f.startswith("runs/") or f.endswith("model.keras") for f in remote_files)
     assert not (server_data / "features").exists()  # nothing was computed on the server
     # the runs are the server's, as if trained here: history, result, model
     store = tlcore.RunStore(server_data / "runs")
@@ -74,4 +83,4 @@ def test_a_job_on_a_node_without_the_servers_disk_trains_there_and_its_run_is_in
                                                   else record.result.class_names)
         model = store.load_model(job["run"])
         assert model.predict(np.zeros((1, 32, 32, 3), np.float32), verbose=0).shape == (1, 4)
-    assert sorted(store.list()["id"]) == sorted([first["run"], second["run"]])
+    assert sorted(store.list()["id"]) == sorted([first["run"], second["run"], developed["run"]])
