@@ -113,3 +113,21 @@ def test_a_copy_cut_off_by_a_killed_process_is_removed_by_the_next_copy(server_d
     receiver.begin()
     receiver.abandon()  # told to stop: its folder goes at once
     assert leftovers(tmp_path) == sorted([server_dataset.digest, mine.name])
+
+
+def test_a_model_file_is_kept_by_its_sha256_only_when_the_bytes_match(server_dataset, tmp_path):
+    import hashlib
+
+    from tlcore.data.replica import keep_file, local_file
+
+    data = b"PK\x03\x04 a saved model" * 100
+    digest = hashlib.sha256(data).hexdigest()
+    server_path = str(tmp_path / "server" / "runs" / "r1" / "model.keras")
+    assert local_file(server_path, digest) is None  # the server's folder is not this machine's
+    with pytest.raises(DatasetError, match="must match its sha256"):
+        keep_file(data + b"x", digest, ".keras")
+    with pytest.raises(DatasetError, match="end in .keras or .h5"):
+        keep_file(data, digest, "/../x")
+    kept = keep_file(data, digest, ".keras")
+    assert kept == str(tmp_path / "worker" / "model-copies" / f"{digest}.keras")
+    assert local_file(server_path, digest) == kept and open(kept, "rb").read() == data
