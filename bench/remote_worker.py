@@ -18,6 +18,7 @@ process's data folder, and a second node with its own empty ``TL_DATA_DIR`` and 
 
 import io
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -90,6 +91,7 @@ def main(images: int = 2000, side: int = 224) -> None:
             assert snapshot.state == "done", snapshot.error
             print(f"small job on the {where}: {seconds:.1f} s, {snapshot.transferred:,} bytes sent")
         tlcore.disconnect_ray()
+    shutil.rmtree(os.environ["TL_DATA_DIR"], ignore_errors=True)
 
 
 if __name__ == "__main__":

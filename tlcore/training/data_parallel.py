@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -156,6 +157,7 @@ def train_data_parallel(spec: TransferSpec, dataset: ImageDataset, config: Train
         from tlcore.training.worker import connect
 
         connect()
+    own_storage = storage is None
     storage = storage or tempfile.mkdtemp(prefix="tl-ray-train-")
     trainer = TensorflowTrainer(
         _train_one_worker,
@@ -163,7 +165,15 @@ def train_data_parallel(spec: TransferSpec, dataset: ImageDataset, config: Train
         scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=False, resources_per_worker={"CPU": 1}),
         run_config=RunConfig(storage_path=storage, name="data-parallel"),
     )
-    result = trainer.fit()
+    try:
+        return _collected(trainer.fit())
+    finally:
+        if own_storage:
+            shutil.rmtree(storage, ignore_errors=True)
+
+
+def _collected(result) -> ParallelResult:
+    """The weights, history and each worker's part, from the run's checkpoint."""
     with result.checkpoint.as_directory() as folder:
         saved = np.load(f"{folder}/weights.npz")
         weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
