@@ -84,6 +84,7 @@ code_panel("Keras code", tlcore.transfer_program(spec, config), "train_model")
 sweep.section(spec, dataset, config)
 
 st.subheader("3. Train")
+training.show_capacity()
 with_scratch = st.toggle(
     "Also train it from scratch, to compare", key="with_scratch",
     help="Queues a second run right after: the same model with random weights and every layer training, on "

@@ -144,6 +144,8 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "project_2d": "inference.features",
     # training: configs, the loop, feature caches, the run store, comparisons, jobs in Ray, the demo, probes, head sweeps
     "BatchProgress": "training.config",
+    "capacity": "training.capacity",
+    "Capacity": "training.capacity",
     "check_job_memory": "training.memory",
     "check_sweep_spec": "training.sweep",
     "connect_ray": ("training.worker", "connect"),
@@ -188,6 +190,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "Task": "training.tasks",
     "TaskBoard": "training.tasks",
     "train": "training.train",
+    "train_data_parallel": "training.data_parallel",
     "train_demo": "training.demo",
     "TrainConfig": "training.config",
     "TrainingJob": "training.jobs",

@@ -15,6 +15,11 @@ def job_queue() -> tlcore.JobQueue:
     return tlcore.JobQueue(settings.max_training_jobs, settings.max_queued_jobs, settings.max_jobs_per_person)
 
 
+def show_capacity() -> None:
+    """One line: where a job will train (this machine, or the cluster's machines) and why it would wait."""
+    st.caption(str(tlcore.capacity(job_queue())))
+
+
 @st.cache_resource
 def run_store() -> tlcore.RunStore:
     return tlcore.RunStore(tlcore.load_settings().data_dir / "runs")

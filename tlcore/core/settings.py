@@ -66,6 +66,9 @@ class Settings:
             ``max_queued_jobs`` or more to turn it off.
         ray_address: an existing Ray cluster to train on (``TL_RAY_ADDRESS``); empty
             starts a local Ray instance on 127.0.0.1.
+        job_resources: Ray custom resources every training job asks for, as
+            ``name=amount`` pairs separated by commas (``TL_JOB_RESOURCES=gpu_box=1``): jobs
+            then train only on nodes started with ``--resources '{"gpu_box": 1}'``; empty asks for none.
         precision: what inference (Predict, Features, the feature cache) computes in:
             ``auto`` (bfloat16 where measured faster on this machine), ``float32`` or ``bfloat16``.
         password: a shared password every visitor types before any page (``TL_PASSWORD``;
@@ -122,6 +125,7 @@ class Settings:
     max_queued_jobs: int = 8
     max_jobs_per_person: int = 3
     ray_address: str = ""
+    job_resources: str = ""
     precision: str = "auto"
     password: str = dataclasses.field(default="", repr=False)
     read_only: int = 0

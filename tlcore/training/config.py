@@ -32,6 +32,10 @@ FEATURES_PHASE = "features"
 """The phase ``BatchProgress`` reports while frozen-prefix features are computed."""
 
 
+MAX_WORKERS = 64
+"""The most Ray Train workers one run may span."""
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """How to train, as plain values.
@@ -67,10 +71,14 @@ class TrainConfig:
     fine_tune_learning_rate: float = 1e-5
     cache_features: bool = True
     resize_mode: ResizeMode = "crop"
+    workers: int = 1
+    """Ray Train workers one run trains on, data-parallel (``tlcore.training.data_parallel``); 1: one process."""
 
     def check(self) -> None:
         """Raises ConfigError for a value outside what is accepted."""
         rules = [
+            (1 <= self.workers <= MAX_WORKERS,
+             f"Workers must be 1 to {MAX_WORKERS}. Received: workers={self.workers}"),
             (self.epochs >= 1, f"Epochs must be at least 1. Received: epochs={self.epochs}"),
             (self.batch_size >= 1, f"Batch size must be at least 1. Received: batch_size={self.batch_size}"),
             (0 < self.learning_rate < 1, f"Learning rate must be between 0 and 1. Received: {self.learning_rate}"),

@@ -2,10 +2,12 @@
 
 The server process (the dashboard) keeps one small handle per job: its place
 in line, the last progress its worker reported and the history so far. The
-training itself runs in a Ray actor, one process per job, that streams the
-images, trains, and saves the model in the run's folder. The server is the one
-writer of the run's record: it stores each epoch as the worker reports it, and
-the result when the worker hands it back. A worker that runs out of memory or
+training itself runs in a Ray actor, one process per job, on any machine of the
+cluster: the server first sends the job's dataset there when that machine has no
+copy of it yet (by content digest, through Ray's object store, ``send_dataset``),
+then the worker streams the images and trains. The server is the one writer of the
+run's record: it stores each epoch as the worker reports it, and the result and the
+model file when the worker hands them back. A worker that runs out of memory or
 crashes ends its own run as failed, in words; the server and every other
 session go on.
 
@@ -27,15 +29,18 @@ from pathlib import Path
 import pandas as pd
 
 from tlcore.core.access import person_key
+from tlcore.core.atomic import atomic_write_bytes
 from tlcore.core.errors import ConfigError, TLError
 from tlcore.core.settings import load_settings
 from tlcore.data.datasets import ImageDataset
+from tlcore.data.replica import file_digest, manifest, parts
 from tlcore.models.build import check_transfer_spec
 from tlcore.models.spec import TransferSpec
 from tlcore.training.compare import SCRATCH, TRANSFER, scratch_config, scratch_spec
 from tlcore.training.config import FEATURES_PHASE, HISTORY_COLUMNS, BatchProgress, TrainConfig
 from tlcore.training.memory import check_job_memory
 from tlcore.training.runs import RunStore
+from tlcore.training.shipped_logs import unpack_logs
 from tlcore.training.train import train
 from tlcore.training.worker import (
     DONE,
@@ -65,6 +70,8 @@ class JobSnapshot:
         elapsed, remaining: seconds since training started, and an estimate of those left.
         error: why a failed job failed, in words.
         peak_memory: the worker's peak resident memory in bytes, as last reported.
+        transferred: bytes of the dataset sent to the worker's machine for this job (0: it had a copy).
+        node: the Ray node id the job's worker runs on ("" before it has one).
     """
 
     id: str
@@ -77,6 +84,8 @@ class JobSnapshot:
     remaining: float | None
     error: str | None
     peak_memory: int = 0
+    transferred: int = 0
+    node: str = ""
 
     @property
     def finished(self) -> bool:
@@ -105,6 +114,7 @@ class TrainingJob:
         self._error: str | None = None
         self._worker = None
         self._killed = False
+        self._transferred, self._node = 0, ""
         self._thread = threading.Thread(target=self._run, name=f"train-{self.id}", daemon=True)
 
     def stop(self) -> None:
@@ -136,7 +146,8 @@ class TrainingJob:
             now = self._finished or time.monotonic()
             elapsed = now - self._started if self._started else 0.0
             return JobSnapshot(self.id, self.run_id, self._state, position, self._progress,
-                               self._history.copy(), elapsed, self._remaining(elapsed), self._error, self._peak)
+                               self._history.copy(), elapsed, self._remaining(elapsed), self._error, self._peak,
+                               self._transferred, self._node)
 
     def _remaining(self, elapsed: float) -> float | None:
         progress = self._progress
@@ -190,12 +201,24 @@ class TrainingJob:
         ray = ray_module()
         limit = int(load_settings().job_memory_gb * 2**30)
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-        self._worker = training_worker().options(num_cpus=1, num_gpus=gpus).remote(
+        self._worker = training_worker().options(num_cpus=1, num_gpus=gpus, resources=self._queue.resources).remote(
             worker_environment(), limit, str(note))
         if self._killed:  # killed while its worker was being created: end it before it trains
             ray.kill(self._worker)
         try:
-            done = self._worker.run.remote(self.trainer, self.spec, self.dataset, self.config,
+            node = ray.get(self._worker.where.remote())
+            transferred = send_dataset(ray, self._worker, self.dataset, self._stop)
+            with self._lock:
+                self._node, self._transferred = node, transferred or 0
+            if transferred is None:  # stopped before its dataset arrived: nothing was trained
+                self.store.mark(self.run_id, STOPPED)
+                return STOPPED
+            spec = self.spec
+            if spec.base_model:  # develop-a-model: the saved run's model file, by sha256, unless the machine has it
+                spec, sent = send_base_model(ray, self._worker, spec)
+                with self._lock:
+                    self._transferred += sent
+            done = self._worker.run.remote(self.trainer, spec, self.dataset, self.config,
                                            str(self.store.root / self.run_id))
             stop_sent, asked = False, None
             while not ray.wait([done], timeout=POLL_SECONDS)[0]:
@@ -214,7 +237,14 @@ class TrainingJob:
                     stop_sent = True
             outcome = ray.get(done)
             _, _, peak = ray.get(self._worker.progress.remote(len(outcome.history)))
+            if outcome.model:
+                atomic_write_bytes(self.store.root / self.run_id / "model.keras", outcome.model)
             self.store.record_result(self.run_id, outcome.history, outcome.result)
+            if outcome.logs:  # trained on a machine that cannot see the run's folder: its logs came back packed
+                try:
+                    unpack_logs(outcome.logs, self.store.root / self.run_id)
+                except TLError as exc:  # the run is kept; only its TensorBoard view is missing
+                    print(f"Run {self.run_id}: its TensorBoard logs were not kept: {exc}", flush=True)
             with self._lock:
                 self._history, self._peak = outcome.history, peak
             return outcome.state
@@ -246,6 +276,56 @@ class TrainingJob:
             self._finished = time.monotonic()
 
 
+def job_resources(text: str) -> dict[str, float]:
+    """``TL_JOB_RESOURCES`` read: ``"gpu_box=1, fast_disk=0.5"`` -> ``{"gpu_box": 1.0, "fast_disk": 0.5}``.
+
+    Raises:
+        ConfigError: a pair that is not ``name=amount`` with a positive amount.
+    """
+    resources = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        name, _, amount = pair.partition("=")
+        try:
+            value = float(amount)
+        except ValueError:
+            value = -1.0
+        if not name.strip() or not value > 0:
+            raise ConfigError("Setting TL_JOB_RESOURCES must be name=amount pairs separated by commas, each "
+                              f"amount above 0 (e.g. gpu_box=1). Received: {pair!r}")
+        resources[name.strip()] = value
+    return resources
+
+
+def send_dataset(ray, worker, dataset: ImageDataset, stop: threading.Event | None = None) -> int | None:
+    """Give ``worker``'s machine a copy of ``dataset`` unless it has one; returns the bytes sent.
+
+    The worker checks the budgets from the manifest before a byte is sent, then receives the
+    files part by part (``tlcore.data.replica.PART_BYTES``, each through the object store) and
+    keeps the copy only once its content digest matches. A job stopped meanwhile stops sending,
+    has its worker remove what it received, and gets None.
+    """
+    if ray.get(worker.has_dataset.remote(dataset)):
+        return 0
+    ray.get(worker.receive_begin.remote(manifest(dataset)))
+    for files in parts(dataset):
+        if stop is not None and stop.is_set():
+            ray.get(worker.receive_abandon.remote())
+            return None
+        ray.get(worker.receive_part.remote(files))
+    return ray.get(worker.receive_finish.remote())
+
+
+def send_base_model(ray, worker, spec: TransferSpec) -> tuple[TransferSpec, int]:
+    """``spec`` with ``base_model`` where the worker's machine holds it (sent when it does not), and bytes sent."""
+    digest = file_digest(spec.base_model)
+    there = ray.get(worker.local_file.remote(spec.base_model, digest))
+    sent = 0
+    if there is None:
+        data = Path(spec.base_model).read_bytes()
+        there, sent = ray.get(worker.receive_file.remote(data, digest, Path(spec.base_model).suffix)), len(data)
+    return dataclasses.replace(spec, base_model=there), sent
+
+
 def _appended(history: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     """``history`` with ``rows`` (the epochs after it) added."""
     if not len(rows):
@@ -260,8 +340,12 @@ class JobQueue:
     KEEP_FINISHED = 16
     """Finished job handles kept in memory; older ones live on in the run store."""
 
-    def __init__(self, max_running: int = 1, max_waiting: int = 8, max_per_person: int | None = None):
+    def __init__(self, max_running: int = 1, max_waiting: int = 8, max_per_person: int | None = None, *,
+                 resources: dict[str, float] | None = None):
+        """``resources``: Ray custom resources every job's worker asks for (e.g. ``{"gpu_box": 1}`` to train
+        only on machines started with ``ray start --resources '{"gpu_box": 1}'``); None: ``TL_JOB_RESOURCES``."""
         self.max_running, self.max_waiting = max_running, max_waiting
+        self.resources = dict(resources) if resources is not None else job_resources(load_settings().job_resources)
         self.max_per_person = load_settings().max_jobs_per_person if max_per_person is None else max_per_person
         self._condition = threading.Condition()
         self._waiting: list[TrainingJob] = []
@@ -319,6 +403,9 @@ class JobQueue:
 
     def _checked(self, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig) -> TransferSpec:
         config.check()
+        if config.workers != 1:
+            raise ConfigError("A queued job trains in one worker; one run across several is "
+                              f"tlcore.train_data_parallel (a notebook with Ray). Received: workers={config.workers}")
         spec = dataclasses.replace(spec, num_classes=len(dataset.class_names))
         check_transfer_spec(spec)
         check_job_memory(spec, config.batch_size)
@@ -343,6 +430,11 @@ class JobQueue:
         for job in jobs:
             job._thread.start()
         return jobs
+
+    def load(self) -> tuple[int, int]:
+        """(jobs training now, jobs waiting in line)."""
+        with self._condition:
+            return len(self._running), len(self._waiting)
 
     def jobs_of(self, owner: str) -> int:
         """How many of ``owner``'s jobs wait in line or train now (names compared as ``can_manage`` does)."""

@@ -176,8 +176,9 @@ def wrong_predictions(record: RunRecord, limit: int = WRONG_SHOWN) -> list[Wrong
 def save_run_model(folder: Path, model: keras.Model) -> Path:
     """Save ``model`` as ``folder``/model.keras, atomically (a crash leaves no half file); returns the path.
 
-    The one file of a run that the process which trained it writes (a Ray worker,
-    or ``RunStore.finish`` in this process); the run's record is the store's.
+    ``RunStore.finish`` saves a model trained in this process with it; a Ray worker saves
+    into a temporary folder of its own machine and hands the bytes back, which the server
+    writes into the run's folder: the run store is the server's alone.
     """
     path = Path(folder) / "model.keras"
     atomic_save(path, model.save, suffix=".keras")
@@ -265,8 +266,8 @@ class RunStore:
     def finish(self, run_id: str, result: TrainResult) -> None:
         """Store a run trained in this process: its model, history and final metrics.
 
-        The run is then done (or stopped). A job trained in a worker has its worker
-        save the model (``save_run_model``) and the server call ``record_result``.
+        The run is then done (or stopped). For a job trained in a worker, the server writes
+        the model's bytes the worker handed back and calls ``record_result``.
         """
         save_run_model(self.root / run_id, result.model)
         self.record_result(run_id, result.history, RunResult.of(result))

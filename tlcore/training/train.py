@@ -375,6 +375,9 @@ def train(
         DatasetError: too few images to train and validate.
     """
     config.check()
+    if config.workers != 1:
+        raise ConfigError(f"tlcore.train trains in one process: a run across workers is "
+                          f"tlcore.train_data_parallel (Ray Train). Received: workers={config.workers}")
     spec = dataclasses.replace(spec, num_classes=len(dataset.class_names))
     if len(dataset) < 2:
         raise DatasetError(f"Training needs at least 2 images. Received: {len(dataset)}")

@@ -7,8 +7,11 @@ when one is set) and then imports it, on the first call, so ``import tlcore`` lo
 and changes no environment.
 
 Ray is the engine: a local instance on 127.0.0.1 by default, or the cluster at
-``TL_RAY_ADDRESS``, so more machines mean more capacity with no code change (workers need
-the data folder at the same path, e.g. a shared mount).
+``TL_RAY_ADDRESS``, so more machines mean more capacity with no code change. No shared disk
+is needed: a worker keeps its own data folder (its machine's ``TL_DATA_DIR``), receives a
+dataset it lacks from the server through Ray's object store once per machine
+(``tlcore.data.replica``), makes feature files there, and hands the model back as bytes: the
+server alone writes the run store.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import secrets
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -30,17 +34,22 @@ from types import ModuleType
 
 import pandas as pd
 
+from tlcore.core.errors import DatasetError
 from tlcore.core.settings import load_settings
 from tlcore.data.datasets import ImageDataset
+from tlcore.data.replica import Manifest, Receiver, keep_file, local_copy, local_file
 from tlcore.models.spec import TransferSpec
 from tlcore.training.config import HISTORY_COLUMNS, BatchProgress, TrainConfig
 from tlcore.training.results import RunResult
 from tlcore.training.runs import save_run_model
+from tlcore.training.shipped_logs import pack_logs
 from tlcore.training.tensorboard import log_folder
 
 DONE, STOPPED = "done", "stopped"
 WORKER_ENVIRONMENT = ("KERAS_HOME", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")
 """Variables a worker takes from the server besides every ``TL_*`` setting."""
+MACHINE_SETTINGS = ("TL_DATA_DIR",)
+"""Settings a training worker keeps from its own machine, not the server's: where its data folder is."""
 TOKEN_MODE = 0o600
 """Who may read the Ray token file: its owner only (Ray 2.60 writes it with the umask's 0644)."""
 _log = logging.getLogger("transfer_lab.ray")
@@ -194,15 +203,20 @@ def _rss() -> int:
 
 @dataclasses.dataclass(frozen=True)
 class WorkerOutcome:
-    """What a worker hands back when training ends (its model is already in the run's folder).
+    """What a worker hands back when training ends; the server writes all of it to the run store.
 
     Attributes:
         history: every epoch's row.
         result: the final metrics, for the run store.
+        model: the trained model's ``.keras`` file, as bytes.
+        logs: the run's TensorBoard logs packed (``shipped_logs.pack_logs``) when the worker could
+            not write them into the run's folder; empty when it did.
     """
 
     history: pd.DataFrame
     result: RunResult
+    model: bytes = b""
+    logs: bytes = b""
 
     @property
     def state(self) -> str:
@@ -221,14 +235,14 @@ def _checked_by_queue(trainer: Callable) -> dict[str, bool]:
     return {"checked": True} if takes else {}
 
 
-def _logged_in(trainer: Callable, run_folder: str) -> dict[str, Path]:
-    """``log_dir=`` the run's TensorBoard folder, for a trainer that takes it (``tlcore.train`` does)."""
+def _logged_in(trainer: Callable, logs: Path) -> dict[str, Path]:
+    """``log_dir=logs`` (a TensorBoard folder), for a trainer that takes it (``tlcore.train`` does)."""
     try:
         parameters = inspect.signature(trainer).parameters
     except (TypeError, ValueError):
         return {}
     takes = "log_dir" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    return {"log_dir": log_folder(run_folder)} if takes else {}
+    return {"log_dir": logs} if takes else {}
 
 
 class TrainingWorker:
@@ -240,7 +254,10 @@ class TrainingWorker:
     """
 
     def __init__(self, environ: dict[str, str], memory_limit: int, death_note: str):
-        os.environ.update(environ)
+        # the server's settings and budgets, but this machine's own data folder (no shared disk needed)
+        os.environ.update({key: value for key, value in environ.items() if key not in MACHINE_SETTINGS})
+        self._receiver: Receiver | None = None
+        self.transferred = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._progress: BatchProgress | None = None
@@ -255,19 +272,68 @@ class TrainingWorker:
             self._peak = max(self._peak, used)
             if used > self._limit:
                 progress = self._progress
-                self._note.write_text(json.dumps({
-                    "reason": "memory", "used": used, "limit": self._limit,
-                    "progress": dataclasses.asdict(progress) if progress else None}))
+                try:  # the note is read by a server on this machine; on another machine there is no such folder
+                    self._note.write_text(json.dumps({
+                        "reason": "memory", "used": used, "limit": self._limit,
+                        "progress": dataclasses.asdict(progress) if progress else None}))
+                except OSError:
+                    pass
                 os.kill(os.getpid(), signal.SIGKILL)
             time.sleep(0.05)
 
+    def where(self) -> str:
+        """The node this worker runs on (Ray's node id)."""
+        return ray_module().get_runtime_context().get_node_id()
+
+    def has_dataset(self, dataset: ImageDataset) -> bool:
+        """Whether this machine holds ``dataset`` already (the server's own folder, or a copy by digest)."""
+        return local_copy(dataset) is not None
+
+    def receive_begin(self, described: Manifest) -> None:
+        """Start receiving a dataset: its budgets are checked here, before a byte is sent."""
+        self._receiver = Receiver(described)
+        self._receiver.begin()
+
+    def receive_part(self, files: list[bytes]) -> int:
+        """Write the next part of the dataset being received; returns the bytes received so far."""
+        self._receiver.write(files)
+        self.transferred = self._receiver.received
+        return self.transferred
+
+    def local_file(self, path: str, digest: str) -> str | None:
+        """Where this machine holds the server's file ``path`` (sha256 ``digest``), or None."""
+        return local_file(path, digest)
+
+    def receive_file(self, data: bytes, digest: str, suffix: str) -> str:
+        """Keep a file the server sent (a saved model a job builds on); returns its path here."""
+        return keep_file(data, digest, suffix)
+
+    def receive_abandon(self) -> None:
+        """Remove what was received of a dataset that will not be finished."""
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None:
+            receiver.abandon()
+
+    def receive_finish(self) -> int:
+        """Check the received copy's digest and keep it; returns the bytes it took."""
+        receiver, self._receiver = self._receiver, None
+        receiver.finish()
+        return receiver.received
+
     def run(self, trainer: Callable, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig,
             run_folder: str) -> WorkerOutcome:
-        """Train, save the model in ``run_folder`` and hand the rest back; TLErrors travel back to the server.
+        """Train on this machine's copy of ``dataset`` and hand everything back; TLErrors travel back to the server.
 
-        The model file is the one thing this process writes: the run's record (index row,
-        history, result) is written by the server, from what ``progress`` and this return.
+        Nothing of the run's record is written here: its index row, history, result and model
+        file are written by the server, from what ``progress`` and this return. Its TensorBoard
+        logs go into ``run_folder`` as it trains when this machine sees that folder (the server's
+        own machine, or a shared mount); otherwise they come back packed, with the model.
+        Feature files are made in this machine's data folder and kept there for the next job.
         """
+        here = local_copy(dataset)
+        if here is None:
+            raise DatasetError(f"A job's dataset must reach its worker before training. Received: no copy of "
+                               f"{dataset.name} ({dataset.digest[:12]}) on this machine")
         def on_batch(progress: BatchProgress) -> None:
             self._progress = progress
 
@@ -275,10 +341,14 @@ class TrainingWorker:
             with self._lock:
                 self._history = history
 
-        result = trainer(spec, dataset, config, on_batch=on_batch, on_epoch=on_epoch, stop=self._stop,
-                         **_checked_by_queue(trainer), **_logged_in(trainer, run_folder))
-        save_run_model(Path(run_folder), result.model)
-        return WorkerOutcome(result.history, RunResult.of(result))
+        shared = Path(run_folder).is_dir()  # the server's run folder is on this disk: log into it, live
+        with tempfile.TemporaryDirectory(prefix="tl-run-") as folder:
+            logs = log_folder(run_folder if shared else folder)
+            result = trainer(spec, here, config, on_batch=on_batch, on_epoch=on_epoch, stop=self._stop,
+                             **_checked_by_queue(trainer), **_logged_in(trainer, logs))
+            model = save_run_model(Path(folder), result.model).read_bytes()
+            packed = b"" if shared else pack_logs(logs)
+        return WorkerOutcome(result.history, RunResult.of(result), model, packed)
 
     def progress(self, since: int = 0) -> tuple[BatchProgress | None, pd.DataFrame, int]:
         """(last batch, the history rows after row ``since``, peak memory in bytes).
@@ -315,3 +385,27 @@ def memory_message(note: dict, progress: BatchProgress | None) -> str:
             "or ask whoever runs the server to raise TL_JOB_MEMORY_GB.")
 
 
+
+
+def cluster_resources() -> tuple[list[dict], dict[str, float]] | None:
+    """The Ray cluster this process joined, without joining one: (alive nodes, resources free now), or None.
+
+    Each node: ``address``, ``cpus``, ``gpus``, ``memory`` (bytes Ray may schedule there), ``custom``
+    (its other resources). None when this process has not joined Ray (nothing is started to look).
+    """
+    if "ray" not in sys.modules:
+        return None
+    ray = ray_module()
+    if not ray.is_initialized():
+        return None
+    nodes = []
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        resources = node.get("Resources", {})
+        nodes.append({"address": node.get("NodeManagerAddress", ""), "cpus": resources.get("CPU", 0.0),
+                      "gpus": resources.get("GPU", 0.0), "memory": int(resources.get("memory", 0)),
+                      "custom": {key: value for key, value in resources.items()
+                                 if key not in ("CPU", "GPU", "memory", "object_store_memory")
+                                 and not key.startswith("node:")}})
+    return nodes, dict(ray.available_resources())

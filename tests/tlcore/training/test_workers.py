@@ -79,7 +79,7 @@ def test_deleting_a_run_that_is_training_ends_its_worker_first(tmp_path, dataset
     assert job.run_id not in set(store.list()["id"]) and not (tmp_path / job.run_id).exists()
 
 
-def test_a_worker_sends_new_epochs_only_hands_back_the_result_and_writes_only_the_model(tmp_path, dataset):
+def test_a_worker_sends_new_epochs_only_and_hands_back_the_result_and_model_writing_no_run_file(tmp_path, dataset):
     """The worker's side, in this process (no Ray): the server polls ``progress(since)`` and writes the record."""
     from tlcore.training.worker import TrainingWorker
 
@@ -107,8 +107,10 @@ def test_a_worker_sends_new_epochs_only_hands_back_the_result_and_writes_only_th
     assert outcome.state == "done" and outcome.result.class_names == dataset.class_names
     assert len(outcome.result.validation_indices) == sum(outcome.result.confusion[i][j] for i in range(4) for j in range(4))
     folder = store.root / run_id
-    assert sorted(path.name for path in folder.iterdir()) == ["config.json", "dataset.json", "model.keras"]
+    assert sorted(path.name for path in folder.iterdir()) == ["config.json", "dataset.json"]  # the server writes
+    assert outcome.model[:2] == b"PK" and len(outcome.model) > 10_000  # the .keras file (a zip), as bytes
     assert store.get(run_id).status == "running" and store.get(run_id).history.empty  # the record is the server's
+    (folder / "model.keras").write_bytes(outcome.model)
     store.record_result(run_id, outcome.history, outcome.result)
     record = store.get(run_id)
     assert record.status == "done" and record.result == outcome.result
