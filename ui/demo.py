@@ -133,7 +133,7 @@ def render_demo() -> None:
     if snapshot is not None and snapshot.stage == "failed":
         st.error(access.message(snapshot.describe()))
     if "transfer" in runs:
-        comparison = tlcore.scratch_comparison(store, runs["transfer"].id)
+        comparison = training.scratch_comparison(store, runs["transfer"].id)
         if comparison is not None:
             render_scratch_comparison(comparison)
     if "source" in runs and runs["source"].result is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 import tlcore
-from ui import access, charts, grad_cam
+from ui import access, charts, grad_cam, training
 from ui.compare_view import render_scratch_comparison
 
 _log = logging.getLogger("transfer_lab.exports")
@@ -140,7 +140,7 @@ def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
         st.error(f"**This run failed.** {access.message(reason)}")
     if len(record.history):
         st.altair_chart(charts.training_curves(record.history), width="content")
-    comparison = tlcore.scratch_comparison(store, record.id)
+    comparison = training.scratch_comparison(store, record.id)
     if comparison is not None:
         render_scratch_comparison(comparison)
     if result is None:

@@ -15,6 +15,11 @@ def job_queue() -> tlcore.JobQueue:
     return tlcore.JobQueue(settings.max_training_jobs, settings.max_queued_jobs, settings.max_jobs_per_person)
 
 
+def scratch_comparison(store: tlcore.RunStore, run_id: str) -> tlcore.ScratchComparison | None:
+    """The pair a run belongs to, a run cut off by a server that stopped counted as such (not as training)."""
+    return tlcore.scratch_comparison(store, run_id, live=job_queue().live_runs())
+
+
 def show_capacity() -> None:
     """One line: where a job will train (this machine, or the cluster's machines) and why it would wait."""
     st.caption(str(tlcore.capacity(job_queue())))
@@ -29,7 +34,7 @@ def scratch_pairs(store: tlcore.RunStore, run_ids: list[str]) -> list[tlcore.Scr
     """The transfer-against-scratch pairs whose two runs are both among ``run_ids``, once each."""
     pairs = {}
     for run_id in run_ids:
-        comparison = tlcore.scratch_comparison(store, run_id)
+        comparison = scratch_comparison(store, run_id)
         if comparison is not None and {comparison.transfer.id, comparison.scratch.id} <= set(run_ids):
             pairs[comparison.transfer.id] = comparison
     return list(pairs.values())

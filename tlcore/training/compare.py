@@ -8,13 +8,14 @@ starts one; ``scratch_comparison`` reads it back as plain data.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 
 import pandas as pd
 
 from tlcore.core.errors import ConfigError
 from tlcore.models.spec import ALL_LAYERS, TransferSpec
 from tlcore.training.config import HISTORY_COLUMNS, TrainConfig
-from tlcore.training.runs import RUNNING, RunRecord, RunStore
+from tlcore.training.runs import INTERRUPTED, RUNNING, RunRecord, RunStore
 
 TRANSFER, SCRATCH = "transfer", "scratch"
 
@@ -108,6 +109,8 @@ def _why_short(role: str, record: RunRecord, planned: int) -> str | None:
     where = f"after epoch {done} of {planned}" if done else f"before its first epoch (of {planned})"
     if record.status == "failed":
         return f"{who} failed {where}."
+    if record.status == INTERRUPTED:
+        return f"{who} was cut off {where}: the server stopped while it trained."
     if record.result is None:
         return f"{who} has not finished: it stopped or is still training, {where}."
     if done >= planned:
@@ -214,14 +217,23 @@ class ScratchComparison:
                 f"From scratch: {self.scratch_accuracy:.1%}{times[SCRATCH]}. {verdict}")
 
 
-def scratch_comparison(store: RunStore, run_id: str) -> ScratchComparison | None:
+def scratch_comparison(store: RunStore, run_id: str, *, live: Collection[str] | None = None
+                       ) -> ScratchComparison | None:
     """The pair a run belongs to, or None for a run trained alone (or whose partner was deleted).
+
+    Args:
+        live: the ids of runs a job is queued or training for (``JobQueue.live_runs``). When
+            given, a run recorded as "running" that is not among them is taken as interrupted
+            (its server stopped while it trained): the pair is then not waiting for it, and its
+            ``fairness`` says so.
 
     Raises:
         KeyError: no run with that id.
     """
     record = store.get(run_id)
-    by_role = {run.role: run for run in store.group_runs(record.group)}
+    cut_off = set(store.interrupted(live)) if live is not None else set()
+    by_role = {run.role: dataclasses.replace(run, status=INTERRUPTED) if run.id in cut_off else run
+               for run in store.group_runs(record.group)}
     if TRANSFER not in by_role or SCRATCH not in by_role:
         return None
     return ScratchComparison(by_role[TRANSFER], by_role[SCRATCH])

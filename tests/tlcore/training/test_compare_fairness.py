@@ -111,3 +111,26 @@ def test_the_run_opened_first_is_the_newest_or_for_a_pair_its_transfer_run():
     orphan = _listing([("s", "g2", "scratch", "d"), ("t", "g1", "transfer", "d")])
     assert tlcore.default_run(orphan) == "s"  # its partner was deleted: the newest itself
     assert tlcore.default_run(_listing([])) is None
+
+
+def test_a_twin_cut_off_by_a_server_that_stopped_is_not_awaited_for_ever(tmp_path):
+    """A run still recorded as "running" that no job trains (the server restarted) is called cut off."""
+    store = tlcore.RunStore(tmp_path)
+    spec = dataclasses.replace(SPEC, num_classes=2)
+    summary = {"name": "shapes", "classes": ["a", "b"]}
+    transfer = store.create(spec, CONFIG, summary, group="pair", role="transfer")
+    scratch = store.create(spec, CONFIG, summary, group="pair", role="scratch")
+    store.record_result(transfer, _history([0.5, 0.6, 0.7, 0.8, 0.9]), _run("transfer", [0.9]).result)
+    store.record_history(scratch, _history([0.25, 0.3]))  # two epochs, then the server stopped
+
+    waiting = tlcore.scratch_comparison(store, transfer, live=[scratch])  # its job still trains
+    assert waiting.training and waiting.summary() == "The comparison is ready when both runs have finished."
+    assert tlcore.scratch_comparison(store, transfer).training  # without live runs nothing is assumed
+
+    cut_off = tlcore.scratch_comparison(store, transfer, live=[])
+    assert not cut_off.training and cut_off.scratch.status == tlcore.INTERRUPTED
+    fairness = cut_off.fairness
+    assert fairness.notes == ("The run from scratch was cut off after epoch 2 of 5: the server stopped while it "
+                              "trained.",)
+    assert fairness.common_epoch == 2 and (fairness.transfer_at, fairness.scratch_at) == (0.6, 0.3)
+    assert "epoch 2, the last both reached" in cut_off.summary()
