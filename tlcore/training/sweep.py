@@ -147,16 +147,29 @@ def fit_head(settings: dict[str, Any], *, spec: dict, path: str, labels: np.ndar
     rows = np.load(path, mmap_mode="r")
     trial = dataclasses.replace(_spec_of(spec), hidden_units=int(settings["hidden_units"]),
                                 dropout=float(settings["dropout"]))
-    keras.utils.set_random_seed(seed)
-    random.setstate(head_draws)
-    inputs = keras.Input(shape=tuple(rows.shape[1:]), name="cut")
-    model = keras.Model(inputs, classifier_head(inputs, trial), name="trainable_rest")
+    model = head_model(trial, tuple(rows.shape[1:]), seed=seed, head_draws=head_draws)
     model.compile(optimizer=OPTIMIZERS[settings["optimizer"]](float(settings["learning_rate"])),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(row_batches(rows, labels, train_idx, batch_size=batch_size, seed=seed),
               validation_data=row_batches(rows, labels, val_idx, batch_size=EVAL_BATCH), epochs=max_epochs,
               shuffle=False, verbose=0,
               callbacks=[keras.callbacks.EarlyStopping("val_loss", patience=patience), _Reporter(report, max_epochs)])
+
+
+def head_model(spec: TransferSpec, features: tuple[int, ...], *, seed: int, head_draws: tuple) -> keras.Model:
+    """``spec``'s head after its pooling, on pooled rows of shape ``features``, with the initial weights
+    the trainable rest of ``frozen_split(_assemble(spec))`` gets under ``seed`` (see ``fit_head``)."""
+    keras.utils.set_random_seed(seed)
+    random.setstate(head_draws)
+    inputs = keras.Input(shape=features, name="cut")
+    return keras.Model(inputs, classifier_head(inputs, spec), name="trainable_rest")
+
+
+def base_draws(spec: TransferSpec, seed: int) -> tuple[keras.Model, tuple]:
+    """``spec``'s base built as ``train`` builds it under ``seed``, and Python's random state right after it."""
+    keras.utils.set_random_seed(seed)
+    base = frozen_base(spec)
+    return base, random.getstate()
 
 
 def _spec_of(values: dict) -> TransferSpec:
@@ -304,9 +317,7 @@ def head_sweep(
     cache = cache or default_feature_cache()
     folder = Path(folder) if folder is not None else sweeps_folder()
     started = time.perf_counter()
-    keras.utils.set_random_seed(config.seed)
-    base = frozen_base(spec)  # seeded as ``train`` builds it: where the head's random draws start
-    head_draws = random.getstate()
+    base, head_draws = base_draws(spec, config.seed)  # where the head's random draws start
     prefix, _ = frozen_split(model if model is not None else attach_head(base, spec))
     rows, cached = cache.features(prefix, dataset, backbone=spec.backbone, preprocess=get_backbone(spec.backbone).preprocess,
                                   mode=config.resize_mode)
