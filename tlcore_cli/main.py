@@ -7,6 +7,7 @@ was received), 1 anything else that failed (a one-line reason, no traceback).
     transfer-lab predict cat.jpg --backbone VGG16 --weights random --top 3
     transfer-lab features a.jpg b.jpg --backbone VGG16 --layer fc2 --out features.npy
     transfer-lab train flowers.zip --spec spec.json [--scratch]
+    transfer-lab curve flowers.zip --backbone VGG16 --size 128 [--weights random] [--csv]
     transfer-lab runs list | show ID | export ID... [--group] [--out FILE] | import FILE
 
 It imports only ``tlcore`` (its facade), as the pages do.
@@ -188,6 +189,41 @@ def train(args: argparse.Namespace) -> int:
     return OK
 
 
+def _dataset(value: str) -> tlcore.ImageDataset:
+    source = Path(value)
+    if not source.exists():
+        raise InputError(f"The dataset must be a folder of class folders or a .zip of them. Received: "
+                         f"{value!r}, no such file or folder")
+    return tlcore.load_dataset(source)
+
+
+def curve(args: argparse.Namespace) -> int:
+    backbone, weights = _backbone(args.backbone), _weights(args.weights)
+    if args.size is not None and args.size < 1:
+        raise InputError(f"--size must be a positive number of pixels. Received: {args.size}")
+    dataset = _dataset(args.dataset)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        words = f"one pass over the images: {done} of {total}" if stage == "extracting" else \
+            f"linear probes: {done} of {total}"
+        _bar(done / max(total, 1), words)
+
+    measured = tlcore.transfer_curve(backbone, dataset, weights=weights, input_size=args.size, on_progress=progress)
+    _say("")
+    table = measured.table()[["depth", "tap", "features", "accuracy", "train_accuracy"]]
+    if args.csv:
+        table.to_csv(sys.stdout, index=False)
+        return OK
+    for row in table.itertuples(index=False):
+        print(f"{row.depth}\t{row.tap}\t{row.features} features\tvalidation {row.accuracy:.4f}\t"
+              f"training {row.train_accuracy:.4f}")
+    print(f"chance\t{measured.chance:.4f}\t(the largest class's share of the validation images)")
+    words = measured.recommendation()
+    print(words[0].upper() + words[1:] + ".")
+    print(f"curve\t{measured.key}\t(opens on Build as ?curve={measured.key})")
+    return OK
+
+
 def runs_list(args: argparse.Namespace) -> int:
     table = _store().list()[["id", "created", "name", "backbone", "status", "best_val_accuracy", "epochs", "owner"]]
     if args.csv:
@@ -272,6 +308,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scratch", action="store_true", help="also train the same model from scratch, as a pair")
     p.add_argument("--owner", default="", help="who the run is recorded under (default: nobody)")
     p.set_defaults(handler=train)
+
+    p = commands.add_parser("curve", help="where to cut: the transfer curve", description="Measure how well a "
+                            "linear probe separates the dataset's classes at the end of every block of a base "
+                            "(Build's \"Where to cut\"), and say where to start training.")
+    p.add_argument("dataset", metavar="DATASET", help="a folder of class folders, or a .zip of them")
+    model_options(p)
+    p.add_argument("--size", type=int, default=None, help="the square input side in pixels (default: the "
+                   "backbone's own)")
+    p.add_argument("--csv", action="store_true", help="CSV rows: depth, tap, features, accuracy, train_accuracy")
+    p.set_defaults(handler=curve)
 
     runs = commands.add_parser("runs", help="list, show, export and import runs",
                                description="The run store (the Runs page).")

@@ -194,12 +194,20 @@ def attach_head(base: keras.Model, spec: TransferSpec) -> keras.Model:
         "max": lambda: keras.layers.GlobalMaxPooling2D(name="head_pool"),
         "flatten": lambda: keras.layers.Flatten(name="head_pool"),
     }[spec.pooling]()(x)
+    return keras.Model(inputs, classifier_head(x, spec), name=f"{base.name}_transfer")
+
+
+def classifier_head(x, spec: TransferSpec):
+    """The head's layers after its pooling, on the pooled tensor ``x``: dropout, hidden layer, classifier.
+
+    The only layers of a frozen-base model with weights or random draws: a head sweep builds
+    these alone on pooled features (``attach_head`` builds them after the base).
+    """
     if spec.hidden_units:
         x = keras.layers.Dropout(spec.dropout, name="head_dropout_1")(x)
         x = keras.layers.Dense(spec.hidden_units, activation="relu", name="head_hidden")(x)
     x = keras.layers.Dropout(spec.dropout, name="head_dropout")(x)
-    outputs = keras.layers.Dense(spec.num_classes, activation="softmax", name="head_output")(x)
-    return keras.Model(inputs, outputs, name=f"{base.name}_transfer")
+    return keras.layers.Dense(spec.num_classes, activation="softmax", name="head_output")(x)
 
 
 def base_and_head(model: keras.Model) -> tuple[keras.Model, list[keras.Layer]]:
@@ -243,6 +251,11 @@ def build_transfer_model(spec: TransferSpec, *, progress: Progress | None = None
 
 def _assemble(spec: TransferSpec, progress: Progress | None = None) -> keras.Model:
     """Load the base, freeze it as asked and attach the head (``spec`` already checked)."""
+    return attach_head(frozen_base(spec, progress), spec)
+
+
+def frozen_base(spec: TransferSpec, progress: Progress | None = None) -> keras.Model:
+    """The base ``_assemble`` attaches the head to: loaded, and frozen as asked (``spec`` already checked)."""
     if spec.base_model:
         base = load_saved_base(spec.base_model, spec)
     else:
@@ -251,7 +264,7 @@ def _assemble(spec: TransferSpec, progress: Progress | None = None) -> keras.Mod
             input_shape=spec.input_shape, progress=progress,
         )
     set_trainable_from(base, spec.trainable_from, freeze_batchnorm=spec.pretrained)
-    return attach_head(base, spec)
+    return base
 
 
 def transfer_architecture(spec: TransferSpec) -> keras.Model:

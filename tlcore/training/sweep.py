@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -37,7 +38,7 @@ from tlcore.core.errors import BudgetError, ConfigError
 from tlcore.core.settings import load_settings
 from tlcore.data.datasets import ImageDataset
 from tlcore.data.pipeline import row_batches
-from tlcore.models.build import _assemble, check_transfer_spec
+from tlcore.models.build import attach_head, check_transfer_spec, classifier_head, frozen_base
 from tlcore.models.spec import TransferSpec
 from tlcore.models.zoo import get_backbone
 from tlcore.training.config import OPTIMIZERS, TrainConfig
@@ -133,28 +134,42 @@ class _Reporter(keras.callbacks.Callback):
 
 
 def fit_head(settings: dict[str, Any], *, spec: dict, path: str, labels: np.ndarray, train_idx: np.ndarray,
-             val_idx: np.ndarray, batch_size: int, seed: int, max_epochs: int, patience: int,
+             val_idx: np.ndarray, batch_size: int, seed: int, head_draws: tuple, max_epochs: int, patience: int,
              report: Callable[[dict], None]) -> None:
     """Train one head on the memory-mapped rows at ``path`` exactly as ``train`` trains that run's head.
 
-    The model is assembled as ``train`` assembles it (same seed, same base, the trial's head), and
-    its trainable rest after the frozen prefix is fitted on the rows: the same initial weights,
-    batches and dropout draws as the run this trial would become.
+    Only the head after the pooling is built, on the pooled rows: the base is not rebuilt per
+    trial. ``head_draws`` is Python's random state right after the seeded base was built (the
+    state ``train``'s head starts from: Keras draws each layer's initializer and dropout seeds
+    from it), so the head gets the same initial weights, batches and dropout draws as the run
+    this trial would become.
     """
     rows = np.load(path, mmap_mode="r")
     trial = dataclasses.replace(_spec_of(spec), hidden_units=int(settings["hidden_units"]),
                                 dropout=float(settings["dropout"]))
-    keras.utils.set_random_seed(seed)
-    _, model = frozen_split(_assemble(trial))
-    if tuple(model.input.shape[1:]) != tuple(rows.shape[1:]):
-        raise ConfigError(f"The feature file does not fit this head: it holds rows of shape {tuple(rows.shape[1:])}, "
-                          f"the head reads {tuple(model.input.shape[1:])}")
+    model = head_model(trial, tuple(rows.shape[1:]), seed=seed, head_draws=head_draws)
     model.compile(optimizer=OPTIMIZERS[settings["optimizer"]](float(settings["learning_rate"])),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(row_batches(rows, labels, train_idx, batch_size=batch_size, seed=seed),
               validation_data=row_batches(rows, labels, val_idx, batch_size=EVAL_BATCH), epochs=max_epochs,
               shuffle=False, verbose=0,
               callbacks=[keras.callbacks.EarlyStopping("val_loss", patience=patience), _Reporter(report, max_epochs)])
+
+
+def head_model(spec: TransferSpec, features: tuple[int, ...], *, seed: int, head_draws: tuple) -> keras.Model:
+    """``spec``'s head after its pooling, on pooled rows of shape ``features``, with the initial weights
+    the trainable rest of ``frozen_split(_assemble(spec))`` gets under ``seed`` (see ``fit_head``)."""
+    keras.utils.set_random_seed(seed)
+    random.setstate(head_draws)
+    inputs = keras.Input(shape=features, name="cut")
+    return keras.Model(inputs, classifier_head(inputs, spec), name="trainable_rest")
+
+
+def base_draws(spec: TransferSpec, seed: int) -> tuple[keras.Model, tuple]:
+    """``spec``'s base built as ``train`` builds it under ``seed``, and Python's random state right after it."""
+    keras.utils.set_random_seed(seed)
+    base = frozen_base(spec)
+    return base, random.getstate()
 
 
 def _spec_of(values: dict) -> TransferSpec:
@@ -302,8 +317,8 @@ def head_sweep(
     cache = cache or default_feature_cache()
     folder = Path(folder) if folder is not None else sweeps_folder()
     started = time.perf_counter()
-    keras.utils.set_random_seed(config.seed)
-    prefix, _ = frozen_split(model if model is not None else _assemble(spec))
+    base, head_draws = base_draws(spec, config.seed)  # where the head's random draws start
+    prefix, _ = frozen_split(model if model is not None else attach_head(base, spec))
     rows, cached = cache.features(prefix, dataset, backbone=spec.backbone, preprocess=get_backbone(spec.backbone).preprocess,
                                   mode=config.resize_mode)
     path, features_seconds = str(rows.filename), time.perf_counter() - started
@@ -316,7 +331,7 @@ def head_sweep(
     spec_values = {**dataclasses.asdict(spec), "input_shape": list(spec.input_shape)}
     data = dict(spec=spec_values, path=path, labels=np.asarray(dataset.labels, dtype=np.int64), train_idx=train_idx,
                 val_idx=val_idx, batch_size=config.batch_size, seed=config.seed,
-                max_epochs=budget.max_epochs, patience=budget.patience)
+                head_draws=head_draws, max_epochs=budget.max_epochs, patience=budget.patience)
     board = _Board(settings, on_trial)
     started = time.perf_counter()
     if use_ray:
