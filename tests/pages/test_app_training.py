@@ -32,7 +32,7 @@ def test_train_the_sample_dataset_and_see_curves_and_a_confusion_matrix():
     at = open_train()
     assert "256 images in 4 classes" in " ".join(c.value for c in at.caption)
     at.number_input(key="epochs").set_value(2).run()
-    at.button[0].click().run()  # Train
+    next(b for b in at.button if b.label == "Train").click().run()
     snapshot = wait_for_job(at)
     assert snapshot.state == "done" and len(snapshot.history) == 2
     markdown = " ".join(m.value for m in at.markdown)
@@ -46,7 +46,7 @@ def test_stop_keeps_what_was_learned():
     at = open_train()
     at.number_input(key="epochs").set_value(200).run()
     at.selectbox(key="batch_size").set_value(8).run()
-    at.button[0].click().run()
+    next(b for b in at.button if b.label == "Train").click().run()
     from ui.training import job_queue
 
     job = job_queue().jobs[at.session_state["job_id"]]

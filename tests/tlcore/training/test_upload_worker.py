@@ -108,7 +108,7 @@ def test_the_servers_memory_does_not_grow_with_an_uploads_activations(tmp_path, 
     before = _rss_mb()
     tlcore.predict_top_k(local, picture(0), backbone="MobileNetV2", k=2)  # the same pass in this process
     here = _rss_mb() - before
-    assert remote < 40 and here > 200, (remote, here)
+    assert remote < 40 and here > 80, (remote, here)  # in process: 110 to 260 MB, as the allocator reuses memory
 
 
 def test_a_pass_over_the_time_limit_is_stopped_with_the_limit_named_and_the_server_goes_on(
