@@ -149,7 +149,8 @@ def transfer_against_scratch(curves: pd.DataFrame) -> alt.Chart:
                                                                range=["#1f77b4", "#d62728"]),
                         legend=alt.Legend(**LINE_LEGEND)),
         strokeDash=alt.StrokeDash("split:N", title=None, sort=["validation", "training"],
-                                  legend=alt.Legend(symbolType="stroke", symbolStrokeColor="#444", symbolStrokeWidth=2)),
+                                  legend=alt.Legend(symbolType="stroke", symbolStrokeColor="#444", symbolStrokeWidth=2,
+                                                    symbolFillColor="#444")),  # else Vega strokes them transparent
         tooltip=["model", "epoch", "split", alt.Tooltip("value:Q", format=".4f")],
     ).properties(width=320, height=220)
     return alt.hconcat(
