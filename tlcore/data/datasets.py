@@ -193,7 +193,7 @@ def _stored_files(root: Path) -> tuple[tuple[Path, ...], tuple[int, ...]]:
     return tuple(path for _, _, path in found), tuple(label for _, label, _ in found)
 
 
-def _open_stored(root: Path, name: str, settings: Settings) -> ImageDataset | None:
+def open_stored(root: Path, name: str, settings: Settings) -> ImageDataset | None:
     """A finished stored dataset, or None; refused if it is over today's budgets."""
     try:
         digest = (root / DIGEST_FILE).read_text(encoding="utf-8").strip()
@@ -204,12 +204,13 @@ def _open_stored(root: Path, name: str, settings: Settings) -> ImageDataset | No
     check_image_count(len(files), name, settings)
     pixels = int(record.get("pixels", 0))
     if pixels > settings.max_dataset_pixels:
-        raise _too_many_pixels(settings, f"{pixels:,} pixels in {name}")
+        raise too_many_pixels(settings, f"{pixels:,} pixels in {name}")
     return ImageDataset(root, tuple(record["classes"]), files, labels, tuple(record.get("skipped", ())),
                         name or record.get("name", ""), digest)
 
 
-def _too_many_pixels(settings: Settings, received: str) -> DatasetError:
+def too_many_pixels(settings: Settings, received: str) -> DatasetError:
+    """The refusal of a dataset over ``TL_MAX_DATASET_PIXELS``, with what was received."""
     return DatasetError(
         f"A dataset may hold at most {settings.max_dataset_pixels:,} pixels in all, as stored "
         f"(TL_MAX_DATASET_PIXELS). Received: {received}"
@@ -252,7 +253,7 @@ def _store(items: Sequence[Item], name: str, settings: Settings, *, key: str | N
             image.thumbnail((MAX_STORED_SIDE, MAX_STORED_SIDE))
             pixels += image.width * image.height
             if pixels > settings.max_dataset_pixels:
-                raise _too_many_pixels(settings, f"more than that in {name}, passed at image {len(relative) + 1:,} "
+                raise too_many_pixels(settings, f"more than that in {name}, passed at image {len(relative) + 1:,} "
                                                  f"({display})")
             if len(relative) >= settings.max_dataset_images:
                 raise too_many_images(settings, f"more than that in {name}")
@@ -288,7 +289,7 @@ def _store(items: Sequence[Item], name: str, settings: Settings, *, key: str | N
             building.rename(root)
         except OSError:  # stored meanwhile (the same upload, or the same content from a folder): use that
             shutil.rmtree(building, ignore_errors=True)
-            existing = _open_stored(root, name, settings)
+            existing = open_stored(root, name, settings)
             if existing is None:
                 raise
             return dataclasses.replace(existing, skipped=tuple(skipped))
@@ -340,7 +341,7 @@ def load_dataset(
     given = " ".join(str(name).split())[:120] if name else ""  # one line, not a whole essay
     if isinstance(source, Mapping):
         name = given or "uploaded files"
-        if key is not None and (stored := _open_stored(datasets_dir(settings) / key, name, settings)) is not None:
+        if key is not None and (stored := open_stored(datasets_dir(settings) / key, name, settings)) is not None:
             return stored
         items: list[Item] = [(clean_name(c), f"{c}/{i}", lambda s=s: s)
                              for c, group in source.items() for i, s in enumerate(group)]
@@ -361,7 +362,7 @@ def load_dataset(
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             items, declared = archive_items(archive, settings, data, skipped)  # checked even if stored before
-            if (stored := _open_stored(datasets_dir(settings) / key, name, settings)) is not None:
+            if (stored := open_stored(datasets_dir(settings) / key, name, settings)) is not None:
                 return stored
             return _store(items, name, settings, key=key, expected_bytes=declared, source="archive",
                           skipped=skipped)

@@ -39,7 +39,7 @@ from tlcore.core.storage import (
     datasets_dir,
     sweep_unfinished,
 )
-from tlcore.data.datasets import ContentDigest, ImageDataset, _open_stored, _too_many_pixels
+from tlcore.data.datasets import ContentDigest, ImageDataset, open_stored, too_many_pixels
 from tlcore.data.images import STORED_SUFFIXES
 from tlcore.data.intake import check_image_count
 
@@ -132,7 +132,7 @@ def local_copy(dataset_or_digest: ImageDataset | str) -> ImageDataset | None:
         digest = dataset_or_digest
     if not _is_digest(digest):
         return None
-    return _open_stored(datasets_dir(settings) / digest, "", settings)
+    return open_stored(datasets_dir(settings) / digest, "", settings)
 
 
 MODEL_COPIES = "model-copies"
@@ -223,7 +223,7 @@ class Receiver:
                                f"Received: {count}, {len(described.suffixes)} and {len(described.sizes)}")
         check_image_count(count, described.name, settings)
         if described.pixels > settings.max_dataset_pixels:
-            raise _too_many_pixels(settings, f"{described.pixels:,} pixels in {described.name}")
+            raise too_many_pixels(settings, f"{described.pixels:,} pixels in {described.name}")
         bad = [s for s in described.suffixes if s not in STORED_SUFFIXES]
         if bad or any(not 0 <= label < len(described.class_names) for label in described.labels):
             raise DatasetError(f"A dataset's files must be {', '.join(STORED_SUFFIXES)} with labels below "
@@ -294,7 +294,7 @@ class Receiver:
         except BaseException:
             self.abandon()
             raise
-        stored = _open_stored(root, described.name, self._settings)
+        stored = open_stored(root, described.name, self._settings)
         if stored is None:
             raise DatasetError(f"The copy of {described.name} could not be read back from {root}")
         return stored
