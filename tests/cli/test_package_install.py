@@ -26,7 +26,7 @@ def test_pip_install_gives_the_library_and_the_command(tmp_path):
     assert built.returncode == 0, built.stderr
     [info] = target.glob("transfer_lab-*.dist-info")
     metadata = (info / "METADATA").read_text()
-    for pin in ("tensorflow-cpu==2.21.0", "keras==3.15.1", "tensorboard==2.21.0", "ray==2.60.0"):
+    for pin in ("tensorflow-cpu==2.21.0", "keras==3.15.1", "tensorboard==2.21.0", "ray[train,tune]==2.60.0"):
         assert f"Requires-Dist: {pin}" in metadata
     assert "Provides-Extra: app" in metadata and 'streamlit==1.67.0; extra == "app"' in metadata
     assert (target / "tlcore" / "models" / "imagenet_class_index.json").is_file()

@@ -53,7 +53,7 @@ def test_a_weights_upload_without_room_is_refused_in_the_sidebar_and_nothing_is_
     errors = " ".join(error.value for error in at.sidebar.error)
     assert "The file was not kept." in errors and "(TL_MAX_DATA_GB)" in errors
     assert re.search(r"Received: an uploaded weights file \('vgg16.weights.h5'\) of about 4.\d KB while "
-                     r"(0 bytes|[\d.]+ KB are) in use", errors)  # Home may have made the run store's index
+                     r"(0 bytes|[\d.]+ KB) are in use", errors)  # Home may have made the run store's index
     assert "weights_path" not in at.session_state and folder_size(data_dir / "uploads") == 0
 
 
