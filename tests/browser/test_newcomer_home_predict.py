@@ -198,6 +198,7 @@ def test_copy_link_copies_the_views_address(tab, server, lab, path, wait_for):
     _, runs = lab
     opened(tab, server + path.format(**runs), wait_for)
     button = tab.locator(".tl-share button")
+    button.first.wait_for()  # drawn with the view's last element, after the text waited for
     assert button.count() == 1 and button.is_visible() and button.inner_text().strip().endswith("Copy link")
     button.click()
     tab.get_by_text("Link copied").wait_for()
