@@ -305,8 +305,7 @@ def test_predict_draws_the_heatmap_of_an_uploaded_square_detector(server, page, 
     wait_until_idle(page)
     uploads.nth(1).set_input_files(files=[{"name": "square.png", "mimeType": "image/png",
                                            "buffer": encoded.getvalue()}])
-    # the upload's worker starts first: a new Ray actor importing TensorFlow, which waits for a free CPU while
-    # the session's Ray is busy with other tests' workers (an idle upload worker frees its CPU within 300 s)
+    # the upload's worker starts first: a new Ray actor importing TensorFlow, slow while the machine is busy
     page.get_by_text("What the network sees of square.png").wait_for(timeout=360_000)
     shown = page.locator('[data-testid="stImage"]').filter(has_text="Heat for square")
     shown.wait_for(timeout=120_000)  # the heatmap's pass runs in the upload's worker, after the top-5 is drawn

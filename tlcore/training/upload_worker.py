@@ -7,15 +7,17 @@ Here they run outside the server process: ``UploadedModel`` is what the server h
 (the model's outline, built with shapes only, and a handle to its worker), and
 ``UploadWorker`` is a Ray actor, one per uploaded file, that loads the model once
 through the same checked loader (``load_model_file``) and answers passes, one at a
-time. It asks Ray for one CPU and lets TensorFlow use one thread, so passes of several
-uploads queue for the machine's cores rather than pile onto them, and the server keeps
-the other cores; a watchdog in it ends it
+time. TensorFlow uses one thread in it, and the passes of all uploads take turns, one at a
+time in this server (``PASSES_AT_ONCE``), so they queue rather than pile onto the machine's
+cores. A worker asks Ray for no CPU: an idle one never keeps a training job or another
+upload's worker from starting (Ray's CPUs are held for an actor's whole life, idle or not).
+A watchdog in it ends it
 
 - when a pass (or loading the model) runs longer than ``TL_MAX_UPLOAD_PASS_SECONDS``;
 - when it grows past its memory limit, which follows the model's measured cost
   (``worker_memory_limit``: ``TL_UPLOAD_WORKER_BASE_MB`` plus the weights and the
   largest pass's activations, at most ``TL_JOB_MEMORY_GB``);
-- after ``TL_UPLOAD_WORKER_IDLE_SECONDS`` without a pass, giving its CPU back.
+- after ``TL_UPLOAD_WORKER_IDLE_SECONDS`` without a pass, giving its memory back.
 
 Before ending it writes why to a note in the data folder; the server reads the note and
 tells the visitor in words (naming the limit and its setting). A worker that dies without
@@ -51,8 +53,11 @@ from tlcore.models.scopes import shapes_only
 from tlcore.training.worker import _rss, connect, ray_module, worker_environment
 
 LOADING = "loading the model"
-WORKER_CPUS = 1
-"""The CPUs a worker asks Ray for, and the threads TensorFlow may use in it: the server keeps the other cores."""
+WORKER_THREADS = 1
+"""The threads TensorFlow may use in a worker: the server and training jobs keep the other cores."""
+PASSES_AT_ONCE = 1
+"""Passes (loading included) of all uploaded models that run at once; the others wait their turn."""
+_turns = threading.BoundedSemaphore(PASSES_AT_ONCE)
 WEIGHT_COPIES = 3
 """Copies of the weights a worker may hold: the model, its bfloat16 copy (half) and Keras's read of the file."""
 PASS_COPIES = 3
@@ -60,7 +65,7 @@ PASS_COPIES = 3
 PASS_IMAGES = 16
 """The most images one pass takes (Predict's batches), when TL_MAX_ACTIVATION_MB allows."""
 START_SECONDS = 120.0
-"""How long the server waits, beyond the passes' own limits, for a worker to get a CPU and start."""
+"""How long the server waits, beyond the passes' own limits, for a worker to start and a pass to have its turn."""
 WATCH_SECONDS = 0.05
 _log = logging.getLogger("transfer_lab.uploads")
 
@@ -84,8 +89,8 @@ class UploadWorker:
         os.environ.update(environ)
         import tensorflow as tf  # before its runtime starts: as many threads as Ray gave this worker CPUs
 
-        tf.config.threading.set_intra_op_parallelism_threads(WORKER_CPUS)
-        tf.config.threading.set_inter_op_parallelism_threads(WORKER_CPUS)
+        tf.config.threading.set_intra_op_parallelism_threads(WORKER_THREADS)
+        tf.config.threading.set_inter_op_parallelism_threads(WORKER_THREADS)
         self._model = None
         self._limit, self._seconds, self._idle = memory_limit, pass_seconds, idle_seconds
         self._note = Path(note)
@@ -193,10 +198,10 @@ class UploadedModel(RemoteModel):
             settings = load_settings()
             note = settings.data_dir / "upload-workers" / f"{uuid.uuid4().hex}.json"
             self._notes.append(note)
-            actor = _upload_worker().options(num_cpus=WORKER_CPUS).remote(
+            actor = _upload_worker().options(num_cpus=0).remote(
                 worker_environment(), self.memory_limit, settings.max_upload_pass_seconds,
                 settings.upload_worker_idle_seconds, str(note))
-            self.pid = self._answer(actor, note, LOADING, LOADING, actor.load.remote(str(self.path)))
+            self.pid = self._answer(actor, note, LOADING, LOADING, actor.load, str(self.path))
             self._actor, self._note = actor, note
             return actor, note
 
@@ -216,28 +221,35 @@ class UploadedModel(RemoteModel):
             actor, note = self._start()
             pass_id = uuid.uuid4().hex
             try:
-                return self._answer(actor, note, pass_id, what,
-                                    actor.run.remote(pass_id, what, function, args, kwargs))
+                return self._answer(actor, note, pass_id, what, actor.run, pass_id, what, function, args, kwargs)
             except _NotMine:
                 if attempt:
                     raise WorkerError(_died(what)) from None
         raise AssertionError("unreachable")
 
-    def _answer(self, actor, note: Path, pass_id: str, what: str, ref):
-        """The pass's result, or its failure in words (the worker that broke a limit is gone)."""
+    def _answer(self, actor, note: Path, pass_id: str, what: str, method, *args):
+        """The result of ``method.remote(*args)`` (a pass of the worker ``actor``), sent when its turn
+        comes, or its failure in words (the worker that broke a limit is gone)."""
         ray = ray_module()
         settings = load_settings()
         waited = START_SECONDS + 3 * settings.max_upload_pass_seconds
+        if not _turns.acquire(timeout=waited):  # other uploads' passes held the line all that time
+            raise WorkerError(
+                f"A pass of an uploaded model must have its turn within {waited:,.0f} s here (the passes of "
+                f"uploaded models run {PASSES_AT_ONCE} at a time, and others are running). Received: {what} with "
+                f"{self.path.name!r} still waiting; try again in a minute")
         try:
+            ref = method.remote(*args)
             ready, _ = ray.wait([ref], timeout=waited)
-            if not ready:  # never had its turn: the machine is busy with other uploads' passes
+            if not ready:  # its worker never started (the cluster has no room for it) or never answered
                 try:
-                    ray.cancel(ref)  # a queued pass leaves the line; a worker never started is let go with it
+                    ray.cancel(ref)
                 except Exception:  # already finished or its worker gone: nothing to take back
                     _log.info("A waiting pass of %s could not be cancelled", self.path.name, exc_info=True)
+                self._forget(actor)
                 raise WorkerError(
-                    f"A pass of an uploaded model must have its turn within {waited:,.0f} s here (the workers for "
-                    f"uploaded models are busy). Received: {what} with {self.path.name!r} still waiting; "
+                    f"The worker for an uploaded model must answer within {waited:,.0f} s here. Received: {what} "
+                    f"with {self.path.name!r} still waiting (the cluster had no room to start its worker); "
                     "try again in a minute")
             return ray.get(ref)
         except ray.exceptions.RayTaskError as exc:
@@ -253,6 +265,8 @@ class UploadedModel(RemoteModel):
             if found.get("reason") == "idle" or found.get("pass") not in (pass_id, None):
                 raise _NotMine() from None  # ended idle, or by another pass: this one was never run
             raise _limit_error(found, what, self.path.name) if found else WorkerError(_died(what)) from None
+        finally:
+            _turns.release()
 
     def worker_pid(self) -> int | None:
         """The process id of the worker that holds the model now (None before one is started)."""

@@ -239,3 +239,30 @@ def test_a_worker_that_ended_idle_is_replaced_without_a_word(tmp_path, ray_addre
         os.kill(first, 0)
     assert len(tlcore.predict_top_k(uploaded, picture(6), backbone="MobileNetV2", k=3)) == 3  # sent again, to a new one
     assert uploaded.worker_pid() not in (None, first)
+
+
+def test_an_idle_upload_worker_holds_no_ray_cpu(tmp_path, ray_address):
+    ray = tlcore.training.worker.ray_module()
+    free = ray.available_resources().get("CPU", 0)
+    uploaded = tlcore.UploadedModel(small_model(tmp_path / "small.keras"))
+    assert uploaded.worker_pid() is not None  # its worker is up and idle now
+    deadline = time.monotonic() + 10  # Ray's view of free resources follows within a second or so
+    while ray.available_resources().get("CPU", 0) != free and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray.available_resources().get("CPU", 0) == free  # training jobs and other uploads can still start
+
+
+def test_a_pass_waits_its_turn_and_a_long_wait_is_told_in_words(tmp_path, ray_address, monkeypatch):
+    from tlcore.training import upload_worker
+
+    uploaded = tlcore.UploadedModel(small_model(tmp_path / "small.keras"))
+    monkeypatch.setattr(upload_worker, "START_SECONDS", 0.0)
+    monkeypatch.setenv("TL_MAX_UPLOAD_PASS_SECONDS", "1")  # a turn must come within 3 s now
+    assert upload_worker._turns.acquire(timeout=60)  # another upload's pass is running
+    try:
+        with pytest.raises(tlcore.WorkerError, match=r"must have its turn within 3 s here \(the passes of uploaded "
+                                                     r"models run 1 at a time.*'small.keras' still waiting"):
+            tlcore.predict_top_k(uploaded, picture(4), backbone="MobileNetV2", k=3)
+    finally:
+        upload_worker._turns.release()
+    assert len(tlcore.predict_top_k(uploaded, picture(4), backbone="MobileNetV2", k=3)) == 3  # its turn came
