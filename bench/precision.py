@@ -94,11 +94,11 @@ def speed_table(names: list[str], repeats: int, batch_repeats: int) -> list[str]
     lines = [
         f"| backbone | size | one image f32 | one image bf16 | ratio | batch of {BATCH} f32 | batch bf16 | ratio "
         "| `auto` one image | `auto` batches | slower under `auto`? | feature cosine (min) "
-        "| first-use calibration (one / batch) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| first-use calibration (one / batch) | load average (1 min) before / after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
-        started = time.perf_counter()
+        started, load_before = time.perf_counter(), os.getloadavg()[0]  # other work slows both precisions
         r = speed(name, repeats, batch_repeats)
         s, b = r["single"], r["batched"]
         slower = []
@@ -116,7 +116,7 @@ def speed_table(names: list[str], repeats: int, batch_repeats: int) -> list[str]
             f"| {s['float32'] / s['bfloat16']:.2f}x | {BATCH / b['float32']:.1f} img/s "
             f"| {BATCH / b['bfloat16']:.1f} img/s | {b['float32'] / b['bfloat16']:.2f}x "
             f"| {pick(r['auto_one'])} | {pick(r['auto_batch'])} | {', '.join(slower) or 'no'} | {r['cosine']:.5f} "
-            f"| {r['calibration'][0]:.1f} s / {r['calibration'][1]:.1f} s |"
+            f"| {r['calibration'][0]:.1f} s / {r['calibration'][1]:.1f} s | {load_before:.1f} / {os.getloadavg()[0]:.1f} |"
         )
         print(lines[-1] + f"  <!-- {time.perf_counter() - started:.0f} s -->", file=sys.stderr, flush=True)
     return lines

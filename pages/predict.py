@@ -1,7 +1,5 @@
 """Predict: an image in, the top-5 classes of a pretrained or trained network out."""
 
-import time
-
 import streamlit as st
 
 import tlcore
@@ -78,15 +76,14 @@ except tlcore.ImageError as exc:
 
 classifier = classifiers.load(model_id, choice, model_file, class_text)
 about.caption(classifier.description)
-started = time.perf_counter()
-try:
-    table = tlcore.predict_top_k(classifier.model, image, backbone=classifier.backbone, k=5,
-                                 labels=classifier.labels, mode=st.session_state["fit"],
-                                 precision=classifier.precision)
+shown_image = upload.file_id if upload is not None else f"sample {sample}"
+shown_model = f"{model_id}|{choice}|{getattr(model_file, 'file_id', '')}"  # an uploaded model: which file
+try:  # once per model, image and fit in this session: a rerun or a switch back shows the kept table
+    table, elapsed_ms = classifiers.top_five(classifier, image, st.session_state["fit"],
+                                             context=f"{shown_model}|{shown_image}")
 except tlcore.TLError as exc:
     st.error(access.message(exc))
     st.stop()
-elapsed_ms = (time.perf_counter() - started) * 1000
 
 with left:
     height, width = tlcore.model_input_size(classifier.model)
@@ -100,9 +97,8 @@ with right:
     st.table(shown.style.format({"probability": "{:.2%}"}).hide(axis="index"))
     st.altair_chart(charts.top_k_bars(table), width="stretch")
     st.caption(f"Prediction took {elapsed_ms:.0f} ms (decode, resize and one forward pass).")
-    shown_image = upload.file_id if upload is not None else f"sample {sample}"
     grad_cam.where_it_looks(classifier.model, classifier.backbone, image, table, st.session_state["fit"],
-                            context=f"{model_id}|{choice}|{shown_image}")
+                            context=f"{shown_model}|{shown_image}")
 code_panel("Keras code", tlcore.prediction_program(
     classifier.backbone, weights=choice.weights, class_names=classifier.labels, mode=st.session_state["fit"],
     model_file={classifiers.IMAGENET: None, classifiers.UPLOADED: getattr(model_file, "name", None)}.get(

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import time
+from typing import TYPE_CHECKING
 
-import keras
 import streamlit as st
 
 import tlcore
 from ui import access, first_screen, models, sidebar, training
+from ui.precision import FORCE_FLOAT32
+from ui.session_memo import remembered
+
+if TYPE_CHECKING:  # only for annotations: the sidebar and Home must not load Keras (issue 18)
+    import keras
+    import pandas as pd
+    from PIL import Image
 
 IMAGENET, UPLOADED = "imagenet", "uploaded"
+TABLES_KEPT = 16
+"""Top-5 tables a session keeps (the most recently shown; a few kilobytes each): a rerun or a switch back to
+Predict shows the kept table instead of running the network again (issue 18)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,3 +77,23 @@ def load(model_id: str, choice: models.WeightsChoice, model_file, class_text: st
                       f"{access.plain(record.dataset.get('name'))}: "
                       f"{', '.join(access.plain(name) for name in record.class_names)}.",
                       tlcore.precision_for_run(record.result and record.result.precision_check))
+
+
+def top_five(classifier: Classifier, image: Image.Image, mode: str, *, context: str) -> tuple[pd.DataFrame, float]:
+    """``classifier``'s top-5 for ``image`` and the milliseconds its prediction took when it was worked out.
+
+    Worked out once per model, image, class names, fit and precision in this session (``context`` names
+    the model and the image; the model object is part of the key too), then kept (``TABLES_KEPT``).
+
+    Raises:
+        tlcore.TLError: the model cannot classify this image (not kept: asked again next time).
+    """
+    def compute() -> tuple[pd.DataFrame, float]:
+        started = time.perf_counter()
+        table = tlcore.predict_top_k(classifier.model, image, backbone=classifier.backbone, k=5,
+                                     labels=classifier.labels, mode=mode, precision=classifier.precision)
+        return table, (time.perf_counter() - started) * 1000
+
+    key = (context, id(classifier.model), tuple(classifier.labels or ()), mode, classifier.precision,
+           bool(st.session_state.get(FORCE_FLOAT32)))
+    return remembered("_top_fives", key, compute, keep=TABLES_KEPT)

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import streamlit as st
 
 import tlcore
 from ui import access, charts, datasets, training
 from ui.models import WeightsChoice
 from ui.state import from_url, to_url
+
+if TYPE_CHECKING:  # only for annotations: the sidebar and Home must not load Keras (issue 18)
+    import keras
 
 IMAGES, DATASET, RUN = "images", "dataset", "run"
 SOURCES = {IMAGES: "Your images", DATASET: "A dataset", RUN: "A training run's data"}

@@ -11,9 +11,16 @@ from PIL import Image
 
 import tlcore
 from ui import access, models, training
+from ui.session_memo import remembered
 
 SHOWN_SIDE = 256
 """Pictures smaller than this (a 32-pixel model's input) are enlarged to it, so the heat can be read."""
+HEATMAPS_KEPT = 16
+"""Heatmaps a session keeps (the most recently shown): each is one float32 map at the model's input
+size (0.2 MB at 224 px), so a session keeps at most about 3 MB of them, and a rerun, a page switch
+and back, or a class chosen again shows a kept one without computing it again (issue 18)."""
+_HEATMAPS = "_grad_cam_heatmaps"
+"""Session-state key of the kept heatmaps: (model, image, class, layer, fit) -> map, oldest first."""
 
 
 def _enlarged(picture: Image.Image, side: int = SHOWN_SIDE) -> Image.Image:
@@ -45,6 +52,21 @@ def heatmap_key(table: pd.DataFrame, context: str = "") -> str:
     return "cam_class-" + hashlib.sha256(f"{context}|{rows}".encode()).hexdigest()[:16]
 
 
+def session_heatmap(model, backbone: str, image: Image.Image, class_id: int, *, layer: str, mode: str,
+                    context: str):
+    """``tlcore.grad_cam``'s map, computed once per model, image, class, layer and fit in this session.
+
+    ``context`` names the model and the image (as for ``heatmap_key``); the model object itself is part
+    of the key too, so a model reloaded under the same name is never answered with another's map. The
+    session keeps the ``HEATMAPS_KEPT`` most recently used maps (``ui.session_memo``).
+    """
+    def compute():
+        with st.spinner("Working out where the network looks..."):
+            return tlcore.grad_cam(model, image, class_id, backbone=backbone, layer=layer, mode=mode)
+
+    return remembered(_HEATMAPS, (context, id(model), int(class_id), layer, mode), compute, keep=HEATMAPS_KEPT)
+
+
 def where_it_looks(model, backbone: str, image: Image.Image, table: pd.DataFrame, mode: str,
                    context: str = "") -> None:
     """Under the top-5: pick one of its classes (top-1 first) and see its Grad-CAM heatmap over the image.
@@ -59,8 +81,7 @@ def where_it_looks(model, backbone: str, image: Image.Image, table: pd.DataFrame
                                  "that class's score.")
     try:
         layer = tlcore.last_conv_layer(model, backbone)
-        with st.spinner("Working out where the network looks..."):
-            heat = tlcore.grad_cam(model, image, class_id, backbone=backbone, layer=layer, mode=mode)
+        heat = session_heatmap(model, backbone, image, class_id, layer=layer, mode=mode, context=context)
         map_size = tlcore.cam_map_size(model, layer)
     except tlcore.TLError as exc:
         st.info(f"**No heatmap for this model.** {access.message(exc)}")

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import pandas as pd
 import streamlit as st
 
 import tlcore
 from ui import access, training
+
+if TYPE_CHECKING:  # only for annotations: the sidebar and Home must not load Keras (issue 18)
+    import keras
 
 
 @dataclasses.dataclass(frozen=True)

@@ -69,13 +69,13 @@ def test_predict_with_cached_imagenet_weights(cached_mobilenet):
 def test_predict_without_weights_offline_says_so_calmly(monkeypatch):
     import urllib.error
 
-    import tlcore.models.weights
+    import tlcore.models.imagenet_files
     import ui.first_screen
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(tlcore.models.weights.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(tlcore.models.imagenet_files.urllib.request, "urlopen", offline)
     ui.first_screen._reachable.clear()
     at = open_page("../pages/predict.py", backbone="DenseNet121", weights="ImageNet")
     assert not at.error  # no red box: one calm notice with what works

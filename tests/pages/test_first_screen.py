@@ -23,7 +23,7 @@ def offline(keras_home, monkeypatch):
     def refuse(*args, **kwargs):
         raise urllib.error.URLError("[Errno -2] Name or service not known")
 
-    monkeypatch.setattr("tlcore.models.weights.urllib.request.urlopen", refuse)
+    monkeypatch.setattr("tlcore.models.imagenet_files.urllib.request.urlopen", refuse)
     ui.first_screen._reachable.clear()
     ui.first_screen._unreachable.clear()
     yield keras_home

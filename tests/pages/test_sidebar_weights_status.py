@@ -33,7 +33,7 @@ def test_the_build_reads_the_file_the_status_names(keras_home, monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("offline in this test")
 
-    monkeypatch.setattr("tlcore.models.weights.urllib.request.urlopen", offline)
+    monkeypatch.setattr("tlcore.models.imagenet_files.urllib.request.urlopen", offline)
     made = tlcore.load_backbone("MobileNetV2", weights=None, include_top=False, input_shape=(160, 160, 3))
     status = tlcore.weights_status("MobileNetV2", include_top=False, input_shape=(160, 160, 3))
     _write_legacy(made, status.path)  # offline: the build finds this file or fails

@@ -14,43 +14,35 @@ will run at, and a model that cannot take one image within the budget is not cal
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
-import os
-import platform
-import threading
 import time
 from collections.abc import Iterable
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tlcore.core.atomic import atomic_write_text
 from tlcore.core.errors import BudgetError, ConfigError
 from tlcore.core.settings import load_settings
 from tlcore.inference.forward import compiled_forward, forget_forward
+from tlcore.inference.verdicts import (
+    CALIBRATION_BATCH,
+    MIN_COSINE,
+    MIN_SPEEDUP,
+    Calibration,
+    bfloat16_units,
+    calibration_key,
+    calibrations,
+    forget_calibrations,
+    keep_calibration,
+    known_calibration,
+    machine,
+    machine_id,
+    store_path,
+)
 from tlcore.models.cost import MB, activation_bytes, images_per_pass
 from tlcore.models.zoo import BackboneSpec, get_backbone
-
-_LOCK = threading.Lock()  # guards the verdicts kept in memory and their file
-
-
-MIN_SPEEDUP = 1.2
-"""``auto`` picks bfloat16 only when measured at least this many times faster than float32: a smaller
-gain is within what a busy machine's timings wander (DenseNet121 measured 0.66x-1.37x in five runs),
-and not worth the copy's memory (half the model's weights again)."""
-
-
-MIN_COSINE = 0.995
-"""``auto`` picks bfloat16 only when every calibration output is at least this similar to float32's."""
-
-
-CALIBRATION_BATCH = 8
-"""Images per forward pass when calibrating for batch work (feature extraction, the feature cache)."""
-
 
 AGREEMENT_IMAGES = 8
 """Made-up images both precisions run on before any timing; every output must agree (``MIN_COSINE``)."""
@@ -70,115 +62,6 @@ UNSURE_BAND = (0.8, 1.3)
 
 CALIBRATION_BUDGET_S = 12.0
 """A calibration stops repeating once it has spent this long (each precision is timed at least once)."""
-
-
-BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
-"""CPU flags (Linux ``/proc/cpuinfo``) of units that compute in bfloat16."""
-
-
-_KNOWN: dict[tuple[str, str], Calibration] = {}  # (store file, key) -> verdict, read or measured
-
-
-@functools.lru_cache(maxsize=1)
-def _cpuinfo() -> tuple[str, frozenset[str] | None]:
-    """(CPU model name, flags), flags None where the system does not list them."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine(), None
-    model, flags = platform.machine(), set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            model = value.strip()
-        elif key.strip() == "flags":
-            flags = set(value.split())
-    return model, frozenset(flags)
-
-
-def bfloat16_units() -> bool | None:
-    """Whether this CPU reports bfloat16 units (True/False), or None where it cannot tell."""
-    _, flags = _cpuinfo()
-    return None if flags is None else any(flag in flags for flag in BFLOAT16_FLAGS)
-
-
-def machine() -> dict:
-    """What decides the speed of a precision here: CPU model, its bfloat16 flags, cores, versions."""
-    model, flags = _cpuinfo()
-    return {
-        "cpu": model,
-        "bfloat16_flags": sorted(f for f in (flags or ()) if "bf16" in f or f.startswith("amx")),
-        "cores": os.cpu_count(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-    }
-
-
-def machine_id() -> str:
-    """A short digest of ``machine()``: verdicts are kept per machine."""
-    return hashlib.sha256(json.dumps(machine(), sort_keys=True).encode()).hexdigest()[:16]
-
-
-@dataclasses.dataclass(frozen=True)
-class Calibration:
-    """One measurement of float32 against bfloat16 for one model on this machine.
-
-    Attributes:
-        backbone: the registry name.
-        input_size: (height, width) of the model input.
-        batch: images per timed forward pass (1, or ``CALIBRATION_BATCH`` for batch work, or
-            fewer where only fewer fit ``TL_MAX_ACTIVATION_MB``).
-        architecture: a digest of the model's layer types and output shape.
-        float32_ms: the fastest float32 forward pass, in milliseconds.
-        bfloat16_ms: the fastest bfloat16 forward pass, in milliseconds.
-        cosine: the lowest cosine similarity between the two precisions' outputs.
-        measured_at: when (seconds since the epoch).
-        float32_cpu_ms: the least CPU time (this process, all threads) of a float32 pass.
-        bfloat16_cpu_ms: the same for bfloat16. Wall time alone misleads on a busy machine
-            (EfficientNetB0 once measured 1.49x faster by the clock at a load of 10 on 2
-            cores, 0.92-0.96x by CPU time); both must show the gain.
-    """
-
-    backbone: str
-    input_size: tuple[int, int]
-    batch: int
-    architecture: str
-    float32_ms: float
-    bfloat16_ms: float
-    cosine: float
-    measured_at: float
-    float32_cpu_ms: float | None = None
-    bfloat16_cpu_ms: float | None = None
-
-    @property
-    def speedup(self) -> float:
-        """How many times faster bfloat16 was by the clock (below 1: slower)."""
-        return self.float32_ms / self.bfloat16_ms
-
-    @property
-    def cpu_speedup(self) -> float | None:
-        """How many times less CPU time bfloat16 took (None where not measured)."""
-        if self.float32_cpu_ms is None or not self.bfloat16_cpu_ms:
-            return None
-        return self.float32_cpu_ms / self.bfloat16_cpu_ms
-
-    @property
-    def gain(self) -> float:
-        """The smaller of the two speed-ups (clock and CPU time): what the verdict goes by."""
-        return self.speedup if self.cpu_speedup is None else min(self.speedup, self.cpu_speedup)
-
-    @property
-    def precision(self) -> str:
-        """The verdict: bfloat16 only when ``MIN_SPEEDUP`` faster by the clock and by CPU time, and in agreement."""
-        return "bfloat16" if self.gain >= MIN_SPEEDUP and self.cosine >= MIN_COSINE else "float32"
-
-    @property
-    def key(self) -> str:
-        return calibration_key(self.backbone, self.input_size, self.batch, self.architecture)
-
-
-def calibration_key(backbone: str, input_size: tuple[int, int], batch: int, architecture: str) -> str:
-    return f"{backbone}|{input_size[0]}x{input_size[1]}|batch {batch}|{architecture}"
 
 
 def architecture_digest(model: keras.Model) -> str:
@@ -293,61 +176,6 @@ def calibrate(model: keras.Model, *, backbone: str | BackboneSpec, batch: int = 
     return calibration
 
 
-def store_path() -> Path:
-    """This machine's verdicts: ``<TL_DATA_DIR>/precision/<machine_id>.json``."""
-    return load_settings().data_dir / "precision" / f"{machine_id()}.json"
-
-
-def _read_store(path: Path) -> dict[str, Calibration]:
-    try:
-        rows = json.loads(path.read_text())["calibrations"]
-        return {key: Calibration(**{**row, "input_size": tuple(row["input_size"])}) for key, row in rows.items()}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}  # none yet, or unreadable: measure again
-
-
-def known_calibration(key: str) -> Calibration | None:
-    """The verdict kept for ``key`` on this machine, if any (memory first, then the file)."""
-    path = store_path()
-    with _LOCK:
-        found = _KNOWN.get((str(path), key))
-        if found is None:
-            found = _read_store(path).get(key)
-            if found is not None:
-                _KNOWN[(str(path), key)] = found
-    return found
-
-
-def keep_calibration(calibration: Calibration) -> None:
-    """Add ``calibration`` to this machine's file (and memory), keeping what else is there."""
-    path = store_path()
-    with _LOCK:
-        rows = _read_store(path)
-        rows[calibration.key] = calibration
-        atomic_write_text(path, json.dumps({
-            "machine": machine(),
-            "calibrations": {key: dataclasses.asdict(row) for key, row in sorted(rows.items())},
-        }, indent=2))
-        _KNOWN[(str(path), calibration.key)] = calibration
-
-
-def calibrations(backbone: str | None = None) -> list[Calibration]:
-    """Every verdict kept on this machine (for ``backbone`` only when given), oldest first."""
-    rows = _read_store(store_path()).values()
-    if backbone is not None:
-        rows = [row for row in rows if row.backbone == get_backbone(backbone).name]
-    return sorted(rows, key=lambda row: row.measured_at)
-
-
-def forget_calibrations() -> None:
-    """Drop this machine's verdicts (memory and file): the next ``auto`` choice measures again."""
-    path = store_path()
-    with _LOCK:
-        for known in [k for k in _KNOWN if k[0] == str(path)]:
-            del _KNOWN[known]
-        path.unlink(missing_ok=True)
-
-
 @dataclasses.dataclass(frozen=True)
 class PrecisionCheck:
     """How far a model's bfloat16 outputs are from its float32 ones, over some inputs.
@@ -389,3 +217,11 @@ def compare_precisions(model: keras.Model, batches: Iterable[np.ndarray]) -> Pre
         min_cosine=float(cosines.min()),
         mean_cosine=float(cosines.mean()),
     )
+
+
+__all__ = [  # the measuring, and (from tlcore.inference.verdicts, for callers that import them here) the verdicts
+    "AGREEMENT_IMAGES", "CALIBRATION_BATCH", "MIN_COSINE", "MIN_SPEEDUP", "TOO_LARGE", "Calibration",
+    "PrecisionCheck", "architecture_digest", "bfloat16_units", "calibrate", "calibration_batch",
+    "calibration_fits", "calibration_inputs", "calibration_key", "calibrations", "compare_precisions",
+    "forget_calibrations", "keep_calibration", "known_calibration", "machine", "machine_id", "store_path",
+]

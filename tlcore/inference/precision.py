@@ -27,21 +27,17 @@ training and the evaluation of a trained model stay float32.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import dataclasses
 import functools
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 
 import keras
 import numpy as np
 
 from tlcore.core.errors import ConfigError
-from tlcore.core.settings import load_settings
 from tlcore.inference.calibration import (
-    CALIBRATION_BATCH,
     MIN_COSINE,
     TOO_LARGE,
     Calibration,
@@ -52,65 +48,24 @@ from tlcore.inference.calibration import (
     calibration_batch,
     calibration_fits,
     calibration_key,
-    calibrations,
     keep_calibration,
     known_calibration,
 )
 from tlcore.inference.forward import compiled_forward
+from tlcore.inference.precision_setting import (
+    PRECISIONS,
+    check_precision,
+    describe_backbone,
+    force_precision,
+    forced_precision,
+    precision_setting,
+    requested_precision,
+)
 from tlcore.models.remote import RemoteModel
 from tlcore.models.zoo import BackboneSpec, get_backbone
 
-PRECISIONS = ("auto", "float32", "bfloat16")
-"""What ``TL_PRECISION`` (and every ``precision=`` argument) accepts."""
-
-_FORCED: contextvars.ContextVar[str | None] = contextvars.ContextVar("tl_forced_precision", default=None)
 _CALIBRATING = threading.Lock()
 _NO_COPY: weakref.WeakSet = weakref.WeakSet()  # models Keras could not rebuild in bfloat16: not tried again
-
-
-def check_precision(value: object, *, name: str = "precision") -> str:
-    """``value`` as one of ``PRECISIONS`` (case and spaces ignored).
-
-    Raises:
-        ConfigError: anything else, naming what is accepted and what was received.
-    """
-    word = value.strip().lower() if isinstance(value, str) else value
-    if word not in PRECISIONS:
-        raise ConfigError(f"{name} must be one of {', '.join(PRECISIONS)}. Received: {value!r}")
-    return word
-
-
-def precision_setting() -> str:
-    """``TL_PRECISION``, checked (default "auto")."""
-    return check_precision(load_settings().precision, name="Setting TL_PRECISION")
-
-
-def force_precision(precision: str | None) -> None:
-    """Force ``precision`` for the rest of the current context (thread, Streamlit script run); None undoes it.
-
-    The sidebar calls it on every run with "float32" or None, so one person's
-    choice applies to their own session only.
-    """
-    _FORCED.set(None if precision is None else check_precision(precision))
-
-
-@contextlib.contextmanager
-def forced_precision(precision: str | None) -> Iterator[None]:
-    """``force_precision`` for the ``with`` block only."""
-    token = _FORCED.set(None if precision is None else check_precision(precision))
-    try:
-        yield
-    finally:
-        _FORCED.reset(token)
-
-
-def requested_precision(precision: str | None = None) -> tuple[str, str]:
-    """(precision, where it comes from): an argument, then a forced one, then ``TL_PRECISION``."""
-    if precision is not None:
-        return check_precision(precision), "asked for"
-    if _FORCED.get() is not None:
-        return _FORCED.get(), "forced for this session"
-    return precision_setting(), "TL_PRECISION"
 
 
 # --- the machine -------------------------------------------------------------------------------
@@ -221,34 +176,6 @@ def remote_forward(model: keras.Model, backbone: str, batch: int, precision: str
     return inference_forward(model, backbone=backbone, batch=batch, precision=precision)(pixels)
 
 
-def describe_backbone(backbone: str | BackboneSpec) -> str:
-    """What inference on ``backbone`` runs in here, in words (for the sidebar); measures nothing.
-
-    E.g. "bfloat16 (measured 2.1x faster here for one image, 3.0x for batches)",
-    "float32 (forced for this session)", or, before any measurement, what ``auto`` will do.
-    """
-    wanted, reason = requested_precision()
-    if wanted != "auto":
-        return f"{wanted} ({reason})"
-    if bfloat16_units() is False:
-        return "float32 (this CPU has no bfloat16 units)"
-    latest: dict[int, Calibration] = {}
-    for row in calibrations(backbone):  # oldest first: the latest of each batch kind stays
-        latest[row.batch] = row
-    if not latest:
-        return "auto (bfloat16 if a short measurement on first use finds it faster here)"
-    kinds = {1: "for one image", CALIBRATION_BATCH: "for batches"}
-    parts = {"bfloat16": [], "float32": []}
-    for batch, row in sorted(latest.items()):
-        parts[row.precision].append(f"{row.gain:.1f}x {kinds.get(batch, f'for batches of {batch}')}")
-    if not parts["float32"]:
-        return f"bfloat16 (measured {', '.join(parts['bfloat16'])} faster here)"
-    if not parts["bfloat16"]:
-        return f"float32 (bfloat16 measured {', '.join(parts['float32'])} here)"
-    return (f"bfloat16 where measured faster ({', '.join(parts['bfloat16'])}), "
-            f"float32 elsewhere (bfloat16 {', '.join(parts['float32'])})")
-
-
 # --- accuracy ----------------------------------------------------------------------------------
 
 
@@ -276,3 +203,10 @@ def precision_for_run(check: PrecisionCheck | None) -> str:
         check = PrecisionCheck(**check)
     passed = check.top1_agreement >= RUN_MIN_AGREEMENT and check.max_abs_error <= RUN_MAX_ERROR
     return "auto" if passed else "float32"
+
+
+__all__ = [  # the choice, and (from tlcore.inference.precision_setting, for callers that import them here) the setting
+    "PRECISIONS", "RUN_MAX_ERROR", "RUN_MIN_AGREEMENT", "PrecisionChoice", "check_precision", "choose_precision",
+    "describe_backbone", "force_precision", "forced_precision", "inference_forward", "precision_for_run",
+    "precision_setting", "remote_forward", "requested_precision",
+]

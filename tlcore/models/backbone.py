@@ -9,9 +9,10 @@ import os
 import keras
 
 from tlcore.core.errors import ConfigError
+from tlcore.models.imagenet_files import Progress, download_weights
 from tlcore.models.scopes import seeded_initializers, shapes_only
 from tlcore.models.shapes import check_input_shape
-from tlcore.models.weights import Progress, download_weights, load_weights_file
+from tlcore.models.weights import load_weights_file
 from tlcore.models.zoo import BackboneSpec, build_architecture, get_backbone
 
 POOLINGS = (None, "avg", "max")

@@ -18,6 +18,7 @@ from tlcore.core.errors import ConfigError, ShapeError
 from tlcore.core.settings import load_settings
 from tlcore.models.backbone import load_backbone
 from tlcore.models.cost import MB, ModelCost, check_model_cost, measure_model
+from tlcore.models.imagenet_files import Progress
 from tlcore.models.model_files import load_model_file
 from tlcore.models.scopes import shapes_only
 from tlcore.models.shapes import MAX_INPUT_SIDE, ShapeCheck, check_input_shape, smallest_input
@@ -32,7 +33,6 @@ from tlcore.models.spec import (
     head_feature_map,
 )
 from tlcore.models.summary import ParameterCounts, layer_table, parameter_counts
-from tlcore.models.weights import Progress
 from tlcore.models.zoo import BackboneSpec, build_architecture, get_backbone
 
 

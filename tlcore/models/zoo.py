@@ -3,6 +3,10 @@
 Generic code (loading, building, checking shapes, extracting features) reads
 these rows and never branches on a model's name. Adding a backbone is one new
 row in ``BACKBONES``; every zoo test is parametrised over the table.
+
+The rows name their ``keras.applications`` functions; Keras (and TensorFlow) is
+imported only when one is used, so reading the table (the sidebar, Home, the
+password page) loads neither (issue 18: the first answer within 5 s).
 """
 
 from __future__ import annotations
@@ -10,13 +14,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import importlib
 import math
 from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-import keras
-from keras.src.applications.efficientnet import IMAGENET_STDDEV_RGB
-from keras.src.backend.common import global_state
+if TYPE_CHECKING:
+    import keras
 
 _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 _EFFICIENTNET = "https://storage.googleapis.com/keras-applications/"
@@ -45,8 +50,10 @@ class BackboneSpec:
 
     Attributes:
         name: the registry key, e.g. "VGG16".
-        constructor: the ``keras.applications`` function that builds it.
-        preprocess: its own ``preprocess_input`` (caffe, tf, torch or none).
+        application: what builds it (``constructor``): the name of a ``keras.applications``
+            function, e.g. "VGG16", or a function taking the same arguments.
+        module: its own ``preprocess_input`` (``preprocess``: caffe, tf, torch or none): the
+            name of the ``keras.applications`` module that has it, e.g. "vgg16", or the function.
         preprocess_mode: a word for the user: what ``preprocess`` does.
         default_size: the input size its ImageNet head was trained at.
         min_size: the smallest input Keras accepts with ``include_top=False``.
@@ -67,8 +74,8 @@ class BackboneSpec:
     """
 
     name: str
-    constructor: Callable[..., keras.Model]
-    preprocess: Callable
+    application: str | Callable[..., keras.Model]
+    module: str | Callable
     preprocess_mode: str
     default_size: int
     min_size: int
@@ -79,6 +86,20 @@ class BackboneSpec:
     weights_notop: WeightsFile
     sized_weights: tuple[tuple[int, WeightsFile, WeightsFile], ...] = ()
     imagenet_variant: Callable[[keras.Model], keras.Model] | None = None
+
+    @property
+    def constructor(self) -> Callable[..., keras.Model]:
+        """The function that builds this network (a ``keras.applications`` one is imported on first use)."""
+        if callable(self.application):
+            return self.application
+        return getattr(importlib.import_module("keras.applications"), self.application)
+
+    @property
+    def preprocess(self) -> Callable:
+        """Its own ``preprocess_input`` (a ``keras.applications`` one is imported on first use)."""
+        if callable(self.module):
+            return self.module
+        return importlib.import_module(f"keras.applications.{self.module}").preprocess_input
 
     @property
     def default_shape(self) -> tuple[int, int, int]:
@@ -124,6 +145,9 @@ def _efficientnet_imagenet(model: keras.Model) -> keras.Model:
     Normalization divides by sqrt(variance), the original by the variance; see
     keras/src/applications/efficientnet.py). The same layer objects are reused.
     """
+    import keras
+    from keras.src.applications.efficientnet import IMAGENET_STDDEV_RGB
+
     normalization = next(l for l in model.layers if isinstance(l, keras.layers.Normalization))
     rescale = keras.layers.Rescaling([1.0 / math.sqrt(std) for std in IMAGENET_STDDEV_RGB])
 
@@ -137,39 +161,37 @@ def _efficientnet_imagenet(model: keras.Model) -> keras.Model:
     )
 
 
-_APPS = keras.applications
-
 _ROWS = [
     BackboneSpec(
-        "VGG16", _APPS.VGG16, _APPS.vgg16.preprocess_input, "caffe (BGR, mean subtracted)",
+        "VGG16", "VGG16", "vgg16", "caffe (BGR, mean subtracted)",
         224, 32, "fc2", "block5_conv3",
         "its five 2x2 max-poolings halve the image five times (32 -> 1)",
         **_tf_kernels("vgg16", "vgg16", "64373286793e3c8b2b4e3219cbf3544b",
                       "6d6bbae143d832006294945121d1f1fc", (528, 56)),
     ),
     BackboneSpec(
-        "VGG19", _APPS.VGG19, _APPS.vgg19.preprocess_input, "caffe (BGR, mean subtracted)",
+        "VGG19", "VGG19", "vgg19", "caffe (BGR, mean subtracted)",
         224, 32, "fc2", "block5_conv4",
         "its five 2x2 max-poolings halve the image five times (32 -> 1)",
         **_tf_kernels("vgg19", "vgg19", "cbe5617147190e668d6c5d5026f83318",
                       "253f8cb515780f3b799900260a226db6", (549, 77)),
     ),
     BackboneSpec(
-        "ResNet50", _APPS.ResNet50, _APPS.resnet50.preprocess_input, "caffe (BGR, mean subtracted)",
+        "ResNet50", "ResNet50", "resnet50", "caffe (BGR, mean subtracted)",
         224, 32, "avg_pool", "conv5_block3_out",
         "a stride-2 convolution, a stride-2 pooling and three stride-2 stages divide the side by 32",
         **_tf_kernels("resnet", "resnet50", "2cb95161c43110f7111970584f804107",
                       "4d473c1dd8becc155b73f8504c6f6626", (98, 90)),
     ),
     BackboneSpec(
-        "MobileNetV2", _APPS.MobileNetV2, _APPS.mobilenet_v2.preprocess_input, "tf (scaled to -1..1)",
+        "MobileNetV2", "MobileNetV2", "mobilenet_v2", "tf (scaled to -1..1)",
         224, 32, None, "out_relu",
         "five stride-2 convolutions divide the side by 32",
         *_mobilenet_v2(224),
         sized_weights=tuple((size, *_mobilenet_v2(size)) for size in (96, 128, 160, 192)),
     ),
     BackboneSpec(
-        "EfficientNetB0", _APPS.EfficientNetB0, _APPS.efficientnet.preprocess_input,
+        "EfficientNetB0", "EfficientNetB0", "efficientnet",
         "none (takes raw 0..255)", 224, 32, "avg_pool", "top_activation",
         "five stride-2 convolutions divide the side by 32",
         weights_top=WeightsFile("efficientnetb0.h5", _EFFICIENTNET + "efficientnetb0.h5",
@@ -179,21 +201,21 @@ _ROWS = [
         imagenet_variant=_efficientnet_imagenet,
     ),
     BackboneSpec(
-        "InceptionV3", _APPS.InceptionV3, _APPS.inception_v3.preprocess_input, "tf (scaled to -1..1)",
+        "InceptionV3", "InceptionV3", "inception_v3", "tf (scaled to -1..1)",
         299, 75, "avg_pool", "mixed10",
         "its unpadded stride-2 convolutions and poolings need 75 pixels to leave a 1x1 map",
         **_tf_kernels("inception_v3", "inception_v3", "9a0d58056eeedaa3f26cb7ebd46da564",
                       "bcbd6486424b2319ff4ef7d526e38f63", (92, 84)),
     ),
     BackboneSpec(
-        "Xception", _APPS.Xception, _APPS.xception.preprocess_input, "tf (scaled to -1..1)",
+        "Xception", "Xception", "xception", "tf (scaled to -1..1)",
         299, 71, "avg_pool", "block14_sepconv2_act",
         "its unpadded entry convolutions and four stride-2 poolings need 71 pixels",
         **_tf_kernels("xception", "xception", "0a58e3b7378bc2990ea3b43d5981f1f6",
                       "b0042744bf5b25fce3cb969f33bebb97", (88, 80)),
     ),
     BackboneSpec(
-        "DenseNet121", _APPS.DenseNet121, _APPS.densenet.preprocess_input,
+        "DenseNet121", "DenseNet121", "densenet",
         "torch (0..1, ImageNet mean and std)", 224, 32, "avg_pool", "relu",
         "a stride-2 convolution, a stride-2 pooling and three transition poolings divide the side by 32",
         **_tf_kernels("densenet", "densenet121", "9d60b8095a5708f2dcce2bca79d332c7",
@@ -230,6 +252,8 @@ def keras_names() -> Iterator[None]:
     fresh Python process gives them, every time; the counters are put back on
     the way out. Keras's name counters are thread-local, like this context.
     """
+    from keras.src.backend.common import global_state
+
     saved = global_state.get_global_attribute("object_name_uids")
     global_state.set_global_attribute("object_name_uids", collections.defaultdict(int))
     try:

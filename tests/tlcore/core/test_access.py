@@ -324,12 +324,12 @@ def test_the_sidebar_names_the_keras_cache_not_its_path_unless_on_localhost(kera
 def test_errors_name_no_server_path(keras_home, monkeypatch):
     import urllib.error
 
-    import tlcore.models.weights
+    import tlcore.models.imagenet_files
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(tlcore.models.weights.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(tlcore.models.imagenet_files.urllib.request, "urlopen", offline)
     at = app(backbone="DenseNet121", weights="ImageNet")
     at.context = {"url": "https://lab.example.com/predict"}
     at.run()

@@ -15,6 +15,7 @@ import tlcore
 from tlcore.data.pipeline import image_batches
 from tlcore.inference import calibration as tc
 from tlcore.inference import precision as tp
+from tlcore.inference import verdicts as tv
 from tlcore.inference.bfloat16 import bfloat16_clone
 from tlcore.inference.forward import _COMPILED, compiled_forward
 from tlcore.training.feature_cache import FeatureCache, cache_key
@@ -33,9 +34,9 @@ def store(tmp_path, monkeypatch):
     """A data folder of its own (so verdicts start empty) and TL_PRECISION=auto."""
     monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("TL_PRECISION", "auto")
-    tc._KNOWN.clear()
+    tv._KNOWN.clear()
     yield tmp_path / "data" / "precision"
-    tc._KNOWN.clear()
+    tv._KNOWN.clear()
 
 
 @pytest.fixture
@@ -178,7 +179,7 @@ def test_the_calibration_is_kept_per_machine_and_reused(trained, store, timed):
           f"{first.describe()}")
     assert calibration.float32_ms > 0 and calibration.bfloat16_ms > 0 and calibration.cosine > MIN_FEATURE_COSINE
     assert tlcore.choose_precision(model, backbone="VGG16") == first and len(timed) == 1
-    tc._KNOWN.clear()  # a new process: read from the file, not timed again
+    tv._KNOWN.clear()  # a new process: read from the file, not timed again
     assert tlcore.choose_precision(model, backbone="VGG16") == first and len(timed) == 1
     kept = json.loads((store / f"{tc.machine_id()}.json").read_text())
     assert kept["machine"] == tc.machine() and list(kept["calibrations"]) == [calibration.key]

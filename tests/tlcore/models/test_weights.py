@@ -10,12 +10,13 @@ import pytest
 from keras.src.legacy.saving import legacy_h5_format
 
 import tlcore
+from tlcore.models import imagenet_files
 from tlcore.models import weights as weights_module
 from tlcore.models.zoo import WeightsFile
 
 
 def test_status_reports_missing_then_cached_without_downloading(keras_home, monkeypatch):
-    monkeypatch.setattr(weights_module.urllib.request, "urlopen", pytest.fail)
+    monkeypatch.setattr(imagenet_files.urllib.request, "urlopen", pytest.fail)
     status = tlcore.weights_status("VGG16")
     assert not status.cached
     assert status.path == keras_home / "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
@@ -31,7 +32,7 @@ def test_missing_weights_offline_name_file_folder_and_url(keras_home, monkeypatc
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(weights_module.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(imagenet_files.urllib.request, "urlopen", offline)
     with pytest.raises(tlcore.WeightsError) as info:
         tlcore.load_backbone("MobileNetV2", include_top=False, input_shape=(32, 32, 3))
     message = str(info.value)

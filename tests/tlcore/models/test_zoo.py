@@ -77,7 +77,7 @@ def test_adding_a_row_is_all_it_takes(monkeypatch):
 
     row = dataclasses.replace(
         zoo.BACKBONES["MobileNetV2"], name="TinyMobileNet",
-        constructor=lambda **kw: keras.applications.MobileNetV2(alpha=0.35, **kw),
+        application=lambda **kw: keras.applications.MobileNetV2(alpha=0.35, **kw),
     )
     monkeypatch.setattr(zoo, "BACKBONES", MappingProxyType({**zoo.BACKBONES, row.name: row}))
     model = tlcore.load_backbone("TinyMobileNet", weights=None, include_top=False, input_shape=(32, 32, 3))
