@@ -78,6 +78,10 @@ def image_batches(
     return data.prefetch(PREFETCH)
 
 
+READ_BYTES = 8 * 2**20
+"""Rows read from a memory-mapped feature file per Python call: about this many bytes at a time."""
+
+
 def row_batches(
     rows: np.ndarray,
     labels: np.ndarray,
@@ -88,11 +92,27 @@ def row_batches(
 ) -> tf.data.Dataset:
     """Batches of (rows[indices], labels[indices]) read from an array or a memory-mapped file.
 
-    Only the batch being read is copied out of ``rows``; the order within each
-    batch follows the (shuffled) indices.
+    Rows already in memory (an ``np.ndarray`` that is not a memory map) are gathered by
+    TensorFlow itself: no Python call per batch. A memory-mapped file is read in blocks of
+    whole batches of about ``READ_BYTES`` (one Python call per block, reading the file
+    forwards), so memory follows the block, never the dataset. Either way the order within
+    each batch follows the (shuffled) indices, the same order for the same seed.
     """
     indices = np.asarray(indices, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
     row_shape = tuple(rows.shape[1:])
+    in_memory = not isinstance(rows, np.memmap)
+    # in memory: shuffle positions into the rows picked (the same permutation as of the indices)
+    data = tf.data.Dataset.from_tensor_slices(np.arange(len(indices)) if in_memory else indices)
+    if seed is not None and len(indices):
+        data = data.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
+    if in_memory:
+        held = tf.constant(np.asarray(rows[indices], dtype=np.float32).reshape(len(indices), *row_shape))
+        held_labels = tf.constant(labels[indices])
+        return (data.batch(batch_size).map(lambda batch: (tf.gather(held, batch), tf.gather(held_labels, batch)))
+                .prefetch(PREFETCH))
+    row_bytes = max(4 * int(np.prod(row_shape)), 1)
+    block = batch_size * max(1, READ_BYTES // (row_bytes * batch_size))
 
     def gather(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         order = np.argsort(batch)  # read the file forwards, then put rows back in shuffled order
@@ -104,11 +124,9 @@ def row_batches(
         x, y = tf.numpy_function(gather, [batch], (tf.float32, tf.int64), stateful=False)
         return tf.ensure_shape(x, (None, *row_shape)), tf.ensure_shape(y, (None,))
 
-    data = tf.data.Dataset.from_tensor_slices(indices)
-    if seed is not None and len(indices):
-        data = data.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
-    return data.batch(batch_size).map(read, num_parallel_calls=tf.data.AUTOTUNE,
-                                      deterministic=True).prefetch(PREFETCH)
+    batches = -(-len(indices) // batch_size)
+    return (data.batch(block).map(read).unbatch().batch(batch_size)
+            .apply(tf.data.experimental.assert_cardinality(batches)).prefetch(PREFETCH))
 
 
 def batched_outputs(forward: Callable[[np.ndarray], np.ndarray], batches: tf.data.Dataset) -> Iterator[np.ndarray]:

@@ -12,7 +12,7 @@ from tlcore.core.errors import BudgetError
 from tlcore.core.settings import load_settings
 from tlcore.models.backbone import layer_names
 from tlcore.models.build import model_cost
-from tlcore.models.cost import FLOAT_BYTES, GB
+from tlcore.models.cost import FLOAT_BYTES, GB, ModelCost
 from tlcore.models.spec import TransferSpec
 
 OPTIMIZER_COPIES = 3
@@ -61,13 +61,20 @@ def estimate_job_memory(spec: TransferSpec, batch_size: int) -> int:
     Returns:
         Bytes.
     """
-    cost = model_cost(spec)
+    return job_memory(model_cost(spec), _base_layers(spec.backbone), batch_size)
+
+
+def job_memory(cost: ModelCost, base_layers: int, batch_size: int) -> int:
+    """``estimate_job_memory`` from a model's cost and its base's layer count (after its input).
+
+    A model already built is measured (``measure_model``) rather than built again with shapes only.
+    """
     return (
         cost.params * FLOAT_BYTES
         + cost.trainable_params * FLOAT_BYTES * OPTIMIZER_COPIES
         + batch_size * (cost.activation_bytes + cost.trainable_activation_bytes)
         + PROCESS_OVERHEAD_BYTES
-        + GRAPH_BYTES_PER_LAYER * (_base_layers(spec.backbone) + HEAD_LAYERS)
+        + GRAPH_BYTES_PER_LAYER * (base_layers + HEAD_LAYERS)
     )
 
 

@@ -34,6 +34,7 @@ from tlcore.inference.calibration import PrecisionCheck, bfloat16_units, compare
 from tlcore.inference.forward import compiled_forward
 from tlcore.inference.precision import requested_precision
 from tlcore.models.build import _assemble, base_and_head, check_transfer_spec, set_trainable_from
+from tlcore.models.cost import GB, measure_model
 from tlcore.models.spec import TransferSpec
 from tlcore.models.zoo import get_backbone
 from tlcore.training.config import (
@@ -46,7 +47,7 @@ from tlcore.training.config import (
     TrainResult,
 )
 from tlcore.training.feature_cache import EXTRACT_BATCH, FeatureCache
-from tlcore.training.memory import check_job_memory
+from tlcore.training.memory import check_job_memory, job_memory
 from tlcore.training.tensorboard import (
     PROJECTOR_LIMIT,
     EpochScalars,
@@ -71,9 +72,11 @@ class _Recorder(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started, self.seen = time.perf_counter(), 0
+        self.first_step = int(self.model.optimizer.iterations)
 
     def on_train_batch_end(self, batch, logs=None):
-        self.seen = batch + 1
+        # steps actually taken: with several steps per execution, ``batch`` is where the block would end
+        self.seen = int(self.model.optimizer.iterations) - self.first_step
         if self.on_batch:
             self.on_batch(BatchProgress(self.phase, self.offset + self.current + 1, self.epochs, batch + 1, self.batches))
         if self.stop is not None and self.stop.is_set():
@@ -166,6 +169,9 @@ class TrainingData:
         size: (height, width) of the model input.
         mode: how images are fitted to ``size``.
         cache: where frozen-prefix features are kept; None computes nothing ahead.
+        memory_room: bytes the cached features may take in memory (twice: read, then handed to
+            TensorFlow); features that fit are trained on in memory, larger ones stay
+            memory-mapped and are read a block at a time (``row_batches``). 0 keeps them on disk.
     """
 
     dataset: ImageDataset
@@ -173,6 +179,7 @@ class TrainingData:
     size: tuple[int, int]
     mode: ResizeMode = "crop"
     cache: FeatureCache | None = None
+    memory_room: int = 0
 
     @property
     def labels(self) -> np.ndarray:
@@ -201,7 +208,19 @@ class TrainingData:
                                           on_progress=report)
         except StorageError:
             return None
-        return rows
+        return head_rows(rows, self.memory_room)
+
+
+def head_rows(rows: np.ndarray, memory_room: int) -> np.ndarray:
+    """The features the head trains on: read into memory when twice their size fits ``memory_room``,
+    else the memory-mapped file itself (memory then follows the block read, not the dataset)."""
+    return np.array(rows, dtype=np.float32) if 2 * rows.nbytes <= memory_room else rows
+
+
+HEAD_STEPS_PER_EXECUTION = 64
+"""Training steps of a head on cached rows per Python call (Keras's ``steps_per_execution``) when no
+``on_batch`` or ``stop`` listens: with either, every batch returns to Python, so progress is
+reported per batch and a stop takes effect at the next one."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,9 +242,10 @@ def fit_phase(model: keras.Model, data: TrainingData, train_idx: np.ndarray, val
     """Compile and fit ``model`` for one phase, streaming its inputs.
 
     With a feature cache (and no augmentation) the frozen prefix's output is read
-    from disk (computed in one streaming pass the first time) and only the rest
-    is fitted; otherwise the whole model is fitted on images decoded batch by
-    batch. Both read batches in the same seeded order, so both train the same weights.
+    from disk (computed in one streaming pass the first time; held in memory when it
+    fits ``data.memory_room``) and only the rest is fitted; otherwise the whole model is
+    fitted on images decoded batch by batch. Both read batches in the same seeded
+    order, so both train the same weights.
     """
     rate = config.learning_rate if rate is None else rate
     epochs = config.epochs if epochs is None else epochs
@@ -242,8 +262,10 @@ def fit_phase(model: keras.Model, data: TrainingData, train_idx: np.ndarray, val
         augment = _augmenter(config.seed) if config.augment else None
         training = data.images(train_idx, config.batch_size, seed=config.seed, augment=augment)
         validation = data.images(val_idx, EVAL_BATCH) if len(val_idx) else None
+    # a head on cached rows nobody watches batch by batch runs a block of steps per Python call
+    steps = HEAD_STEPS_PER_EXECUTION if features is not None and on_batch is None and stop is None else 1
     trained.compile(optimizer=OPTIMIZERS[config.optimizer](rate), loss="sparse_categorical_crossentropy",
-                    metrics=["accuracy"])
+                    metrics=["accuracy"], steps_per_execution=steps)
     batches = int(np.ceil(len(train_idx) / config.batch_size))
     callbacks = [_Recorder(phase, offset, config.total_epochs, batches, on_batch, on_epoch, stop, rows)]
     if config.early_stopping and validation is not None:
@@ -390,7 +412,7 @@ def train(
     if config.cache_features and cache is None:
         cache = default_feature_cache()
     data = TrainingData(dataset, spec.backbone, tuple(spec.input_shape[:2]), config.resize_mode,
-                        cache if config.cache_features else None)
+                        cache if config.cache_features else None, _memory_room(model, config.batch_size))
     train_idx, val_idx = dataset.split(config.validation_fraction, seed=config.seed)
     for layer in trained_batchnorm(model):  # from scratch: let the moving statistics keep up
         layer.momentum = min(layer.momentum, TRAINING_BATCHNORM_MOMENTUM)
@@ -423,6 +445,15 @@ def train(
     return TrainResult(model, spec, config, dataset.class_names, history, evaluation, stopped, cached,
                        time.perf_counter() - started, len(batchnorm),
                        _precision_check(model, data, held_out))
+
+
+def _memory_room(model: keras.Model, batch_size: int) -> int:
+    """Bytes of ``TL_JOB_MEMORY_GB`` left once the job's own estimate is counted (0 when none).
+
+    The estimate is ``estimate_job_memory``'s, of the model as built (no second build).
+    """
+    estimate = job_memory(measure_model(model), len(base_and_head(model)[0].layers) - 1, batch_size)
+    return max(0, int(load_settings().job_memory_gb * GB) - estimate)
 
 
 def _write_logs(log_dir: str | Path, model: keras.Model, fitted: FittedPhase, data: TrainingData,
