@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tlcore.core.errors import ConfigError, DatasetError, TLError
+from tlcore.core.errors import ConfigError, DatasetError, TLError, WorkerError
 from tlcore.data.datasets import ImageDataset
 from tlcore.models.spec import TransferSpec
 from tlcore.training.config import HISTORY_COLUMNS, OPTIMIZERS, BatchProgress, TrainConfig
@@ -281,11 +281,20 @@ def _fit_watched(ray, trainer, board, config: TrainConfig, on_batch, on_epoch, s
 
 
 def _in_words(error: BaseException) -> BaseException:
-    """A worker's own TLError (its message is for the user) when that is why the run failed, else ``error``."""
+    """Why the run failed, for its user: a worker's own TLError (a dataset it cannot read...), a Ray Train
+    process that ended (out of memory, killed) or failed as a ``WorkerError``, else ``error`` itself."""
+    from ray.exceptions import RayError
+    from ray.train import TrainingFailedError
+
     for failure in getattr(error, "worker_failures", {}).values():
         cause = getattr(failure, "cause", failure)
         if isinstance(cause, TLError):
             return cause
+    if isinstance(error, (RayError, TrainingFailedError)):
+        first = (str(error).strip().splitlines() or [""])[0][:300]
+        return WorkerError(f"A process of this run across workers failed or ended before training finished (out "
+                           f"of memory on its machine, or killed). The server and other runs were not affected. "
+                           f"Ray said: {type(error).__name__}: {first}")
     return error
 
 

@@ -140,7 +140,7 @@ class RunResult:
             "stopped": self.stopped, "feature_cache": self.feature_cache, "seconds": self.seconds,
             "recalibrated_batchnorm": self.recalibrated_batchnorm,
             "precision_check": dataclasses.asdict(self.precision_check) if self.precision_check else None,
-            "worker_steps": list(self.worker_steps),
+            **({"worker_steps": list(self.worker_steps)} if self.worker_steps else {}),  # a run across workers only
         }
 
     def per_class(self) -> pd.DataFrame:

@@ -60,8 +60,8 @@ def test_stop_ends_both_workers_after_the_same_step_and_keeps_the_model_and_dele
     queue, store = tlcore.JobQueue(max_running=1, max_waiting=2), tlcore.RunStore(tmp_path / "runs")
     cpus = ray.cluster_resources()["CPU"]
     stopped = queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=500, batch_size=4, workers=2), store)
-    wait_for(lambda: len(stopped.snapshot().history) >= 1, timeout=600)
-    assert stopped.snapshot().state == "running"
+    wait_for(lambda: len(stopped.snapshot().history) >= 1 or stopped.finished, timeout=600)
+    assert stopped.snapshot().state == "running", stopped.snapshot().error
     stopped.stop()
     snapshot = stopped.wait(300)
     assert snapshot.state == "stopped", snapshot.error
@@ -71,8 +71,22 @@ def test_stop_ends_both_workers_after_the_same_step_and_keeps_the_model_and_dele
     assert first == second > 3 and len(record.history) < 500  # after the same step, long before the end
 
     killed = queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=500, batch_size=4, workers=2), store)
-    wait_for(lambda: killed.snapshot().progress is not None, timeout=600)
+    wait_for(lambda: killed.snapshot().progress is not None or killed.finished, timeout=600)
+    assert killed.snapshot().state == "running", killed.snapshot().error
     assert ray.available_resources().get("CPU", 0) <= cpus - 2  # its two workers hold a CPU each
     queue.delete_run(killed.run_id, store)
     assert killed.finished and not store.has(killed.run_id)
     wait_for(lambda: ray.available_resources().get("CPU", 0) == cpus, timeout=120)  # the workers went with it
+
+
+def test_a_worker_that_cannot_read_the_images_fails_the_run_in_words(ray_address, tmp_path):
+    queue, store = tlcore.JobQueue(max_running=1, max_waiting=2), tlcore.RunStore(tmp_path / "runs")
+    gone = tlcore.sample_dataset(per_class=8, size=32, seed=7)
+    for path in gone.files:  # its record stays; the images go (a worker's machine that does not see them)
+        path.unlink()
+    job = queue.submit(SPEC, gone, tlcore.TrainConfig(epochs=1, batch_size=4, workers=2), store)
+    snapshot = job.wait(600)
+    assert snapshot.state == "failed"
+    assert snapshot.error.startswith("A run across workers reads its images where they are stored: every worker's "
+                                     "machine must see the dataset's folder"), snapshot.error
+    assert "Traceback" not in snapshot.error and store.get(job.run_id).status == "failed"

@@ -1,5 +1,7 @@
 """A job across workers that could not train as asked is refused in words before anything starts."""
 
+import dataclasses
+import json
 import re
 
 import pytest
@@ -41,3 +43,11 @@ def test_the_limits_and_the_most_workers_are_data():
                                                                                          "a fine-tuning phase"]
     assert tlcore.most_workers(2.0) == 2 and tlcore.most_workers(None) == tlcore.MAX_WORKERS == 64
     assert tlcore.most_workers(500.0) == 64 and tlcore.most_workers(0.5) == 1
+
+
+def test_each_workers_steps_travel_in_result_json_and_a_one_process_run_writes_no_such_key():
+    one = tlcore.RunResult.from_json({"class_names": ["a", "b"], "accuracy": 1.0, "loss": 0.1})
+    assert one.worker_steps == () and "worker_steps" not in one.to_json()
+    across = dataclasses.replace(one, worker_steps=(6, 6))
+    assert across.to_json()["worker_steps"] == [6, 6]
+    assert tlcore.RunResult.from_json(json.loads(json.dumps(across.to_json()))) == across
