@@ -113,17 +113,17 @@ def _train_one_worker(loop: dict) -> None:
     spec, dataset, config, board = loop["spec"], loop["dataset"], loop["config"], loop["board"]
     context = ray_train.get_context()
     rank, workers = context.get_world_rank(), context.get_world_size()
+    mine = shard(loop["train_idx"], rank, workers, config.batch_size)
+    if not Path(dataset.files[mine[0]]).is_file():
+        raise DatasetError(f"A run across workers reads its images where they are stored: every worker's machine "
+                           f"must see the dataset's folder (one machine, or a folder shared at the same path). "
+                           f"Received: worker {rank} finds no {dataset.files[mine[0]]}")
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = _assemble(spec)
         optimizer = OPTIMIZERS[config.optimizer](config.learning_rate)
         optimizer.build(model.trainable_variables)
-    mine = shard(loop["train_idx"], rank, workers, config.batch_size)
-    if not Path(dataset.files[mine[0]]).is_file():
-        raise DatasetError(f"A run across workers reads its images where they are stored: every worker's machine "
-                           f"must see the dataset's folder (one machine, or a folder shared at the same path). "
-                           f"Received: worker {rank} finds no {dataset.files[mine[0]]}")
     steps = len(mine) // config.batch_size
     global_batch = config.batch_size * workers
     options = tf.data.Options()
