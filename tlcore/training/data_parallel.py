@@ -109,6 +109,7 @@ def _train_one_worker(loop: dict) -> None:
     from tlcore.data.pipeline import image_batches
     from tlcore.models.build import _assemble
     from tlcore.models.zoo import get_backbone
+    from tlcore.training.train import EVAL_BATCH
 
     spec, dataset, config, board = loop["spec"], loop["dataset"], loop["config"], loop["board"]
     context = ray_train.get_context()
@@ -156,6 +157,22 @@ def _train_one_worker(loop: dict) -> None:
         loss, right, asked = strategy.run(replica_step, args=(x, y, asked))
         return tuple(strategy.reduce("SUM", value, axis=None) for value in (loss, right, asked))
 
+    def validation() -> tuple[float, float]:
+        """(loss, accuracy) on the validation images: the first worker alone, with its copy of the weights
+        (every worker holds the same after each step), while the others wait at the next all-reduce."""
+        held_out = loop["val_idx"]
+        if rank != 0 or not len(held_out):
+            return float("nan"), float("nan")
+        total, right = 0.0, 0.0
+        for x, y in image_batches(dataset, held_out, tuple(spec.input_shape[:2]),
+                                  preprocess=get_backbone(spec.backbone).preprocess, batch_size=EVAL_BATCH,
+                                  mode=config.resize_mode):
+            probabilities = model(x, training=False)
+            total += float(tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(y, probabilities)))
+            right += float(tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probabilities, -1), tf.cast(y, tf.int64)),
+                                                 tf.float32)))
+        return total / len(held_out), right / len(held_out)
+
     rows, asking, stop_read, stopped = [], board.stopping.remote(), 0.0, False
     for epoch in range(config.epochs):
         started = time.perf_counter()
@@ -170,9 +187,10 @@ def _train_one_worker(loop: dict) -> None:
             if float(votes) > 0:
                 stopped = True
                 break
+        val_loss, val_accuracy = validation()
         rows.append({"epoch": epoch + 1, "phase": "train", "loss": total / max(seen, 1),
-                     "accuracy": correct / (max(seen, 1) * global_batch), "val_loss": float("nan"),
-                     "val_accuracy": float("nan"), "seconds": time.perf_counter() - started,
+                     "accuracy": correct / (max(seen, 1) * global_batch), "val_loss": val_loss,
+                     "val_accuracy": val_accuracy, "seconds": time.perf_counter() - started,
                      "complete": seen == steps})
         if rank == 0:
             board.epoch.remote(rows[-1])
@@ -221,7 +239,7 @@ def train_data_parallel(spec: TransferSpec, dataset: ImageDataset, config: Train
     ray = ray_module()
     config.check()
     spec = dataclasses.replace(spec, num_classes=len(dataset.class_names))
-    train_idx, _ = dataset.split(config.validation_fraction, seed=config.seed)
+    train_idx, val_idx = dataset.split(config.validation_fraction, seed=config.seed)
     shard(train_idx, 0, config.workers, config.batch_size)  # refused here, before any worker starts
     if not ray.is_initialized():
         from tlcore.training.worker import connect
@@ -233,7 +251,7 @@ def train_data_parallel(spec: TransferSpec, dataset: ImageDataset, config: Train
     trainer = TensorflowTrainer(
         _train_one_worker,
         train_loop_config={"spec": spec, "dataset": dataset, "config": config, "train_idx": train_idx,
-                           "board": board, "environment": worker_environment()},
+                           "val_idx": val_idx, "board": board, "environment": worker_environment()},
         scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=False,
                                      resources_per_worker={"CPU": 1, **(resources or {})}),
         run_config=RunConfig(storage_path=storage, name="data-parallel"),

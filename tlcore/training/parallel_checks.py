@@ -2,7 +2,7 @@
 
 A run across workers (``TrainConfig.workers`` above 1, ``tlcore.training.data_parallel``) trains
 the first phase only, on images (no feature cache: every worker runs the whole network), and
-measures the validation images once, at the end. A config asking for more (augmentation, a
+its first worker measures the validation images after each epoch. A config asking for more (augmentation, a
 fine-tuning phase, early stopping) is refused in words rather than trained without it; so are more
 workers than the machines' CPUs (each worker holds one) and too few images for one batch per worker.
 """
@@ -15,8 +15,8 @@ from tlcore.training.config import MAX_WORKERS, TrainConfig
 from tlcore.training.data_parallel import shard
 
 ACROSS_WORKERS = ("A run across workers trains the first phase only, on images: no feature cache (every worker "
-                  "runs the whole network on its share of the images each step), and the held-out images are "
-                  "measured once, at the end.")
+                  "runs the whole network on its share of the images each step) and no augmentation; the first "
+                  "worker measures the held-out images after each epoch while the others wait.")
 """What a run across workers does differently, in words (the Train page and README say it)."""
 
 

@@ -41,6 +41,7 @@ def test_a_queued_job_on_two_workers_is_an_ordinary_run_in_the_store(ray_address
     assert record.status == "done" and record.config.workers == 2
     assert list(record.history["epoch"]) == [1, 2] and record.history["loss"].notna().all()
     assert record.history["complete"].all()
+    assert record.history[["val_loss", "val_accuracy"]].notna().all().all()  # the curves have validation lines
     result = record.result
     assert result.worker_steps == (6, 6)  # both workers took part: 3 steps an epoch each
     _, val_idx = dataset.split(config.validation_fraction, seed=config.seed)
