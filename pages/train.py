@@ -4,7 +4,7 @@
 import streamlit as st
 
 import tlcore
-from ui import access, charts, control_help, datasets, models, sidebar, sweep, training
+from ui import access, charts, control_help, datasets, models, sidebar, sweep, training, workers
 from ui.code_panel import code_panel
 from ui.run_view import render_run
 
@@ -79,6 +79,7 @@ config = tlcore.TrainConfig(
     fine_tune_from=fine_from if fine_tune else None, fine_tune_epochs=int(fine_epochs) if fine_tune else 0,
     fine_tune_learning_rate=float(fine_rate),
 )
+run_config = workers.choose(config)  # the run, across several workers where it can; a sweep's trials take one each
 
 code_panel("Keras code", tlcore.transfer_program(spec, config), "train_model")
 sweep.section(spec, dataset, config)
@@ -95,9 +96,9 @@ if st.button("Train", type="primary", icon=":material/play_arrow:"):
     queue, store = training.job_queue(), training.run_store()
     try:
         if with_scratch:
-            job, scratch = queue.submit_with_scratch(spec, dataset, config, store, owner=access.user())
+            job, scratch = queue.submit_with_scratch(spec, dataset, run_config, store, owner=access.user())
         else:
-            job, scratch = queue.submit(spec, dataset, config, store, owner=access.user()), None
+            job, scratch = queue.submit(spec, dataset, run_config, store, owner=access.user()), None
     except tlcore.TLError as exc:
         st.error(access.message(exc))
         st.stop()
@@ -120,7 +121,7 @@ def live_progress(job: tlcore.TrainingJob) -> None:
     else:
         progress = snapshot.progress
         eta = f", about {snapshot.remaining:.0f} s left" if snapshot.remaining is not None else ""
-        where = progress.describe() if progress else "starting a worker, preparing the images and the model"
+        where = workers.progress_words(job.config, progress)
         memory = f" · worker memory {snapshot.peak_memory / 2**30:.1f} GB" if snapshot.peak_memory else ""
         st.progress(progress.fraction if progress else 0.0,
                     text=f"{snapshot.state.capitalize()}: {where} · {snapshot.elapsed:.0f} s{eta}{memory}")

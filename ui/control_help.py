@@ -53,3 +53,8 @@ BUILD = {
                "number of classes in the images chosen on Train.",
 }
 """Build's controls, by widget key."""
+
+WORKERS = ("Trains this one run in several processes at once, each on its share of the images, averaging what "
+           "they learn at every step. It pays on large datasets and several GPU machines; on a 2-core machine "
+           "it is slower than 1 worker.")
+"""Train's Workers control (``ui/workers.py``)."""

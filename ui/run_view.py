@@ -133,7 +133,9 @@ def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
                + (f" · {result.seconds:.1f} s" if result and result.seconds is not None else "")
                + (" · frozen features cached" if result and result.feature_cache else "")
                + (f" · batch-norm statistics of {result.recalibrated_batchnorm} layers recomputed on the "
-                  "training images" if result and result.recalibrated_batchnorm else ""))
+                  "training images" if result and result.recalibrated_batchnorm else "")
+               + (f" · trained across {len(result.worker_steps)} workers ({', '.join(map(str, result.worker_steps))} "
+                  "steps)" if result and result.worker_steps else ""))
     if record.status == "failed":  # what failed, in words (tlcore's message; details are in the server log)
         note = record.folder / "error.txt"
         reason = note.read_text(encoding="utf-8") if note.is_file() else "The details are in the server log."

@@ -8,7 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FILES = ["pages/home.py", "pages/predict.py", "pages/features.py", "pages/layers.py", "ui/sidebar.py",
          "ui/precision.py", "ui/first_screen.py", "ui/grad_cam.py", "ui/network_views.py", "ui/dataset_map.py",
-         "ui/batch.py", "ui/demo.py", "ui/access.py", "ui/samples.py", "ui/classifiers.py"]
+         "ui/batch.py", "ui/demo.py", "ui/access.py", "ui/samples.py", "ui/classifiers.py", "ui/workers.py"]
 WIDGETS = {"button", "download_button", "checkbox", "toggle", "radio", "selectbox", "multiselect", "slider",
            "select_slider", "number_input", "text_input", "text_area", "file_uploader", "camera_input",
            "segmented_control", "pills", "page_link", "color_picker", "date_input"}

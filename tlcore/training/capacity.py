@@ -59,6 +59,11 @@ class Capacity:
     job_memory: int = 0
 
     @property
+    def cpus(self) -> float | None:
+        """CPUs of the machines jobs can train on; None when not known yet (a cluster not joined)."""
+        return sum(m.cpus for m in self.machines) if self.machines or self.joined else None
+
+    @property
     def where(self) -> str:
         """Where the next job will train, in words."""
         if not self.machines:

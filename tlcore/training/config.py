@@ -193,3 +193,5 @@ class TrainResult:
     seconds: float
     recalibrated_batchnorm: int = 0
     precision_check: PrecisionCheck | None = None
+    worker_steps: tuple[int, ...] = ()
+    """Steps each Ray Train worker took, by rank, for a run across workers; empty for one process."""

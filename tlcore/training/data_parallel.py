@@ -7,7 +7,10 @@ of the training images (every ``workers``-th one of the seeded split, in order, 
 so every worker takes the same steps) and Keras averages the gradients across workers at every step:
 step s of W workers with batch B sees the same W*B images as step s of one worker with batch W*B.
 Every worker reports each epoch; at the end each adds its part to the one checkpoint (the first
-its trained weights).
+its trained weights). While it trains, the first worker posts each batch and epoch on a small
+board (a Ray actor of no CPU, ``Board``) that the caller reads for progress, and where a Stop is
+posted: every worker looks at the board between steps and the workers agree through one more
+all-reduce, so all of them stop after the same step, keeping what was learned.
 
 It pays on large datasets and several GPU machines; on a 2-core machine two workers only share the
 same cores (and each holds a copy of the model), so it is slower than one. Ray is imported here on
@@ -18,19 +21,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from tlcore.core.errors import ConfigError
+from tlcore.core.errors import ConfigError, DatasetError, TLError, WorkerError
 from tlcore.data.datasets import ImageDataset
 from tlcore.models.spec import TransferSpec
-from tlcore.training.config import HISTORY_COLUMNS, OPTIMIZERS, TrainConfig
-from tlcore.training.worker import ray_module
+from tlcore.training.config import HISTORY_COLUMNS, OPTIMIZERS, BatchProgress, TrainConfig
+from tlcore.training.worker import MACHINE_SETTINGS, ray_module, worker_environment
+
+POLL_SECONDS = 0.5
+"""How often the caller reads the board (progress, and passes on a Stop)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,12 +51,40 @@ class ParallelResult:
         history: one row per epoch (the first worker's view of the averaged training).
         steps: batches each worker took, by worker rank: all equal, each above 0 when all took part.
         images: training images each worker read, by rank.
+        stopped: Stop was asked for before the planned epochs ended (the weights are those learned until then).
     """
 
     weights: list[np.ndarray]
     history: pd.DataFrame
     steps: dict[int, int]
     images: dict[int, int]
+    stopped: bool = False
+
+
+class Board:
+    """Where a data-parallel run's workers post progress and read a Stop: a Ray actor of no CPU, owned by
+    the caller of ``train_data_parallel`` (it ends with it, and with it the run)."""
+
+    def __init__(self):
+        self._rows: list[dict] = []
+        self._batch: tuple[int, int, int] | None = None
+        self._stop = False
+
+    def batch(self, epoch: int, batch: int, batches: int) -> None:
+        self._batch = (epoch, batch, batches)
+
+    def epoch(self, row: dict) -> None:
+        self._rows.append(row)
+
+    def seen(self, since: int) -> tuple[tuple[int, int, int] | None, list[dict]]:
+        """(the last batch: epoch, batch, batches; the epoch rows after row ``since``)."""
+        return self._batch, self._rows[since:]
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def stopping(self) -> bool:
+        return self._stop
 
 
 def shard(indices: np.ndarray, rank: int, workers: int, batch_size: int) -> np.ndarray:
@@ -62,24 +99,32 @@ def shard(indices: np.ndarray, rank: int, workers: int, batch_size: int) -> np.n
 
 def _train_one_worker(loop: dict) -> None:
     """Runs in each Ray Train worker."""
+    # the caller's settings and budgets (TL_*, KERAS_HOME...), this machine's own data folder
+    os.environ.update({key: value for key, value in loop["environment"].items() if key not in MACHINE_SETTINGS})
     import keras
+    import ray
     import tensorflow as tf
     from ray import train as ray_train
 
     from tlcore.data.pipeline import image_batches
     from tlcore.models.build import _assemble
     from tlcore.models.zoo import get_backbone
+    from tlcore.training.train import EVAL_BATCH
 
-    spec, dataset, config = loop["spec"], loop["dataset"], loop["config"]
+    spec, dataset, config, board = loop["spec"], loop["dataset"], loop["config"], loop["board"]
     context = ray_train.get_context()
     rank, workers = context.get_world_rank(), context.get_world_size()
+    mine = shard(loop["train_idx"], rank, workers, config.batch_size)
+    if not Path(dataset.files[mine[0]]).is_file():
+        raise DatasetError(f"A run across workers reads its images where they are stored: every worker's machine "
+                           f"must see the dataset's folder (one machine, or a folder shared at the same path). "
+                           f"Received: worker {rank} finds no {dataset.files[mine[0]]}")
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = _assemble(spec)
         optimizer = OPTIMIZERS[config.optimizer](config.learning_rate)
         optimizer.build(model.trainable_variables)
-    mine = shard(loop["train_idx"], rank, workers, config.batch_size)
     steps = len(mine) // config.batch_size
     global_batch = config.batch_size * workers
     options = tf.data.Options()
@@ -95,7 +140,7 @@ def _train_one_worker(loop: dict) -> None:
     # reduces a distributed batch: "Attempt to convert a value (PerReplica...) to a Tensor"), so the
     # step is TensorFlow's own custom loop: strategy.run, the loss scaled by the global batch, and the
     # optimizer's apply_gradients, which all-reduces the gradients across workers.
-    def replica_step(x, y):
+    def replica_step(x, y, asked):
         with tf.GradientTape() as tape:
             probabilities = model(x, training=True)
             losses = keras.losses.sparse_categorical_crossentropy(y, probabilities)
@@ -103,47 +148,90 @@ def _train_one_worker(loop: dict) -> None:
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         right = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probabilities, -1), tf.cast(y, tf.int64)), tf.float32))
-        return loss, right
+        return loss, right, tf.identity(asked)
 
     @tf.function
-    def step(x, y):
-        loss, right = strategy.run(replica_step, args=(x, y))
-        return strategy.reduce("SUM", loss, axis=None), strategy.reduce("SUM", right, axis=None)
+    def step(x, y, asked):
+        # ``asked`` is 1.0 on a worker that has read a Stop: summed over the workers, every worker learns
+        # of it at the same step (a worker stopping alone would leave the others waiting in an all-reduce)
+        loss, right, asked = strategy.run(replica_step, args=(x, y, asked))
+        return tuple(strategy.reduce("SUM", value, axis=None) for value in (loss, right, asked))
 
-    rows = []
+    def validation() -> tuple[float, float]:
+        """(loss, accuracy) on the validation images: the first worker alone, with its copy of the weights
+        (every worker holds the same after each step), while the others wait at the next all-reduce."""
+        held_out = loop["val_idx"]
+        if rank != 0 or not len(held_out):
+            return float("nan"), float("nan")
+        total, right = 0.0, 0.0
+        for x, y in image_batches(dataset, held_out, tuple(spec.input_shape[:2]),
+                                  preprocess=get_backbone(spec.backbone).preprocess, batch_size=EVAL_BATCH,
+                                  mode=config.resize_mode):
+            probabilities = model(x, training=False)
+            total += float(tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(y, probabilities)))
+            right += float(tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probabilities, -1), tf.cast(y, tf.int64)),
+                                                 tf.float32)))
+        return total / len(held_out), right / len(held_out)
+
+    rows, asking, stop_read, stopped = [], board.stopping.remote(), 0.0, False
     for epoch in range(config.epochs):
         started = time.perf_counter()
-        total, correct = 0.0, 0.0
+        total, correct, seen = 0.0, 0.0, 0
         for x, y in strategy.distribute_datasets_from_function(my_shard):
-            loss, right = step(x, y)
-            total, correct = total + float(loss), correct + float(right)
-        rows.append({"epoch": epoch + 1, "phase": "train", "loss": total / steps,
-                     "accuracy": correct / (steps * global_batch), "val_loss": float("nan"),
-                     "val_accuracy": float("nan"), "seconds": time.perf_counter() - started, "complete": True})
-        report = {**rows[-1], "rank": rank, "steps": steps * (epoch + 1), "images": len(mine)}
-        if epoch + 1 == config.epochs:  # every worker adds its own file to the one checkpoint folder
+            if ray.wait([asking], timeout=0)[0]:  # a look at the board between steps, never a wait
+                stop_read, asking = float(ray.get(asking)), board.stopping.remote()
+            loss, right, votes = step(x, y, tf.constant(stop_read))
+            total, correct, seen = total + float(loss), correct + float(right), seen + 1
+            if rank == 0:
+                board.batch.remote(epoch + 1, seen, steps)
+            if float(votes) > 0:
+                stopped = True
+                break
+        val_loss, val_accuracy = validation()
+        rows.append({"epoch": epoch + 1, "phase": "train", "loss": total / max(seen, 1),
+                     "accuracy": correct / (max(seen, 1) * global_batch), "val_loss": val_loss,
+                     "val_accuracy": val_accuracy, "seconds": time.perf_counter() - started,
+                     "complete": seen == steps})
+        if rank == 0:
+            board.epoch.remote(rows[-1])
+        taken = steps * epoch + seen
+        report = {**rows[-1], "rank": rank, "steps": taken, "images": len(mine)}
+        if stopped or epoch + 1 == config.epochs:  # every worker adds its own file to the one checkpoint folder
             with tempfile.TemporaryDirectory() as folder:
                 if rank == 0:
                     np.savez(f"{folder}/weights.npz", *model.get_weights())
                     with open(f"{folder}/history.json", "w") as handle:
-                        json.dump(rows, handle)
+                        json.dump({"rows": rows, "stopped": stopped}, handle)
                 with open(f"{folder}/rank-{rank}.json", "w") as handle:
-                    json.dump({"steps": steps * config.epochs, "images": len(mine)}, handle)
+                    json.dump({"steps": taken, "images": len(mine)}, handle)
                 ray_train.report(report, checkpoint=ray_train.Checkpoint.from_directory(folder))
-        else:
-            ray_train.report(report)
+            break
+        ray_train.report(report)
 
 
 def train_data_parallel(spec: TransferSpec, dataset: ImageDataset, config: TrainConfig, *,
-                        storage: str | None = None) -> ParallelResult:
+                        storage: str | None = None, on_batch: Callable[[BatchProgress], None] | None = None,
+                        on_epoch: Callable[[pd.DataFrame], None] | None = None,
+                        stop: threading.Event | None = None,
+                        resources: dict[str, float] | None = None) -> ParallelResult:
     """Train ``spec`` on ``dataset`` across ``config.workers`` Ray Train workers (one CPU each).
 
     The first phase only (``config.epochs``; no fine-tuning phase, no feature cache, no augmentation):
     every worker runs the whole model on its images. ``storage`` is where Ray Train keeps the run's
     checkpoint (a folder every worker's machine can write: on one machine, a temporary folder).
+    Ray Train's driver is the caller: it holds no CPU itself (nor does Ray Train's controller), so
+    ``workers`` CPUs are all the run needs. The workers read the dataset's files at their path here
+    (one machine, or a shared folder).
+
+    Args:
+        on_batch, on_epoch: called in the caller's thread as ``tlcore.train`` calls them (the first
+            worker's batches; the history so far after each epoch), read from the board every ``POLL_SECONDS``.
+        stop: set it to stop every worker after the same step; the result keeps what was learned.
+        resources: Ray custom resources each worker asks for besides its CPU (``TL_JOB_RESOURCES``).
 
     Raises:
         ConfigError: an invalid config, or too few images for one batch per worker.
+        TLError: what a worker raised, when it was one (a dataset it cannot read...).
     """
     from ray.train import RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
@@ -151,25 +239,81 @@ def train_data_parallel(spec: TransferSpec, dataset: ImageDataset, config: Train
     ray = ray_module()
     config.check()
     spec = dataclasses.replace(spec, num_classes=len(dataset.class_names))
-    train_idx, _ = dataset.split(config.validation_fraction, seed=config.seed)
+    train_idx, val_idx = dataset.split(config.validation_fraction, seed=config.seed)
     shard(train_idx, 0, config.workers, config.batch_size)  # refused here, before any worker starts
     if not ray.is_initialized():
         from tlcore.training.worker import connect
 
         connect()
+    board = ray.remote(num_cpus=0)(Board).remote()
     own_storage = storage is None
     storage = storage or tempfile.mkdtemp(prefix="tl-ray-train-")
     trainer = TensorflowTrainer(
         _train_one_worker,
-        train_loop_config={"spec": spec, "dataset": dataset, "config": config, "train_idx": train_idx},
-        scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=False, resources_per_worker={"CPU": 1}),
+        train_loop_config={"spec": spec, "dataset": dataset, "config": config, "train_idx": train_idx,
+                           "val_idx": val_idx, "board": board, "environment": worker_environment()},
+        scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=False,
+                                     resources_per_worker={"CPU": 1, **(resources or {})}),
         run_config=RunConfig(storage_path=storage, name="data-parallel"),
     )
     try:
-        return _collected(trainer.fit())
+        return _collected(_fit_watched(ray, trainer, board, config, on_batch, on_epoch, stop))
     finally:
+        ray.kill(board)
         if own_storage:
             shutil.rmtree(storage, ignore_errors=True)
+
+
+def _fit_watched(ray, trainer, board, config: TrainConfig, on_batch, on_epoch, stop):
+    """``trainer.fit()`` in a thread of its own while this one reads the board and posts a Stop."""
+    outcome: dict = {}
+
+    def fit() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as exc:  # raised below, in the caller's thread
+            outcome["error"] = exc
+
+    fitting = threading.Thread(target=fit, name="ray-train-fit", daemon=True)
+    fitting.start()
+    rows: list[dict] = []
+    stop_sent = False
+    while fitting.is_alive():
+        fitting.join(POLL_SECONDS)
+        if stop is not None and stop.is_set() and not stop_sent:
+            board.stop.remote()
+            stop_sent = True
+        try:
+            batch, new = ray.get(board.seen.remote(len(rows)), timeout=10)
+        except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):
+            continue
+        if batch is not None and on_batch is not None:
+            on_batch(BatchProgress("train", batch[0], config.epochs, batch[1], batch[2]))
+        if new:
+            rows.extend(new)
+            if on_epoch is not None:
+                on_epoch(pd.DataFrame(rows, columns=HISTORY_COLUMNS))
+    if "error" in outcome:
+        raise _in_words(outcome["error"])
+    return outcome["result"]
+
+
+def _in_words(error: BaseException) -> BaseException:
+    """Why the run failed, for its user: a worker's own TLError (a dataset it cannot read...), a Ray Train
+    process that ended (out of memory, killed) or failed as a ``WorkerError``, else ``error`` itself."""
+    from ray.exceptions import RayError
+    from ray.train import TrainingFailedError
+
+    for failure in getattr(error, "worker_failures", {}).values():
+        cause = getattr(failure, "cause", failure)
+        if isinstance(cause, TLError):
+            return cause
+    if isinstance(error, (RayError, TrainingFailedError)):
+        first = (str(error).strip().splitlines() or [""])[0][:300]
+        return WorkerError(f"A process of this run across workers failed or ended before training finished (out "
+                           f"of memory on its machine, or killed). The server and other runs were not affected. "
+                           f"Ray said: {type(error).__name__}: {first}")
+    return error
 
 
 def _collected(result) -> ParallelResult:
@@ -177,7 +321,8 @@ def _collected(result) -> ParallelResult:
     with result.checkpoint.as_directory() as folder:
         saved = np.load(f"{folder}/weights.npz")
         weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
-        history = pd.DataFrame(json.loads((Path(folder) / "history.json").read_text()), columns=HISTORY_COLUMNS)
+        saved_history = json.loads((Path(folder) / "history.json").read_text())
+        history = pd.DataFrame(saved_history["rows"], columns=HISTORY_COLUMNS)
         parts = {int(path.stem.split("-")[1]): json.loads(path.read_text()) for path in Path(folder).glob("rank-*.json")}
     return ParallelResult(weights, history, {rank: part["steps"] for rank, part in sorted(parts.items())},
-                          {rank: part["images"] for rank, part in sorted(parts.items())})
+                          {rank: part["images"] for rank, part in sorted(parts.items())}, saved_history["stopped"])

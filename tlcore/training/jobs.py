@@ -18,6 +18,7 @@ it, and neither imports it at module level); ``tlcore.train`` stays a plain func
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import threading
 import time
@@ -36,9 +37,12 @@ from tlcore.data.datasets import ImageDataset
 from tlcore.data.replica import file_digest, manifest, parts
 from tlcore.models.build import check_transfer_spec
 from tlcore.models.spec import TransferSpec
+from tlcore.training.capacity import capacity
 from tlcore.training.compare import SCRATCH, TRANSFER, scratch_config, scratch_spec
 from tlcore.training.config import FEATURES_PHASE, HISTORY_COLUMNS, BatchProgress, TrainConfig
+from tlcore.training.data_parallel_run import train_across_workers
 from tlcore.training.memory import check_job_memory
+from tlcore.training.parallel_checks import check_across_workers
 from tlcore.training.runs import RunStore
 from tlcore.training.shipped_logs import unpack_logs
 from tlcore.training.train import train
@@ -200,9 +204,12 @@ class TrainingJob:
         connect()
         ray = ray_module()
         limit = int(load_settings().job_memory_gb * 2**30)
-        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-        self._worker = training_worker().options(num_cpus=1, num_gpus=gpus, resources=self._queue.resources).remote(
-            worker_environment(), limit, str(note))
+        if self.config.workers > 1:  # Ray Train's driver: its workers take a CPU each, it holds none (no deadlock)
+            options = dict(num_cpus=0, num_gpus=0, resources={})
+        else:
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+            options = dict(num_cpus=1, num_gpus=gpus, resources=self._queue.resources)
+        self._worker = training_worker().options(**options).remote(worker_environment(), limit, str(note))
         if self._killed:  # killed while its worker was being created: end it before it trains
             ray.kill(self._worker)
         try:
@@ -403,9 +410,8 @@ class JobQueue:
 
     def _checked(self, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig) -> TransferSpec:
         config.check()
-        if config.workers != 1:
-            raise ConfigError("A queued job trains in one worker; one run across several is "
-                              f"tlcore.train_data_parallel (a notebook with Ray). Received: workers={config.workers}")
+        if config.workers > 1:  # one run across Ray Train workers: what it can train, the CPUs, a batch each
+            check_across_workers(dataset, config, capacity(self).cpus)
         spec = dataclasses.replace(spec, num_classes=len(dataset.class_names))
         check_transfer_spec(spec)
         check_job_memory(spec, config.batch_size)
@@ -420,8 +426,8 @@ class JobQueue:
                     f"At most {self.max_waiting} training jobs may wait in line (TL_MAX_QUEUED_JOBS). "
                     f"Received: {len(runs)} new job(s) while {len(self._waiting)} wait; try again later"
                 )
-            jobs = [TrainingJob(self, spec, dataset, config, store, trainer, owner, group=group, role=role,
-                                name=name) for spec, config, role, name in runs]
+            jobs = [TrainingJob(self, spec, dataset, config, store, self._trainer_for(config, trainer), owner,
+                                group=group, role=role, name=name) for spec, config, role, name in runs]
             self._waiting.extend(jobs)
             self.jobs.update((job.id, job) for job in jobs)
             finished = [old for old in self.jobs.values() if old.finished]
@@ -430,6 +436,13 @@ class JobQueue:
         for job in jobs:
             job._thread.start()
         return jobs
+
+    def _trainer_for(self, config: TrainConfig, trainer: Callable) -> Callable:
+        """``trainer``, or for ``workers`` above 1 in place of ``tlcore.train``, the run across Ray Train
+        workers (each asking for the queue's resources)."""
+        if config.workers > 1 and trainer is train:
+            return functools.partial(train_across_workers, resources=self.resources)
+        return trainer
 
     def load(self) -> tuple[int, int]:
         """(jobs training now, jobs waiting in line)."""

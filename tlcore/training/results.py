@@ -3,7 +3,7 @@
 ``RunResult`` crosses every boundary a run's outcome crosses: from a Ray worker back to
 the server, into ``result.json`` and out of it again (``RunRecord.result``), to the pages.
 ``from_json`` reads every ``result.json`` an earlier release wrote: keys added since
-(``confidently_wrong``, ``recalibrated_batchnorm``, ``precision_check``) get their
+(``confidently_wrong``, ``recalibrated_batchnorm``, ``precision_check``, ``worker_steps``) get their
 "not recorded" defaults.
 """
 
@@ -66,6 +66,7 @@ class RunResult:
         seconds: how long training took; None when not recorded.
         recalibrated_batchnorm: batch-norm layers whose statistics were recomputed at the end.
         precision_check: bfloat16 against float32 on the validation images; None when not made.
+        worker_steps: steps each worker took, by rank, for a run across workers; empty for one process.
     """
 
     class_names: tuple[str, ...]
@@ -81,6 +82,7 @@ class RunResult:
     seconds: float | None = None
     recalibrated_batchnorm: int = 0
     precision_check: PrecisionCheck | None = None
+    worker_steps: tuple[int, ...] = ()
 
     @classmethod
     def of(cls, result: TrainResult) -> RunResult:
@@ -96,6 +98,7 @@ class RunResult:
                   for row in wrong.itertuples(index=False)),
             bool(result.stopped), bool(result.feature_cache), float(result.seconds),
             int(result.recalibrated_batchnorm), result.precision_check,
+            tuple(int(n) for n in result.worker_steps),
         )
 
     @classmethod
@@ -122,6 +125,7 @@ class RunResult:
             seconds=None if seconds is None else float(seconds),
             recalibrated_batchnorm=int(values.get("recalibrated_batchnorm", 0)),
             precision_check=PrecisionCheck(**check) if check else None,
+            worker_steps=tuple(int(n) for n in values.get("worker_steps", ())),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -136,6 +140,7 @@ class RunResult:
             "stopped": self.stopped, "feature_cache": self.feature_cache, "seconds": self.seconds,
             "recalibrated_batchnorm": self.recalibrated_batchnorm,
             "precision_check": dataclasses.asdict(self.precision_check) if self.precision_check else None,
+            **({"worker_steps": list(self.worker_steps)} if self.worker_steps else {}),  # a run across workers only
         }
 
     def per_class(self) -> pd.DataFrame:

@@ -444,7 +444,7 @@ def train(
         _write_logs(log_dir, model, fitted, data, evaluation, len(rows))
     return TrainResult(model, spec, config, dataset.class_names, history, evaluation, stopped, cached,
                        time.perf_counter() - started, len(batchnorm),
-                       _precision_check(model, data, held_out))
+                       precision_check(model, data, held_out))
 
 
 def _memory_room(model: keras.Model, batch_size: int) -> int:
@@ -473,7 +473,7 @@ def _write_logs(log_dir: str | Path, model: keras.Model, fitted: FittedPhase, da
                     [names[i] for i in predicted], [data.dataset.files[i] for i in shown])
 
 
-def _precision_check(model: keras.Model, data: TrainingData, indices: np.ndarray) -> PrecisionCheck | None:
+def precision_check(model: keras.Model, data: TrainingData, indices: np.ndarray) -> PrecisionCheck | None:
     """bfloat16 against float32 on the held-out images, when inference could ever use bfloat16 here.
 
     Accuracy is checked, not assumed: Predict uses bfloat16 for a run only when this passed
