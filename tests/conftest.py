@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # support.py, for tests in every folder
 
 import pytest  # noqa: E402
+from live_app import SHOTS  # noqa: E402
 
 
 @pytest.fixture
@@ -52,9 +53,8 @@ def cached_mobilenet() -> Path:
 
 
 def pytest_terminal_summary(terminalreporter):
-    shots = Path(__file__).resolve().parents[1] / "screenshots"
-    if shots.is_dir() and any(shots.glob("*.png")):
-        terminalreporter.write_line(f"browser screenshots: {shots}")
+    if SHOTS.is_dir() and any(SHOTS.glob("*.png")):
+        terminalreporter.write_line(f"browser screenshots: {SHOTS}")
 
 
 @pytest.fixture(scope="session")

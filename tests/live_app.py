@@ -19,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"  # st.App around app/streamlit_app.py, as ./lab app runs it
+SHOTS = ROOT / "screenshots"  # what browser tests saw (printed at the end of a run)
 
 # Software GL (SwiftShader through ANGLE) instead of --disable-gpu: the GPU process composites
 # canvases the way a person's browser does, so st.dataframe's grid (a canvas) and WebGL draw.

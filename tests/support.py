@@ -2,6 +2,9 @@
 
 import dataclasses
 import io
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -19,9 +22,35 @@ def image_bytes(size=(64, 48), fmt="PNG", mode="RGB", seed=0, **save) -> bytes:
     return buffer.getvalue()
 
 
+def coloured_pngs(colour: tuple[int, int, int], count: int, seed: int, side: int = 40) -> list[bytes]:
+    """``count`` PNGs of one colour with seeded noise (+-30 a channel): a class a small model can learn."""
+    rng = np.random.default_rng(seed)
+    pictures = []
+    for _ in range(count):
+        pixels = np.clip(np.array(colour) + rng.integers(-30, 30, (side, side, 3)), 0, 255).astype(np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "PNG")
+        pictures.append(buffer.getvalue())
+    return pictures
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app" / "streamlit_app.py")  # the entrypoint; page paths are relative to it
 RANDOM = "Random (untrained)"
+
+
+def open_link(page: str, **params: str):
+    """The app opened from a link: ``params`` in the query string, then ``page`` (relative to the entrypoint)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=180)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, at.exception
+    if page != "../pages/home.py":
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+    return at
 
 
 def open_page(page: str, *, backbone: str = "VGG16", weights: str = RANDOM, **state):
@@ -62,3 +91,24 @@ def tiny_demo_recipe():
         target_spec=dataclasses.replace(recipe.target_spec, backbone="VGG16", input_shape=(32, 32, 3)),
         target_config=dataclasses.replace(recipe.target_config, epochs=1, batch_size=8, validation_fraction=0.5),
     )
+
+
+def transfer_lab(*args, data_dir: Path, timeout=600) -> subprocess.CompletedProcess:
+    """The command line as a user runs it: ``python -m tlcore_cli ARGS`` in a subprocess, in and over
+    ``data_dir`` (its ``TL_DATA_DIR``)."""
+    environ = {**os.environ, "TL_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "tlcore_cli", *map(str, args)], capture_output=True, text=True,
+                          env=environ, timeout=timeout, cwd=data_dir)
+
+
+def class_folders(root: Path, per_class: int, *, red_cats: bool = False) -> Path:
+    """``root/images/{cat,dog}/N.png``, seeded noise at 40x40; with ``red_cats`` the classes also differ in
+    colour (the cats' red channel full, the dogs' empty), so a probe can tell them apart. Returns ``root``."""
+    for label, seed in (("cat", 0), ("dog", 50)):
+        (root / "images" / label).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.random.default_rng(seed + i).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+            if red_cats:
+                pixels[..., 0] = 255 if label == "cat" else 0
+            Image.fromarray(pixels).save(root / "images" / label / f"{i}.png")
+    return root

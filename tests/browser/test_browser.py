@@ -9,15 +9,13 @@ expected colours, and charts must hold their marks. Screenshots go to ``screensh
 """
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
-from live_app import WEBGL_RENDERER, launch_chromium, picture, streamlit_server, wait_until_idle
+from live_app import SHOTS, WEBGL_RENDERER, picture, streamlit_server, wait_until_idle
 from support import image_bytes
 
 pytestmark = pytest.mark.browser
-SHOTS = Path(__file__).resolve().parents[2] / "screenshots"
 ROW = 35  # st.dataframe's header and row height, in CSS pixels (device scale 1)
 GRID, CHART = '[data-testid="stDataFrame"]', '[data-testid="stVegaLiteChart"]'
 
@@ -27,17 +25,6 @@ def server(cached_mobilenet, tmp_path_factory, ray_address):
     env = {**os.environ, "TL_RAY_ADDRESS": ray_address}  # train on the session's Ray, not a second one
     with streamlit_server(tmp_path_factory.mktemp("server") / "streamlit.log", env=env) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ cut" button must set Build's freezing to the curve's cut.
 import os
 
 import pytest
-from live_app import launch_chromium, streamlit_server, wait_until_idle
+from live_app import streamlit_server, wait_until_idle
+from support import coloured_pngs
 
 import tlcore
 from tlcore.training.feature_cache import FeatureCache
@@ -34,28 +35,12 @@ CUT = """(text) => {
 }"""
 
 
-def _coloured(colour, count, seed):
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    pictures = []
-    for _ in range(count):
-        pixels = np.clip(np.array(colour) + rng.integers(-30, 30, (40, 40, 3)), 0, 255).astype(np.uint8)
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, "PNG")
-        pictures.append(buffer.getvalue())
-    return pictures
-
-
 @pytest.fixture(scope="module")
 def kept(tmp_path_factory):
     """A data folder holding one measured curve and one finished sweep (their keys are the links' values)."""
     home = tmp_path_factory.mktemp("curve-sweep")
     data = home / "data"
-    dataset = tlcore.load_dataset({"red": _coloured((200, 40, 40), 5, 1), "blue": _coloured((40, 40, 200), 5, 2)})
+    dataset = tlcore.load_dataset({"red": coloured_pngs((200, 40, 40), 5, 1), "blue": coloured_pngs((40, 40, 200), 5, 2)})
     cache = FeatureCache(data / "features")
     curve = tlcore.transfer_curve("MobileNetV2", dataset, weights=None, input_size=32, cache=cache,
                                   folder=data / "curves")
@@ -73,16 +58,6 @@ def server(kept):
     env = {**os.environ, "KERAS_HOME": str(home / "keras"), "TL_DATA_DIR": str(home / "data")}
     with streamlit_server(home / "streamlit.log", env=env) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -7,15 +7,14 @@ point on screen: no red box, the demo button above the fold, the heatmap label f
 """
 
 import os
-from pathlib import Path
 
 import pytest
-from live_app import launch_chromium, streamlit_server, wait_until_idle
+from live_app import SHOTS, streamlit_server, wait_until_idle
+from support import coloured_pngs
 
 import tlcore
 
 pytestmark = pytest.mark.browser
-SHOTS = Path(__file__).resolve().parents[2] / "screenshots"
 VIEW = {"width": 1400, "height": 1000}
 CUT = """() => {
   const selectors = ['[data-testid="stButton"] button', '[data-testid="stPageLink"] a',
@@ -32,29 +31,13 @@ CUT = """() => {
 }"""
 
 
-def _rgb_images(colour: tuple[int, int, int], count: int, seed: int) -> list[bytes]:
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    pictures = []
-    for _ in range(count):
-        pixels = np.clip(np.array(colour) + rng.integers(-30, 30, (40, 40, 3)), 0, 255).astype(np.uint8)
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, "PNG")
-        pictures.append(buffer.getvalue())
-    return pictures
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """The server's folders: an empty Keras cache, and a run store holding a run and a finished demo."""
     home = tmp_path_factory.mktemp("newcomer")
     store = tlcore.RunStore(home / "data" / "runs")
-    dataset = tlcore.load_dataset({"red": _rgb_images((200, 40, 40), 4, 1), "blue": _rgb_images((40, 40, 200), 4, 2),
-                                   "green": _rgb_images((40, 200, 40), 4, 3)})
+    dataset = tlcore.load_dataset({"red": coloured_pngs((200, 40, 40), 4, 1), "blue": coloured_pngs((40, 40, 200), 4, 2),
+                                   "green": coloured_pngs((40, 200, 40), 4, 3)})
     spec = tlcore.TransferSpec(backbone="MobileNetV2", input_shape=(32, 32, 3), weights=None, hidden_units=8,
                                num_classes=3)
     result = tlcore.train(spec, dataset, tlcore.TrainConfig(epochs=2, batch_size=4, validation_fraction=0.25))
@@ -77,17 +60,6 @@ def server(lab):
            "no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1,localhost"}
     with streamlit_server(home / "streamlit.log", env=env) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

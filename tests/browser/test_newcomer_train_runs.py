@@ -9,15 +9,13 @@ with its twin from scratch that was stopped at epoch 1 of 2.
 
 import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from live_app import launch_chromium, streamlit_server, wait_until_idle
+from live_app import SHOTS, streamlit_server, wait_until_idle
 
 pytestmark = pytest.mark.browser
-SHOTS = Path(__file__).resolve().parents[2] / "screenshots"
 CHART = '[data-testid="stVegaLiteChart"]'
 ALERT = '[data-testid="stAlertContainer"]'
 METRIC = '[data-testid="stMetric"]'
@@ -78,16 +76,11 @@ def server(cached_mobilenet, tmp_path_factory, ray_address, runs):
 
 
 @pytest.fixture(scope="module")
-def page(server):
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        tab = chromium.new_page(viewport={"width": 1400, "height": 1000})
-        tab.set_default_timeout(120_000)
-        yield tab
-        chromium.close()
+def page(server, browser):
+    tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+    tab.set_default_timeout(120_000)
+    yield tab
+    tab.close()
 
 
 def open_and_see(tab, url: str, text: str) -> None:

@@ -3,40 +3,23 @@
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def run(*args, data_dir: Path, timeout=600):
-    environ = {**os.environ, "TL_DATA_DIR": str(data_dir), "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "tlcore_cli", *map(str, args)], capture_output=True, text=True,
-                          env=environ, timeout=timeout, cwd=data_dir)
+from support import class_folders, transfer_lab
 
 
 @pytest.fixture
 def folder(tmp_path):
-    for label, seed in (("cat", 0), ("dog", 50)):
-        (tmp_path / "images" / label).mkdir(parents=True)
-        for i in range(6):
-            pixels = np.random.default_rng(seed + i).integers(0, 255, (40, 40, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(tmp_path / "images" / label / f"{i}.png")
-    return tmp_path
+    return class_folders(tmp_path, 6)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", [[], ["predict"], ["features"], ["train"], ["runs"], ["runs", "list"],
                                      ["runs", "show"], ["runs", "export"], ["runs", "import"]])
 def test_every_command_has_help(command, tmp_path):
-    done = run(*command, "--help", data_dir=tmp_path)
+    done = transfer_lab(*command, "--help", data_dir=tmp_path)
     assert done.returncode == 0 and done.stdout.startswith("usage: transfer-lab"), done.stderr
 
 
@@ -52,24 +35,24 @@ def test_bad_input_exits_2_in_the_pages_words_without_a_traceback(folder):
         (["train", folder / "images", "--spec", folder / "images/cat/0.png"], "--spec must be a JSON file."),
     ]
     for args, words in cases:
-        done = run(*args, data_dir=folder)
+        done = transfer_lab(*args, data_dir=folder)
         assert done.returncode == 2, (args, done.stderr)
         assert words in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
-    usage = run("predict", data_dir=folder)
+    usage = transfer_lab("predict", data_dir=folder)
     assert usage.returncode == 2 and "the following arguments are required: IMAGE" in usage.stderr
 
 
 @pytest.mark.slow
-def test_predict_features_train_and_move_a_run(folder):
+def test_predict_features_train_and_move_a_transfer_lab(folder):
     image = folder / "images/cat/0.png"
-    done = run("predict", image, image, "--backbone", "MobileNetV2", "--weights", "random", "--top", "3", "--csv",
+    done = transfer_lab("predict", image, image, "--backbone", "MobileNetV2", "--weights", "random", "--top", "3", "--csv",
                data_dir=folder)
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
     assert [r["rank"] for r in rows] == ["1", "2", "3"] * 2 and rows[0]["image"] == str(image)
     assert sum(float(r["probability"]) for r in rows[:3]) <= 1.0 + 1e-6
 
-    done = run("features", image, folder / "images/dog/1.png", "--backbone", "MobileNetV2", "--weights", "random",
+    done = transfer_lab("features", image, folder / "images/dog/1.png", "--backbone", "MobileNetV2", "--weights", "random",
                "--out", folder / "f.npy", data_dir=folder)
     assert done.returncode == 0, done.stderr
     assert np.load(folder / "f.npy").shape == (2, 1280)
@@ -77,26 +60,26 @@ def test_predict_features_train_and_move_a_run(folder):
     (folder / "spec.json").write_text(json.dumps({
         "spec": {"backbone": "MobileNetV2", "input_shape": [32, 32, 3], "weights": None, "hidden_units": 4},
         "config": {"epochs": 2, "batch_size": 4}}))
-    done = run("train", folder / "images", "--spec", folder / "spec.json", "--owner", "cli", data_dir=folder)
+    done = transfer_lab("train", folder / "images", "--spec", folder / "spec.json", "--owner", "cli", data_dir=folder)
     assert done.returncode == 0, done.stderr
     assert "epoch 2 of 2, batch 3 of 3" in done.stderr and "100%" in done.stderr  # the progress bar
     run_id = done.stdout.split("\t")[0]
     assert any((folder / "runs" / run_id / "tensorboard" / "train").glob("events.out.tfevents.*"))
 
-    listed = run("runs", "list", "--csv", data_dir=folder)
+    listed = transfer_lab("runs", "list", "--csv", data_dir=folder)
     [row] = list(csv.DictReader(io.StringIO(listed.stdout)))
     assert row["id"] == run_id and row["owner"] == "cli" and row["status"] == "done" and row["epochs"] == "2"
 
-    done = run("runs", "export", run_id, "--out", folder / "run.zip", data_dir=folder)
+    done = transfer_lab("runs", "export", run_id, "--out", folder / "run.zip", data_dir=folder)
     assert done.returncode == 0, done.stderr
     assert f"{run_id}/model.keras" in zipfile.ZipFile(folder / "run.zip").namelist()
     elsewhere = folder / "elsewhere"
     elsewhere.mkdir()
-    done = run("runs", "import", folder / "run.zip", data_dir=elsewhere)
+    done = transfer_lab("runs", "import", folder / "run.zip", data_dir=elsewhere)
     assert done.returncode == 0 and done.stdout.split() == [run_id], done.stderr
-    shown = run("runs", "show", run_id, data_dir=elsewhere)
+    shown = transfer_lab("runs", "show", run_id, data_dir=elsewhere)
     about = json.loads(shown.stdout[:shown.stdout.index("\n}\n") + 2])  # then the history's table
     assert (about["id"], about["owner"], about["status"]) == (run_id, "cli", "done")
     assert "phase" in shown.stdout.split("\n}\n")[1]
-    again = run("runs", "import", folder / "run.zip", data_dir=elsewhere)
+    again = transfer_lab("runs", "import", folder / "run.zip", data_dir=elsewhere)
     assert again.returncode == 2 and "already" in again.stderr and "Traceback" not in again.stderr

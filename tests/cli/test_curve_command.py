@@ -3,39 +3,20 @@
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def run(*args, data_dir: Path, timeout=600):
-    environ = {**os.environ, "TL_DATA_DIR": str(data_dir), "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "tlcore_cli", *map(str, args)], capture_output=True, text=True,
-                          env=environ, timeout=timeout, cwd=data_dir)
+from support import class_folders, transfer_lab
 
 
 @pytest.fixture
 def images(tmp_path):
-    for label, seed in (("cat", 0), ("dog", 50)):
-        (tmp_path / "images" / label).mkdir(parents=True)
-        for i in range(5):
-            pixels = np.random.default_rng(seed + i).integers(0, 255, (40, 40, 3), dtype=np.uint8)
-            pixels[..., 0] = 255 if label == "cat" else 0  # the classes differ in colour: probes can tell them
-            Image.fromarray(pixels).save(tmp_path / "images" / label / f"{i}.png")
-    return tmp_path
+    return class_folders(tmp_path, 5, red_cats=True)
 
 
 @pytest.mark.slow
 def test_curve_prints_every_tap_chance_and_builds_recommendation(images):
     args = ["curve", images / "images", "--backbone", "MobileNetV2", "--size", 32, "--weights", "random"]
-    done = run(*args, data_dir=images)
+    done = transfer_lab(*args, data_dir=images)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     lines = done.stdout.strip().splitlines()
@@ -53,7 +34,7 @@ def test_curve_prints_every_tap_chance_and_builds_recommendation(images):
     assert ("train from " in sentence) == (kept["train_from"] is not None)
     assert [p["tap"] for p in kept["points"]] == [t[1] for t in taps]
 
-    again = run(*args, "--csv", data_dir=images)  # the kept curve, as CSV rows
+    again = transfer_lab(*args, "--csv", data_dir=images)  # the kept curve, as CSV rows
     rows = list(csv.DictReader(io.StringIO(again.stdout)))
     assert again.returncode == 0 and [r["tap"] for r in rows] == [t[1] for t in taps]
     assert [float(r["accuracy"]) for r in rows] == pytest.approx(accuracies, abs=1e-4)
@@ -61,7 +42,7 @@ def test_curve_prints_every_tap_chance_and_builds_recommendation(images):
 
 @pytest.mark.slow
 def test_curve_help_and_bad_input_exit_2_without_a_traceback(images):
-    helped = run("curve", "--help", data_dir=images)
+    helped = transfer_lab("curve", "--help", data_dir=images)
     assert helped.returncode == 0 and helped.stdout.startswith("usage: transfer-lab curve"), helped.stderr
     assert "--size" in helped.stdout and "--csv" in helped.stdout
     cases = [
@@ -71,8 +52,8 @@ def test_curve_help_and_bad_input_exit_2_without_a_traceback(images):
         (["curve", images / "images", "--size", 0, "--weights", "random"], "--size must be a positive number"),
     ]
     for args, words in cases:
-        done = run(*args, data_dir=images)
+        done = transfer_lab(*args, data_dir=images)
         assert done.returncode == 2, (args, done.stderr)
         assert words in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
-    usage = run("curve", data_dir=images)
+    usage = transfer_lab("curve", data_dir=images)
     assert usage.returncode == 2 and "the following arguments are required: DATASET" in usage.stderr

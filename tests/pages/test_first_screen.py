@@ -7,11 +7,8 @@ import urllib.error
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from support import APP, image_bytes
+from support import RANDOM, open_link
 
-import tlcore
-
-RANDOM = "Random (untrained)"
 CALM = "ImageNet weights are not on this server, and it cannot download them now."
 
 
@@ -31,26 +28,6 @@ def offline(keras_home, monkeypatch):
     ui.first_screen._unreachable.clear()
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    """An empty run store of this test's own (the server's shared one is cached: cleared around the test)."""
-    import ui.training
-
-    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
-    ui.training.run_store.clear()
-    yield tlcore.RunStore(tmp_path / "data" / "runs")
-    ui.training.run_store.clear()
-
-
-@pytest.fixture(scope="module")
-def trained():
-    """A finished two-class run's training result (MobileNetV2 at 32 px, one epoch), stored by each test."""
-    images = {name: [image_bytes((40, 40), seed=10 * k + i) for i in range(3)] for k, name in enumerate(("ant", "bee"))}
-    dataset = tlcore.load_dataset(images)
-    spec = tlcore.TransferSpec(backbone="MobileNetV2", input_shape=(32, 32, 3), weights=None, hidden_units=8)
-    return dataset, tlcore.train(spec, dataset, tlcore.TrainConfig(epochs=1, batch_size=4, validation_fraction=0.5))
-
-
 def _keep(store, trained, **fields) -> str:
     dataset, result = trained
     run_id = store.create(result.spec, result.config, dataset.summary(), **fields)
@@ -60,16 +37,7 @@ def _keep(store, trained, **fields) -> str:
 
 def fresh(page: str = "../pages/home.py", **params) -> AppTest:
     """A fresh visit (nothing chosen yet) from a link with ``params``, then ``page``."""
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.query_params["backbone"] = "MobileNetV2"
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.run()
-    assert not at.exception, at.exception
-    if page != "../pages/home.py":
-        at.switch_page(page).run()
-        assert not at.exception, at.exception
-    return at
+    return open_link(page, backbone="MobileNetV2", **params)
 
 
 def text_of(at) -> str:

@@ -3,29 +3,11 @@ owners shown by name, and a "Copy link" on each view that can be shared."""
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from support import APP, image_bytes, open_page
+from support import APP, open_page
 
 import tlcore
 
 pytestmark = pytest.mark.slow  # trains a small run in this process, opens pages
-
-
-@pytest.fixture(scope="module")
-def trained():
-    images = {name: [image_bytes((40, 40), seed=10 * k + i) for i in range(3)] for k, name in enumerate(("ant", "bee"))}
-    dataset = tlcore.load_dataset(images)
-    spec = tlcore.TransferSpec(backbone="MobileNetV2", input_shape=(32, 32, 3), weights=None, hidden_units=8)
-    return dataset, tlcore.train(spec, dataset, tlcore.TrainConfig(epochs=1, batch_size=4, validation_fraction=0.5))
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    import ui.training
-
-    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
-    ui.training.run_store.clear()
-    yield tlcore.RunStore(tmp_path / "data" / "runs")
-    ui.training.run_store.clear()
 
 
 def _demo(store, trained, owner: str, group: str, *, finish=("source", "transfer", "scratch")) -> dict[str, str]:

@@ -1,22 +1,14 @@
 """AppTest: a link with a value the page cannot take opens the page at the default, with a notice."""
 
 import pytest
+import support
 from streamlit.testing.v1 import AppTest
-from support import APP, RANDOM
+from support import RANDOM
 
 
 def open_link(page: str, **params: str) -> AppTest:
-    """The app opened from a link: ``params`` in the query string, then ``page``."""
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.query_params["weights"] = RANDOM
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.run()
-    assert not at.exception, at.exception
-    if page != "../pages/home.py":
-        at.switch_page(page).run()
-        assert not at.exception, at.exception
-    return at
+    """The app opened from a link with random weights and ``params``, then ``page``."""
+    return support.open_link(page, weights=RANDOM, **params)
 
 
 def notices(at: AppTest) -> str:
