@@ -36,7 +36,7 @@ from tlcore.core.errors import ConfigError, DatasetError, TLError, WorkerError
 from tlcore.data.datasets import ImageDataset
 from tlcore.models.spec import TransferSpec
 from tlcore.training.config import HISTORY_COLUMNS, OPTIMIZERS, BatchProgress, TrainConfig
-from tlcore.training.worker import MACHINE_SETTINGS, ray_module, worker_environment
+from tlcore.training.worker import MACHINE_SETTINGS, RUN_BOARDS, ray_module, worker_environment
 
 POLL_SECONDS = 0.5
 """How often the caller reads the board (progress, and passes on a Stop)."""
@@ -69,6 +69,15 @@ class Board:
         self._rows: list[dict] = []
         self._batch: tuple[int, int, int] | None = None
         self._stop = False
+        self._groups: list = []
+
+    def placement_group(self, group) -> None:
+        """Ray Train's controller posts each worker group's placement group here once it started."""
+        self._groups.append(group)
+
+    def placement_groups(self) -> list:
+        """The placement groups the run's workers were given (what ending the run must free)."""
+        return list(self._groups)
 
     def batch(self, epoch: int, batch: int, batches: int) -> None:
         self._batch = (epoch, batch, batches)
@@ -85,6 +94,25 @@ class Board:
 
     def stopping(self) -> bool:
         return self._stop
+
+
+def _posting_placement_groups(board):
+    """A Ray Train callback that posts each worker group's placement group on ``board``.
+
+    Ray Train frees a run's placement group when its controller ends well, and leaves an ungraceful
+    end (its driver killed, as deleting a running job does) to a detached cleaner that asks Ray's state
+    API, which needs the dashboard this lab's Ray runs without: the group would keep its CPUs until the
+    server stops. Whoever kills the driver reads the board first and frees them
+    (``TrainingJob.kill``). Ray Train takes callbacks other than its ``UserCallback`` as internal ones.
+    """
+    from ray.train.v2._internal.execution.callback import WorkerGroupCallback
+
+    class PostPlacementGroup(WorkerGroupCallback):
+        def after_worker_group_start(self, worker_group) -> None:
+            group = worker_group.get_worker_group_state().placement_group_handle.placement_group
+            ray_module().get(board.placement_group.remote(group))
+
+    return PostPlacementGroup()
 
 
 def shard(indices: np.ndarray, rank: int, workers: int, batch_size: int) -> np.ndarray:
@@ -254,11 +282,13 @@ def train_data_parallel(spec: TransferSpec, dataset: ImageDataset, config: Train
                            "val_idx": val_idx, "board": board, "environment": worker_environment()},
         scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=False,
                                      resources_per_worker={"CPU": 1, **(resources or {})}),
-        run_config=RunConfig(storage_path=storage, name="data-parallel"),
+        run_config=RunConfig(storage_path=storage, name="data-parallel", callbacks=[_posting_placement_groups(board)]),
     )
+    RUN_BOARDS.add(board)
     try:
         return _collected(_fit_watched(ray, trainer, board, config, on_batch, on_epoch, stop))
     finally:
+        RUN_BOARDS.discard(board)
         ray.kill(board)
         if own_storage:
             shutil.rmtree(storage, ignore_errors=True)

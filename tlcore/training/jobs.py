@@ -134,7 +134,20 @@ class TrainingJob:
         self._stop.set()
         worker = self._worker
         if worker is not None:
-            ray_module().kill(worker)
+            ray = ray_module()
+            groups = self._placement_groups(worker) if self.config.workers > 1 else []
+            ray.kill(worker)  # Ray Train's controller and workers end with their driver...
+            for group in groups:  # ...but not their placement group: freed here, or it keeps its CPUs
+                ray.util.remove_placement_group(group)
+
+    @staticmethod
+    def _placement_groups(worker) -> list:
+        """The placement groups of the run across workers ``worker`` drives; none when it cannot answer."""
+        ray = ray_module()
+        try:
+            return ray.get(worker.placement_groups.remote(), timeout=15)
+        except (ray.exceptions.RayError, TimeoutError):
+            return []
 
     def wait(self, timeout: float | None = None) -> JobSnapshot:
         self._thread.join(timeout)

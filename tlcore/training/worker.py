@@ -245,6 +245,11 @@ def _logged_in(trainer: Callable, logs: Path) -> dict[str, Path]:
     return {"log_dir": logs} if takes else {}
 
 
+RUN_BOARDS: set = set()
+"""The boards (``data_parallel.Board``) of the runs across workers this process drives: each holds the
+placement groups its run's workers were given, which ``TrainingWorker.placement_groups`` hands over."""
+
+
 class TrainingWorker:
     """One job's worker process: trains, reports progress, stops when asked.
 
@@ -361,6 +366,12 @@ class TrainingWorker:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def placement_groups(self) -> list:
+        """The placement groups of the run across workers this worker drives (none for a one-process run):
+        read before the worker is killed, so its killer can free their CPUs."""
+        ray = ray_module()
+        return [group for board in list(RUN_BOARDS) for group in ray.get(board.placement_groups.remote(), timeout=10)]
 
 
 
