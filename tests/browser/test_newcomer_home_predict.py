@@ -10,12 +10,14 @@ import os
 
 import pytest
 from live_app import SHOTS, streamlit_server, wait_until_idle
+from playwright.sync_api import expect
 from support import coloured_pngs
 
 import tlcore
 
 pytestmark = pytest.mark.browser
 VIEW = {"width": 1400, "height": 1000}
+ROWS = '[data-testid="stTable"] tbody tr'
 CUT = """() => {
   const selectors = ['[data-testid="stButton"] button', '[data-testid="stPageLink"] a',
                      '[data-testid="stCaptionContainer"]', '[data-testid="stMarkdownContainer"] p',
@@ -95,7 +97,7 @@ def heatmap_choice(tab) -> str:
 
 
 def table_rows(tab) -> list[list[str]]:
-    rows = tab.locator('[data-testid="stTable"] tbody tr').all()
+    rows = tab.locator(ROWS).all()
     return [[cell.strip() for cell in row.locator("th, td").all_inner_texts()] for row in rows]
 
 
@@ -153,6 +155,7 @@ def test_a_link_asking_for_imagenet_gets_one_calm_notice(tab, server):
     tab.get_by_role("button", name="Classify with the newest trained run").click()
     tab.get_by_text("Where the network looks").wait_for()
     wait_until_idle(tab)
+    expect(tab.locator(ROWS)).to_have_count(3, timeout=60_000)  # a busy machine may draw the table's rows a moment later
     no_red_box(tab)
     assert {row[1] for row in table_rows(tab)} == {"red", "green", "blue"}
     assert tab.evaluate(CUT) == []
