@@ -11,8 +11,7 @@ float32, batch 32. "first": the feature cache is empty; "reuse": another head (1
 units, another learning rate) on the features the first run wrote. "writing" is
 ``save_run_model`` after the run, as the job queue's worker does.
 
-Measured (2 cores, avx512_bf16, no AMX; machine shared with other jobs, /proc/loadavg given):
-see the tables at the end of this docstring (before and after the fast path of issue 18).
+The machine and its load are printed with the table; README's Benchmarks section has the figures.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import dataclasses  # noqa: E402
 
 import keras  # noqa: E402
+from machine_line import this_machine  # noqa: E402
 
 import tlcore  # noqa: E402
 from tlcore.training import feature_cache, runs, train  # noqa: E402
@@ -156,7 +156,7 @@ def main(images: int = 1000, epochs: int = 10) -> None:
         print(f"loadavg after reuse: {loadavg()}", flush=True)
     assert first_result.feature_cache and reuse_result.feature_cache
     print(f"\nMobileNetV2 frozen, 224 px, {len(dataset):,} images, {epochs} epochs, batch 32, float32; "
-          f"2 cores, avx512_bf16, no AMX\n")
+          f"{this_machine()}\n")
     print(table(first, reuse))
 
 

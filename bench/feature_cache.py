@@ -43,6 +43,8 @@ os.environ.setdefault("TL_DATA_DIR", "/tmp/tl-bench")
 os.environ["TL_PRECISION"] = "float32"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from machine_line import this_machine  # noqa: E402
+
 import tlcore  # noqa: E402
 
 FROZEN = tlcore.TransferSpec(backbone="MobileNetV2", input_shape=(224, 224, 3), weights=None)
@@ -110,7 +112,7 @@ def first_against_reuse(name, spec, dataset, epochs) -> None:
 
 
 def main(cases: list[str], images: int, reused_images: int, mid_images: int, mid_epochs: int) -> None:
-    print("2 cores, avx512_bf16, no AMX; every time is tlcore.train end to end (build, stream, fit, evaluate);"
+    print(f"{this_machine()}; every time is tlcore.train end to end (build, stream, fit, evaluate);"
           " load is /proc/loadavg when the figure was taken\n")
     print("| case | | | ratio | |\n|---|---|---|---|---|")
     if "plain-vs-first" in cases:

@@ -21,8 +21,8 @@ clock, by a first run; then, side by side in this one process:
   busy machine the first pair favours the run (``--no-niced`` skips it; ``--in-order`` adds the 12
   trials one after another in this process, without Ray).
 
-Target: the sweep within 3x the one run, on 2 cores. Figures (2 cores, avx512_bf16, no AMX,
-shared with other sessions' tests; the load average is printed with each figure) are in
+Target: the sweep within 3x the one run, on 2 cores. Figures (the machine and
+its load are printed with them) are in
 README's "Where to cut and what head to put there".
 """
 
