@@ -104,6 +104,7 @@ def _posting_placement_groups(board):
     API, which needs the dashboard this lab's Ray runs without: the group would keep its CPUs until the
     server stops. Whoever kills the driver reads the board first and frees them
     (``TrainingJob.kill``). Ray Train takes callbacks other than its ``UserCallback`` as internal ones.
+    Not covered: a group still waiting for its CPUs when the driver is killed is not posted yet.
     """
     from ray.train.v2._internal.execution.callback import WorkerGroupCallback
 

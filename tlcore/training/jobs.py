@@ -17,6 +17,7 @@ it, and neither imports it at module level); ``tlcore.train`` stays a plain func
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -138,7 +139,8 @@ class TrainingJob:
             groups = self._placement_groups(worker) if self.config.workers > 1 else []
             ray.kill(worker)  # Ray Train's controller and workers end with their driver...
             for group in groups:  # ...but not their placement group: freed here, or it keeps its CPUs
-                ray.util.remove_placement_group(group)
+                with contextlib.suppress(ray.exceptions.RayError, RuntimeError):  # freed by the run's own end
+                    ray.util.remove_placement_group(group)
 
     @staticmethod
     def _placement_groups(worker) -> list:
