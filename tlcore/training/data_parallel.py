@@ -35,7 +35,7 @@ import pandas as pd
 from tlcore.core.errors import ConfigError, DatasetError, TLError, WorkerError
 from tlcore.data.datasets import ImageDataset
 from tlcore.models.spec import TransferSpec
-from tlcore.training.config import HISTORY_COLUMNS, OPTIMIZERS, BatchProgress, TrainConfig
+from tlcore.training.config import HISTORY_COLUMNS, OPTIMIZERS, BatchProgress, Evaluation, TrainConfig
 from tlcore.training.worker import MACHINE_SETTINGS, RUN_BOARDS, ray_module, worker_environment
 
 POLL_SECONDS = 0.5
@@ -192,15 +192,12 @@ def _train_one_worker(loop: dict) -> None:
         held_out = loop["val_idx"]
         if rank != 0 or not len(held_out):
             return float("nan"), float("nan")
-        total, right = 0.0, 0.0
-        for x, y in image_batches(dataset, held_out, tuple(spec.input_shape[:2]),
-                                  preprocess=get_backbone(spec.backbone).preprocess, batch_size=EVAL_BATCH,
-                                  mode=config.resize_mode):
-            probabilities = model(x, training=False)
-            total += float(tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(y, probabilities)))
-            right += float(tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probabilities, -1), tf.cast(y, tf.int64)),
-                                                 tf.float32)))
-        return total / len(held_out), right / len(held_out)
+        batches = image_batches(dataset, held_out, tuple(spec.input_shape[:2]),
+                                preprocess=get_backbone(spec.backbone).preprocess, batch_size=EVAL_BATCH,
+                                mode=config.resize_mode)
+        probabilities = np.concatenate([np.asarray(model(x, training=False)) for x, _ in batches])
+        scored = Evaluation.of(probabilities, np.asarray(dataset.labels)[held_out], held_out, dataset.class_names)
+        return scored.loss, scored.accuracy
 
     rows, asking, stop_read, stopped = [], board.stopping.remote(), 0.0, False
     for epoch in range(config.epochs):
