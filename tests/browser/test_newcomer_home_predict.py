@@ -133,10 +133,15 @@ def test_a_fresh_predict_classifies_with_the_newest_run_and_the_heatmap_label_fo
     assert heatmap_choice(tab).startswith(f"3. {rows[2][1]} (")
     tab.get_by_text(f"Heat for {rows[2][1]} over").wait_for()
 
+    heatmap = tab.locator('[data-testid="stImage"] img').last  # the overlay under "Where the network looks"
+    before = heatmap.get_attribute("src")
     combobox(tab, "...or pick a sample").click()
     tab.get_by_role("option", name="rocket").click()
     tab.get_by_text("What the network sees of the rocket sample").wait_for()
     wait_until_idle(tab)
+    tab.wait_for_function("([selector, src]) => { const shown = [...document.querySelectorAll(selector)].pop(); "
+                          "return shown && shown.complete && shown.getAttribute('src') !== src; }",
+                          arg=['[data-testid="stImage"] img', before], timeout=60_000)  # the new image's heatmap
     rows = table_rows(tab)
     assert {row[1] for row in rows} == {"red", "green", "blue"}
     choice = heatmap_choice(tab)
