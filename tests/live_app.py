@@ -20,6 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"  # st.App around app/streamlit_app.py, as ./lab app runs it
 SHOTS = ROOT / "screenshots"  # what browser tests saw (printed at the end of a run)
+SERVER_LOGS: dict[str, Path] = {}
+"""The log of each running server, by its URL: a failed browser test shows its last lines."""
 
 # Software GL (SwiftShader through ANGLE) instead of --disable-gpu: the GPU process composites
 # canvases the way a person's browser does, so st.dataframe's grid (a canvas) and WebGL draw.
@@ -66,8 +68,10 @@ def streamlit_server(log: Path, *, env: dict[str, str] | None = None,
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the app did not start in {timeout:.0f} s:\n{log.read_text()}") from None
                 time.sleep(0.2)
+        SERVER_LOGS[url] = log
         yield url
     finally:
+        SERVER_LOGS.pop(url, None)
         process.terminate()
         try:
             process.wait(timeout=20)
@@ -83,12 +87,32 @@ def launch_chromium(playwright):
 
 
 def wait_until_idle(tab, timeout: float = 120_000) -> None:
-    """Wait for Streamlit to finish running the script (its status widget disappears)."""
+    """Wait for Streamlit to finish running the script, as Streamlit's own browser tests do.
+
+    The app's root says its connection and its script's state (``data-test-script-state``:
+    ``initial`` before the first run, then ``running``, ``rerunRequested``, ``notRunning``); the
+    status widget alone is not enough, for it shows only after a run has lasted a moment, so a
+    fresh page's first run looked idle. A short first pause lets a click's rerun begin.
+    """
+    tab.wait_for_timeout(200)
     tab.wait_for_load_state("networkidle")
-    tab.locator('[data-testid="stApp"]').wait_for()
+    tab.locator('[data-testid="stApp"][data-test-connection-state="CONNECTED"]').wait_for(
+        state="attached", timeout=timeout)
+    tab.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(
+        state="attached", timeout=timeout)
     tab.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout
     )
+
+
+def what_the_page_shows(tab, *, lines: int = 60) -> str:
+    """A failed test's evidence: the tab's address, whether the script was still running, and the
+    text of its messages and tracebacks (the screen's other text is in the screenshot)."""
+    running = tab.locator('[data-testid="stStatusWidget"]').count() > 0
+    notes = tab.locator('[data-testid="stAlert"], [data-testid="stException"], [data-testid="stSpinner"]')
+    shown = [text.strip() for text in notes.all_inner_texts()]
+    return "\n".join([f"address: {tab.url}", f"the script was {'still running' if running else 'idle'}",
+                      *(f"- {text}" for text in shown or ["(no message, traceback or spinner on the page)"])][:lines])
 
 
 def picture(locator, *, min_colours: int = 20, settle: float = 30.0):
