@@ -29,6 +29,7 @@ at = AppTest.from_file(sys.argv[1], default_timeout=120)
 at.run()
 print(json.dumps({"exception": [str(e.value)[:300] for e in at.exception],
                   "titles": [t.value for t in at.title], "captions": [c.value for c in at.sidebar.caption],
+                  "markdown": " ".join(m.value for m in at.markdown),
                   "loaded": sorted(m for m in HEAVY if m in sys.modules)}))
 """.replace("HEAVY", repr(HEAVY))
 
@@ -80,9 +81,24 @@ def test_the_machine_id_is_the_same_with_tensorflow_loaded(tmp_path):
     assert (before["tensorflow"], before["keras"]) == (tf_version, keras_version)
 
 
-@pytest.mark.xfail(strict=True, reason="Home's demo asks tlcore.DemoRegistry, whose module (tlcore/training/demo.py) "
-                                       "imports the training wing's Keras and Ray modules at import time")
 def test_home_loads_neither_tensorflow_nor_ray(tmp_path):
     seen = _run(APP, tmp_path, TL_DEFAULT_MODEL="random")
     assert seen["exception"] == [] and seen["titles"] == [":material/science: Transfer Lab"]
+    assert seen["loaded"] == []
+
+
+def test_home_shows_the_latest_demo_without_tensorflow_or_ray(tmp_path, trained):
+    """A server where the demo has run: Home draws its result (read from the run store, its pair compared)
+    and still loads neither TensorFlow nor Ray; only training, or opening a model, does."""
+    import tlcore
+
+    dataset, result = trained
+    store = tlcore.RunStore(tmp_path / "data" / "runs")
+    for role in ("source", "transfer", "scratch"):
+        run_id = store.create(result.spec, result.config, dataset.summary(), owner="ada", group="g1", role=role)
+        store.finish(run_id, result)
+    assert tlcore.latest_demo_group(store) == "g1"
+    seen = _run(APP, tmp_path, TL_DEFAULT_MODEL="random")
+    assert seen["exception"] == [] and seen["titles"] == [":material/science: Transfer Lab"]
+    assert "The latest demo on this server" in seen["markdown"], seen["markdown"]
     assert seen["loaded"] == []

@@ -13,7 +13,6 @@ will run at, and a model that cannot take one image within the budget is not cal
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
@@ -31,6 +30,7 @@ from tlcore.inference.verdicts import (
     MIN_COSINE,
     MIN_SPEEDUP,
     Calibration,
+    PrecisionCheck,
     bfloat16_units,
     calibration_key,
     calibrations,
@@ -174,27 +174,6 @@ def calibrate(model: keras.Model, *, backbone: str | BackboneSpec, batch: int = 
     if calibration.precision != "bfloat16":
         forget_forward(model, "bfloat16")
     return calibration
-
-
-@dataclasses.dataclass(frozen=True)
-class PrecisionCheck:
-    """How far a model's bfloat16 outputs are from its float32 ones, over some inputs.
-
-    Attributes:
-        images: how many inputs were compared.
-        top1_agreement: the share of inputs whose largest output is the same
-            (for a classifier: the same top-1 class).
-        max_abs_error: the largest absolute difference of any output (for a
-            classifier: of any probability).
-        min_cosine: the lowest cosine similarity between an input's two output vectors.
-        mean_cosine: their mean.
-    """
-
-    images: int
-    top1_agreement: float
-    max_abs_error: float
-    min_cosine: float
-    mean_cosine: float
 
 
 def compare_precisions(model: keras.Model, batches: Iterable[np.ndarray]) -> PrecisionCheck:

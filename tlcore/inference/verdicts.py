@@ -21,6 +21,28 @@ from tlcore.core.atomic import atomic_write_text
 from tlcore.core.settings import load_settings
 from tlcore.models.zoo import get_backbone
 
+
+@dataclasses.dataclass(frozen=True)
+class PrecisionCheck:
+    """How far a model's bfloat16 outputs are from its float32 ones, over some inputs.
+
+    Attributes:
+        images: how many inputs were compared.
+        top1_agreement: the share of inputs whose largest output is the same
+            (for a classifier: the same top-1 class).
+        max_abs_error: the largest absolute difference of any output (for a
+            classifier: of any probability).
+        min_cosine: the lowest cosine similarity between an input's two output vectors.
+        mean_cosine: their mean.
+    """
+
+    images: int
+    top1_agreement: float
+    max_abs_error: float
+    min_cosine: float
+    mean_cosine: float
+
+
 _LOCK = threading.Lock()  # guards the verdicts kept in memory and their file
 
 

@@ -8,20 +8,32 @@ run store.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 import pandas as pd
 
 from tlcore.core.errors import ConfigError
 from tlcore.data.images import ResizeMode
-from tlcore.inference.calibration import PrecisionCheck
+from tlcore.inference.verdicts import PrecisionCheck
 from tlcore.models.spec import TransferSpec
 
+if TYPE_CHECKING:
+    import keras
+
+
+def _optimizers():
+    """Keras's optimizers, imported when one is made: a config is plain data, and the pages that only
+    read configs (Home, Runs) must not load TensorFlow."""
+    import keras
+
+    return keras.optimizers
+
+
 OPTIMIZERS = {
-    "adam": lambda rate: keras.optimizers.Adam(rate),
-    "sgd": lambda rate: keras.optimizers.SGD(rate, momentum=0.9),
-    "rmsprop": lambda rate: keras.optimizers.RMSprop(rate),
+    "adam": lambda rate: _optimizers().Adam(rate),
+    "sgd": lambda rate: _optimizers().SGD(rate, momentum=0.9),
+    "rmsprop": lambda rate: _optimizers().RMSprop(rate),
 }
 
 

@@ -22,6 +22,7 @@ import tempfile
 import threading
 import traceback
 import uuid
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -33,9 +34,10 @@ from tlcore.data.samples import canvas, generated_dataset, sample_dataset
 from tlcore.models.spec import ALL_LAYERS, TransferSpec
 from tlcore.training.compare import SCRATCH, TRANSFER, scratch_config, scratch_spec
 from tlcore.training.config import TrainConfig, TrainResult
-from tlcore.training.jobs import JobQueue, JobSnapshot, TrainingJob
 from tlcore.training.runs import RunStore
-from tlcore.training.train import train
+
+if TYPE_CHECKING:  # the queue a demo is given brings them: Home lists demos without TensorFlow or Ray
+    from tlcore.training.jobs import JobQueue, JobSnapshot, TrainingJob
 
 SOURCE = "source"
 """The role of the demo's first run in its group (the target pair are "transfer" and "scratch")."""
@@ -203,12 +205,15 @@ class DemoResult:
                 f"gap {self.gap * 100:+.1f} points")
 
 
-def train_demo(recipe: DemoRecipe = DEMO_RECIPE, *, trainer=train) -> DemoResult:
+def train_demo(recipe: DemoRecipe = DEMO_RECIPE, *, trainer=None) -> DemoResult:
     """The whole demo in this process (a notebook, a test): source, then the target pair.
 
     The source model is saved to a temporary file for the target to load its base
-    from, as the app does with the source run's ``model.keras``.
+    from, as the app does with the source run's ``model.keras``. ``trainer`` trains one
+    run (``tlcore.train`` unless given).
     """
+    if trainer is None:
+        from tlcore.training.train import train as trainer  # TensorFlow, only when the demo trains here
     source = trainer(recipe.source_spec, recipe.source_dataset(), recipe.seeded(recipe.source_config))
     target = recipe.target_dataset()
     config = recipe.seeded(recipe.target_config)

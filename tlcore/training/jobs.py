@@ -36,17 +36,12 @@ from tlcore.core.errors import ConfigError, TLError
 from tlcore.core.settings import load_settings
 from tlcore.data.datasets import ImageDataset
 from tlcore.data.replica import file_digest, manifest, parts
-from tlcore.models.build import check_transfer_spec
 from tlcore.models.spec import TransferSpec
 from tlcore.training.capacity import capacity
 from tlcore.training.compare import SCRATCH, TRANSFER, scratch_config, scratch_spec
 from tlcore.training.config import FEATURES_PHASE, HISTORY_COLUMNS, BatchProgress, TrainConfig
-from tlcore.training.data_parallel_run import train_across_workers
-from tlcore.training.memory import check_job_memory
-from tlcore.training.parallel_checks import check_across_workers
 from tlcore.training.runs import RunStore
 from tlcore.training.shipped_logs import unpack_logs
-from tlcore.training.train import train
 from tlcore.training.worker import (
     DONE,
     STOPPED,
@@ -58,6 +53,14 @@ from tlcore.training.worker import (
 )
 
 QUEUED, RUNNING, STOPPING, FAILED = "queued", "running", "stopping", "failed"
+
+
+def _plain_train() -> Callable:
+    """``tlcore.train``, imported when a job is made: a queue that only lists and draws jobs (Home,
+    Runs) loads neither TensorFlow nor Ray, and nor do the checks until a job is queued."""
+    from tlcore.training.train import train
+
+    return train
 FINISHED = (DONE, STOPPED, FAILED)
 POLL_SECONDS = 0.5
 """How often the server asks a worker for its progress."""
@@ -101,10 +104,11 @@ class TrainingJob:
     """One training run, from the line on the server to a worker and the run store."""
 
     def __init__(self, queue: JobQueue, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig,
-                 store: RunStore, trainer: Callable = train, owner: str = "", *, group: str = "",
+                 store: RunStore, trainer: Callable | None = None, owner: str = "", *, group: str = "",
                  role: str = "", name: str = ""):
         self.id, self.owner = uuid.uuid4().hex[:8], owner
-        self.spec, self.dataset, self.config, self.store, self.trainer = spec, dataset, config, store, trainer
+        self.spec, self.dataset, self.config, self.store = spec, dataset, config, store
+        self.trainer = trainer if trainer is not None else _plain_train()
         self.run_id = store.create(dataclasses.replace(spec, num_classes=len(dataset.class_names)),
                                    config, dataset.summary(), owner=owner, group=group, role=role, name=name)
         self._queue = queue
@@ -375,14 +379,15 @@ class JobQueue:
         self.jobs: dict[str, TrainingJob] = {}
 
     def submit(self, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig,
-               store: RunStore, *, trainer: Callable = train, owner: str = "", group: str = "",
+               store: RunStore, *, trainer: Callable | None = None, owner: str = "", group: str = "",
                role: str = "", name: str = "") -> TrainingJob:
         """Queue a training job; it trains in a Ray worker when its turn comes.
 
         Args:
             spec, dataset, config: what to train, on what, and how.
             store: where the run is recorded (by this process; the worker saves only the model).
-            trainer: the training function (``tlcore.train``'s signature); the worker calls it
+            trainer: the training function (``tlcore.train``'s signature; ``tlcore.train``, or the run
+                across Ray Train workers for ``config.workers`` above 1, unless given); the worker calls it
                 with ``checked=True`` when it takes that keyword, since the spec is checked here.
             owner: who starts it (recorded with the run; see ``tlcore.can_manage``).
             group, role, name: recorded with the run (see ``RunRecord``).
@@ -398,7 +403,7 @@ class JobQueue:
         return self._enqueue([(spec, config, role, name)], dataset, store, trainer, owner, group)[0]
 
     def submit_with_scratch(self, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig,
-                            store: RunStore, *, trainer: Callable = train, owner: str = "",
+                            store: RunStore, *, trainer: Callable | None = None, owner: str = "",
                             group: str = "") -> tuple[TrainingJob, TrainingJob]:
         """Queue ``spec`` and, right behind it, the same model trained from scratch on the same split.
 
@@ -424,6 +429,10 @@ class JobQueue:
         return jobs[0], jobs[1]
 
     def _checked(self, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig) -> TransferSpec:
+        from tlcore.models.build import check_transfer_spec  # Keras: queued work only (see _plain_train)
+        from tlcore.training.memory import check_job_memory
+        from tlcore.training.parallel_checks import check_across_workers
+
         config.check()
         if config.workers > 1:  # one run across Ray Train workers: what it can train, the CPUs, a batch each
             check_across_workers(dataset, config, capacity(self).cpus)
@@ -433,7 +442,7 @@ class JobQueue:
         return spec
 
     def _enqueue(self, runs: list[tuple[TransferSpec, TrainConfig, str, str]], dataset: ImageDataset,
-                 store: RunStore, trainer: Callable, owner: str, group: str) -> list[TrainingJob]:
+                 store: RunStore, trainer: Callable | None, owner: str, group: str) -> list[TrainingJob]:
         with self._condition:
             self._check_share(owner, len(runs))
             if len(self._waiting) + len(runs) > self.max_waiting:
@@ -452,12 +461,16 @@ class JobQueue:
             job._thread.start()
         return jobs
 
-    def _trainer_for(self, config: TrainConfig, trainer: Callable) -> Callable:
-        """``trainer``, or for ``workers`` above 1 in place of ``tlcore.train``, the run across Ray Train
+    def _trainer_for(self, config: TrainConfig, trainer: Callable | None) -> Callable:
+        """``trainer`` when given; else ``tlcore.train``, or for ``workers`` above 1 the run across Ray Train
         workers (each asking for the queue's resources)."""
-        if config.workers > 1 and trainer is train:
+        if trainer is not None:
+            return trainer
+        if config.workers > 1:
+            from tlcore.training.data_parallel_run import train_across_workers
+
             return functools.partial(train_across_workers, resources=self.resources)
-        return trainer
+        return _plain_train()
 
     def load(self) -> tuple[int, int]:
         """(jobs training now, jobs waiting in line)."""

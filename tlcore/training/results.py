@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from tlcore.inference.calibration import PrecisionCheck
+from tlcore.inference.verdicts import PrecisionCheck
 from tlcore.training.config import TrainResult
 
 WRONG_SHOWN = 8

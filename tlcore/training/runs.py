@@ -26,17 +26,19 @@ import time
 import uuid
 from collections.abc import Callable, Collection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 import pandas as pd
 
 from tlcore.core.atomic import atomic_save, atomic_write_text
 from tlcore.core.errors import ModelFileError
-from tlcore.models.model_files import load_model_file
 from tlcore.models.spec import TransferSpec
 from tlcore.training.config import HISTORY_COLUMNS, TrainConfig, TrainResult
 from tlcore.training.results import WRONG_SHOWN, RunResult, WrongPrediction
+
+if TYPE_CHECKING:
+    import keras
 
 RUNNING, INTERRUPTED = "running", "interrupted"
 """A run's status while it trains, and how ``RunStore.list`` shows one whose server stopped meanwhile."""
@@ -359,6 +361,8 @@ class RunStore:
         path = self.root / run_id / "model.keras"
         if not path.is_file():
             raise ModelFileError(f"A run must have finished to have a model. Received: run {run_id!r} has none")
+        from tlcore.models.model_files import load_model_file  # Keras, only when a model is opened
+
         return load_model_file(path)
 
     def model_bytes(self, run_id: str) -> bytes:

@@ -19,10 +19,16 @@ from pathlib import Path
 from tlcore.core.errors import DatasetError
 from tlcore.core.settings import load_settings
 from tlcore.data.intake import check_archive, read_capped
-from tlcore.training.tensorboard import LOG_FOLDER
 
+LOG_FOLDER = "tensorboard"
+"""A run's TensorBoard logs, inside its folder (``tlcore.training.tensorboard`` writes them)."""
 MAX_LOG_BYTES = 256 * 2**20
 """A run's logs, at most, packed or unpacked (the projector's vectors are capped at about 20 MB)."""
+
+
+def log_folder(run_folder: str | Path) -> Path:
+    """Where a run's TensorBoard logs go."""
+    return Path(run_folder) / LOG_FOLDER
 
 
 def pack_logs(folder: str | Path) -> bytes:

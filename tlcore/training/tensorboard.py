@@ -23,8 +23,6 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
-LOG_FOLDER = "tensorboard"
-"""A run's logs, inside its folder."""
 PROJECTOR_LIMIT = 500
 """Validation images shown in the embedding projector, at most (the first ones, in dataset order)."""
 PROJECTOR_VALUES = 2_000_000
@@ -33,11 +31,6 @@ THUMBNAIL = 32
 """Side of each projector thumbnail, pixels."""
 CELL = 48
 """Side of a confusion-matrix cell in its image, pixels."""
-
-
-def log_folder(run_folder: str | Path) -> Path:
-    """Where a run's TensorBoard logs go."""
-    return Path(run_folder) / LOG_FOLDER
 
 
 class EpochScalars(keras.callbacks.TensorBoard):

@@ -42,8 +42,7 @@ from tlcore.models.spec import TransferSpec
 from tlcore.training.config import HISTORY_COLUMNS, BatchProgress, TrainConfig
 from tlcore.training.results import RunResult
 from tlcore.training.runs import save_run_model
-from tlcore.training.shipped_logs import pack_logs
-from tlcore.training.tensorboard import log_folder
+from tlcore.training.shipped_logs import log_folder, pack_logs
 
 DONE, STOPPED = "done", "stopped"
 WORKER_ENVIRONMENT = ("KERAS_HOME", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")
