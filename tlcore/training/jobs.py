@@ -53,6 +53,9 @@ from tlcore.training.worker import (
 )
 
 QUEUED, RUNNING, STOPPING, FAILED = "queued", "running", "stopping", "failed"
+FINISHED = (DONE, STOPPED, FAILED)
+POLL_SECONDS = 0.5
+"""How often the server asks a worker for its progress."""
 
 
 def _plain_train() -> Callable:
@@ -61,9 +64,7 @@ def _plain_train() -> Callable:
     from tlcore.training.train import train
 
     return train
-FINISHED = (DONE, STOPPED, FAILED)
-POLL_SECONDS = 0.5
-"""How often the server asks a worker for its progress."""
+
 
 @dataclasses.dataclass(frozen=True)
 class JobSnapshot:
