@@ -101,4 +101,5 @@ def test_home_shows_the_latest_demo_without_tensorflow_or_ray(tmp_path, trained)
     seen = _run(APP, tmp_path, TL_DEFAULT_MODEL="random")
     assert seen["exception"] == [] and seen["titles"] == [":material/science: Transfer Lab"]
     assert "The latest demo on this server" in seen["markdown"], seen["markdown"]
+    assert "**Transfer against scratch**" in seen["markdown"], seen["markdown"]  # the pair, compared
     assert seen["loaded"] == []
