@@ -106,13 +106,33 @@ def wait_until_idle(tab, timeout: float = 120_000) -> None:
 
 
 def what_the_page_shows(tab, *, lines: int = 60) -> str:
-    """A failed test's evidence: the tab's address, whether the script was still running, and the
-    text of its messages and tracebacks (the screen's other text is in the screenshot)."""
-    running = tab.locator('[data-testid="stStatusWidget"]').count() > 0
-    notes = tab.locator('[data-testid="stAlert"], [data-testid="stException"], [data-testid="stSpinner"]')
+    """A failed test's evidence: the tab's address, whether the script was still running, and the text
+    of its messages, tracebacks, spinners and progress bars (the screen's other text is in the screenshot)."""
+    running = tab.locator('[data-testid="stApp"][data-test-script-state="running"]').count() > 0 \
+        or tab.locator('[data-testid="stStatusWidget"]').count() > 0
+    notes = tab.locator('[data-testid="stAlert"], [data-testid="stException"], [data-testid="stSpinner"], '
+                        '[data-testid="stProgress"]')
     shown = [text.strip() for text in notes.all_inner_texts()]
+    shown = shown or ["(no message, traceback, spinner or progress bar on the page)"]
     return "\n".join([f"address: {tab.url}", f"the script was {'still running' if running else 'idle'}",
-                      *(f"- {text}" for text in shown or ["(no message, traceback or spinner on the page)"])][:lines])
+                      *(f"- {text}" for text in shown)][:lines])
+
+
+def ray_in_use() -> str:
+    """What holds the test session's Ray when a test fails: its free CPUs and its placement groups, so a
+    job that waited for a CPU another test kept says so."""
+    if "ray" not in sys.modules:
+        return "(this process has not joined Ray)"
+    import ray
+
+    if not ray.is_initialized():
+        return "(this process has not joined Ray)"
+    total, free = ray.cluster_resources(), ray.available_resources()
+    groups = [f"{group.get('name') or group_id[:8]}: {group.get('state')} {group.get('bundles')}"
+              for group_id, group in ray.util.placement_group_table().items() if group.get("state") != "REMOVED"]
+    return "\n".join([f"CPU free {free.get('CPU', 0):g} of {total.get('CPU', 0):g}, "
+                      f"memory free {free.get('memory', 0) / 2**30:.1f} of {total.get('memory', 0) / 2**30:.1f} GiB",
+                      f"placement groups not removed: {len(groups)}", *groups])
 
 
 def picture(locator, *, min_colours: int = 20, settle: float = 30.0):

@@ -1,7 +1,7 @@
 """What every browser test shares: one headless Chromium per module and the folder for screenshots."""
 
 import pytest
-from live_app import SERVER_LOGS, SHOTS, launch_chromium, what_the_page_shows
+from live_app import SERVER_LOGS, SHOTS, launch_chromium, ray_in_use, what_the_page_shows
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +31,8 @@ def pytest_runtest_makereport(item, call):
             report.sections.append(("what the tab showed", f"{what_the_page_shows(tab)}\nscreenshot: {shot}"))
         except Exception as exc:  # the tab or browser itself is gone: say so, keep the test's own failure
             report.sections.append(("what the tab showed", f"(could not be read: {exc!r})"))
+    if "ray_address" in item.fixturenames:
+        report.sections.append(("the test session's Ray", ray_in_use()))
     server = item.funcargs.get("server")
     if isinstance(server, str) and server in SERVER_LOGS and SERVER_LOGS[server].is_file():
         tail = SERVER_LOGS[server].read_text(errors="replace").splitlines()[-40:]
