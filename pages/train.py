@@ -121,7 +121,7 @@ def live_progress(job: tlcore.TrainingJob) -> None:
     else:
         progress = snapshot.progress
         eta = f", about {snapshot.remaining:.0f} s left" if snapshot.remaining is not None else ""
-        where = workers.progress_words(job.config, progress)
+        where = workers.progress_words(job.config, progress, placed=bool(snapshot.node))
         memory = f" · worker memory {snapshot.peak_memory / 2**30:.1f} GB" if snapshot.peak_memory else ""
         st.progress(progress.fraction if progress else 0.0,
                     text=f"{snapshot.state.capitalize()}: {where} · {snapshot.elapsed:.0f} s{eta}{memory}")

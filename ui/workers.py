@@ -37,10 +37,21 @@ def choose(config: tlcore.TrainConfig) -> tlcore.TrainConfig:
     return dataclasses.replace(config, workers=count)
 
 
-def progress_words(config: tlcore.TrainConfig, progress: tlcore.BatchProgress | None) -> str:
-    """Where a running job is, in words: its batch, and on how many workers."""
+def progress_words(config: tlcore.TrainConfig, progress: tlcore.BatchProgress | None, *, placed: bool = True) -> str:
+    """Where a running job is, in words: its batch, and on how many workers.
+
+    ``placed`` is False while Ray has not started the job's worker yet: it waits for a free CPU,
+    and the words say how many are free now.
+    """
     if config.workers == 1:
-        return progress.describe() if progress else "starting a worker, preparing the images and the model"
+        if progress:
+            return progress.describe()
+        if not placed:
+            where = tlcore.capacity(training.job_queue())
+            if where.free_cpus is not None and where.cpus is not None:
+                return (f"starting a worker, which needs a free CPU ({where.free_cpus:g} of {where.cpus:g} "
+                        "free on the cluster now)")
+        return "starting a worker, preparing the images and the model"
     if progress is None:
         return (f"starting {config.workers} workers (each waits for a free CPU), preparing the images and "
                 "the model")

@@ -80,7 +80,7 @@ class JobSnapshot:
         error: why a failed job failed, in words.
         peak_memory: the worker's peak resident memory in bytes, as last reported.
         transferred: bytes of the dataset sent to the worker's machine for this job (0: it had a copy).
-        node: the Ray node id the job's worker runs on ("" before it has one).
+        node: the Ray node id the job's worker runs on ("" until Ray has placed it: it waits for a free CPU).
     """
 
     id: str
@@ -233,11 +233,13 @@ class TrainingJob:
         if self._killed:  # killed while its worker was being created: end it before it trains
             ray.kill(self._worker)
         try:
-            node = ray.get(self._worker.where.remote())
-            transferred = send_dataset(ray, self._worker, self.dataset, self._stop)
+            node = self._placed(ray)
             with self._lock:
-                self._node, self._transferred = node, transferred or 0
-            if transferred is None:  # stopped before its dataset arrived: nothing was trained
+                self._node = node or ""
+            transferred = None if node is None else send_dataset(ray, self._worker, self.dataset, self._stop)
+            with self._lock:
+                self._transferred = transferred or 0
+            if transferred is None:  # stopped before a CPU was free or its dataset arrived: nothing was trained
                 self.store.mark(self.run_id, STOPPED)
                 return STOPPED
             spec = self.spec
@@ -278,6 +280,18 @@ class TrainingJob:
         finally:
             if self._worker is not None:
                 ray.kill(self._worker)
+
+    def _placed(self, ray) -> str | None:
+        """The node Ray placed the job's worker on, once a CPU there was free; None when stopped first.
+
+        Until then the snapshot's ``node`` is empty: the page says the job waits for a CPU, and Stop
+        works while it waits (the worker that never started is ended by the caller).
+        """
+        asked = self._worker.where.remote()
+        while not ray.wait([asked], timeout=POLL_SECONDS)[0]:
+            if self._stop.is_set():
+                return None
+        return ray.get(asked)
 
     def _death_message(self, exc: Exception, note: Path) -> str:
         ray = ray_module()

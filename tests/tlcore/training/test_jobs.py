@@ -160,6 +160,36 @@ def test_a_failing_job_reports_plainly(tmp_path):
     assert store.list().loc[0, "status"] == "failed"
 
 
+@pytest.mark.slow
+def test_a_job_waiting_for_a_cpu_says_so_and_can_be_stopped_while_it_waits(tmp_path, dataset, ray_address):
+    """Every CPU of the cluster is held (as another server's jobs or a sweep would): the job's worker is
+    not placed, the page's words say how many CPUs are free, and Stop ends the job without it ever training."""
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    from ui.workers import progress_words
+
+    cpus = ray.cluster_resources()["CPU"]
+    held = placement_group([{"CPU": cpus}])
+    ray.get(held.ready(), timeout=60)
+    try:
+        store = tlcore.RunStore(tmp_path)
+        job = tlcore.JobQueue().submit(SPEC, dataset, tlcore.TrainConfig(epochs=1), store)
+        wait_for(lambda: job.snapshot().state == "running")
+        time.sleep(3)  # long enough for a free CPU's worker to have been placed
+        waiting = job.snapshot()
+        words = progress_words(job.config, waiting.progress, placed=bool(waiting.node))
+        job.stop()
+        stopped = job.wait(30)
+    finally:
+        remove_placement_group(held)
+    assert waiting.state == "running" and waiting.node == "" and waiting.progress is None
+    assert words == f"starting a worker, which needs a free CPU (0 of {cpus:g} free on the cluster now)"
+    assert stopped.state == "stopped" and stopped.history.empty
+    assert store.list().loc[0, "status"] == "stopped" and not store.get(job.run_id).model_path.is_file()
+    wait_for(lambda: ray.available_resources().get("CPU", 0) == cpus, timeout=30)  # the unplaced worker is gone
+
+
 def test_a_job_over_the_memory_budget_is_refused_before_any_worker_starts(tmp_path, dataset, monkeypatch):
     monkeypatch.setenv("TL_JOB_MEMORY_GB", "4")
     store = tlcore.RunStore(tmp_path)
