@@ -15,8 +15,8 @@ from support import coloured_pngs
 import tlcore
 from tlcore.training.feature_cache import FeatureCache
 
-# the module's data (a transfer curve and a Ray Tune sweep, run before its first test) took 4.3 minutes while two
-# other test processes ran on a 2-core Xeon: more than the suite's 10 minutes a test on a slower machine, never 15
+# the module's data (a transfer curve and a Ray Tune sweep, made before its first test) took 4.3 minutes while two
+# other test processes ran on a 2-core Xeon; a slower machine nears the suite's 10 minutes a test, so 15 here
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 VIEW = {"width": 1400, "height": 1000}
 DRAWN = """(selector) => {
