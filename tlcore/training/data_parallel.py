@@ -72,8 +72,9 @@ class Board:
         self._groups: list = []
 
     def placement_group(self, group) -> None:
-        """Ray Train's controller posts each worker group's placement group here once it started."""
-        self._groups.append(group)
+        """Ray Train's controller posts each worker group's placement group here (once each)."""
+        if all(group.id != kept.id for kept in self._groups):
+            self._groups.append(group)
 
     def placement_groups(self) -> list:
         """The placement groups the run's workers were given (what ending the run must free)."""
@@ -97,21 +98,37 @@ class Board:
 
 
 def _posting_placement_groups(board):
-    """A Ray Train callback that posts each worker group's placement group on ``board``.
+    """A Ray Train callback that posts each worker group's placement group on ``board`` as it is made.
 
     Ray Train frees a run's placement group when its controller ends well, and leaves an ungraceful
     end (its driver killed, as deleting a running job does) to a detached cleaner that asks Ray's state
     API, which needs the dashboard this lab's Ray runs without: the group would keep its CPUs until the
-    server stops. Whoever kills the driver reads the board first and frees them
-    (``TrainingJob.kill``). Ray Train takes callbacks other than its ``UserCallback`` as internal ones.
-    Not covered: a group still waiting for its CPUs when the driver is killed is not posted yet.
+    server stops. Whoever kills the driver reads the board first and frees them (``TrainingJob.kill``).
+
+    The group is posted the moment Ray Train asks for it, before its CPUs are free: a run deleted while
+    its workers still wait (another job or a sweep holds the CPUs) frees a group that would otherwise take
+    them once they free up. Ray Train 2.60 makes the group with the ``placement_group`` its worker-group
+    module imported; the callback wraps that name in the controller's process, just before the group is
+    made. Ray Train takes callbacks other than its ``UserCallback`` as internal ones.
     """
     from ray.train.v2._internal.execution.callback import WorkerGroupCallback
+    from ray.train.v2._internal.execution.worker_group import worker_group as made_by
 
     class PostPlacementGroup(WorkerGroupCallback):
+        def before_worker_group_start(self, worker_group_context) -> None:
+            make = getattr(made_by.placement_group, "unposted", made_by.placement_group)  # Ray's own, once
+
+            def posted(*args, **kwargs):
+                group = make(*args, **kwargs)
+                ray_module().get(board.placement_group.remote(group))
+                return group
+
+            posted.unposted = make
+            made_by.placement_group = posted
+
         def after_worker_group_start(self, worker_group) -> None:
             group = worker_group.get_worker_group_state().placement_group_handle.placement_group
-            ray_module().get(board.placement_group.remote(group))
+            ray_module().get(board.placement_group.remote(group))  # posted already when made: kept once
 
     return PostPlacementGroup()
 

@@ -80,6 +80,32 @@ def test_stop_ends_both_workers_after_the_same_step_and_keeps_the_model_and_dele
     wait_for(lambda: ray.available_resources().get("CPU", 0) == cpus, timeout=120)  # the workers went with it
 
 
+def test_a_run_deleted_while_its_workers_wait_for_cpus_leaves_no_reservation_behind(ray_address, dataset, tmp_path):
+    """Every CPU is held (another job or a sweep): Ray Train's placement group for the two workers waits.
+    Deleting the run then removes that waiting group too, so it does not take the CPUs once they free up."""
+    import ray
+    from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
+
+    queue, store = tlcore.JobQueue(max_running=1, max_waiting=2), tlcore.RunStore(tmp_path / "runs")
+    cpus = ray.cluster_resources()["CPU"]
+    held = placement_group([{"CPU": cpus}])
+    ray.get(held.ready(), timeout=60)
+    try:
+        waiting = queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=1, batch_size=4, workers=2), store)
+
+        def pending() -> list[str]:
+            return [key for key, group in placement_group_table().items() if group["state"] == "PENDING"]
+
+        wait_for(lambda: pending() or waiting.finished, timeout=300)
+        assert not waiting.finished, waiting.snapshot().error
+        queue.delete_run(waiting.run_id, store)
+        assert waiting.finished and not store.has(waiting.run_id)
+        wait_for(lambda: not pending(), timeout=60)
+    finally:
+        remove_placement_group(held)
+    wait_for(lambda: ray.available_resources().get("CPU", 0) == cpus, timeout=60)
+
+
 def test_a_worker_that_cannot_read_the_images_fails_the_run_in_words(ray_address, tmp_path):
     queue, store = tlcore.JobQueue(max_running=1, max_waiting=2), tlcore.RunStore(tmp_path / "runs")
     gone = tlcore.sample_dataset(per_class=8, size=32, seed=7)
