@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import random
 import threading
@@ -433,12 +434,30 @@ def _run_tune(settings: list[dict], data: dict, budget: SweepBudget, board: _Boa
     storage.parent.mkdir(parents=True, exist_ok=True)
     # the board and the stored result are the sweep's record: no CSV, JSON and TensorBoard files per trial
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    if os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] == "1":
+        _quiet_about_missing_trial_files()
     name = f"{storage.name}-{id(board)}"
     _BOARDS[name] = board
     try:
         _fit_tuner(tune, settings, data, budget, storage, Progress(name), BasicVariantGenerator, ASHAScheduler)
     finally:
         del _BOARDS[name]
+
+
+class _MissingTrialFiles(logging.Filter):
+    """Drops Tune's "Failed to fetch metrics for N trial(s)": its result grid looks for every trial's CSV
+    and JSON files, which a sweep turns off (``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS``), so the warning
+    says nothing wrong. Tune's other warnings pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to fetch metrics for ")
+
+
+def _quiet_about_missing_trial_files() -> None:
+    """Tune's result-grid logger drops the missing-files warning (once per process)."""
+    grid = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    if not any(isinstance(kept, _MissingTrialFiles) for kept in grid.filters):
+        grid.addFilter(_MissingTrialFiles())
 
 
 def _fit_tuner(tune, settings, data, budget, storage, progress, BasicVariantGenerator, ASHAScheduler) -> None:
