@@ -32,7 +32,10 @@ def pytest_runtest_makereport(item, call):
         except Exception as exc:  # the tab or browser itself is gone: say so, keep the test's own failure
             report.sections.append(("what the tab showed", f"(could not be read: {exc!r})"))
     if "ray_address" in item.fixturenames:
-        report.sections.append(("the test session's Ray", ray_in_use()))
+        try:
+            report.sections.append(("the test session's Ray", ray_in_use()))
+        except Exception as exc:  # Ray itself is gone: say so, keep the test's own failure
+            report.sections.append(("the test session's Ray", f"(could not be read: {exc!r})"))
     server = item.funcargs.get("server")
     if isinstance(server, str) and server in SERVER_LOGS and SERVER_LOGS[server].is_file():
         tail = SERVER_LOGS[server].read_text(errors="replace").splitlines()[-40:]
