@@ -44,7 +44,7 @@ from tlcore.models.spec import TransferSpec
 from tlcore.models.zoo import get_backbone
 from tlcore.training.config import OPTIMIZERS, TrainConfig
 from tlcore.training.feature_cache import FeatureCache
-from tlcore.training.train import EVAL_BATCH, default_feature_cache, frozen_split
+from tlcore.training.train import EVAL_BATCH, HEAD_STEPS_PER_EXECUTION, default_feature_cache, frozen_split
 from tlcore.training.worker import connect, ray_module
 
 SWEEP_VERSION = 1
@@ -150,7 +150,8 @@ def fit_head(settings: dict[str, Any], *, spec: dict, path: str, labels: np.ndar
                                 dropout=float(settings["dropout"]))
     model = head_model(trial, tuple(rows.shape[1:]), seed=seed, head_draws=head_draws)
     model.compile(optimizer=OPTIMIZERS[settings["optimizer"]](float(settings["learning_rate"])),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  steps_per_execution=HEAD_STEPS_PER_EXECUTION)  # reports per epoch: no batch to return to
     model.fit(row_batches(rows, labels, train_idx, batch_size=batch_size, seed=seed),
               validation_data=row_batches(rows, labels, val_idx, batch_size=EVAL_BATCH), epochs=max_epochs,
               shuffle=False, verbose=0,
