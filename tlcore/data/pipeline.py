@@ -78,6 +78,38 @@ def image_batches(
     return data.prefetch(PREFETCH)
 
 
+class HeldRows:
+    """Feature rows held in memory once, by TensorFlow: one variable, filled a block at a time.
+
+    ``row_batches`` gathers batches from the variable in place, so the rows are in memory once
+    for training, validation and evaluation alike. Measured on 98 MB of rows: a NumPy copy handed
+    to ``tf.constant`` held twice that, a tf.data function capturing the constant copied it again,
+    and a variable filled by slice assignment kept a second buffer; filled by scatter, it holds the
+    rows once and tf.data reads it without a copy. Python reads (evaluation, logs) gather rows.
+    """
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.shape = tuple(int(d) for d in shape)
+        self.variable = tf.Variable(tf.zeros(self.shape, tf.float32), trainable=False)
+
+    def put(self, start: int, block: np.ndarray) -> None:
+        """Rows ``start`` to ``start + len(block)`` (written in place)."""
+        if len(block):
+            self.variable.scatter_update(tf.IndexedSlices(
+                tf.convert_to_tensor(block, tf.float32), tf.range(start, start + len(block), dtype=tf.int64)))
+
+    @property
+    def nbytes(self) -> int:
+        return 4 * int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray:
+        picked = np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows, dtype=np.int64)
+        return tf.gather(self.variable, picked).numpy()
+
+
 READ_BYTES = 8 * 2**20
 """Rows read from a memory-mapped feature file per Python call: about this many bytes at a time."""
 
@@ -92,8 +124,9 @@ def row_batches(
 ) -> tf.data.Dataset:
     """Batches of (rows[indices], labels[indices]) read from an array or a memory-mapped file.
 
-    Rows already in memory (an ``np.ndarray`` that is not a memory map) are gathered by
-    TensorFlow itself: no Python call per batch. A memory-mapped file is read in blocks of
+    Rows already in memory (``HeldRows``, or an ``np.ndarray`` that is not a memory map) are
+    gathered by TensorFlow itself: no Python call per batch (``HeldRows`` in place, an array's
+    rows at ``indices`` copied once into a constant). A memory-mapped file is read in blocks of
     whole batches of about ``READ_BYTES`` (one Python call per block, reading the file
     forwards), so memory follows the block, never the dataset. Either way the order within
     each batch follows the (shuffled) indices, the same order for the same seed.
@@ -106,10 +139,15 @@ def row_batches(
     data = tf.data.Dataset.from_tensor_slices(np.arange(len(indices)) if in_memory else indices)
     if seed is not None and len(indices):
         data = data.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
-    if in_memory:
+    if isinstance(rows, HeldRows):  # read in place, where the indices point
+        held, picked = rows.variable, tf.constant(indices)
+    elif in_memory:
         held = tf.constant(np.asarray(rows[indices], dtype=np.float32).reshape(len(indices), *row_shape))
+        picked = tf.range(len(indices), dtype=tf.int64)
+    if in_memory:
         held_labels = tf.constant(labels[indices])
-        return (data.batch(batch_size).map(lambda batch: (tf.gather(held, batch), tf.gather(held_labels, batch)))
+        return (data.batch(batch_size)
+                .map(lambda batch: (tf.gather(held, tf.gather(picked, batch)), tf.gather(held_labels, batch)))
                 .prefetch(PREFETCH))
     row_bytes = max(4 * int(np.prod(row_shape)), 1)
     block = batch_size * max(1, READ_BYTES // (row_bytes * batch_size))

@@ -30,7 +30,7 @@ from tlcore.core.atomic import StorageError, atomic_write_text
 from tlcore.core.storage import check_room
 from tlcore.data.datasets import ImageDataset
 from tlcore.data.images import ResizeMode
-from tlcore.data.pipeline import batched_outputs, image_batches
+from tlcore.data.pipeline import READ_BYTES, HeldRows, batched_outputs, image_batches
 from tlcore.inference.forward import compiled_forward
 from tlcore.inference.precision import choose_precision
 
@@ -135,6 +135,32 @@ class FeatureCache:
         }, indent=2))
         return self.load(key), False
 
+    @staticmethod
+    def read(rows: np.memmap) -> HeldRows:
+        """A feature file's rows held in memory by TensorFlow (``HeldRows``), read a block at a time.
+
+        Read with plain reads, not copied from the mapping: the pages of a mapped file count toward
+        a process's resident memory (the worker's limit) while it is mapped, so the rows would count
+        twice. Memory is the rows once, and one block.
+
+        Raises:
+            StorageError: the file is shorter than its header says.
+        """
+        held = HeldRows(rows.shape)
+        row_bytes = held.nbytes // max(len(held), 1)
+        step = max(1, READ_BYTES // max(row_bytes, 1))
+        with open(rows.filename, "rb") as handle:
+            handle.seek(rows.offset)
+            for start in range(0, len(held), step):
+                count = min(step, len(held) - start)
+                block = np.fromfile(handle, dtype=np.float32, count=count * row_bytes // 4)
+                if block.size != count * row_bytes // 4:
+                    raise StorageError(f"The feature file {Path(rows.filename).name} holds "
+                                       f"{start * row_bytes + 4 * block.size:,} of its {held.nbytes:,} bytes "
+                                       "of rows; compute the features again.")
+                held.put(start, block.reshape(count, *held.shape[1:]))
+        return held
+
     def _make_room(self, needed: int, dataset: ImageDataset) -> None:
         """Delete the least recently used feature files until ``needed`` bytes fit ``TL_MAX_DATA_GB``.
 
@@ -163,18 +189,22 @@ class FeatureCache:
         shape = (len(dataset), *(int(d) for d in prefix.output.shape[1:]))
         partial = self.root / f".{key}.{uuid.uuid4().hex}.partial.npy"
         try:
-            rows = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=shape)
             batches = image_batches(dataset, np.arange(len(dataset)), size, preprocess=preprocess,
                                     batch_size=EXTRACT_BATCH, mode=mode)
-            done = 0
-            for output in batched_outputs(compiled_forward(prefix, precision=precision), batches):
-                rows[done:done + len(output)] = output
-                done += len(output)
-                if on_progress:
-                    on_progress(done, len(dataset))
-            rows.flush()
-            del rows
-            with open(partial, "rb") as handle:
+            with open(partial, "wb") as handle:  # written, not mapped: no page of it counts as the worker's
+                np.lib.format.write_array_header_1_0(handle, {
+                    "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+                    "shape": shape})
+                done = 0
+                for output in batched_outputs(compiled_forward(prefix, precision=precision), batches):
+                    handle.write(np.ascontiguousarray(output, dtype=np.float32).tobytes())
+                    done += len(output)
+                    if on_progress:
+                        on_progress(done, len(dataset))
+                if done != len(dataset):
+                    raise StorageError(f"The feature pass gave {done:,} rows for {len(dataset):,} images; "
+                                       "nothing was kept.")
+                handle.flush()
                 os.fsync(handle.fileno())
             os.replace(partial, self.path(key))
         finally:

@@ -29,7 +29,7 @@ from tlcore.core.errors import ConfigError, DatasetError
 from tlcore.core.settings import load_settings
 from tlcore.data.datasets import ImageDataset
 from tlcore.data.images import ResizeMode
-from tlcore.data.pipeline import batched_outputs, image_batches, row_batches
+from tlcore.data.pipeline import HeldRows, batched_outputs, image_batches, row_batches
 from tlcore.inference.calibration import PrecisionCheck, bfloat16_units, compare_precisions
 from tlcore.inference.forward import compiled_forward
 from tlcore.inference.precision import requested_precision
@@ -169,8 +169,8 @@ class TrainingData:
         size: (height, width) of the model input.
         mode: how images are fitted to ``size``.
         cache: where frozen-prefix features are kept; None computes nothing ahead.
-        memory_room: bytes the cached features may take in memory (twice: read, then handed to
-            TensorFlow); features that fit are trained on in memory, larger ones stay
+        memory_room: bytes the cached features may take in memory (twice their size, of which
+            they use half: ``HeldRows``); features that fit are trained on in memory, larger ones stay
             memory-mapped and are read a block at a time (``row_batches``). 0 keeps them on disk.
     """
 
@@ -191,7 +191,7 @@ class TrainingData:
         return image_batches(self.dataset, indices, self.size, preprocess=get_backbone(self.backbone).preprocess,
                              batch_size=batch_size, mode=self.mode, seed=seed, augment=augment)
 
-    def features(self, prefix: keras.Model, on_batch=None) -> np.ndarray | None:
+    def features(self, prefix: keras.Model, on_batch=None) -> HeldRows | np.memmap | None:
         """``prefix``'s output for every image, from the cache (computed once, memory-mapped).
 
         None when the features would not fit the data folder (``TL_MAX_DATA_GB``) even
@@ -211,10 +211,11 @@ class TrainingData:
         return head_rows(rows, self.memory_room)
 
 
-def head_rows(rows: np.ndarray, memory_room: int) -> np.ndarray:
-    """The features the head trains on: read into memory when twice their size fits ``memory_room``,
-    else the memory-mapped file itself (memory then follows the block read, not the dataset)."""
-    return np.array(rows, dtype=np.float32) if 2 * rows.nbytes <= memory_room else rows
+def head_rows(rows: np.memmap, memory_room: int) -> HeldRows | np.memmap:
+    """The features the head trains on: held in memory by TensorFlow (``HeldRows``: once) when twice
+    their size fits ``memory_room`` (the other half is the margin), else the memory-mapped file itself
+    (memory then follows the block read, not the dataset)."""
+    return FeatureCache.read(rows) if 2 * rows.nbytes <= memory_room else rows
 
 
 HEAD_STEPS_PER_EXECUTION = 64
@@ -228,7 +229,7 @@ class FittedPhase:
     """What a phase trained: the model fitted, and the cached features it read (None when it read images)."""
 
     trained: keras.Model
-    rows: np.ndarray | None
+    rows: HeldRows | np.memmap | None
 
     @property
     def cached(self) -> bool:

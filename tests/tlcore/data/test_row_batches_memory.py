@@ -74,3 +74,30 @@ def test_a_mapped_file_is_read_a_block_of_batches_at_a_time(stored, monkeypatch)
     data = batches(row_batches(counted, np.zeros(300, np.int64), np.arange(300), batch_size=8, seed=1))
     assert len(data) == 38 and sum(len(y) for _, y in data) == 300
     assert CountingMap.reads == 8 and CountingMap.most == 40  # ceil(300 / 40) reads, never more than a block
+
+
+def anonymous_memory() -> int:
+    """Bytes of this process's resident anonymous memory (what a copy of the rows would add)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("RssAnon:"))
+
+
+def test_rows_held_by_tensorflow_are_in_memory_once_for_every_pass_over_them():
+    rows = np.repeat(np.arange(16_384, dtype=np.float32)[:, None], 1024, axis=1)  # 64 MB
+    labels, indices = np.arange(16_384) % 5, np.arange(16_384)[::-1]
+    warm = pipeline.HeldRows((8, 1024))  # TensorFlow's first variable and tf.data pass allocate for themselves
+    batches(row_batches(warm, np.zeros(8, np.int64), np.arange(8), batch_size=4, seed=0))
+    before = anonymous_memory()
+    held = pipeline.HeldRows(rows.shape)
+    for start in range(0, len(rows), 1000):
+        held.put(start, rows[start:start + 1000])
+    train = row_batches(held, labels, indices, batch_size=256, seed=0)
+    check = row_batches(held, labels, indices[:4096], batch_size=512)
+    seen = [(x[:, 0].numpy(), y.numpy()) for data in (train, train, check) for x, y in data]
+    grown = anonymous_memory() - before
+    assert grown < 1.5 * rows.nbytes, f"{grown / 2**20:.0f} MB more for {rows.nbytes / 2**20:.0f} MB of rows"
+    first = np.concatenate([x for x, _ in seen[:64]]).astype(int)
+    assert sorted(first) == list(range(16_384)) and list(first) != sorted(first)  # shuffled, each row once
+    np.testing.assert_array_equal(np.concatenate([y for _, y in seen[:64]]), labels[first])
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in seen[128:]]), indices[:4096])  # the order given
+    np.testing.assert_array_equal(held[np.array([5, 16_383])], rows[[5, 16_383]])

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 import tlcore
+from tlcore.data.pipeline import HeldRows
+from tlcore.training import feature_cache
 from tlcore.training.feature_cache import FeatureCache
 from tlcore.training.train import _memory_room, head_rows
 
@@ -18,7 +20,7 @@ def test_rows_are_read_into_memory_only_when_twice_their_size_fits(tmp_path):
     np.save(tmp_path / "rows.npy", np.ones((10, 4), np.float32))
     mapped = np.load(tmp_path / "rows.npy", mmap_mode="r")
     held = head_rows(mapped, 2 * 10 * 4 * 4)
-    assert type(held) is np.ndarray and np.array_equal(held, np.ones((10, 4)))
+    assert isinstance(held, HeldRows) and np.array_equal(held[:], np.ones((10, 4)))
     assert isinstance(head_rows(mapped, 2 * 10 * 4 * 4 - 1), np.memmap)
 
 
@@ -62,3 +64,18 @@ def test_the_room_for_rows_is_the_job_budget_less_the_estimate_of_the_model_as_b
     assert _memory_room(model, 16) == 6 * 2**30 - tlcore.estimate_job_memory(spec, 16) > 0
     monkeypatch.setenv("TL_JOB_MEMORY_GB", "1")  # less than the process itself: no room, rows stay on disk
     assert _memory_room(model, 16) == 0
+
+
+def test_rows_read_into_memory_are_the_files_a_block_at_a_time_and_a_short_file_is_refused(tmp_path, monkeypatch):
+    rows = np.random.default_rng(0).standard_normal((37, 3, 5)).astype(np.float32)
+    np.save(tmp_path / "rows.npy", rows)
+    monkeypatch.setattr(feature_cache, "READ_BYTES", 4 * 15 * 8)  # blocks of 8 rows: the last one short
+    held = FeatureCache.read(np.load(tmp_path / "rows.npy", mmap_mode="r"))
+    assert held.shape == (37, 3, 5) and len(held) == 37 and held.nbytes == rows.nbytes
+    np.testing.assert_array_equal(held[:], rows)
+    np.testing.assert_array_equal(held[np.array([36, 0, 9])], rows[[36, 0, 9]])
+    mapped = np.load(tmp_path / "rows.npy", mmap_mode="r")
+    with open(tmp_path / "rows.npy", "r+b") as handle:
+        handle.truncate(mapped.offset + 100 * 4)
+    with pytest.raises(tlcore.StorageError, match=r"holds 400 of its 2,220 bytes of rows; compute the features again"):
+        FeatureCache.read(mapped)
