@@ -9,6 +9,7 @@ shuffled, never pixels.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 
 import keras
@@ -16,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from tlcore.core.atomic import StorageError
 from tlcore.data.datasets import ImageDataset
 from tlcore.data.images import ResizeMode, fit_image
 
@@ -114,6 +116,39 @@ READ_BYTES = 8 * 2**20
 """Rows read from a memory-mapped feature file per Python call: about this many bytes at a time."""
 
 
+def read_rows(rows: np.memmap, wanted: np.ndarray) -> np.ndarray:
+    """Rows ``wanted`` (ascending) of a memory-mapped ``.npy`` file, read from the file with plain reads,
+    one read per run of consecutive rows.
+
+    (A map of part of a file, or of rows that are not float32, is read through the mapping.)
+    Not through the mapping: a mapped page once read stays in the process's resident memory
+    while the file is mapped, so epochs over a file larger than memory would count all of it
+    toward the worker's limit, not the block being read.
+
+    Raises:
+        StorageError: the file is shorter than its header says.
+    """
+    row_bytes = rows.itemsize * int(np.prod(rows.shape[1:]))
+    end, size = rows.offset + len(rows) * row_bytes, os.path.getsize(rows.filename)
+    if size < end:
+        raise StorageError(f"The feature file {os.path.basename(rows.filename)} holds {size:,} bytes, "
+                           f"fewer than the {end:,} its header promises; compute the features again.")
+    if not (rows.dtype == np.float32 and rows.flags.c_contiguous and size == end):
+        return np.asarray(rows[wanted], dtype=np.float32)  # a part of a file, or another layout
+    picked = np.empty((len(wanted), *rows.shape[1:]), np.float32)
+    into = memoryview(picked.reshape(-1)).cast("B")
+    runs = np.split(np.arange(len(wanted)), np.flatnonzero(np.diff(wanted) != 1) + 1) if len(wanted) else []
+    with open(rows.filename, "rb", buffering=0) as handle:
+        for run in runs:
+            start, length = int(run[0]) * row_bytes, len(run) * row_bytes
+            read = os.preadv(handle.fileno(), [into[start:start + length]],
+                             rows.offset + int(wanted[run[0]]) * row_bytes)
+            if read != length:
+                raise StorageError(f"The feature file {os.path.basename(rows.filename)} ended while row "
+                                   f"{int(wanted[run[0]]):,} was read; compute the features again.")
+    return picked
+
+
 def row_batches(
     rows: np.ndarray,
     labels: np.ndarray,
@@ -128,7 +163,7 @@ def row_batches(
     gathered by TensorFlow itself: no Python call per batch (``HeldRows`` in place, an array's
     rows at ``indices`` copied once into a constant). A memory-mapped file is read in blocks of
     whole batches of about ``READ_BYTES`` (one Python call per block, reading the file
-    forwards), so memory follows the block, never the dataset. Either way the order within
+    forwards with plain reads: ``read_rows``), so memory follows the block, never the dataset. Either way the order within
     each batch follows the (shuffled) indices, the same order for the same seed.
     """
     indices = np.asarray(indices, dtype=np.int64)
@@ -155,7 +190,7 @@ def row_batches(
     def gather(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         order = np.argsort(batch)  # read the file forwards, then put rows back in shuffled order
         picked = np.empty((len(batch), *row_shape), np.float32)
-        picked[order] = rows[batch[order]]
+        picked[order] = read_rows(rows, batch[order])
         return picked, labels[batch]
 
     def read(batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tlcore.core.atomic import StorageError
 from tlcore.data import pipeline
 from tlcore.data.pipeline import row_batches
 
@@ -67,13 +68,46 @@ def test_rows_in_memory_are_read_once_not_once_a_batch(stored):
 
 
 def test_a_mapped_file_is_read_a_block_of_batches_at_a_time(stored, monkeypatch):
-    _, mapped = stored
+    rows, mapped = stored
     monkeypatch.setattr(pipeline, "READ_BYTES", 4 * 4 * 8 * 5)  # five batches of 8 rows of 4 floats
     counted = mapped.view(CountingMap)
     CountingMap.reads = CountingMap.most = 0
+    blocks, read_rows = [], pipeline.read_rows
+    monkeypatch.setattr(pipeline, "read_rows", lambda file, wanted: blocks.append(len(wanted)) or read_rows(file, wanted))
     data = batches(row_batches(counted, np.zeros(300, np.int64), np.arange(300), batch_size=8, seed=1))
     assert len(data) == 38 and sum(len(y) for _, y in data) == 300
-    assert CountingMap.reads == 8 and CountingMap.most == 40  # ceil(300 / 40) reads, never more than a block
+    assert blocks == [40] * 7 + [20]  # ceil(300 / 40) reads, never more than a block
+    assert CountingMap.reads == 0  # from the file, not through the mapping
+    np.testing.assert_array_equal(np.sort(np.concatenate([x[:, 0] for x, _ in data])), rows[:, 0])
+
+
+def resident_file_pages() -> int:
+    """Bytes of mapped files' pages resident in this process (a worker's resident memory counts them)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("RssFile:"))
+
+
+def test_epochs_over_a_mapped_file_keep_none_of_its_pages_resident(tmp_path):
+    np.save(tmp_path / "rows.npy", np.repeat(np.arange(16_384, dtype=np.float32)[:, None], 1024, axis=1))  # 64 MB
+    mapped = np.load(tmp_path / "rows.npy", mmap_mode="r")
+    data = row_batches(mapped, np.arange(16_384) % 3, np.arange(16_384), batch_size=64, seed=2)
+    batches(row_batches(mapped, np.zeros(16_384, np.int64), np.arange(64), batch_size=64))  # TensorFlow's own first use
+    before = resident_file_pages()
+    seen = [np.concatenate([x[:, 0].numpy() for x, _ in data]) for _ in range(2)]  # one batch at a time
+    grown = resident_file_pages() - before
+    assert grown < mapped.nbytes / 4, f"{grown / 2**20:.0f} MB more for a {mapped.nbytes / 2**20:.0f} MB file"
+    for epoch in seen:
+        assert sorted(epoch.astype(int)) == list(range(16_384))
+    assert list(seen[0]) != list(seen[1])  # reshuffled
+
+
+def test_a_feature_file_shorter_than_its_header_is_refused_in_words(stored, tmp_path):
+    _, mapped = stored
+    with open(tmp_path / "rows.npy", "r+b") as handle:
+        handle.truncate(mapped.offset + 100 * 16)
+    with pytest.raises(StorageError, match=r"rows.npy holds 1,728 bytes, fewer than the 4,928 its header promises; "
+                                           r"compute the features again"):
+        pipeline.read_rows(mapped, np.arange(10))
 
 
 def anonymous_memory() -> int:
