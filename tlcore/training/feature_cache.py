@@ -197,7 +197,7 @@ class FeatureCache:
                     "shape": shape})
                 done = 0
                 for output in batched_outputs(compiled_forward(prefix, precision=precision), batches):
-                    handle.write(np.ascontiguousarray(output, dtype=np.float32).tobytes())
+                    handle.write(np.ascontiguousarray(output, dtype=np.float32).data)
                     done += len(output)
                     if on_progress:
                         on_progress(done, len(dataset))
