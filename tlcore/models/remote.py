@@ -15,11 +15,12 @@ one implementation, a Ray actor per uploaded file.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import Any
 
 
-class RemoteModel:
+class RemoteModel(abc.ABC):
     """A model held by another process; ``outline`` describes it here, ``run`` computes there.
 
     Attributes:
@@ -53,6 +54,7 @@ class RemoteModel:
     def layers(self):
         return self.outline.layers
 
+    @abc.abstractmethod
     def run(self, what: str, function: Callable, *args, **kwargs):
         """``function(model, *args, **kwargs)`` where the model is, and its result here.
 
@@ -64,4 +66,3 @@ class RemoteModel:
             TLError: whatever the pass raised on purpose, or why it could not finish
                 (a time or memory limit, a worker that died), in words.
         """
-        raise NotImplementedError
