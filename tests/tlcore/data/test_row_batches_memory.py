@@ -129,7 +129,8 @@ def test_rows_held_by_tensorflow_are_in_memory_once_for_every_pass_over_them():
     check = row_batches(held, labels, indices[:4096], batch_size=512)
     seen = [(x[:, 0].numpy(), y.numpy()) for data in (train, train, check) for x, y in data]
     grown = anonymous_memory() - before
-    assert grown < 1.5 * rows.nbytes, f"{grown / 2**20:.0f} MB more for {rows.nbytes / 2**20:.0f} MB of rows"
+    # about 1.3x measured (the rows, and tf.data's batches); a second copy anywhere would be over 2x
+    assert grown < 1.75 * rows.nbytes, f"{grown / 2**20:.0f} MB more for {rows.nbytes / 2**20:.0f} MB of rows"
     first = np.concatenate([x for x, _ in seen[:64]]).astype(int)
     assert sorted(first) == list(range(16_384)) and list(first) != sorted(first)  # shuffled, each row once
     np.testing.assert_array_equal(np.concatenate([y for _, y in seen[:64]]), labels[first])
