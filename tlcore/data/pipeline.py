@@ -120,10 +120,10 @@ def read_rows(rows: np.memmap, wanted: np.ndarray) -> np.ndarray:
     """Rows ``wanted`` (ascending) of a memory-mapped ``.npy`` file, read from the file with plain reads,
     one read per run of consecutive rows.
 
-    (A map of part of a file, or of rows that are not float32, is read through the mapping.)
     Not through the mapping: a mapped page once read stays in the process's resident memory
     while the file is mapped, so epochs over a file larger than memory would count all of it
-    toward the worker's limit, not the block being read.
+    toward the worker's limit, not the block being read. (A map of part of a file, or of rows
+    that are not float32, is still read through the mapping.)
 
     Raises:
         StorageError: the file is shorter than its header says.
@@ -174,12 +174,12 @@ def row_batches(
     data = tf.data.Dataset.from_tensor_slices(np.arange(len(indices)) if in_memory else indices)
     if seed is not None and len(indices):
         data = data.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
-    if isinstance(rows, HeldRows):  # read in place, where the indices point
-        held, picked = rows.variable, tf.constant(indices)
-    elif in_memory:
-        held = tf.constant(np.asarray(rows[indices], dtype=np.float32).reshape(len(indices), *row_shape))
-        picked = tf.range(len(indices), dtype=tf.int64)
     if in_memory:
+        if isinstance(rows, HeldRows):  # read in place, where the indices point
+            held, picked = rows.variable, tf.constant(indices)
+        else:
+            held = tf.constant(np.asarray(rows[indices], dtype=np.float32).reshape(len(indices), *row_shape))
+            picked = tf.range(len(indices), dtype=tf.int64)
         held_labels = tf.constant(labels[indices])
         return (data.batch(batch_size)
                 .map(lambda batch: (tf.gather(held, tf.gather(picked, batch)), tf.gather(held_labels, batch)))

@@ -30,7 +30,7 @@ from tlcore.core.atomic import StorageError, atomic_write_text
 from tlcore.core.storage import check_room
 from tlcore.data.datasets import ImageDataset
 from tlcore.data.images import ResizeMode
-from tlcore.data.pipeline import READ_BYTES, HeldRows, batched_outputs, image_batches
+from tlcore.data.pipeline import READ_BYTES, HeldRows, batched_outputs, image_batches, read_rows
 from tlcore.inference.forward import compiled_forward
 from tlcore.inference.precision import choose_precision
 
@@ -139,26 +139,17 @@ class FeatureCache:
     def read(rows: np.memmap) -> HeldRows:
         """A feature file's rows held in memory by TensorFlow (``HeldRows``), read a block at a time.
 
-        Read with plain reads, not copied from the mapping: the pages of a mapped file count toward
-        a process's resident memory (the worker's limit) while it is mapped, so the rows would count
-        twice. Memory is the rows once, and one block.
+        Read with plain reads (``read_rows``), not copied from the mapping: the pages of a mapped file
+        count toward a process's resident memory (the worker's limit) while it is mapped, so the rows
+        would count twice. Memory is the rows once, and one block.
 
         Raises:
             StorageError: the file is shorter than its header says.
         """
         held = HeldRows(rows.shape)
-        row_bytes = held.nbytes // max(len(held), 1)
-        step = max(1, READ_BYTES // max(row_bytes, 1))
-        with open(rows.filename, "rb") as handle:
-            handle.seek(rows.offset)
-            for start in range(0, len(held), step):
-                count = min(step, len(held) - start)
-                block = np.fromfile(handle, dtype=np.float32, count=count * row_bytes // 4)
-                if block.size != count * row_bytes // 4:
-                    raise StorageError(f"The feature file {Path(rows.filename).name} holds "
-                                       f"{start * row_bytes + 4 * block.size:,} of its {held.nbytes:,} bytes "
-                                       "of rows; compute the features again.")
-                held.put(start, block.reshape(count, *held.shape[1:]))
+        step = max(1, READ_BYTES // max(held.nbytes // max(len(held), 1), 1))
+        for start in range(0, len(held), step):
+            held.put(start, read_rows(rows, np.arange(start, min(start + step, len(held)))))
         return held
 
     def _make_room(self, needed: int, dataset: ImageDataset) -> None:

@@ -77,5 +77,6 @@ def test_rows_read_into_memory_are_the_files_a_block_at_a_time_and_a_short_file_
     mapped = np.load(tmp_path / "rows.npy", mmap_mode="r")
     with open(tmp_path / "rows.npy", "r+b") as handle:
         handle.truncate(mapped.offset + 100 * 4)
-    with pytest.raises(tlcore.StorageError, match=r"holds 400 of its 2,220 bytes of rows; compute the features again"):
+    with pytest.raises(tlcore.StorageError, match=r"rows.npy holds 528 bytes, fewer than the 2,348 its header promises; "
+                                                  r"compute the features again"):
         FeatureCache.read(mapped)
