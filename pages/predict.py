@@ -86,7 +86,7 @@ except tlcore.TLError as exc:
     st.stop()
 
 with left:
-    height, width = tlcore.model_input_size(classifier.model)
+    height, width = classifier.input_size()
     st.image(tlcore.fit_image(image, (height, width), mode=st.session_state["fit"]),
              caption=f"What the network sees of {source_name}: {height}x{width}", width=max(width, 128))
 with right:
@@ -96,7 +96,8 @@ with right:
     shown = table.assign(label=table["label"].map(access.plain))  # st.table reads Markdown: names stay literal
     st.table(shown.style.format({"probability": "{:.2%}"}).hide(axis="index"))
     st.altair_chart(charts.top_k_bars(table), width="stretch")
-    st.caption(f"Prediction took {elapsed_ms:.0f} ms (decode, resize and one forward pass).")
+    runtime = " with its LiteRT copy" if classifier.lite is not None else ""
+    st.caption(f"Prediction took {elapsed_ms:.0f} ms (decode, resize and one forward pass{runtime}).")
     grad_cam.where_it_looks(classifier.model, classifier.backbone, image, table, st.session_state["fit"],
                             context=f"{shown_model}|{shown_image}")
 code_panel("Keras code", tlcore.prediction_program(

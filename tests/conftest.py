@@ -13,6 +13,7 @@ _HOME = Path(tempfile.mkdtemp(prefix="tl-tests-"))
 os.environ["KERAS_HOME"] = str(_HOME / "keras")  # never the user's real cache
 os.environ["TL_DATA_DIR"] = str(_HOME / "data")
 os.environ.setdefault("TL_PRECISION", "float32")  # exact float32 values, no calibrations; test_precision.py sets its own
+os.environ.setdefault("TL_LITE_ANSWERS", "0")  # no LiteRT copies written behind every page; test_lite.py sets its own
 # Ray reads these when it is imported, and a test module may import it before tlcore does:
 # no usage statistics, and a local instance on 127.0.0.1 only.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

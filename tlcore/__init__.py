@@ -103,7 +103,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "training_words": "models.choices",
     "TransferPlan": "models.build",
     "TransferSpec": "models.spec",
-    "UNTRAINED_SEED": "models.backbone",
+    "UNTRAINED_SEED": "models.zoo",
     "upload_kind": "models.uploads",
     "weights_file_kind": "models.weights",
     "weights_reachable": "models.imagenet_files",
@@ -134,7 +134,11 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "force_precision": "inference.precision_setting",
     "forced_precision": "inference.precision_setting",
     "inference_forward": "inference.precision",
+    "lite_key": "inference.lite",
+    "LiteClassifier": "inference.lite",
+    "LiteKey": "inference.lite",
     "model_input_size": "inference.predict",
+    "open_lite": "inference.lite",
     "precision_for_run": "inference.precision",
     "PrecisionCheck": "inference.verdicts",
     "PrecisionChoice": "inference.precision",
@@ -249,6 +253,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "import_run": "deploy.bundle",
     "run_keras_file": "deploy.export",
     "write_export": "deploy.export",
+    "write_lite_copy": "deploy.lite_copy",
 }
 """Public name -> the wing module that defines it (or (module, name there) when renamed here)."""
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import streamlit as st
@@ -27,13 +29,27 @@ Predict shows the kept table instead of running the network again (issue 18)."""
 @dataclasses.dataclass(frozen=True)
 class Classifier:
     """A model ready to predict, with the preprocessing and class names it expects (an upload's
-    model is a ``tlcore.UploadedModel``: its passes run in its worker)."""
+    model is a ``tlcore.UploadedModel``: its passes run in its worker).
 
-    model: keras.Model | tlcore.UploadedModel
+    The sidebar's network may have a LiteRT copy (``lite``): it answers the top-5 without TensorFlow,
+    and the Keras model is loaded only when something asks for ``model`` (the heatmap, a batch).
+    """
+
+    load_model: Callable[[], keras.Model | tlcore.UploadedModel]
     backbone: str
     labels: list[str] | None
     description: str
     precision: str | None = None
+    lite: tlcore.LiteClassifier | None = None
+
+    @property
+    def model(self) -> keras.Model | tlcore.UploadedModel:
+        """The Keras model (loaded on first use where a LiteRT copy answers; shared and cached)."""
+        return self.load_model()
+
+    def input_size(self) -> tuple[int, int]:
+        """The (height, width) the model takes."""
+        return self.lite.input_size if self.lite is not None else tlcore.model_input_size(self.model)
 
 
 def choices(backbone: str) -> dict[str, str]:
@@ -60,23 +76,30 @@ def untrained_note(backbone: str) -> str:
 def load(model_id: str, choice: models.WeightsChoice, model_file, class_text: str) -> Classifier:
     """The chosen classifier; explains and stops the page when it cannot be had."""
     if model_id == IMAGENET:
-        return Classifier(sidebar.load_or_explain(models.classifier, choice), choice.backbone, None,
+        lite = models.lite_classifier(choice)  # written by an earlier load: the top-5 needs no TensorFlow
+        load = functools.partial(sidebar.load_or_explain, models.classifier, choice)
+        return Classifier(load if lite is not None else _loaded(load()), choice.backbone, None,
                           f"{choice.backbone} with {choice.label} weights, as a classifier of the "
-                          "1,000 ImageNet classes.")
+                          "1,000 ImageNet classes.", lite=lite)
     if model_id == UPLOADED:
         if model_file is None:
             st.info("Upload a .keras model to classify with it.")
             st.stop()
         path = str(models.store_upload(model_file.getvalue(), "models", ".keras"))
         labels = [name.strip() for name in class_text.split(",") if name.strip()] or None
-        return Classifier(sidebar.load_or_explain(models.file_model, path), choice.backbone, labels,
+        return Classifier(_loaded(sidebar.load_or_explain(models.file_model, path)), choice.backbone, labels,
                           f"Your model {access.plain(model_file.name)}, with {choice.backbone} preprocessing.")
     record = training.run_store().get(model_id)
-    return Classifier(sidebar.load_or_explain(models.run_model, model_id), record.spec.backbone,
+    return Classifier(_loaded(sidebar.load_or_explain(models.run_model, model_id)), record.spec.backbone,
                       record.class_names, f"A model trained in run `{model_id}` on "
                       f"{access.plain(record.dataset.get('name'))}: "
                       f"{', '.join(access.plain(name) for name in record.class_names)}.",
                       tlcore.precision_for_run(record.result and record.result.precision_check))
+
+
+def _loaded(model: keras.Model | tlcore.UploadedModel) -> Callable[[], keras.Model | tlcore.UploadedModel]:
+    """A loader of a model already loaded."""
+    return lambda: model
 
 
 def top_five(classifier: Classifier, image: Image.Image, mode: str, *, context: str) -> tuple[pd.DataFrame, float]:
@@ -90,10 +113,14 @@ def top_five(classifier: Classifier, image: Image.Image, mode: str, *, context: 
     """
     def compute() -> tuple[pd.DataFrame, float]:
         started = time.perf_counter()
-        table = tlcore.predict_top_k(classifier.model, image, backbone=classifier.backbone, k=5,
-                                     labels=classifier.labels, mode=mode, precision=classifier.precision)
+        if classifier.lite is not None:
+            table = classifier.lite.top_k(image, k=5, labels=classifier.labels, mode=mode)
+        else:
+            table = tlcore.predict_top_k(classifier.model, image, backbone=classifier.backbone, k=5,
+                                         labels=classifier.labels, mode=mode, precision=classifier.precision)
         return table, (time.perf_counter() - started) * 1000
 
-    key = (context, id(classifier.model), tuple(classifier.labels or ()), mode, classifier.precision,
+    answering = classifier.lite if classifier.lite is not None else classifier.model
+    key = (context, id(answering), tuple(classifier.labels or ()), mode, classifier.precision,
            bool(st.session_state.get(FORCE_FLOAT32)))
     return remembered("_top_fives", key, compute, keep=TABLES_KEPT)

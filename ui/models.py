@@ -8,6 +8,8 @@ training always work on fresh models, never on these.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +21,11 @@ from ui import access, training
 
 if TYPE_CHECKING:  # only for annotations: the sidebar and Home must not load Keras (issue 18)
     import keras
+
+log = logging.getLogger(__name__)
+_LITE_WRITES: set[tlcore.LiteKey] = set()
+"""LiteRT copies this process has started writing (each once)."""
+_LITE_LOCK = threading.Lock()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +90,49 @@ def ensure_spec_weights(spec: tlcore.TransferSpec) -> None:
 def _classifier(backbone: str, weights: str | None) -> keras.Model:
     model = tlcore.load_backbone(backbone, weights=weights, seed=tlcore.UNTRAINED_SEED)  # random: the same each start
     tlcore.compiled_forward(model)  # trace and warm once, so timings shown are steady
+    _write_lite_copy_soon(model, backbone, weights)
     return model
+
+
+def _lite_key(backbone: str, weights: str | None) -> tlcore.LiteKey | None:
+    """The key of the sidebar network's LiteRT copy; None where Keras must answer (``TL_LITE_ANSWERS=0``,
+    ``TL_PRECISION=bfloat16``) or its weights file is not here."""
+    settings = tlcore.load_settings()
+    if not settings.lite_answers or settings.precision == "bfloat16":
+        return None
+    return tlcore.lite_key(backbone, weights, seed=tlcore.UNTRAINED_SEED)
+
+
+def _write_lite_copy_soon(model: keras.Model, backbone: str, weights: str | None) -> None:
+    """Once per process and key, write the LiteRT copy the next server start answers with, in a thread of
+    its own (TensorFlow's converter: MobileNetV2 about 3 s, VGG16 about 25 s on 2 cores)."""
+    key = _lite_key(backbone, weights)
+    if key is None or key.path.is_file():
+        return
+    with _LITE_LOCK:
+        if key in _LITE_WRITES:
+            return
+        _LITE_WRITES.add(key)
+    threading.Thread(target=_write_lite_copy, args=(model, key), name="lite-copy", daemon=True).start()
+
+
+def _write_lite_copy(model: keras.Model, key: tlcore.LiteKey) -> None:
+    try:
+        tlcore.write_lite_copy(model, key)
+    except Exception as exc:  # noqa: BLE001 - only a head start is lost: Keras keeps answering
+        log.warning("%s's LiteRT copy was not written: %s", key.backbone, exc)
+
+
+@st.cache_resource(max_entries=3, show_spinner=False)
+def _lite(key: tlcore.LiteKey) -> tlcore.LiteClassifier | None:
+    return tlcore.open_lite(key)
+
+
+def lite_classifier(choice: WeightsChoice) -> tlcore.LiteClassifier | None:
+    """The sidebar network's LiteRT copy, when an earlier Keras load wrote one: its top-5 needs no
+    TensorFlow (``tlcore.open_lite``). None: Keras answers."""
+    key = _lite_key(choice.backbone, choice.weights)
+    return None if key is None else _lite(key)
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading the network...")

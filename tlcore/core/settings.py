@@ -97,6 +97,11 @@ class Settings:
             default (ImageNet when its weights are on this server or can be downloaded, else the
             newest trained run, else random weights), ``imagenet``, ``newest-run``, ``random``,
             or a run's id. A link's own choice always wins.
+        lite_answers: 1, the default, answers Predict's top-5 for a pretrained or untrained
+            registry network with its LiteRT copy (float32, written once per network and weights in
+            ``TL_DATA_DIR/lite`` by the first Keras load, MobileNetV2 14 MB, VGG16 553 MB), so the first
+            answer after a server start does not wait for TensorFlow's import; 0 always answers with
+            Keras and writes no copy. ``TL_PRECISION=bfloat16`` answers with Keras too.
     """
 
     data_dir: Path = Path.home() / ".transfer-lab"
@@ -136,6 +141,7 @@ class Settings:
     max_map_feature_mb: int = 256
     show_server_paths: int = 1
     default_model: str = "auto"
+    lite_answers: int = 1
 
 
 def _from_env(field: dataclasses.Field, environ: dict[str, str]) -> object:

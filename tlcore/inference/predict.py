@@ -8,13 +8,12 @@ import keras
 import numpy as np
 import pandas as pd
 
-from tlcore.core.errors import ConfigError
 from tlcore.data.images import ImageSource, ResizeMode, fit_image, load_image
 from tlcore.inference.precision import inference_forward
-from tlcore.models.labels import imagenet_labels
+from tlcore.inference.top_k import TOP_K_COLUMNS, class_names, top_k_table
 from tlcore.models.zoo import BackboneSpec, get_backbone
 
-TOP_K_COLUMNS = ["rank", "label", "class_id", "probability"]
+__all__ = ["TOP_K_COLUMNS", "model_input_size", "predict_top_k", "prepare_input", "top_k_table"]
 
 
 def model_input_size(model: keras.Model) -> tuple[int, int]:
@@ -29,25 +28,6 @@ def prepare_input(
     fitted = fit_image(load_image(image), model_input_size(model), mode=mode)
     pixels = np.asarray(fitted, dtype=np.float32)[None]
     return get_backbone(backbone).preprocess(pixels)
-
-
-def top_k_table(probabilities: np.ndarray, labels: Sequence[str], k: int) -> pd.DataFrame:
-    """The k most probable classes as sorted records (k clamped to 1..classes).
-
-    Ties are broken by class id, lowest first, so equal probabilities always
-    come out in the same order.
-    """
-    k = max(1, min(int(k), len(probabilities)))
-    order = np.lexsort((np.arange(len(probabilities)), -np.asarray(probabilities)))[:k]
-    return pd.DataFrame(
-        {
-            "rank": np.arange(1, k + 1),
-            "label": [labels[i] for i in order],
-            "class_id": order.astype(int),
-            "probability": probabilities[order].astype(float),
-        },
-        columns=TOP_K_COLUMNS,
-    )
 
 
 def predict_top_k(
@@ -84,11 +64,4 @@ def predict_top_k(
     """
     forward = inference_forward(model, backbone=backbone, precision=precision)  # bfloat16 where measured faster
     probabilities = forward(prepare_input(image, model, backbone=backbone, mode=mode))[0]
-    classes = probabilities.shape[-1]
-    if labels is None:
-        labels = imagenet_labels() if classes == 1000 else [f"class {i}" for i in range(classes)]
-    if len(labels) != classes:
-        raise ConfigError(
-            f"Labels must name each of the model's {classes} outputs. Received: {len(labels)} labels"
-        )
-    return top_k_table(probabilities, labels, k)
+    return top_k_table(probabilities, class_names(probabilities.shape[-1], labels), k)

@@ -16,8 +16,6 @@ from tlcore.models.weights import load_weights_file
 from tlcore.models.zoo import BackboneSpec, build_architecture, get_backbone
 
 POOLINGS = (None, "avg", "max")
-UNTRAINED_SEED = 0
-"""The seed the pages build untrained (random) networks with: the same weights at every server start."""
 
 
 def load_backbone(

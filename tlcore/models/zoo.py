@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 _EFFICIENTNET = "https://storage.googleapis.com/keras-applications/"
+UNTRAINED_SEED = 0
+"""The seed the pages build untrained (random) networks with: the same weights at every server start."""
 
 
 @dataclasses.dataclass(frozen=True)

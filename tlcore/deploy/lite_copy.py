@@ -1,0 +1,46 @@
+"""Writing a classifier's LiteRT copy (``tlcore.inference.lite`` reads it without TensorFlow).
+
+The copy is the TFLite float32 export (``tlcore.deploy.formats``): raw 0..255 RGB pixels in, the
+backbone's preprocessing inside, the probabilities out. Writing it takes TensorFlow's converter
+(MobileNetV2 about 3 s, VGG16 about 25 s on 2 cores); it is written once per ``LiteKey``.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import keras
+
+from tlcore.core.atomic import atomic_write_bytes
+from tlcore.core.storage import check_room
+from tlcore.deploy.formats import tflite_bytes, write_saved_model
+from tlcore.inference.lite import LiteKey
+
+log = logging.getLogger(__name__)
+
+
+def write_lite_copy(model: keras.Model, key: LiteKey) -> Path:
+    """Write ``model``'s LiteRT copy where ``key`` says, and remove the stale copies of the same network
+    and weights kind (other weights files, other library versions).
+
+    Args:
+        model: the Keras classifier ``key`` stands for (a registry backbone with its top).
+        key: ``tlcore.lite_key``'s answer for it.
+
+    Raises:
+        StorageError: the data folder has no room for the copy (``TL_MAX_DATA_GB``); nothing is written.
+    """
+    path = key.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    check_room(4 * model.count_params(), what=f"{key.backbone}'s LiteRT copy")  # float32 weights: its size
+    with tempfile.TemporaryDirectory(prefix="lite-", dir=path.parent) as work:
+        saved = Path(work) / "saved_model"
+        write_saved_model(model, key.backbone, saved)
+        data = tflite_bytes(saved, "float32")
+    atomic_write_bytes(path, data)
+    for stale in key.others():
+        stale.unlink(missing_ok=True)
+    log.info("Wrote %s's LiteRT copy (%.1f MB) at %s.", key.backbone, len(data) / 1e6, path)
+    return path
