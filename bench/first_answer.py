@@ -38,11 +38,18 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 CAT = ROOT / "samples" / "cat.jpg"
+HEATMAP = """document.body.innerText.includes('over what the network sees')
+  && !document.querySelector('[data-testid="stSpinner"]')
+  && !!document.querySelector('[data-testid="stApp"][data-test-script-state="notRunning"]')"""
+"""The heatmap's caption on screen, no spinner and the script done (as tests/live_app.wait_until_idle reads
+it): Streamlit's running sign does not show for the first second or so of a run, so its absence alone was
+not "the script is done"."""
 PREDICT_DRAWN = """() => location.pathname.endsWith('/predict')
   && [...document.querySelectorAll('h1')].some(h => h.textContent.includes('Classify an image'))
   && document.querySelectorAll('[data-testid="stTable"] tbody tr').length === 5
   && !document.querySelector('[data-stale="true"]')
-  && !document.querySelector('[data-testid="stStatusWidget"]')"""
+  && !document.querySelector('[data-testid="stStatusWidget"]')
+  && """ + HEATMAP
 FIRST_TABLE = """() => [...document.querySelectorAll('h1')].some(h => h.textContent.includes('Classify an image'))
   && [...document.querySelectorAll('[data-testid="stTable"]')].some(t => t.querySelectorAll('tbody tr').length === 5
      && !t.closest('[data-stale="true"]'))"""
@@ -55,7 +62,8 @@ CAT_TABLE_ALONE = """() => document.body.innerText.includes('What the network se
 CAT_DRAWN = """() => document.body.innerText.includes('What the network sees of cat.jpg')
   && document.querySelectorAll('[data-testid="stTable"] tbody tr').length === 5
   && !document.querySelector('[data-stale="true"]')
-  && !document.querySelector('[data-testid="stStatusWidget"]')"""
+  && !document.querySelector('[data-testid="stStatusWidget"]')
+  && """ + HEATMAP
 HOME_DRAWN = """() => [...document.querySelectorAll('h1')].some(h => h.textContent.includes('Transfer Lab'))
   && [...document.querySelectorAll('h3')].some(h => h.textContent.includes('Five ways to reuse a network'))
   && !document.querySelector('[data-stale="true"]')

@@ -98,7 +98,7 @@ with right:
     st.altair_chart(charts.top_k_bars(table), width="stretch")
     runtime = " with its LiteRT copy" if classifier.lite is not None else ""
     st.caption(f"Prediction took {elapsed_ms:.0f} ms (decode, resize and one forward pass{runtime}).")
-    warm_keras.wait("Loading TensorFlow for the heatmap (once per server start)...")  # a new image need not wait
+    warm_keras.import_keras("Loading TensorFlow for the heatmap (once per server start)...")  # a new image need not wait
     grad_cam.where_it_looks(classifier.model, classifier.backbone, image, table, st.session_state["fit"],
                             context=f"{shown_model}|{shown_image}")
 code_panel("Keras code", tlcore.prediction_program(

@@ -224,6 +224,20 @@ def curve(args: argparse.Namespace) -> int:
     return OK
 
 
+def lite_copy(args: argparse.Namespace) -> int:
+    backbone, weights = _backbone(args.backbone), _weights(args.weights)
+    if args.background:
+        os.nice(10)  # a chore behind a server: its pages come first
+    key = tlcore.lite_key(backbone, weights, seed=tlcore.UNTRAINED_SEED)
+    if key is not None and key.path.is_file():
+        print(f"{key.path}\talready written")
+        return OK
+    model = tlcore.load_backbone(backbone, weights=weights, seed=tlcore.UNTRAINED_SEED)  # ImageNet: downloaded once
+    path = tlcore.write_lite_copy(model, tlcore.lite_key(backbone, weights, seed=tlcore.UNTRAINED_SEED))
+    print(f"{path}\t{path.stat().st_size / 1e6:.1f} MB")
+    return OK
+
+
 def runs_list(args: argparse.Namespace) -> int:
     table = _store().list()[["id", "created", "name", "backbone", "status", "best_val_accuracy", "epochs", "owner"]]
     if args.csv:
@@ -318,6 +332,14 @@ def parser() -> argparse.ArgumentParser:
                    "backbone's own)")
     p.add_argument("--csv", action="store_true", help="CSV rows: depth, tap, features, accuracy, train_accuracy")
     p.set_defaults(handler=curve)
+
+    p = commands.add_parser("lite-copy", help="write a network's LiteRT copy for Predict's first answers",
+                            description="Write the LiteRT copy of a registry network with its weights, which "
+                            "Predict answers its top-5 with before TensorFlow is loaded (TL_LITE_ANSWERS). A server "
+                            "writes it the first time it loads the network; this writes it ahead.")
+    model_options(p)
+    p.add_argument("--background", action="store_true", help="at a lower CPU priority (how a server runs it)")
+    p.set_defaults(handler=lite_copy)
 
     runs = commands.add_parser("runs", help="list, show, export and import runs",
                                description="The run store (the Runs page).")

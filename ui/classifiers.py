@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 import tlcore
-from ui import access, first_screen, models, sidebar, training, warm_keras
+from ui import access, first_screen, models, sidebar, training
 from ui.precision import FORCE_FLOAT32
 from ui.session_memo import remembered
 
@@ -77,8 +77,6 @@ def load(model_id: str, choice: models.WeightsChoice, model_file, class_text: st
     """The chosen classifier; explains and stops the page when it cannot be had."""
     if model_id == IMAGENET:
         lite = models.lite_classifier(choice)  # written by an earlier load: the top-5 needs no TensorFlow
-        if lite is not None:
-            warm_keras.start()  # the heatmap's Keras loads while the top-5 is worked out and drawn
         load = functools.partial(sidebar.load_or_explain, models.classifier, choice)
         return Classifier(load if lite is not None else _loaded(load()), choice.backbone, None,
                           f"{choice.backbone} with {choice.label} weights, as a classifier of the "

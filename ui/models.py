@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -90,7 +93,7 @@ def ensure_spec_weights(spec: tlcore.TransferSpec) -> None:
 def _classifier(backbone: str, weights: str | None) -> keras.Model:
     model = tlcore.load_backbone(backbone, weights=weights, seed=tlcore.UNTRAINED_SEED)  # random: the same each start
     tlcore.compiled_forward(model)  # trace and warm once, so timings shown are steady
-    _write_lite_copy_soon(model, backbone, weights)
+    _write_lite_copy_soon(backbone, weights)
     return model
 
 
@@ -103,9 +106,11 @@ def _lite_key(backbone: str, weights: str | None) -> tlcore.LiteKey | None:
     return tlcore.lite_key(backbone, weights, seed=tlcore.UNTRAINED_SEED)
 
 
-def _write_lite_copy_soon(model: keras.Model, backbone: str, weights: str | None) -> None:
-    """Once per process and key, write the LiteRT copy the next server start answers with, in a thread of
-    its own (TensorFlow's converter: MobileNetV2 about 3 s, VGG16 about 25 s on 2 cores)."""
+def _write_lite_copy_soon(backbone: str, weights: str | None) -> None:
+    """Once per process and key, write the LiteRT copy the next server start answers with, in a process of its
+    own at a lower priority (``transfer-lab lite-copy --background``): TensorFlow's converter (MobileNetV2
+    about 3 s, VGG16 about 25 s on 2 cores, and 2 GB for VGG16) run in a thread here held the server's
+    GIL and delayed the first launch's answer by 2 to 3 s."""
     key = _lite_key(backbone, weights)
     if key is None or key.path.is_file():
         return
@@ -113,14 +118,22 @@ def _write_lite_copy_soon(model: keras.Model, backbone: str, weights: str | None
         if key in _LITE_WRITES:
             return
         _LITE_WRITES.add(key)
-    threading.Thread(target=_write_lite_copy, args=(model, key), name="lite-copy", daemon=True).start()
+    command = [sys.executable, "-m", "tlcore_cli", "lite-copy", "--background", "--backbone", backbone,
+               "--weights", "random" if weights is None else str(weights)]
+    threading.Thread(target=_write_lite_copy, args=(command, key), name="lite-copy", daemon=True).start()
 
 
-def _write_lite_copy(model: keras.Model, key: tlcore.LiteKey) -> None:
+def _write_lite_copy(command: list[str], key: tlcore.LiteKey) -> None:
+    """Run ``command`` and say in the server's log when it did not write the copy (Keras keeps answering)."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     try:
-        tlcore.write_lite_copy(model, key)
-    except Exception as exc:  # noqa: BLE001 - only a head start is lost: Keras keeps answering
+        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=3600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
         log.warning("%s's LiteRT copy was not written: %s", key.backbone, exc)
+        return
+    if done.returncode != 0:
+        log.warning("%s's LiteRT copy was not written: %s", key.backbone, done.stderr.strip()[-500:])
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)

@@ -1,9 +1,14 @@
-"""Keras's import (and with it TensorFlow's: 3 to 5 s on 2 cores) in a thread of its own.
+"""Keras's import (and with it TensorFlow's: 3 to 5 s on 2 cores) in a thread of its own, waited for in a
+way a rerun can end.
 
-A page that answers first without TensorFlow (Predict's LiteRT top-5) starts the import as it begins, and
-waits for it only where Keras is needed (the heatmap). The wait reaches Streamlit ten times a second, so a
-rerun asked for meanwhile (a new upload, another sample) starts at once, instead of after the import: the
-new image's top-5 is on screen while TensorFlow still loads.
+A page that answers first without TensorFlow (Predict's LiteRT top-5) draws its answer, then imports Keras
+where it needs it (the heatmap). The import runs in a thread and the page's wait reaches Streamlit ten times
+a second, so a rerun asked for meanwhile (a new upload, another sample) starts then instead of after the
+import, the model's load and the heatmap: the new image's top-5 is on screen while TensorFlow still loads.
+
+The import is started only there, after the answer was drawn: loading TensorFlow's shared libraries holds
+Python's GIL for a second or more, during which the server sends nothing, so an import started before the
+answer (tried first) held the answer back with it.
 """
 
 from __future__ import annotations
@@ -19,20 +24,21 @@ _thread: threading.Thread | None = None
 POLL_SECONDS = 0.1
 
 
-def start() -> None:
-    """Import Keras in the background, once per process (nothing to do once it is imported)."""
+def _start() -> threading.Thread | None:
+    """Import Keras in a thread, once per process: that thread (None when something else imported Keras)."""
     global _thread
     with _LOCK:
         if _thread is None and "keras" not in sys.modules:
             _thread = threading.Thread(target=importlib.import_module, args=("keras",), name="keras-import",
                                        daemon=True)
             _thread.start()
+        return _thread
 
 
-def wait(what: str) -> None:
-    """Until Keras is imported, under a spinner saying ``what`` waits. Reading the session state is a
-    Streamlit call: where a rerun was asked for, Streamlit ends this script run there."""
-    thread = _thread
+def import_keras(what: str) -> None:
+    """Import Keras, under a spinner saying ``what`` waits, in a wait a rerun ends: reading the session
+    state is a Streamlit call, and where a rerun was asked for, Streamlit ends this script run there."""
+    thread = _start()
     if thread is None or not thread.is_alive():
         return
     with st.spinner(what):

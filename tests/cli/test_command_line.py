@@ -17,7 +17,8 @@ def folder(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", [[], ["predict"], ["features"], ["train"], ["runs"], ["runs", "list"],
-                                     ["runs", "show"], ["runs", "export"], ["runs", "import"]])
+                                     ["runs", "show"], ["runs", "export"], ["runs", "import"],
+                                     ["lite-copy"]])
 def test_every_command_has_help(command, tmp_path):
     done = transfer_lab(*command, "--help", data_dir=tmp_path)
     assert done.returncode == 0 and done.stdout.startswith("usage: transfer-lab"), done.stderr
@@ -33,6 +34,8 @@ def test_bad_input_exits_2_in_the_pages_words_without_a_traceback(folder):
         (["runs", "import", folder / "images/cat/0.png"],
          "A run bundle must be a zip archive made by Transfer Lab's Download bundle."),
         (["train", folder / "images", "--spec", folder / "images/cat/0.png"], "--spec must be a JSON file."),
+        (["lite-copy", "--backbone", "AlexNet"], "--backbone must be one of"),
+        (["lite-copy", "--weights", folder / "missing.h5"], "--weights must be imagenet, random or a weights file."),
     ]
     for args, words in cases:
         done = transfer_lab(*args, data_dir=folder)
