@@ -128,7 +128,8 @@ def _write_lite_copy(command: list[str], key: tlcore.LiteKey) -> None:
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     try:
-        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=3600)
+        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=3600,
+                              start_new_session=True)  # a server stopped meanwhile does not stop it half-way
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.warning("%s's LiteRT copy was not written: %s", key.backbone, exc)
         return

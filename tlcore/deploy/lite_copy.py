@@ -8,7 +8,9 @@ backbone's preprocessing inside, the probabilities out. Writing it takes TensorF
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import keras
@@ -19,6 +21,8 @@ from tlcore.deploy.formats import tflite_bytes, write_saved_model
 from tlcore.inference.lite import LiteKey
 
 log = logging.getLogger(__name__)
+LEFTOVER_SECONDS = 3600.0
+"""A work folder of a copy (``lite-*``) older than this was left by a writer that was killed: it is removed."""
 
 
 def write_lite_copy(model: keras.Model, key: LiteKey) -> Path:
@@ -34,6 +38,7 @@ def write_lite_copy(model: keras.Model, key: LiteKey) -> Path:
     """
     path = key.path
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(path.parent)
     check_room(4 * model.count_params(), what=f"{key.backbone}'s LiteRT copy")  # float32 weights: its size
     with tempfile.TemporaryDirectory(prefix="lite-", dir=path.parent) as work:
         saved = Path(work) / "saved_model"
@@ -44,3 +49,14 @@ def write_lite_copy(model: keras.Model, key: LiteKey) -> Path:
         stale.unlink(missing_ok=True)
     log.info("Wrote %s's LiteRT copy (%.1f MB) at %s.", key.backbone, len(data) / 1e6, path)
     return path
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """Remove the work folders of writers killed mid-way (their SavedModel: the copy's size or more)."""
+    for work in folder.glob("lite-*"):
+        try:
+            old = time.time() - work.stat().st_mtime > LEFTOVER_SECONDS
+        except OSError:
+            continue
+        if old and work.is_dir():
+            shutil.rmtree(work, ignore_errors=True)

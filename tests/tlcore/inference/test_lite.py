@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,9 @@ def written(tmp_path_factory):
     stale = key.path.parent / f"{NETWORK}-random-0000000000000000.tflite"  # an older version's copy
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"old")
+    for name, age in (("lite-killed", 7200), ("lite-writing", 60)):  # a killed writer's folder; another's at work
+        (stale.parent / name / "saved_model").mkdir(parents=True)
+        os.utime(stale.parent / name, (time.time() - age, time.time() - age))
     path = tlcore.write_lite_copy(model, key)
     yield model, key, path, stale, data
     for name, value in zip(("TL_DATA_DIR", "TL_LITE_ANSWERS"), previous):
@@ -45,6 +49,7 @@ def test_the_copy_answers_what_keras_answers(written):
     model, key, path, stale, _ = written
     assert path == key.path and path.stat().st_size > 4 * model.count_params() * 0.99  # float32 weights
     assert not stale.exists()  # the older copy of the same network and weights kind is gone
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, "lite-writing"])
 
     lite = tlcore.open_lite(key)
     assert lite.input_size == (224, 224)
