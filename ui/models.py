@@ -92,8 +92,11 @@ def ensure_spec_weights(spec: tlcore.TransferSpec) -> None:
 @st.cache_resource(max_entries=3, show_spinner="Loading the network...")
 def _classifier(backbone: str, weights: str | None) -> keras.Model:
     model = tlcore.load_backbone(backbone, weights=weights, seed=tlcore.UNTRAINED_SEED)  # random: the same each start
+    key = _lite_key(backbone, weights)
+    if key is not None and key.path.is_file():
+        return model  # its LiteRT copy answers the top-5: this model draws heatmaps, and traces its pass when asked
     tlcore.compiled_forward(model)  # trace and warm once, so timings shown are steady
-    _write_lite_copy_soon(backbone, weights)
+    _write_lite_copy_soon(key, backbone, weights)
     return model
 
 
@@ -106,12 +109,11 @@ def _lite_key(backbone: str, weights: str | None) -> tlcore.LiteKey | None:
     return tlcore.lite_key(backbone, weights, seed=tlcore.UNTRAINED_SEED)
 
 
-def _write_lite_copy_soon(backbone: str, weights: str | None) -> None:
+def _write_lite_copy_soon(key: tlcore.LiteKey | None, backbone: str, weights: str | None) -> None:
     """Once per process and key, write the LiteRT copy the next server start answers with, in a process of its
     own at a lower priority (``transfer-lab lite-copy --background``): TensorFlow's converter (MobileNetV2
     about 3 s, VGG16 about 25 s on 2 cores, and 2 GB for VGG16) run in a thread here held the server's
     GIL and delayed the first launch's answer by 2 to 3 s."""
-    key = _lite_key(backbone, weights)
     if key is None or key.path.is_file():
         return
     with _LITE_LOCK:
