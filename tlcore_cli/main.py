@@ -227,7 +227,7 @@ def curve(args: argparse.Namespace) -> int:
 def lite_copy(args: argparse.Namespace) -> int:
     backbone, weights = _backbone(args.backbone), _weights(args.weights)
     if args.background:
-        os.nice(10)  # a chore behind a server: its pages come first
+        os.nice(19)  # a chore behind a server: the lowest priority, so its pages come first
     key = tlcore.lite_key(backbone, weights, seed=tlcore.UNTRAINED_SEED)
     if key is not None and key.path.is_file():
         print(f"{key.path}\talready written")
