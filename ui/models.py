@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 _LITE_WRITES: set[tlcore.LiteKey] = set()
 """LiteRT copies this process has started writing (each once)."""
 _LITE_LOCK = threading.Lock()
+_KERAS_HELD: set[tuple[str, str | None]] = set()
+"""(backbone, weights) of the classifiers this process has loaded in Keras (for a heatmap, say): Keras answers
+their top-5 from then on, and their LiteRT copies are let go (VGG16's holds 1.1 GB: its file mapped and
+XNNPACK's packed weights, besides the Keras model's 0.55 GB)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,9 +96,11 @@ def ensure_spec_weights(spec: tlcore.TransferSpec) -> None:
 @st.cache_resource(max_entries=3, show_spinner="Loading the network...")
 def _classifier(backbone: str, weights: str | None) -> keras.Model:
     model = tlcore.load_backbone(backbone, weights=weights, seed=tlcore.UNTRAINED_SEED)  # random: the same each start
+    _KERAS_HELD.add((backbone, weights))
+    _lite.clear()  # Keras answers now: the copies' memory goes (a network not loaded in Keras opens its own again)
     key = _lite_key(backbone, weights)
     if key is not None and key.path.is_file():
-        return model  # its LiteRT copy answers the top-5: this model draws heatmaps, and traces its pass when asked
+        return model  # the page's first answer came from the copy: the pass is traced when a top-5 asks for it
     tlcore.compiled_forward(model)  # trace and warm once, so timings shown are steady
     _write_lite_copy_soon(key, backbone, weights)
     return model
@@ -145,8 +151,10 @@ def _lite(key: tlcore.LiteKey) -> tlcore.LiteClassifier | None:
 
 
 def lite_classifier(choice: WeightsChoice) -> tlcore.LiteClassifier | None:
-    """The sidebar network's LiteRT copy, when an earlier Keras load wrote one: its top-5 needs no
-    TensorFlow (``tlcore.open_lite``). None: Keras answers."""
+    """The sidebar network's LiteRT copy, when an earlier Keras load wrote one and this process has not loaded
+    the network in Keras yet: its top-5 needs no TensorFlow (``tlcore.open_lite``). None: Keras answers."""
+    if (choice.backbone, choice.weights) in _KERAS_HELD:
+        return None
     key = _lite_key(choice.backbone, choice.weights)
     return None if key is None else _lite(key)
 

@@ -26,6 +26,7 @@ def restartable(tmp_path, monkeypatch):
         models._classifier.clear()
         models._lite.clear()
         models._LITE_WRITES.clear()
+        models._KERAS_HELD.clear()
 
     restart()
     yield restart
@@ -69,6 +70,12 @@ def test_after_a_restart_the_copy_answers_before_keras_loads(restartable, monkey
 
     again.run()  # a rerun shows the kept table: neither runtime runs again
     assert events == ["LiteRT top-5", "Keras load"] and not again.exception
+
+    again.selectbox(key="sample").set_value("rocket").run()  # Keras is loaded now: it answers, the copy is let go
+    assert events == ["LiteRT top-5", "Keras load"] and not again.exception
+    assert not any("LiteRT" in c.value for c in again.caption)
+    assert "What the network sees of the rocket sample" in " ".join(c.value for c in again.caption) + " ".join(
+        caption for image in again.image for caption in image.captions)
 
 
 def test_bfloat16_asked_for_is_answered_by_keras(restartable, monkeypatch):
