@@ -39,7 +39,8 @@ def write_lite_copy(model: keras.Model, key: LiteKey) -> Path:
     path = key.path
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(path.parent)
-    check_room(4 * model.count_params(), what=f"{key.backbone}'s LiteRT copy")  # float32 weights: its size
+    weights_bytes = 4 * model.count_params()  # float32: the copy's size, and its SavedModel's on the way
+    check_room(2 * weights_bytes, what=f"{key.backbone}'s LiteRT copy")
     with tempfile.TemporaryDirectory(prefix="lite-", dir=path.parent) as work:
         saved = Path(work) / "saved_model"
         write_saved_model(model, key.backbone, saved)

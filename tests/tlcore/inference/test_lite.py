@@ -126,3 +126,13 @@ def test_turned_off_no_copy_answers(written, monkeypatch):
     _, key, _, _, _ = written
     monkeypatch.setenv("TL_LITE_ANSWERS", "0")
     assert key.path.is_file() and tlcore.open_lite(key) is None
+
+
+def test_no_room_for_the_copy_writes_nothing(written, tmp_path, monkeypatch):
+    model = written[0]
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TL_MAX_DATA_GB", "0.05")  # 50 MB: ResNet50's copy and its SavedModel need 205 MB
+    key = tlcore.lite_key(NETWORK, None, seed=tlcore.UNTRAINED_SEED)
+    with pytest.raises(tlcore.StorageError, match="ResNet50's LiteRT copy"):
+        tlcore.write_lite_copy(model, key)
+    assert list(key.path.parent.iterdir()) == []
