@@ -97,7 +97,8 @@ with right:
     st.table(shown.style.format({"probability": "{:.2%}"}).hide(axis="index"))
     st.altair_chart(charts.top_k_bars(table), width="stretch")
     runtime = " with its LiteRT copy" if classifier.lite is not None else ""
-    st.caption(f"Prediction took {elapsed_ms:.0f} ms (decode, resize and one forward pass{runtime}).")
+    st.caption(f"Prediction took {elapsed_ms:.0f} ms (decode, resize and one forward pass{runtime}).",
+               help=classifiers.LITE_WORDS if classifier.lite is not None else None)
     warm_keras.import_keras("Loading TensorFlow for the heatmap (once per server start)...")  # a new image need not wait
     grad_cam.where_it_looks(classifier.model, classifier.backbone, image, table, st.session_state["fit"],
                             context=f"{shown_model}|{shown_image}")

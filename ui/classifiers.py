@@ -21,6 +21,9 @@ if TYPE_CHECKING:  # only for annotations: the sidebar and Home must not load Ke
     from PIL import Image
 
 IMAGENET, UPLOADED = "imagenet", "uploaded"
+LITE_WORDS = ("The same network and weights, kept on this server in TensorFlow Lite's format (LiteRT): it answers "
+              "in a fraction of a second while TensorFlow, which the heatmap needs, loads. It gives Keras's "
+              "probabilities to five decimal places. Once the network is loaded, Keras answers again.")
 TABLES_KEPT = 16
 """Top-5 tables a session keeps (the most recently shown; a few kilobytes each): a rerun or a switch back to
 Predict shows the kept table instead of running the network again (issue 18)."""
