@@ -30,8 +30,15 @@ def _optimizers():
     return keras.optimizers
 
 
+def _fused_adam(rate: float) -> keras.optimizers.Adam:
+    """Keras's Adam with TensorFlow's fused update (``tlcore.training.fused_adam``), made when one is needed."""
+    from tlcore.training.fused_adam import fused_adam
+
+    return fused_adam(rate)
+
+
 OPTIMIZERS = {
-    "adam": lambda rate: _optimizers().Adam(rate),
+    "adam": _fused_adam,
     "sgd": lambda rate: _optimizers().SGD(rate, momentum=0.9),
     "rmsprop": lambda rate: _optimizers().RMSprop(rate),
 }
