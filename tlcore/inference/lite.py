@@ -16,6 +16,7 @@ Keras nor TensorFlow.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib.metadata
 import logging
@@ -48,6 +49,13 @@ def _version(package: str) -> str:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return "-"
+
+
+@functools.cache
+def _versions() -> str:
+    """The libraries' versions as a key reads them: looked up once per process (0.5 ms a time, and Predict
+    asks for a key on every rerun)."""
+    return "|".join(f"{package} {_version(package)}" for package in _LIBRARIES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,18 +92,14 @@ def lite_key(backbone: str, weights: str | os.PathLike | None, *, seed: int) -> 
     if weights is None:
         kind, fingerprint = "random", f"seed {seed}"
     else:
-        if weights == "imagenet":
-            kind, file = "imagenet", weights_status(name).path
-        else:
-            file = Path(weights).resolve()
-            kind = "file-" + hashlib.sha256(str(file).encode()).hexdigest()[:8]
+        file = (weights_status(name).path if weights == "imagenet" else Path(weights)).resolve()
+        kind = "imagenet" if weights == "imagenet" else "file-" + hashlib.sha256(str(file).encode()).hexdigest()[:8]
         try:
             stat = file.stat()
         except OSError:
             return None
-        fingerprint = f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    versions = "|".join(f"{package} {_version(package)}" for package in _LIBRARIES)
-    identity = hashlib.sha256(f"{name}|{fingerprint}|{versions}|layout {LITE_LAYOUT}".encode()).hexdigest()[:16]
+        fingerprint = f"{file}|{stat.st_size}|{stat.st_mtime_ns}"
+    identity = hashlib.sha256(f"{name}|{fingerprint}|{_versions()}|layout {LITE_LAYOUT}".encode()).hexdigest()[:16]
     return LiteKey(name, kind, identity)
 
 

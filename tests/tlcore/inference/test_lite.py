@@ -108,7 +108,7 @@ def test_other_weights_and_other_versions_have_other_keys(tmp_path, monkeypatch)
 
     random = tlcore.lite_key("MobileNetV2", None, seed=0)
     assert random.kind == "random" and tlcore.lite_key("MobileNetV2", None, seed=1).identity != random.identity
-    monkeypatch.setattr("tlcore.inference.lite._version", lambda package: "9.9")
+    monkeypatch.setattr("tlcore.inference.lite._versions", lambda: "keras 9.9|tensorflow-cpu 9.9|tensorflow -")
     assert tlcore.lite_key("MobileNetV2", None, seed=0).identity != random.identity  # another Keras or TF
 
 
