@@ -4,6 +4,7 @@ Helpers that tests import (made-up images, opening a page) are in ``support.py``
 """
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -51,6 +52,11 @@ def cached_mobilenet() -> Path:
         with h5py.File(status.path, "w") as handle:
             legacy_h5_format.save_weights_to_hdf5_group(handle, model)
     return status.path
+
+
+def pytest_unconfigure(config):
+    """Each test process removes its own Keras cache and data folder: a session's runs take over a gigabyte."""
+    shutil.rmtree(_HOME, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter):

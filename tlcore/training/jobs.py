@@ -209,13 +209,13 @@ class TrainingJob:
                 self._fail(str(cause))
             else:
                 print(f"Training job {self.id} (run {self.run_id}) failed in its worker:\n{exc}", flush=True)
-                self._fail(f"Training failed unexpectedly ({type(cause).__name__}); the details are in "
-                           "the server log.")
+                self._fail(disk_message(cause) or f"Training failed unexpectedly ({type(cause).__name__}); "
+                           "the details are in the server log.")
         except ray.exceptions.RayError as exc:  # the worker died: out of memory, killed, or its machine left
             if self._killed:
                 self._finish(STOPPED)
             else:
-                self._fail(self._death_message(exc, note))
+                self._fail(disk_message(exc) or self._death_message(exc, note))
         except Exception as exc:  # a bug or the machine: log it, tell the user plainly
             traceback.print_exc()
             self._fail(f"Training failed unexpectedly ({type(exc).__name__}); the details are in the server log.")
@@ -315,6 +315,15 @@ class TrainingJob:
         with self._lock:
             self._state = state
             self._finished = time.monotonic()
+
+
+def disk_message(error: BaseException) -> str | None:
+    """What to tell the user when Ray refused to store a run's results for lack of disk; None for other errors."""
+    if type(error).__name__ != "OutOfDiskError":  # ray.exceptions.OutOfDiskError, without importing Ray here
+        return None
+    return ("Training stopped: the disk of the machine it ran on is over Ray's limit (95% full by default), so "
+            "Ray could not store the run's results. Free space on that machine (its temporary folder first), "
+            "then train again. Runs already saved are kept.")
 
 
 def job_resources(text: str) -> dict[str, float]:

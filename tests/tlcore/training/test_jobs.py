@@ -160,6 +160,18 @@ def test_a_failing_job_reports_plainly(tmp_path):
     assert store.list().loc[0, "status"] == "failed"
 
 
+def test_ray_refusing_to_store_a_result_for_lack_of_disk_is_told_as_a_full_disk():
+    import ray.exceptions
+
+    from tlcore.training.jobs import disk_message
+
+    message = disk_message(ray.exceptions.OutOfDiskError("Local disk is full"))
+    assert message.startswith("Training stopped: the disk of the machine it ran on is over Ray's limit (95% full")
+    assert "Free space on that machine" in message and "Runs already saved are kept." in message
+    assert disk_message(ray.exceptions.OutOfMemoryError("killed")) is None
+    assert disk_message(ValueError("Local disk is full")) is None
+
+
 @pytest.mark.slow
 def test_a_job_waiting_for_a_cpu_says_so_and_can_be_stopped_while_it_waits(tmp_path, dataset, ray_address):
     """Every CPU of the cluster is held (as another server's jobs or a sweep would): the job's worker is
