@@ -20,6 +20,7 @@ import csv
 import dataclasses
 import io
 import json
+import logging
 import os
 import shutil
 import sys
@@ -384,4 +385,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 def entry_point() -> None:
     """``transfer-lab`` (pyproject [project.scripts])."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notes are not the command's output
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # nor its advice on retracing (a probe per tap)
     sys.exit(main())

@@ -51,7 +51,7 @@ from tlcore.training.feature_cache import EXTRACT_BATCH, FeatureCache, cache_key
 from tlcore.training.parallel import run_calls
 from tlcore.training.probes import ProbeBudget, ProbeScore, fit_probe_file
 
-CURVE_VERSION = 1
+CURVE_VERSION = 2  # 2: a probe's epochs in one fit call (other shuffles than 1)
 """Part of every curve's key: a change to how curves are measured gives new keys."""
 EXTRACT, PROBE = "extracting", "probing"
 """The stages ``on_progress`` reports."""

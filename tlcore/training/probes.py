@@ -6,6 +6,10 @@ training rows' mean and spread (a Keras ``Normalization`` layer), then one softm
 every tap, so the probes differ only in the features they read. Its validation accuracy
 says how linearly separable the task is at that depth (Alain and Bengio, 2016).
 
+A probe is small and its rows are few, so its cost is Keras's, not arithmetic: every epoch's
+batches go through one ``fit`` call, a block of steps per Python call, and it is scored with
+plain forward passes (no metric or evaluation function traced).
+
 Plain functions with plain values in and out: the transfer curve runs them one after
 another in a notebook, or as parallel Ray tasks from the app (``tlcore.training.parallel``).
 Rows are read from an array or a memory-mapped feature file, one batch at a time.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator
 
 import keras
 import numpy as np
@@ -26,6 +31,10 @@ PROBE_EPOCHS = 100
 """Epochs every probe trains (a fixed budget: probes compare taps, not training lengths)."""
 PROBE_BATCH = 32
 PROBE_LEARNING_RATE = 1e-2
+PROBE_STEPS_PER_EXECUTION = 64
+"""Training steps per Python call (the same updates as one at a time)."""
+SCORE_ROWS = 1024
+"""Rows a probe scores per forward pass."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,11 +82,11 @@ class ProbeScore:
     seconds: float
 
 
-def probe_model(features: int, classes: int) -> keras.Model:
-    """The probe: standardise, then one softmax layer (logistic regression)."""
+def probe_model(mean: np.ndarray, variance: np.ndarray, classes: int) -> keras.Model:
+    """The probe: standardise with the training rows' ``mean`` and ``variance``, then one softmax layer."""
     return keras.Sequential([
-        keras.Input((features,), name="pooled_features"),
-        keras.layers.Normalization(name="standardise"),
+        keras.Input((len(mean),), name="pooled_features"),
+        keras.layers.Normalization(mean=mean, variance=variance, name="standardise"),
         keras.layers.Dense(classes, activation="softmax", name="probe"),
     ], name="linear_probe")
 
@@ -106,16 +115,42 @@ def fit_probe(rows: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_i
     started = time.perf_counter()
     labels = np.asarray(labels, dtype=np.int64)
     keras.utils.set_random_seed(budget.seed)
-    model = probe_model(int(rows.shape[1]), classes)
-    model.get_layer("standardise").adapt(np.asarray(rows[np.sort(train_idx)], dtype=np.float32))
+    model = probe_model(*_mean_and_variance(rows, train_idx), classes)
     model.compile(optimizer=keras.optimizers.Adam(budget.learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    model.fit(row_batches(rows, labels, train_idx, batch_size=budget.batch_size, seed=budget.seed),
-              epochs=budget.epochs, shuffle=False, verbose=0)
-    val_loss, val_accuracy = model.evaluate(row_batches(rows, labels, val_idx, batch_size=256), verbose=0)
-    _, train_accuracy = model.evaluate(row_batches(rows, labels, train_idx, batch_size=256), verbose=0)
-    return ProbeScore(tap, int(rows.shape[1]), float(val_accuracy), float(val_loss), float(train_accuracy),
+                  steps_per_execution=PROBE_STEPS_PER_EXECUTION)
+    epochs = row_batches(rows, labels, train_idx, batch_size=budget.batch_size, seed=budget.seed)
+    model.fit(epochs.repeat(budget.epochs), shuffle=False, verbose=0)  # reshuffled at every repetition
+    val_accuracy, val_loss = _scored(model, rows, labels, val_idx)
+    train_accuracy, _ = _scored(model, rows, labels, train_idx)
+    return ProbeScore(tap, int(rows.shape[1]), val_accuracy, val_loss, train_accuracy,
                       time.perf_counter() - started)
+
+
+def _chunks(rows: np.ndarray, indices: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(positions, rows[positions])`` in ascending order, ``SCORE_ROWS`` at a time (a file is read forwards)."""
+    indices = np.sort(np.asarray(indices, dtype=np.int64))
+    for start in range(0, len(indices), SCORE_ROWS):
+        part = indices[start:start + SCORE_ROWS]
+        yield part, np.asarray(rows[part], dtype=np.float64)
+
+
+def _mean_and_variance(rows: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and (population) variance of ``rows[indices]``, in two passes of a chunk at a time."""
+    mean = sum(chunk.sum(axis=0) for _, chunk in _chunks(rows, indices)) / len(indices)
+    variance = sum(((chunk - mean) ** 2).sum(axis=0) for _, chunk in _chunks(rows, indices)) / len(indices)
+    return mean, variance
+
+
+def _scored(model: keras.Model, rows: np.ndarray, labels: np.ndarray, indices: np.ndarray) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy (Keras's: probabilities clipped to 1e-7) of ``model`` on ``rows[indices]``."""
+    right, loss = 0, 0.0
+    for part, chunk in _chunks(rows, indices):
+        probabilities = keras.ops.convert_to_numpy(model(chunk.astype(np.float32)))
+        truth = labels[part]
+        right += int((probabilities.argmax(axis=1) == truth).sum())
+        chosen = np.clip(probabilities[np.arange(len(part)), truth], 1e-7, 1 - 1e-7)
+        loss -= float(np.log(chosen.astype(np.float64)).sum())
+    return right / len(indices), loss / len(indices)
 
 
 def fit_probe_file(path: str, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, *,

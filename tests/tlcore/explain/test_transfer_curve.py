@@ -78,6 +78,25 @@ def test_a_probe_separates_separable_vectors_and_not_random_labels():
     assert noise.accuracy <= 0.55
 
 
+def test_a_probe_on_a_feature_file_scores_as_on_the_rows_in_memory(tmp_path):
+    from tlcore.training.probes import SCORE_ROWS, _mean_and_variance
+
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(2), SCORE_ROWS)  # more rows than one scoring chunk
+    rows = (rng.normal(size=(len(labels), 8)) * 3 + 5 + np.eye(2, 8)[labels]).astype("float32")
+    np.save(tmp_path / "rows.npy", rows)
+    mapped = np.load(tmp_path / "rows.npy", mmap_mode="r")
+    train_idx, val_idx = np.arange(1, len(labels), 2), np.arange(0, len(labels), 2)
+    mean, variance = _mean_and_variance(mapped, train_idx)
+    np.testing.assert_allclose(mean, rows[train_idx].mean(axis=0, dtype=np.float64), rtol=1e-12)
+    np.testing.assert_allclose(variance, rows[train_idx].var(axis=0, dtype=np.float64), rtol=1e-9)
+    budget = ProbeBudget(epochs=3)
+    here = fit_probe(rows, labels, train_idx, val_idx, classes=2, budget=budget)
+    there = fit_probe(mapped, labels, train_idx, val_idx, classes=2, budget=budget)
+    assert (here.accuracy, here.train_accuracy) == (there.accuracy, there.train_accuracy)
+    assert here.loss == pytest.approx(there.loss, rel=1e-6) and 0.5 < here.accuracy < 1
+
+
 def test_a_curve_is_measured_once_and_recommends_a_cut(tmp_path, shapes):
     stages = []
     common = dict(weights=None, input_size=32, validation_fraction=0.5, seed=1, budget=ProbeBudget(epochs=5),
