@@ -1,4 +1,5 @@
-"""The develop-a-model demo: the target dataset, the recipe's margin, the chaining through the queue, Home."""
+"""The develop-a-model demo: the target dataset, the chaining through the queue, Home (the real recipe's margin:
+``test_demo_recipe.py``)."""
 
 import dataclasses
 import shutil
@@ -28,19 +29,6 @@ def test_the_target_dataset_is_deterministic_and_its_classes_are_new():
     assert listed.loc[first.root.name, "builtin"] and listed.loc[first.root.name, "name"] == first.name
     with pytest.raises(tlcore.ConfigError, match=r"Images per class must be from 2 to 500. Received: per_class=1"):
         tlcore.demo_target_dataset(per_class=1)
-
-
-@pytest.mark.slow
-def test_the_reused_base_beats_the_same_target_from_scratch_by_a_clear_margin():
-    """The demo's own recipe, in this process (no Ray), at one seed (``DEMO_RECIPE``'s note has more)."""
-    keras.backend.clear_session()
-    result = tlcore.train_demo(tlcore.DEMO_RECIPE)
-    print(f"\ndevelop-a-model demo, seed {tlcore.DEMO_RECIPE.seed}: {result.summary()}")
-    source, transfer, scratch = (r.evaluation.accuracy for r in (result.source, result.transfer, result.scratch))
-    assert source >= 0.8  # the source learned the sample shapes
-    assert transfer - scratch == result.gap >= 0.2  # a clear margin: measured +43.8 points at seed 0
-    assert result.transfer.class_names == TARGET_CLASSES and len(result.transfer.evaluation.truth) == 80
-    assert len(result.transfer.history) == len(result.scratch.history) == tlcore.DEMO_RECIPE.target_config.epochs
 
 
 def test_a_recipe_whose_models_disagree_is_refused():
