@@ -133,10 +133,9 @@ def test_export_and_action_buttons_show_their_whole_labels(server, page, runs):
 
 def test_training_curves_have_line_samples_in_their_legend(server, page, runs):
     open_and_see(page, f"{server}/runs?run={runs['source']}", "Validation accuracy")
-    charts = page.locator(CHART)
-    charts.nth(1).wait_for()
-    curves = next(charts.nth(i) for i in range(charts.count())
-                  if "validation" in svg_texts(charts.nth(i), "role-legend-label"))  # the run's own curves
+    curves = page.locator(CHART).filter(  # the run's own curves, once Vega has drawn their legend
+        has=page.locator("svg .role-legend-label text", has_text="validation")).first
+    curves.wait_for(timeout=WAIT)
     paths = legend_symbols(curves)
     assert len(paths) >= 2 and all(is_line_sample(path) for path in paths), paths
     labels = svg_texts(curves, "role-legend-label")
@@ -172,12 +171,16 @@ def test_a_stopped_twin_is_called_so_and_compared_at_the_last_epoch_both_reached
 
 
 def test_the_compare_overlay_starts_on_the_pair_with_whole_titles_and_line_samples(server, page, runs):
+    from playwright.sync_api import expect
+
     open_and_see(page, f"{server}/runs", "Runs to overlay")
     chips = page.locator('[data-testid="stMultiSelect"] span[data-tag] > span[title]')
     chosen = chips.all_inner_texts()
     assert len(chosen) == 2 and any(", reusing a base ·" in c for c in chosen) and any(", from scratch ·" in c
                                                                                       for c in chosen), chosen
     overlay = page.locator(CHART).first
+    legend = overlay.locator("svg .role-legend-label text")
+    expect(legend).to_have_count(2, timeout=WAIT)  # Vega draws the legend after the page is idle
     labels = svg_texts(overlay, "role-legend-label")
     assert len(labels) == 2 and not any(label.endswith("…") for label in labels), labels
     assert set(labels) == set(chosen)  # the legend names the runs as the choice does

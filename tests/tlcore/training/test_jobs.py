@@ -264,7 +264,9 @@ def test_one_person_past_their_share_is_refused_and_another_is_not(tmp_path, dat
             job.stop()
         assert all(job.wait(10).state == "stopped" for job in jobs)
     assert queue.jobs_of("ann") == 0
-    queue.submit(SPEC, dataset, config, store, owner="ann").stop()  # a finished job no longer counts
+    leaving = queue.submit(SPEC, dataset, config, store, owner="ann")  # a finished job no longer counts
+    leaving.stop()
+    assert leaving.wait(10).state == "stopped"  # marked in the store before the test's folder goes
 
 
 def test_the_share_defaults_to_tl_max_jobs_per_person(monkeypatch):
