@@ -319,7 +319,7 @@ class TrainingJob:
 
 def disk_message(error: BaseException) -> str | None:
     """What to tell the user when Ray refused to store a run's results for lack of disk; None for other errors."""
-    if type(error).__name__ != "OutOfDiskError":  # ray.exceptions.OutOfDiskError, without importing Ray here
+    if not isinstance(error, ray_module().exceptions.OutOfDiskError):
         return None
     return ("Training stopped: the disk of the machine it ran on is over Ray's limit (95% full by default), so "
             "Ray could not store the run's results. Free space on that machine (its temporary folder first), "

@@ -7,8 +7,8 @@ every tap, so the probes differ only in the features they read. Its validation a
 says how linearly separable the task is at that depth (Alain and Bengio, 2016).
 
 A probe is small and its rows are few, so its cost is Keras's, not arithmetic: every epoch's
-batches go through one ``fit`` call, a block of steps per Python call, and it is scored with
-plain forward passes (no metric or evaluation function traced).
+batches go through one ``fit`` call, a block of steps per Python call, and it is scored as a run is
+(``tlcore.training.train.evaluate``: forward passes, no metric or evaluation function traced).
 
 Plain functions with plain values in and out: the transfer curve runs them one after
 another in a notebook, or as parallel Ray tasks from the app (``tlcore.training.parallel``).
@@ -26,6 +26,7 @@ import numpy as np
 
 from tlcore.core.errors import ConfigError
 from tlcore.data.pipeline import row_batches
+from tlcore.training.train import evaluate
 
 PROBE_EPOCHS = 100
 """Epochs every probe trains (a fixed budget: probes compare taps, not training lengths)."""
@@ -33,8 +34,8 @@ PROBE_BATCH = 32
 PROBE_LEARNING_RATE = 1e-2
 PROBE_STEPS_PER_EXECUTION = 64
 """Training steps per Python call (the same updates as one at a time)."""
-SCORE_ROWS = 1024
-"""Rows a probe scores per forward pass."""
+STATISTICS_ROWS = 1024
+"""Rows read at a time for the standardisation's mean and variance."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,11 +85,10 @@ class ProbeScore:
 
 def probe_model(mean: np.ndarray, variance: np.ndarray, classes: int) -> keras.Model:
     """The probe: standardise with the training rows' ``mean`` and ``variance``, then one softmax layer."""
-    return keras.Sequential([
-        keras.Input((len(mean),), name="pooled_features"),
-        keras.layers.Normalization(mean=mean, variance=variance, name="standardise"),
-        keras.layers.Dense(classes, activation="softmax", name="probe"),
-    ], name="linear_probe")
+    vectors = keras.Input((len(mean),), name="pooled_features")
+    standardised = keras.layers.Normalization(mean=mean, variance=variance, name="standardise")(vectors)
+    probabilities = keras.layers.Dense(classes, activation="softmax", name="probe")(standardised)
+    return keras.Model(vectors, probabilities, name="linear_probe")
 
 
 def fit_probe(rows: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, *,
@@ -120,37 +120,25 @@ def fit_probe(rows: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, val_i
                   steps_per_execution=PROBE_STEPS_PER_EXECUTION)
     epochs = row_batches(rows, labels, train_idx, batch_size=budget.batch_size, seed=budget.seed)
     model.fit(epochs.repeat(budget.epochs), shuffle=False, verbose=0)  # reshuffled at every repetition
-    val_accuracy, val_loss = _scored(model, rows, labels, val_idx)
-    train_accuracy, _ = _scored(model, rows, labels, train_idx)
-    return ProbeScore(tap, int(rows.shape[1]), val_accuracy, val_loss, train_accuracy,
+    names = tuple(str(label) for label in range(classes))  # a run's evaluation, read in ascending rows
+    validation = evaluate(model, rows, labels, np.sort(val_idx), names)
+    training = evaluate(model, rows, labels, np.sort(train_idx), names)
+    return ProbeScore(tap, int(rows.shape[1]), validation.accuracy, validation.loss, training.accuracy,
                       time.perf_counter() - started)
 
 
-def _chunks(rows: np.ndarray, indices: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``(positions, rows[positions])`` in ascending order, ``SCORE_ROWS`` at a time (a file is read forwards)."""
+def _chunks(rows: np.ndarray, indices: np.ndarray) -> Iterator[np.ndarray]:
+    """``rows[indices]`` in ascending order, ``STATISTICS_ROWS`` at a time (a file is read forwards), as float64."""
     indices = np.sort(np.asarray(indices, dtype=np.int64))
-    for start in range(0, len(indices), SCORE_ROWS):
-        part = indices[start:start + SCORE_ROWS]
-        yield part, np.asarray(rows[part], dtype=np.float64)
+    for start in range(0, len(indices), STATISTICS_ROWS):
+        yield np.asarray(rows[indices[start:start + STATISTICS_ROWS]], dtype=np.float64)
 
 
 def _mean_and_variance(rows: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and (population) variance of ``rows[indices]``, in two passes of a chunk at a time."""
-    mean = sum(chunk.sum(axis=0) for _, chunk in _chunks(rows, indices)) / len(indices)
-    variance = sum(((chunk - mean) ** 2).sum(axis=0) for _, chunk in _chunks(rows, indices)) / len(indices)
+    mean = sum(chunk.sum(axis=0) for chunk in _chunks(rows, indices)) / len(indices)
+    variance = sum(((chunk - mean) ** 2).sum(axis=0) for chunk in _chunks(rows, indices)) / len(indices)
     return mean, variance
-
-
-def _scored(model: keras.Model, rows: np.ndarray, labels: np.ndarray, indices: np.ndarray) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy (Keras's: probabilities clipped to 1e-7) of ``model`` on ``rows[indices]``."""
-    right, loss = 0, 0.0
-    for part, chunk in _chunks(rows, indices):
-        probabilities = keras.ops.convert_to_numpy(model(chunk.astype(np.float32)))
-        truth = labels[part]
-        right += int((probabilities.argmax(axis=1) == truth).sum())
-        chosen = np.clip(probabilities[np.arange(len(part)), truth], 1e-7, 1 - 1e-7)
-        loss -= float(np.log(chosen.astype(np.float64)).sum())
-    return right / len(indices), loss / len(indices)
 
 
 def fit_probe_file(path: str, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, *,

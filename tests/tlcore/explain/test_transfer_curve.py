@@ -79,10 +79,10 @@ def test_a_probe_separates_separable_vectors_and_not_random_labels():
 
 
 def test_a_probe_on_a_feature_file_scores_as_on_the_rows_in_memory(tmp_path):
-    from tlcore.training.probes import SCORE_ROWS, _mean_and_variance
+    from tlcore.training.probes import STATISTICS_ROWS, _mean_and_variance
 
     rng = np.random.default_rng(1)
-    labels = np.repeat(np.arange(2), SCORE_ROWS)  # more rows than one scoring chunk
+    labels = np.repeat(np.arange(2), STATISTICS_ROWS)  # more rows than one chunk of the statistics
     rows = (rng.normal(size=(len(labels), 8)) * 3 + 5 + np.eye(2, 8)[labels]).astype("float32")
     np.save(tmp_path / "rows.npy", rows)
     mapped = np.load(tmp_path / "rows.npy", mmap_mode="r")
