@@ -29,6 +29,7 @@ from pathlib import Path
 
 from tlcore.core.atomic import atomic_write_bytes, atomic_write_text
 from tlcore.core.errors import DatasetError
+from tlcore.core.orphans import owned_name, remove_orphans
 from tlcore.core.settings import load_settings
 from tlcore.core.storage import (
     BUILDING_PREFIX,
@@ -183,24 +184,6 @@ def keep_file(data: bytes, digest: str, suffix: str) -> str:
     return str(copy)
 
 
-def _sweep_orphans(folder: Path) -> None:
-    """Remove unfinished copies whose receiving process has ended (killed mid-transfer)."""
-    for entry in folder.glob(f"{COPY_PREFIX}*"):
-        pid = entry.name[len(COPY_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def _is_digest(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
@@ -240,9 +223,9 @@ class Receiver:
         folder = datasets_dir(self._settings)
         folder.mkdir(parents=True, exist_ok=True)
         sweep_unfinished(self._settings)
-        _sweep_orphans(folder)
+        remove_orphans(folder, COPY_PREFIX)  # copies cut off mid-transfer (their process killed)
         self._budget = WriteBudget(expected=self.manifest.bytes, what=f"a copy of the dataset {self.manifest.name}")
-        self._building = folder / f"{COPY_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
+        self._building = folder / f"{owned_name(COPY_PREFIX)}{uuid.uuid4().hex}"
         self._building.mkdir()
 
     def write(self, files: list[bytes]) -> None:

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from tlcore.core.errors import ConfigError, DatasetError, TLError, WorkerError
+from tlcore.core.orphans import owned_name, remove_orphans
 from tlcore.data.datasets import ImageDataset
 from tlcore.models.spec import TransferSpec
 from tlcore.training.config import HISTORY_COLUMNS, OPTIMIZERS, BatchProgress, Evaluation, TrainConfig
@@ -43,6 +44,7 @@ POLL_SECONDS = 0.5
 # workers' last step (two looks: the workers done, then shut down). Every quarter second it ends within about
 # 1 s (measured: 4.6-4.9 s -> 0.7-1.3 s from the workers' last step to fit's return, a 2-worker run on 2 cores).
 # Ray Train passes this variable on from its driver (this process) to its controller; one set already wins.
+STORAGE_PREFIX = "tl-ray-train-"
 CONTROLLER_POLL_ENV, CONTROLLER_POLL_SECONDS = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25"
 """How often the caller reads the board (progress, and passes on a Stop)."""
 
@@ -257,6 +259,16 @@ def _train_one_worker(loop: dict) -> None:
         ray_train.report(report)
 
 
+def storage_folder() -> str:
+    """A new temporary folder for a run's Ray Train checkpoint, named for this process.
+
+    It is removed when the run ends; a run deleted while it trains ends with its process killed, so
+    the folders of processes that have ended are removed first.
+    """
+    remove_orphans(Path(tempfile.gettempdir()), STORAGE_PREFIX)
+    return tempfile.mkdtemp(prefix=owned_name(STORAGE_PREFIX))
+
+
 def train_data_parallel(spec: TransferSpec, dataset: ImageDataset, config: TrainConfig, *,
                         storage: str | None = None, on_batch: Callable[[BatchProgress], None] | None = None,
                         on_epoch: Callable[[pd.DataFrame], None] | None = None,
@@ -296,7 +308,7 @@ def train_data_parallel(spec: TransferSpec, dataset: ImageDataset, config: Train
     os.environ.setdefault(CONTROLLER_POLL_ENV, CONTROLLER_POLL_SECONDS)
     board = ray.remote(num_cpus=0)(Board).remote()
     own_storage = storage is None
-    storage = storage or tempfile.mkdtemp(prefix="tl-ray-train-")
+    storage = storage or storage_folder()
     trainer = TensorflowTrainer(
         _train_one_worker,
         train_loop_config={"spec": spec, "dataset": dataset, "config": config, "train_idx": train_idx,
