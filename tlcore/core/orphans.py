@@ -1,14 +1,19 @@
 """Temporary entries named for the process that made them, removed once that process has ended.
 
-A process killed midway (a run deleted while it trained, a copy cut off mid-transfer) cannot remove
-what it was writing; the next process that writes there does, by the process id in the name.
+A process killed midway (a run deleted while it trained, a copy cut off mid-transfer, a job's Ray
+worker, which always ends killed) cannot remove what it was writing; the next process that writes
+there does, by the process id in the name.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 from pathlib import Path
+
+WORKER_TEMP_PREFIX = "tl-worker-"
 
 
 def owned_name(prefix: str) -> str:
@@ -32,3 +37,19 @@ def alive(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def own_temp_folder() -> None:
+    """Give this process a temporary folder of its own (``tempfile``'s), and remove those of ended ones.
+
+    Ray's ``worker_process_setup_hook`` for every worker of the lab (``tlcore.training.worker``): a
+    job's worker is killed when its job ends, so what it left in the temporary folder stayed there, at
+    least TensorFlow's autograph sources (``__autograph_generated_file*.py``, one per traced Python
+    function, removed only at a normal exit): hundreds a day on a busy server. They now go with the
+    worker's folder, at the next worker's start, or at its own exit when it exits normally.
+    """
+    parent = Path(tempfile.gettempdir())
+    remove_orphans(parent, WORKER_TEMP_PREFIX)
+    folder = tempfile.mkdtemp(prefix=owned_name(WORKER_TEMP_PREFIX), dir=parent)
+    atexit.register(shutil.rmtree, folder, True)
+    tempfile.tempdir = folder

@@ -35,6 +35,7 @@ from types import ModuleType
 import pandas as pd
 
 from tlcore.core.errors import DatasetError
+from tlcore.core.orphans import own_temp_folder
 from tlcore.core.settings import load_settings
 from tlcore.data.datasets import ImageDataset
 from tlcore.data.replica import Manifest, Receiver, keep_file, local_copy, local_file
@@ -181,7 +182,8 @@ def disconnect() -> None:
 def _start_ray() -> None:
     ray = ray_module()
     address = load_settings().ray_address
-    common = dict(runtime_env={"py_modules": [str(Path(__file__).resolve().parents[1])]},
+    common = dict(runtime_env={"py_modules": [str(Path(__file__).resolve().parents[1])],
+                               "worker_process_setup_hook": f"{own_temp_folder.__module__}.{own_temp_folder.__name__}"},
                   namespace="transfer-lab", log_to_driver=False, configure_logging=False)
     if address:
         protect_token_files()

@@ -47,6 +47,22 @@ def resident_bytes() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def test_a_ray_worker_of_the_lab_keeps_its_temporary_files_in_a_folder_of_its_own(ray_address):
+    """Ray starts every worker with tlcore's setup hook: what a worker killed at its job's end leaves in
+    its temporary folder (TensorFlow's autograph sources) goes when a later worker starts."""
+    import ray
+
+    from tlcore.core.orphans import WORKER_TEMP_PREFIX
+
+    @ray.remote(num_cpus=0)
+    def temporary_folder() -> tuple[int, str]:
+        return os.getpid(), tempfile.gettempdir()
+
+    pid, folder = ray.get(temporary_folder.remote(), timeout=120)
+    assert Path(folder).name.startswith(f"{WORKER_TEMP_PREFIX}{pid}-") and Path(folder).is_dir()
+    assert Path(folder).parent == Path(tempfile.gettempdir())
+
+
 def test_a_worker_that_runs_out_of_memory_fails_its_run_and_the_server_goes_on(tmp_path, monkeypatch, dataset):
     monkeypatch.setenv("TL_JOB_MEMORY_GB", "2")
     store = tlcore.RunStore(tmp_path)
