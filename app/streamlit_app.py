@@ -22,7 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import streamlit as st  # noqa: E402
 
-from ui import access  # noqa: E402  (plain Python: the password page loads neither TensorFlow nor Ray)
+from ui import access, keras_reset  # noqa: E402  (plain Python: the password page loads neither TensorFlow nor Ray)
+
+keras_reset.install()  # Streamlit's reset of Keras after each run, without a full gc.collect() each time
 
 st.set_page_config(page_title="Transfer Lab", page_icon=":material/science:", layout="wide")
 access.gate()  # the password or sign-in first, when TL_PASSWORD or [auth] is set (ui/access.py)
