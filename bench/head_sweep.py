@@ -95,6 +95,22 @@ def keras_import_seconds(niceness: int) -> float:
     return float(out.stdout.split()[-1])
 
 
+def timed_sweep(spec, dataset, config, label: str, **where) -> float:
+    """The 12-trial sweep (2 at a time; ASHA with ``use_ray``), printed with its breakdown: its seconds."""
+    timeline = Timeline()
+    started = time.perf_counter()
+    sweep = tlcore.head_sweep(spec, dataset, config, budget=tlcore.SweepBudget(trials=12, concurrency=2),
+                              on_trial=timeline, **where)
+    swept = time.perf_counter() - started
+    print(f"[{label}] 12-trial sweep: {swept:.1f} s ({sweep.seconds:.1f} s of trials), "
+          f"{sum(t.epochs for t in sweep.trials)} epochs in all ({load()})")
+    print(timeline.breakdown(sweep.seconds))
+    print(sweep.table().to_string())
+    print(f"best: trial {sweep.best.number}, {sweep.best.score:.1%}; the default head's trial: {sweep.default.score:.1%}",
+          flush=True)
+    return swept
+
+
 def pair(spec, dataset, config, cache, folder: Path, label: str) -> float:
     """One run of the default head, then the 12-trial sweep in Ray Tune; prints both and returns the ratio."""
     started = time.perf_counter()
@@ -102,16 +118,7 @@ def pair(spec, dataset, config, cache, folder: Path, label: str) -> float:
     one = time.perf_counter() - started
     print(f"[{label}] one run of the default head: {one:.1f} s, {len(run.history)} epochs, "
           f"validation accuracy {run.evaluation.accuracy:.1%} ({load()})", flush=True)
-    timeline = Timeline()
-    started = time.perf_counter()
-    sweep = tlcore.head_sweep(spec, dataset, config, budget=tlcore.SweepBudget(trials=12, concurrency=2),
-                              use_ray=True, cache=cache, folder=folder, on_trial=timeline)
-    swept = time.perf_counter() - started
-    print(f"[{label}] 12-trial sweep (2 at a time, ASHA): {swept:.1f} s ({sweep.seconds:.1f} s of trials), "
-          f"{sum(t.epochs for t in sweep.trials)} epochs in all ({load()})")
-    print(timeline.breakdown(sweep.seconds))
-    print(sweep.table().to_string())
-    print(f"best: trial {sweep.best.number}, {sweep.best.score:.1%}; the default head's trial: {sweep.default.score:.1%}")
+    swept = timed_sweep(spec, dataset, config, label, use_ray=True, cache=cache, folder=folder)
     print(f"[{label}] sweep / one run: {swept / one:.1f}x (target <= 3x)", flush=True)
     return swept / one
 
@@ -130,15 +137,7 @@ def as_the_app(spec, dataset, config, root: Path) -> float:
     print(f"[as the app] one run of the default head as a queued job (a fresh worker; submit to stored): "
           f"{one:.1f} s, {len(record.history)} epochs, validation accuracy {record.result.accuracy:.1%} ({load()})",
           flush=True)
-    timeline = Timeline()
-    started = time.perf_counter()
-    sweep = tlcore.head_sweep(spec, dataset, config, budget=tlcore.SweepBudget(trials=12, concurrency=2),
-                              use_ray=True, folder=root / "sweeps-app", on_trial=timeline)
-    swept = time.perf_counter() - started
-    print(f"[as the app] 12-trial sweep as the Sweep button's task (2 at a time, ASHA): {swept:.1f} s, "
-          f"{sum(t.epochs for t in sweep.trials)} epochs in all ({load()})")
-    print(timeline.breakdown(sweep.seconds))
-    print(f"best: trial {sweep.best.number}, {sweep.best.score:.1%}; the default head's trial: {sweep.default.score:.1%}")
+    swept = timed_sweep(spec, dataset, config, "as the app", use_ray=True, folder=root / "sweeps-app")
     print(f"[as the app] sweep / one run: {swept / one:.1f}x (target <= 3x)", flush=True)
     return swept / one
 
@@ -156,14 +155,8 @@ def main(images: int = 512, size: int = 128) -> None:
     print(f"VGG16 at {size} px, {len(dataset)} images; features computed off the clock "
           f"(cached: {run.feature_cache}); {this_machine()}", flush=True)
     if "--in-order" in sys.argv or "--in-order-only" in sys.argv:
-        timeline = Timeline()
-        started = time.perf_counter()
-        in_order = tlcore.head_sweep(spec, dataset, config, budget=tlcore.SweepBudget(trials=12, concurrency=2),
-                                     cache=cache, folder=root / "in-order", on_trial=timeline)
-        sequential = time.perf_counter() - started
-        print(f"12 trials one after another in this process (no ASHA): {sequential:.1f} s, "
-              f"{sum(t.epochs for t in in_order.trials)} epochs in all ({load()})")
-        print(timeline.breakdown(in_order.seconds), flush=True)
+        timed_sweep(spec, dataset, config, "12 trials one after another in this process, no ASHA", cache=cache,
+                    folder=root / "in-order")
         if "--in-order-only" in sys.argv:
             return
     tlcore.connect_ray()
