@@ -280,10 +280,13 @@ def test_predict_draws_the_heatmap_of_an_uploaded_square_detector(server, page, 
     uploads = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
     uploads.nth(0).set_input_files(files=[{"name": "squares.keras", "mimeType": "application/octet-stream",
                                            "buffer": (tmp_path / "squares.keras").read_bytes()}])
+    # the model answers the sample first, in the upload's worker: a new Ray actor importing TensorFlow, slow
+    # while the machine is busy. The photo goes in once that answer is on screen, as a user would: in one CI
+    # run under load, the photo set right after the model never showed (the cause is not known; not seen alone)
+    page.get_by_text("Top 2").wait_for(timeout=360_000)
     wait_until_idle(page)
     uploads.nth(1).set_input_files(files=[{"name": "square.png", "mimeType": "image/png",
                                            "buffer": encoded.getvalue()}])
-    # the upload's worker starts first: a new Ray actor importing TensorFlow, slow while the machine is busy
     page.get_by_text("What the network sees of square.png").wait_for(timeout=360_000)
     shown = page.locator('[data-testid="stImage"]').filter(has_text="Heat for square")
     shown.wait_for(timeout=120_000)  # the heatmap's pass runs in the upload's worker, after the top-5 is drawn
