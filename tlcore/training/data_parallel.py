@@ -40,13 +40,14 @@ from tlcore.training.config import HISTORY_COLUMNS, OPTIMIZERS, BatchProgress, E
 from tlcore.training.worker import MACHINE_SETTINGS, RUN_BOARDS, ray_module, worker_environment
 
 POLL_SECONDS = 0.5
+"""How often the caller reads the board (progress, and passes on a Stop)."""
+STORAGE_PREFIX = "tl-ray-train-"
+"""A run's Ray Train folder: ``<tmp>/tl-ray-train-<pid>-*`` (``storage_folder``)."""
 # Ray Train's controller looks at its workers every 2 s by default, so a run ended some 4 to 5 s after its
 # workers' last step (two looks: the workers done, then shut down). Every quarter second it ends within about
 # 1 s (measured: 4.6-4.9 s -> 0.7-1.3 s from the workers' last step to fit's return, a 2-worker run on 2 cores).
 # Ray Train passes this variable on from its driver (this process) to its controller; one set already wins.
-STORAGE_PREFIX = "tl-ray-train-"
 CONTROLLER_POLL_ENV, CONTROLLER_POLL_SECONDS = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25"
-"""How often the caller reads the board (progress, and passes on a Stop)."""
 
 
 @dataclasses.dataclass(frozen=True)
