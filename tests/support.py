@@ -33,6 +33,12 @@ def coloured_pngs(colour: tuple[int, int, int], count: int, seed: int, side: int
         pictures.append(buffer.getvalue())
     return pictures
 
+def ended_pid() -> int:
+    """The process id of a process that has ended (a short-lived child): what a killed writer leaves named."""
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app" / "streamlit_app.py")  # the entrypoint; page paths are relative to it
 RANDOM = "Random (untrained)"

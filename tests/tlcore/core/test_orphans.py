@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import ended_pid
 
 from tlcore.core.orphans import WORKER_TEMP_PREFIX, own_temp_folder, remove_orphans
 
@@ -52,9 +53,7 @@ def test_a_live_processs_folder_stays_and_this_one_gets_its_own(tmp_path, monkey
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     live = tmp_path / f"{WORKER_TEMP_PREFIX}{os.getppid()}-abc"  # the parent of this process: alive
     live.mkdir()
-    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                           text=True, check=True)
-    gone = tmp_path / f"{WORKER_TEMP_PREFIX}{int(ended.stdout)}-abc"
+    gone = tmp_path / f"{WORKER_TEMP_PREFIX}{ended_pid()}-abc"
     gone.mkdir()
     (gone / "left.py").write_text("x = 1")
     own_temp_folder()

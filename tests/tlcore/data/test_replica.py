@@ -1,10 +1,9 @@
 """Copies of a dataset on a machine without the server's disk: by digest, under budgets, never half-written."""
 
 import os
-import subprocess
-import sys
 
 import pytest
+from support import ended_pid
 
 import tlcore
 from tlcore.core.atomic import StorageError
@@ -101,8 +100,7 @@ def test_a_hostile_manifest_is_refused_in_words(server_dataset, change, words):
 
 
 def test_a_copy_cut_off_by_a_killed_process_is_removed_by_the_next_copy(server_dataset, tmp_path):
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    orphan = tmp_path / "worker" / "datasets" / f"{COPY_PREFIX}{gone.stdout.strip()}-0a1b"
+    orphan = tmp_path / "worker" / "datasets" / f"{COPY_PREFIX}{ended_pid()}-0a1b"
     (orphan / "0").mkdir(parents=True)
     (orphan / "0" / "000000.png").write_bytes(b"half")
     mine = tmp_path / "worker" / "datasets" / f"{COPY_PREFIX}{os.getpid()}-ffff"  # a live process's: kept

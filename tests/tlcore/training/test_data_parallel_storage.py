@@ -1,18 +1,16 @@
 """A run's Ray Train checkpoint folder: named for its process; those of processes that are gone are removed."""
 
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from support import ended_pid
 
 from tlcore.training.data_parallel import STORAGE_PREFIX, storage_folder
 
 
 def test_a_new_folder_is_this_processs_and_folders_of_ended_processes_go():
-    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                           check=True)
-    gone = Path(tempfile.mkdtemp(prefix=f"{STORAGE_PREFIX}{int(ended.stdout)}-"))  # a run deleted as it trained
+    gone = Path(tempfile.mkdtemp(prefix=f"{STORAGE_PREFIX}{ended_pid()}-"))  # a run deleted as it trained
     (gone / "data-parallel").mkdir()
     (gone / "data-parallel" / "weights.npz").write_bytes(b"\0" * 1024)
     mine = Path(tempfile.mkdtemp(prefix=f"{STORAGE_PREFIX}{os.getpid()}-"))  # a run of this process, training
