@@ -19,6 +19,7 @@ purpose (pyproject's "ray-in-jobs-only" contract lists this module with worker, 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -26,6 +27,7 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,6 +45,8 @@ POLL_SECONDS = 0.5
 """How often the caller reads the board (progress, and passes on a Stop)."""
 STORAGE_PREFIX = "tl-ray-train-"
 """A run's Ray Train folder: ``<tmp>/tl-ray-train-<pid>-*`` (``storage_folder``)."""
+GROUP_PREFIX = "tl-train-workers-"
+"""The name of each placement group a run's Ray Train controller asks for: the prefix and a random id."""
 # Ray Train's controller looks at its workers every 2 s by default, so a run ended some 4 to 5 s after its
 # workers' last step (two looks: the workers done, then shut down). Every quarter second it ends within about
 # 1 s (measured: 4.6-4.9 s -> 0.7-1.3 s from the workers' last step to fit's return, a 2-worker run on 2 cores).
@@ -77,16 +81,21 @@ class Board:
         self._rows: list[dict] = []
         self._batch: tuple[int, int, int] | None = None
         self._stop = False
-        self._groups: list = []
+        self._reserved: list[tuple[str, object]] = []
+        self._closed = False
 
-    def placement_group(self, group) -> None:
-        """Ray Train's controller posts each worker group's placement group here (once each)."""
-        if all(group.id != kept.id for kept in self._groups):
-            self._groups.append(group)
+    def reserving(self, name: str, maker) -> None:
+        """Ray Train's controller (``maker``, its handle) names each worker group's placement group here
+        before it asks Ray for it. Refused once the run is being ended (``close``): no group is made after
+        its killer looked, so none can take CPUs later for a run that is gone."""
+        if self._closed:
+            raise RuntimeError("This run across workers is being ended: it may not reserve CPUs any more")
+        self._reserved.append((name, maker))
 
-    def placement_groups(self) -> list:
-        """The placement groups the run's workers were given (what ending the run must free)."""
-        return list(self._groups)
+    def close(self) -> list[tuple[str, object]]:
+        """No more reservations; the ones made so far, (group name, controller): what ending the run frees."""
+        self._closed = True
+        return list(self._reserved)
 
     def batch(self, epoch: int, batch: int, batches: int) -> None:
         self._batch = (epoch, batch, batches)
@@ -105,40 +114,64 @@ class Board:
         return self._stop
 
 
-def _posting_placement_groups(board):
-    """A Ray Train callback that posts each worker group's placement group on ``board`` as it is made.
+def _naming_placement_groups(board):
+    """A Ray Train callback that names each worker group's placement group on ``board`` before it is made.
 
     Ray Train frees a run's placement group when its controller ends well, and leaves an ungraceful
     end (its driver killed, as deleting a running job does) to a detached cleaner that asks Ray's state
-    API, which needs the dashboard this lab's Ray runs without: the group would keep its CPUs until the
-    server stops. Whoever kills the driver reads the board first and frees them (``TrainingJob.kill``).
-
-    The group is posted the moment Ray Train asks for it, before its CPUs are free: a run deleted while
-    its workers still wait (another job or a sweep holds the CPUs) frees a group that would otherwise take
-    them once they free up. Ray Train 2.60 makes the group with the ``placement_group`` its worker-group
-    module imported; the callback wraps that name in the controller's process, just before the group is
-    made. Ray Train takes callbacks other than its ``UserCallback`` as internal ones.
+    API, which needs the dashboard this lab's Ray runs without; and Ray removes a group with its creator
+    only once the creator's job (the server) ends too. So whoever ends a run closes its board first and
+    frees what it names (``free_reserved``). The name is posted before the group is asked for, and a
+    closed board refuses it: a group asked for while the killer reads the board cannot slip past it, and
+    a run deleted while its workers still wait for CPUs (another job or a sweep holds them) leaves no
+    waiting group to take them once they free up. Ray Train 2.60 makes the group with the
+    ``placement_group`` its worker-group module imported; the callback wraps that name in the
+    controller's process, just before the group is made. Ray Train takes callbacks other than its
+    ``UserCallback`` as internal ones.
     """
     from ray.train.v2._internal.execution.callback import WorkerGroupCallback
     from ray.train.v2._internal.execution.worker_group import worker_group as made_by
 
-    class PostPlacementGroup(WorkerGroupCallback):
+    class NamePlacementGroups(WorkerGroupCallback):
         def before_worker_group_start(self, worker_group_context) -> None:
-            make = getattr(made_by.placement_group, "unposted", made_by.placement_group)  # Ray's own, once
+            make = getattr(made_by.placement_group, "unnamed", made_by.placement_group)  # Ray's own, once
 
-            def posted(*args, **kwargs):
-                group = make(*args, **kwargs)
-                ray_module().get(board.placement_group.remote(group))
-                return group
+            def named(*args, **kwargs):
+                ray = ray_module()
+                name = f"{GROUP_PREFIX}{uuid.uuid4().hex}"
+                ray.get(board.reserving.remote(name, ray.get_runtime_context().current_actor))
+                return make(*args, **{**kwargs, "name": name})
 
-            posted.unposted = make
-            made_by.placement_group = posted
+            named.unnamed = make
+            made_by.placement_group = named
 
-        def after_worker_group_start(self, worker_group) -> None:
-            group = worker_group.get_worker_group_state().placement_group_handle.placement_group
-            ray_module().get(board.placement_group.remote(group))  # posted already when made: kept once
+    return NamePlacementGroups()
 
-    return PostPlacementGroup()
+
+def free_reserved(reserved: list[tuple[str, object]], timeout: float = 10.0) -> list[str]:
+    """End the Ray Train controllers of a run being ended and remove the placement groups they named
+    (``Board.close`` gives both), waiting ones included; the names of the groups removed.
+
+    The controllers end first (each waited for, up to ``timeout`` seconds), so none asks for a group
+    after the look; a group that is already gone (the run ended well) is skipped."""
+    ray = ray_module()
+    from ray.util.placement_group import get_placement_group, remove_placement_group
+
+    makers = {maker._actor_id: maker for _, maker in reserved}.values()
+    for maker in makers:
+        with contextlib.suppress(ray.exceptions.RayError):
+            ray.kill(maker, no_restart=True)
+    for maker in makers:
+        with contextlib.suppress(ray.exceptions.RayError):  # RayActorError once it has ended
+            ray.get(maker.__ray_ready__.remote(), timeout=timeout)
+    removed = []
+    for name, _ in reserved:
+        try:
+            remove_placement_group(get_placement_group(name))
+        except (ValueError, ray.exceptions.RayError):  # never made, or removed by the run's own end
+            continue
+        removed.append(name)
+    return removed
 
 
 def shard(indices: np.ndarray, rank: int, workers: int, batch_size: int) -> np.ndarray:
@@ -316,7 +349,7 @@ def train_data_parallel(spec: TransferSpec, dataset: ImageDataset, config: Train
                            "val_idx": val_idx, "board": board, "environment": worker_environment()},
         scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=False,
                                      resources_per_worker={"CPU": 1, **(resources or {})}),
-        run_config=RunConfig(storage_path=storage, name="data-parallel", callbacks=[_posting_placement_groups(board)]),
+        run_config=RunConfig(storage_path=storage, name="data-parallel", callbacks=[_naming_placement_groups(board)]),
     )
     RUN_BOARDS.add(board)
     try:

@@ -17,7 +17,6 @@ it, and neither imports it at module level); ``tlcore.train`` stays a plain func
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
@@ -40,6 +39,7 @@ from tlcore.models.spec import TransferSpec
 from tlcore.training.capacity import capacity
 from tlcore.training.compare import SCRATCH, TRANSFER, scratch_config, scratch_spec
 from tlcore.training.config import FEATURES_PHASE, HISTORY_COLUMNS, BatchProgress, TrainConfig
+from tlcore.training.data_parallel import free_reserved
 from tlcore.training.runs import RunStore
 from tlcore.training.shipped_logs import unpack_logs
 from tlcore.training.worker import (
@@ -140,19 +140,17 @@ class TrainingJob:
         self._stop.set()
         worker = self._worker
         if worker is not None:
-            ray = ray_module()
-            groups = self._placement_groups(worker) if self.config.workers > 1 else []
-            ray.kill(worker)  # Ray Train's controller and workers end with their driver...
-            for group in groups:  # ...but not their placement group: freed here, or it keeps its CPUs
-                with contextlib.suppress(ray.exceptions.RayError, RuntimeError):  # freed by the run's own end
-                    ray.util.remove_placement_group(group)
+            reserved = self._close_runs(worker) if self.config.workers > 1 else []
+            ray_module().kill(worker)  # Ray Train's controller and workers end with their driver...
+            free_reserved(reserved)  # ...but not their placement groups: freed here, or they keep their CPUs
 
     @staticmethod
-    def _placement_groups(worker) -> list:
-        """The placement groups of the run across workers ``worker`` drives; none when it cannot answer."""
+    def _close_runs(worker) -> list:
+        """The placement groups (by name, with their controllers) of the run across workers ``worker``
+        drives, none asked for after this; none when it cannot answer."""
         ray = ray_module()
         try:
-            return ray.get(worker.placement_groups.remote(), timeout=15)
+            return ray.get(worker.close_runs.remote(), timeout=15)
         except (ray.exceptions.RayError, TimeoutError):
             return []
 

@@ -247,8 +247,8 @@ def _logged_in(trainer: Callable, logs: Path) -> dict[str, Path]:
 
 
 RUN_BOARDS: set = set()
-"""The boards (``data_parallel.Board``) of the runs across workers this process drives: each holds the
-placement groups its run's workers were given, which ``TrainingWorker.placement_groups`` hands over."""
+"""The boards (``data_parallel.Board``) of the runs across workers this process drives: each names the
+placement groups its run's workers asked for, which ``TrainingWorker.close_runs`` hands over."""
 
 
 class TrainingWorker:
@@ -368,11 +368,12 @@ class TrainingWorker:
     def stop(self) -> None:
         self._stop.set()
 
-    def placement_groups(self) -> list:
-        """The placement groups of the run across workers this worker drives (none for a one-process run):
-        read before the worker is killed, so its killer can free their CPUs."""
+    def close_runs(self) -> list[tuple[str, object]]:
+        """Close the boards of the runs across workers this worker drives (none for a one-process run): the
+        placement groups their workers asked for, by name, with the controller that asked. Called before
+        the worker is killed, so its killer can free their CPUs (``data_parallel.free_reserved``)."""
         ray = ray_module()
-        return [group for board in list(RUN_BOARDS) for group in ray.get(board.placement_groups.remote(), timeout=10)]
+        return [reserved for board in list(RUN_BOARDS) for reserved in ray.get(board.close.remote(), timeout=10)]
 
 
 
