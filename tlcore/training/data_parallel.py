@@ -148,15 +148,18 @@ def _naming_placement_groups(board):
     return NamePlacementGroups()
 
 
-def free_reserved(reserved: list[tuple[str, object]], timeout: float = 10.0) -> list[str]:
+def free_reserved(reserved: list[tuple[str, object]], timeout: float = 10.0, settle: float = 1.0) -> list[str]:
     """End the Ray Train controllers of a run being ended and remove the placement groups they named
     (``Board.close`` gives both), waiting ones included; the names of the groups removed.
 
-    The controllers end first (each waited for, up to ``timeout`` seconds), so none asks for a group
-    after the look; a group that is already gone (the run ended well) is skipped."""
+    The controllers end first (each waited for, up to ``timeout`` seconds). Ray may report one ended a
+    moment before its process is gone, so a group it asked for in that moment is looked for once more
+    after ``settle`` seconds. A group already gone (the run ended well, or it was never made) is skipped."""
     ray = ray_module()
     from ray.util.placement_group import get_placement_group, remove_placement_group
 
+    if not reserved:
+        return []
     makers = {maker._actor_id: maker for _, maker in reserved}.values()
     for maker in makers:
         with contextlib.suppress(ray.exceptions.RayError):
@@ -164,13 +167,17 @@ def free_reserved(reserved: list[tuple[str, object]], timeout: float = 10.0) -> 
     for maker in makers:
         with contextlib.suppress(ray.exceptions.RayError):  # RayActorError once it has ended
             ray.get(maker.__ray_ready__.remote(), timeout=timeout)
-    removed = []
-    for name, _ in reserved:
-        try:
-            remove_placement_group(get_placement_group(name))
-        except (ValueError, ray.exceptions.RayError):  # never made, or removed by the run's own end
-            continue
-        removed.append(name)
+    removed: list[str] = []
+    for look in range(2):
+        if look:
+            time.sleep(settle)
+        for name, _ in reserved:
+            try:
+                remove_placement_group(get_placement_group(name))
+            except (ValueError, ray.exceptions.RayError):  # not made (yet), or removed by the run's own end
+                continue
+            if name not in removed:
+                removed.append(name)
     return removed
 
 
