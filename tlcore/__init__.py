@@ -48,6 +48,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "Settings": "core.settings",
     "ShapeError": "core.errors",
     "StorageError": "core.atomic",
+    "StoppedBeforeTraining": "core.errors",
     "TLError": "core.errors",
     "try_verdict": "core.tries",
     "TryVerdict": "core.tries",

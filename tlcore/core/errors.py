@@ -40,3 +40,7 @@ class BudgetError(ConfigError):
 
 class WorkerError(TLError):
     """A worker process (an uploaded model's) that ended before answering: crashed or killed."""
+
+
+class StoppedBeforeTraining(TLError):
+    """A run stopped before any of its workers started: nothing was trained, nothing is kept but its record."""

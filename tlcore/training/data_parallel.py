@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tlcore.core.errors import ConfigError, DatasetError, TLError, WorkerError
+from tlcore.core.errors import ConfigError, DatasetError, StoppedBeforeTraining, TLError, WorkerError
 from tlcore.core.orphans import owned_name, remove_orphans
 from tlcore.data.datasets import ImageDataset
 from tlcore.models.spec import TransferSpec
@@ -83,6 +83,7 @@ class Board:
         self._stop = False
         self._reserved: list[tuple[str, object]] = []
         self._closed = False
+        self._started = False
 
     def reserving(self, name: str, maker) -> None:
         """Ray Train's controller (``maker``, its handle) names each worker group's placement group here
@@ -96,6 +97,17 @@ class Board:
         """No more reservations; the ones made so far, (group name, controller): what ending the run frees."""
         self._closed = True
         return list(self._reserved)
+
+    def workers_started(self) -> None:
+        """The controller says its workers have their CPUs and started (refused once the board is closed)."""
+        if self._closed:
+            raise RuntimeError("This run across workers is being ended: its workers may not start")
+        self._started = True
+
+    def close_if_waiting(self) -> list[tuple[str, object]] | None:
+        """For a Stop: if no worker has started yet (the run still waits for CPUs), close the board as ``close``
+        does and give its reservations; else None, and the workers stop at their next step."""
+        return None if self._started else self.close()
 
     def batch(self, epoch: int, batch: int, batches: int) -> None:
         self._batch = (epoch, batch, batches)
@@ -144,6 +156,9 @@ def _naming_placement_groups(board):
 
             named.unnamed = make
             made_by.placement_group = named
+
+        def after_worker_group_start(self, worker_group) -> None:
+            ray_module().get(board.workers_started.remote())
 
     return NamePlacementGroups()
 
@@ -387,6 +402,12 @@ def _fit_watched(ray, trainer, board, config: TrainConfig, on_batch, on_epoch, s
         if stop is not None and stop.is_set() and not stop_sent:
             board.stop.remote()
             stop_sent = True
+            waiting = ray.get(board.close_if_waiting.remote(), timeout=10)
+            if waiting is not None:  # no worker has its CPU yet: nothing to wait for, nothing trained
+                free_reserved(waiting)
+                fitting.join(30)  # fit() ends with its controller
+                raise StoppedBeforeTraining("The run was stopped while its workers waited for CPUs: nothing was "
+                                            "trained, so no model is kept.")
         try:
             batch, new = ray.get(board.seen.remote(len(rows)), timeout=10)
         except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):

@@ -31,7 +31,7 @@ import pandas as pd
 
 from tlcore.core.access import person_key
 from tlcore.core.atomic import atomic_write_bytes
-from tlcore.core.errors import ConfigError, TLError
+from tlcore.core.errors import ConfigError, StoppedBeforeTraining, TLError
 from tlcore.core.settings import load_settings
 from tlcore.data.datasets import ImageDataset
 from tlcore.data.replica import file_digest, manifest, parts
@@ -203,7 +203,10 @@ class TrainingJob:
             self._finish(self._train_in_worker(note))
         except ray.exceptions.RayTaskError as exc:
             cause = exc.cause
-            if isinstance(cause, TLError):
+            if isinstance(cause, StoppedBeforeTraining):  # as a one-worker job stopped before its CPU was free
+                self.store.mark(self.run_id, STOPPED)
+                self._finish(STOPPED)
+            elif isinstance(cause, TLError):
                 self._fail(str(cause))
             else:
                 print(f"Training job {self.id} (run {self.run_id}) failed in its worker:\n{exc}", flush=True)

@@ -106,6 +106,36 @@ def test_a_run_deleted_while_its_workers_wait_for_cpus_leaves_no_reservation_beh
     wait_for(lambda: ray.available_resources().get("CPU", 0) == cpus, timeout=60)
 
 
+def test_stop_while_its_workers_wait_for_cpus_ends_the_run_at_once_with_nothing_trained(ray_address, dataset, tmp_path):
+    """As a one-worker job stopped before its CPU was free: stopped at once, no epoch, no model, no group left.
+    Before, Stop only reached workers that had started: the run stayed "stopping" as long as the CPUs were held,
+    then trained an epoch."""
+    import ray
+    from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
+
+    queue, store = tlcore.JobQueue(max_running=1, max_waiting=2), tlcore.RunStore(tmp_path / "runs")
+    cpus = ray.cluster_resources()["CPU"]
+    held = placement_group([{"CPU": cpus}])
+    ray.get(held.ready(), timeout=60)
+
+    def pending() -> list[str]:
+        return [key for key, group in placement_group_table().items() if group["state"] == "PENDING"]
+
+    try:
+        waiting = queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=1, batch_size=4, workers=2), store)
+        wait_for(lambda: pending() or waiting.finished, timeout=300)
+        assert not waiting.finished, waiting.snapshot().error
+        waiting.stop()
+        snapshot = waiting.wait(60)
+        assert snapshot.state == "stopped" and snapshot.history.empty and snapshot.error is None, snapshot
+        assert not pending()  # its waiting group went with it, while the CPUs are still held
+    finally:
+        remove_placement_group(held)
+    record = store.get(waiting.run_id)
+    assert record.status == "stopped" and not record.model_path.is_file()
+    wait_for(lambda: ray.available_resources().get("CPU", 0) == cpus, timeout=60)
+
+
 def test_a_worker_that_cannot_read_the_images_fails_the_run_in_words(ray_address, tmp_path):
     queue, store = tlcore.JobQueue(max_running=1, max_waiting=2), tlcore.RunStore(tmp_path / "runs")
     gone = tlcore.sample_dataset(per_class=8, size=32, seed=7)
