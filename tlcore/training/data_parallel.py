@@ -402,7 +402,10 @@ def _fit_watched(ray, trainer, board, config: TrainConfig, on_batch, on_epoch, s
         if stop is not None and stop.is_set() and not stop_sent:
             board.stop.remote()
             stop_sent = True
-            waiting = ray.get(board.close_if_waiting.remote(), timeout=10)
+            try:
+                waiting = ray.get(board.close_if_waiting.remote(), timeout=10)
+            except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):
+                waiting = None  # the board did not answer: the workers stop at their next step, if they start
             if waiting is not None:  # no worker has its CPU yet: nothing to wait for, nothing trained
                 free_reserved(waiting)
                 fitting.join(30)  # fit() ends with its controller
