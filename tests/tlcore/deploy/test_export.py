@@ -27,7 +27,7 @@ TOLERANCE = {"keras": 1e-4, "tflite-float32": 1e-4, "savedmodel": 1e-4, "tflite-
 MIN_INT8_AGREEMENT = 0.95
 
 VERIFY = r'''
-import importlib.util, json, sys, tempfile, zipfile
+import importlib.util, json, sys, zipfile
 from pathlib import Path
 
 assert importlib.util.find_spec("tlcore") is None, "tlcore must not be importable here"
@@ -57,7 +57,8 @@ def outputs(fmt, root):
 
 for path in sorted(folder.glob("*.zip")):
     fmt = path.stem
-    unpacked = Path(tempfile.mkdtemp())
+    unpacked = folder / f"unpacked-{fmt}"  # in the test's own folder, which pytest removes
+    unpacked.mkdir()
     with zipfile.ZipFile(path) as archive:
         archive.extractall(unpacked)
     (root,) = unpacked.iterdir()
