@@ -1,5 +1,6 @@
 """Helpers the tests import: made-up images and zips, the demo at its smallest, and the app opened on a page."""
 
+import contextlib
 import dataclasses
 import io
 import os
@@ -32,6 +33,29 @@ def coloured_pngs(colour: tuple[int, int, int], count: int, seed: int, side: int
         Image.fromarray(pixels).save(buffer, "PNG")
         pictures.append(buffer.getvalue())
     return pictures
+
+@contextlib.contextmanager
+def every_cpu_held():
+    """Every CPU of the test's Ray cluster reserved, as another server's jobs or a sweep would hold them, until the
+    block ends: what asks for a CPU inside it waits. Gives the number of CPUs."""
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    cpus = ray.cluster_resources()["CPU"]
+    held = placement_group([{"CPU": cpus}])
+    ray.get(held.ready(), timeout=60)
+    try:
+        yield cpus
+    finally:
+        remove_placement_group(held)
+
+
+def pending_groups() -> list[str]:
+    """The ids of the placement groups that wait for their CPUs."""
+    from ray.util.placement_group import placement_group_table
+
+    return [key for key, group in placement_group_table().items() if group["state"] == "PENDING"]
+
 
 def ended_pid() -> int:
     """The process id of a process that has ended (a short-lived child): what a killed writer leaves named."""

@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 import pytest
+from support import every_cpu_held, pending_groups
 
 import tlcore
 from tlcore.training.train import TrainingData, evaluate_images
@@ -84,25 +85,15 @@ def test_a_run_deleted_while_its_workers_wait_for_cpus_leaves_no_reservation_beh
     """Every CPU is held (another job or a sweep): Ray Train's placement group for the two workers waits.
     Deleting the run then removes that waiting group too, so it does not take the CPUs once they free up."""
     import ray
-    from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
 
     queue, store = tlcore.JobQueue(max_running=1, max_waiting=2), tlcore.RunStore(tmp_path / "runs")
-    cpus = ray.cluster_resources()["CPU"]
-    held = placement_group([{"CPU": cpus}])
-    ray.get(held.ready(), timeout=60)
-    try:
+    with every_cpu_held() as cpus:
         waiting = queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=1, batch_size=4, workers=2), store)
-
-        def pending() -> list[str]:
-            return [key for key, group in placement_group_table().items() if group["state"] == "PENDING"]
-
-        wait_for(lambda: pending() or waiting.finished, timeout=300)
+        wait_for(lambda: pending_groups() or waiting.finished, timeout=300)
         assert not waiting.finished, waiting.snapshot().error
         queue.delete_run(waiting.run_id, store)
         assert waiting.finished and not store.has(waiting.run_id)
-        wait_for(lambda: not pending(), timeout=60)
-    finally:
-        remove_placement_group(held)
+        wait_for(lambda: not pending_groups(), timeout=60)
     wait_for(lambda: ray.available_resources().get("CPU", 0) == cpus, timeout=60)
 
 
@@ -111,26 +102,16 @@ def test_stop_while_its_workers_wait_for_cpus_ends_the_run_at_once_with_nothing_
     Before, Stop only reached workers that had started: the run stayed "stopping" as long as the CPUs were held,
     then trained an epoch."""
     import ray
-    from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
 
     queue, store = tlcore.JobQueue(max_running=1, max_waiting=2), tlcore.RunStore(tmp_path / "runs")
-    cpus = ray.cluster_resources()["CPU"]
-    held = placement_group([{"CPU": cpus}])
-    ray.get(held.ready(), timeout=60)
-
-    def pending() -> list[str]:
-        return [key for key, group in placement_group_table().items() if group["state"] == "PENDING"]
-
-    try:
+    with every_cpu_held() as cpus:
         waiting = queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=1, batch_size=4, workers=2), store)
-        wait_for(lambda: pending() or waiting.finished, timeout=300)
+        wait_for(lambda: pending_groups() or waiting.finished, timeout=300)
         assert not waiting.finished, waiting.snapshot().error
         waiting.stop()
         snapshot = waiting.wait(60)
         assert snapshot.state == "stopped" and snapshot.history.empty and snapshot.error is None, snapshot
-        assert not pending()  # its waiting group went with it, while the CPUs are still held
-    finally:
-        remove_placement_group(held)
+        assert not pending_groups()  # its waiting group went with it, while the CPUs are still held
     record = store.get(waiting.run_id)
     assert record.status == "stopped" and not record.model_path.is_file()
     wait_for(lambda: ray.available_resources().get("CPU", 0) == cpus, timeout=60)

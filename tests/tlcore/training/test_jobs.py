@@ -6,7 +6,7 @@ import types
 import numpy as np
 import pandas as pd
 import pytest
-from support import image_bytes
+from support import every_cpu_held, image_bytes
 
 import tlcore
 
@@ -177,14 +177,10 @@ def test_a_job_waiting_for_a_cpu_says_so_and_can_be_stopped_while_it_waits(tmp_p
     """Every CPU of the cluster is held (as another server's jobs or a sweep would): the job's worker is
     not placed, the page's words say how many CPUs are free, and Stop ends the job without it ever training."""
     import ray
-    from ray.util.placement_group import placement_group, remove_placement_group
 
     from ui.workers import progress_words
 
-    cpus = ray.cluster_resources()["CPU"]
-    held = placement_group([{"CPU": cpus}])
-    ray.get(held.ready(), timeout=60)
-    try:
+    with every_cpu_held() as cpus:
         store = tlcore.RunStore(tmp_path)
         job = tlcore.JobQueue().submit(SPEC, dataset, tlcore.TrainConfig(epochs=1), store)
         wait_for(lambda: job.snapshot().state == "running")
@@ -193,8 +189,6 @@ def test_a_job_waiting_for_a_cpu_says_so_and_can_be_stopped_while_it_waits(tmp_p
         words = progress_words(job.config, waiting.progress, placed=bool(waiting.node))
         job.stop()
         stopped = job.wait(30)
-    finally:
-        remove_placement_group(held)
     assert waiting.state == "running" and waiting.node == "" and waiting.progress is None
     assert words == f"starting a worker, which needs a free CPU (0 of {cpus:g} free on the cluster now)"
     assert stopped.state == "stopped" and stopped.history.empty

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from ray import cloudpickle
+from support import every_cpu_held
 
 from tlcore.training.data_parallel import GROUP_PREFIX, Board, free_reserved
 
@@ -50,12 +51,8 @@ def ray(ray_address):
 @pytest.fixture
 def held(ray):
     """Every CPU reserved, as another job or a sweep would: the groups below wait."""
-    from ray.util.placement_group import placement_group, remove_placement_group
-
-    group = placement_group([{"CPU": ray.cluster_resources()["CPU"]}])
-    ray.get(group.ready(), timeout=60)
-    yield group
-    remove_placement_group(group)
+    with every_cpu_held():
+        yield
 
 
 def test_a_waiting_group_is_removed_and_its_maker_ended(ray, held):
