@@ -167,7 +167,9 @@ def test_a_pass_over_the_time_limit_is_stopped_with_the_limit_named_and_the_serv
     assert "at most 4 s" in message and "(TL_MAX_UPLOAD_PASS_SECONDS)" in message and "predicting" in message
     assert "slow.keras" in message and "Traceback" not in message
     assert elapsed < 30  # stopped near the limit, not when the pass would have ended
-    table = tlcore.predict_top_k(uploaded, picture(1), backbone="MobileNetV2", k=2)  # a new worker answers
+    # a new worker answers; its loading is not what this test times (a busy machine took over 4 s for it)
+    monkeypatch.setenv("TL_MAX_UPLOAD_PASS_SECONDS", "120")
+    table = tlcore.predict_top_k(uploaded, picture(1), backbone="MobileNetV2", k=2)
     assert len(table) == 2 and uploaded.worker_pid() not in (None, first, os.getpid())
 
 
