@@ -45,20 +45,26 @@ def _outcome(load, *args) -> Outcome:
         return Outcome(None, str(exc))
 
 
+# Each loader's first argument is the data folder (TL_DATA_DIR) its datasets are stored in: it keys the cache.
+
 @st.cache_resource(max_entries=4, show_spinner="Drawing the sample dataset...")
-def _sample() -> tlcore.ImageDataset:
+def _sample(data_dir: str) -> tlcore.ImageDataset:
     return tlcore.sample_dataset(per_class=64, size=64)
 
 
 @st.cache_resource(max_entries=16, show_spinner="Checking and storing the images...")
-def _upload(key: str, name: str | None, _source) -> Outcome:
+def _upload(data_dir: str, key: str, name: str | None, _source) -> Outcome:
     return _outcome(lambda source: tlcore.load_dataset(source, name=name), _source)
 
 
 @st.cache_resource(max_entries=8, ttl=600, show_spinner="Checking and storing the folder's images...")
-def _folder(resolved: str) -> Outcome:
+def _folder(data_dir: str, resolved: str) -> Outcome:
     """A server folder, re-read after 10 minutes (its files may change; unchanged content is not stored twice)."""
     return _outcome(tlcore.load_dataset, resolved)
+
+
+def _data_dir() -> str:
+    return str(tlcore.load_settings().data_dir)
 
 
 def _still_stored(dataset: tlcore.ImageDataset | None) -> bool:
@@ -85,10 +91,11 @@ def forget_stored() -> None:
 def sample_dataset() -> tlcore.ImageDataset:
     """The built-in sample, drawn and stored once; explains and stops the page when there is no room for it."""
     try:
-        dataset = _sample()
+        data_dir = _data_dir()
+        dataset = _sample(data_dir)
         if not _still_stored(dataset):
-            _sample.clear()
-            dataset = _sample()
+            _sample.clear(data_dir)
+            dataset = _sample(data_dir)
     except tlcore.TLError as exc:  # e.g. no room under TL_MAX_DATA_GB (nothing is cached: tried again next run)
         st.error(f"**The sample dataset cannot be stored.** {access.message(exc)}")
         st.stop()
@@ -97,16 +104,16 @@ def sample_dataset() -> tlcore.ImageDataset:
 
 def dataset_from_archive(data: bytes, filename: str | None = None) -> tlcore.ImageDataset:
     """Each distinct archive is checked and stored once per server, called by the file's name ("cats.zip")."""
-    return _cached(_upload, tlcore.upload_key(data), filename, data)
+    return _cached(_upload, _data_dir(), tlcore.upload_key(data), filename, data)
 
 
 def dataset_from_groups(groups: dict[str, list[bytes]]) -> tlcore.ImageDataset:
-    return _cached(_upload, tlcore.upload_key(groups), None, groups)
+    return _cached(_upload, _data_dir(), tlcore.upload_key(groups), None, groups)
 
 
 def dataset_from_folder(typed: str) -> tlcore.ImageDataset:
     """A folder a visitor typed, only inside ``TL_DATASET_ROOTS`` (raises DatasetError otherwise)."""
-    return _cached(_folder, str(tlcore.server_folder(typed)))
+    return _cached(_folder, _data_dir(), str(tlcore.server_folder(typed)))
 
 
 def _folder_widgets() -> tlcore.ImageDataset:

@@ -10,13 +10,26 @@ import tlcore
 from ui import access, datasets, training
 
 
-@st.cache_data(ttl=30, show_spinner=False)
 def _usage() -> tlcore.DataUsage:
+    return _usage_of(_data_dir())
+
+
+def _datasets() -> pd.DataFrame:
+    return _datasets_in(_data_dir())
+
+
+def _data_dir() -> str:
+    return str(tlcore.load_settings().data_dir)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _usage_of(data_dir: str) -> tlcore.DataUsage:
+    """The data folder's usage (``data_dir`` keys the cache: the folder it was measured in)."""
     return tlcore.data_usage()
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def _datasets() -> pd.DataFrame:
+def _datasets_in(data_dir: str) -> pd.DataFrame:
     return tlcore.list_datasets()
 
 
@@ -64,8 +77,8 @@ def _render_datasets() -> None:
                 st.error(access.message(exc))
                 return
             datasets.forget_stored()
-            _usage.clear()
-            _datasets.clear()
+            _usage_of.clear()
+            _datasets_in.clear()
             st.session_state["dataset_deleted"] = f"Deleted {labels[chosen]}: {tlcore.format_size(freed)} freed."
             st.rerun()
 
@@ -110,6 +123,6 @@ def _render_uploads() -> None:
             except tlcore.TLError as exc:
                 st.error(access.message(exc))
                 return
-            _usage.clear()
+            _usage_of.clear()
             st.session_state["upload_deleted"] = f"Deleted {labels[chosen]}: {tlcore.format_size(freed)} freed."
             st.rerun()

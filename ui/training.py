@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 import tlcore
@@ -25,9 +27,14 @@ def show_capacity() -> None:
     st.caption(str(tlcore.capacity(job_queue())))
 
 
-@st.cache_resource
 def run_store() -> tlcore.RunStore:
-    return tlcore.RunStore(tlcore.load_settings().data_dir / "runs")
+    """The server's run store, in the data folder (TL_DATA_DIR): one per folder, shared by every session."""
+    return _run_store(str(tlcore.load_settings().data_dir))
+
+
+@st.cache_resource
+def _run_store(data_dir: str) -> tlcore.RunStore:
+    return tlcore.RunStore(Path(data_dir) / "runs")
 
 
 def scratch_pairs(store: tlcore.RunStore, run_ids: list[str]) -> list[tlcore.ScratchComparison]:

@@ -8,13 +8,9 @@ import tlcore
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
-    """An empty run store of this test's own (the server's shared one is cached: cleared around the test)."""
-    import ui.training
-
+    """An empty run store of this test's own (the pages' store is the one of the data folder set here)."""
     monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
-    ui.training.run_store.clear()
-    yield tlcore.RunStore(tmp_path / "data" / "runs")
-    ui.training.run_store.clear()
+    return tlcore.RunStore(tmp_path / "data" / "runs")
 
 
 @pytest.fixture(scope="module")

@@ -8,16 +8,6 @@ import tlcore
 pytestmark = pytest.mark.slow  # trains a run and opens pages in AppTest
 
 
-@pytest.fixture(autouse=True)
-def own_run_store():
-    """The app keeps one run store per process (st.cache_resource): this test's server has a data folder of its own."""
-    from ui.training import run_store
-
-    run_store.clear()
-    yield
-    run_store.clear()
-
-
 @pytest.fixture
 def bundle(tmp_path, monkeypatch):
     monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "here"))

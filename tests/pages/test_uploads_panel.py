@@ -17,11 +17,7 @@ FILE = "My weights file"
 
 @pytest.fixture(autouse=True)
 def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
-    from ui import storage
-
-    storage._usage.clear()
-    storage._datasets.clear()
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))  # the panel's caches are keyed by the folder
     return tmp_path / "data"
 
 
@@ -114,14 +110,11 @@ def test_a_read_only_demo_lists_uploads_but_deletes_none(monkeypatch, data_dir):
 
 
 def test_the_train_page_explains_a_sample_dataset_without_room_and_stores_nothing(monkeypatch, data_dir):
-    from ui import datasets
-
-    datasets._sample.clear()  # drawn in this test's data folder, not taken from another test's
-    monkeypatch.setenv("TL_MAX_DATA_GB", str(2_000 / 1e9))  # 2 KB: a few of its 256 images
+    monkeypatch.setenv("TL_MAX_DATA_GB", str(40_000 / 1e9))  # 40 KB: the run store's index and a few of its 256 images
     at = open_page("../pages/train.py")
     assert not at.exception
     assert len(at.error) == 1 and re.fullmatch(
-        r"\*\*The sample dataset cannot be stored\.\*\* The data folder may hold at most 2\.0 KB \(TL_MAX_DATA_GB\)\. "
+        r"\*\*The sample dataset cannot be stored\.\*\* The data folder may hold at most 40\.0 KB \(TL_MAX_DATA_GB\)\. "
         r"Received: a dataset \(built-in sample shapes, 64 a class at 64 px\) that reached [\d.]+ KB while writing, "
         r"with (0 bytes|[\d.]+ KB) in use, "
         r"so it was not kept; delete runs or datasets to make room\.", at.error[0].value)

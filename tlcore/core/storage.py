@@ -144,9 +144,13 @@ def data_usage() -> DataUsage:
 
 
 def _full_message(cap: int, what: str, size: int, used: int, *, grew: bool) -> str:
-    received = (f"{what} that reached {format_size(size)} while writing, with {format_size(used)} in use, "
-                "so it was not kept" if grew else
-                f"{what} of about {format_size(size)} while {format_size(used)} are in use")
+    if grew:
+        received = (f"{what} that reached {format_size(size)} while writing, with {format_size(used)} in use, "
+                    "so it was not kept")
+    elif size:
+        received = f"{what} of about {format_size(size)} while {format_size(used)} are in use"
+    else:  # its size is known only as it is written, and the folder is already past the cap
+        received = f"{what}, while {format_size(used)} are already in use"
     return (f"The data folder may hold at most {_cap_text(cap)} (TL_MAX_DATA_GB). Received: {received}; "
             "delete runs or datasets to make room.")
 

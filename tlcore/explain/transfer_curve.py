@@ -46,7 +46,7 @@ from tlcore.models.backbone import load_backbone
 from tlcore.models.build import load_saved_base, trainable_from_choices
 from tlcore.models.spec import TransferSpec
 from tlcore.models.summary import layer_table
-from tlcore.models.zoo import get_backbone
+from tlcore.models.zoo import UNTRAINED_SEED, get_backbone
 from tlcore.training.feature_cache import EXTRACT_BATCH, FeatureCache, cache_key
 from tlcore.training.parallel import run_calls
 from tlcore.training.probes import ProbeBudget, ProbeScore, fit_probe_file
@@ -170,7 +170,9 @@ def _load_network(backbone: str, *, weights: str | None, input_size: int | None,
             raise ConfigError("A develop-a-model base has no ImageNet top to keep. Received: include_top=True")
         return load_saved_base(base_model, TransferSpec(backbone=row.name, input_shape=(size, size, 3),
                                                         weights=None, base_model=base_model))
-    return load_backbone(row.name, weights=weights, include_top=include_top, input_shape=(size, size, 3))
+    # untrained: the same network in every call and process (as on the pages), so its curve keeps its key
+    return load_backbone(row.name, weights=weights, include_top=include_top, input_shape=(size, size, 3),
+                         seed=UNTRAINED_SEED)
 
 
 def _train_from(network: keras.Model, backbone: str, peak: str) -> str | None:
@@ -270,7 +272,8 @@ def transfer_curve(
     Args:
         backbone: a ``BACKBONES`` name.
         dataset: labelled images (at least 2 a class, so each class is in both parts of the split).
-        weights: "imagenet", None (random: a baseline) or a weights file.
+        weights: "imagenet", None (untrained, drawn from ``UNTRAINED_SEED``: the same baseline every
+            time) or a weights file.
         input_size: the square input side; the backbone's default when None.
         include_top: keep the ImageNet top, so ``fc1``/``fc2`` (VGG) are tapped too.
         base_model: a saved transfer model (develop-a-model) whose trained base is measured instead.

@@ -190,6 +190,11 @@ def test_the_cap_message_in_gigabytes(monkeypatch):
     assert str(refused.value) == ("The data folder may hold at most 50 GB (TL_MAX_DATA_GB). Received: a dataset of "
                                   "about 3.1 GB while 48.2 GB are in use; delete runs or datasets to make room.")
     assert tlcore.check_room(1_000_000_000, used=48_200_000_000) == 48_200_000_000
+    with pytest.raises(tlcore.StorageError) as full:  # a size known only while writing, the folder already full
+        tlcore.check_room(0, what="a dataset (built-in sample shapes)", used=51_000_000_000)
+    assert str(full.value) == ("The data folder may hold at most 50 GB (TL_MAX_DATA_GB). Received: a dataset "
+                               "(built-in sample shapes), while 51.0 GB are already in use; delete runs or datasets "
+                               "to make room.")
 
 
 def model_bytes(n: int = 5_000, seed: int = 0) -> bytes:

@@ -522,11 +522,7 @@ def _render_usage():
 def test_stored_datasets_panel_shows_usage_and_deletes_after_confirming(monkeypatch, tmp_path):
     from streamlit.testing.v1 import AppTest
 
-    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
-    from ui import storage
-
-    storage._usage.clear()
-    storage._datasets.clear()
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))  # the panel's caches are keyed by the folder
     dataset = tlcore.load_dataset(make_zip(two_classes()))
     at = AppTest.from_function(_render_usage, default_timeout=60).run()
     assert not at.exception

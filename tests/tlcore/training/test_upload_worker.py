@@ -38,8 +38,8 @@ def _rss_mb() -> float:
 def small_model(path):
     keras.utils.set_random_seed(1)
     inputs = keras.Input((40, 40, 3))
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(keras.layers.MaxPooling2D()(x))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="first_conv")(inputs)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="last_conv")(keras.layers.MaxPooling2D()(x))
     outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalMaxPooling2D()(x))
     keras.Model(inputs, outputs).save(path)
     return path
@@ -92,8 +92,8 @@ def test_an_uploads_passes_run_in_its_worker_and_give_the_in_process_results(tmp
     pd.testing.assert_frame_equal(got.table, expected_batch.table)
     assert got.thumbnails == expected_batch.thumbnails
     assert tlcore.model_input_size(uploaded) == (40, 40)  # the shape questions are answered by the outline
-    assert tlcore.last_conv_layer(uploaded) == tlcore.last_conv_layer(local) == "conv2d_1"
-    assert tlcore.cam_map_size(uploaded, "conv2d_1") == (20, 20)
+    assert tlcore.last_conv_layer(uploaded) == tlcore.last_conv_layer(local) == "last_conv"
+    assert tlcore.cam_map_size(uploaded, "last_conv") == (20, 20)
 
 
 def test_the_servers_memory_does_not_grow_with_an_uploads_activations(tmp_path, ray_address):
