@@ -63,7 +63,8 @@ def _folder(data_dir: str, resolved: str) -> Outcome:
     return _outcome(tlcore.load_dataset, resolved)
 
 
-def _data_dir() -> str:
+def data_folder() -> str:
+    """The server's data folder (TL_DATA_DIR), as the key of the caches of what is stored in it."""
     return str(tlcore.load_settings().data_dir)
 
 
@@ -91,7 +92,7 @@ def forget_stored() -> None:
 def sample_dataset() -> tlcore.ImageDataset:
     """The built-in sample, drawn and stored once; explains and stops the page when there is no room for it."""
     try:
-        data_dir = _data_dir()
+        data_dir = data_folder()
         dataset = _sample(data_dir)
         if not _still_stored(dataset):
             _sample.clear(data_dir)
@@ -104,16 +105,16 @@ def sample_dataset() -> tlcore.ImageDataset:
 
 def dataset_from_archive(data: bytes, filename: str | None = None) -> tlcore.ImageDataset:
     """Each distinct archive is checked and stored once per server, called by the file's name ("cats.zip")."""
-    return _cached(_upload, _data_dir(), tlcore.upload_key(data), filename, data)
+    return _cached(_upload, data_folder(), tlcore.upload_key(data), filename, data)
 
 
 def dataset_from_groups(groups: dict[str, list[bytes]]) -> tlcore.ImageDataset:
-    return _cached(_upload, _data_dir(), tlcore.upload_key(groups), None, groups)
+    return _cached(_upload, data_folder(), tlcore.upload_key(groups), None, groups)
 
 
 def dataset_from_folder(typed: str) -> tlcore.ImageDataset:
     """A folder a visitor typed, only inside ``TL_DATASET_ROOTS`` (raises DatasetError otherwise)."""
-    return _cached(_folder, _data_dir(), str(tlcore.server_folder(typed)))
+    return _cached(_folder, data_folder(), str(tlcore.server_folder(typed)))
 
 
 def _folder_widgets() -> tlcore.ImageDataset:

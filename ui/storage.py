@@ -11,15 +11,11 @@ from ui import access, datasets, training
 
 
 def _usage() -> tlcore.DataUsage:
-    return _usage_of(_data_dir())
+    return _usage_of(datasets.data_folder())
 
 
 def _datasets() -> pd.DataFrame:
-    return _datasets_in(_data_dir())
-
-
-def _data_dir() -> str:
-    return str(tlcore.load_settings().data_dir)
+    return _datasets_in(datasets.data_folder())
 
 
 @st.cache_data(ttl=30, show_spinner=False)

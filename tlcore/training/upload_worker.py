@@ -82,19 +82,22 @@ def worker_memory_limit(cost: ModelCost) -> int:
 
 
 class UploadWorker:
-    """The Ray actor that holds one uploaded model and runs its passes, one at a time."""
+    """The Ray actor that holds one uploaded model and runs its passes, one at a time.
 
-    def __init__(self, environ: dict[str, str], memory_limit: int, pass_seconds: float, idle_seconds: float,
-                 note: str):
+    Each pass (loading the model is one) comes with its time limit, the server's ``TL_MAX_UPLOAD_PASS_SECONDS``
+    when it was sent.
+    """
+
+    def __init__(self, environ: dict[str, str], memory_limit: int, idle_seconds: float, note: str):
         os.environ.update(environ)
         import tensorflow as tf  # before its runtime starts: as many threads as Ray gave this worker CPUs
 
         tf.config.threading.set_intra_op_parallelism_threads(WORKER_THREADS)
         tf.config.threading.set_inter_op_parallelism_threads(WORKER_THREADS)
         self._model = None
-        self._limit, self._seconds, self._idle = memory_limit, pass_seconds, idle_seconds
+        self._limit, self._idle = memory_limit, idle_seconds
         self._note = Path(note)
-        self._pass: tuple[str, str, float] | None = None  # (id, what, started)
+        self._pass: tuple[str, str, float, float] | None = None  # (id, what, started, seconds it may take)
         self._last = time.monotonic()
         self._peak = _rss()
         threading.Thread(target=self._watch, name="upload-watchdog", daemon=True).start()
@@ -113,30 +116,30 @@ class UploadWorker:
             if used > self._limit:
                 self._end({"reason": "memory", "used": used, "limit": self._limit, "what": what,
                            "pass": running and running[0]})
-            if running and now - running[2] > self._seconds:
-                self._end({"reason": "time", "limit": self._seconds, "what": what, "pass": running[0]})
+            if running and now - running[2] > running[3]:
+                self._end({"reason": "time", "limit": running[3], "what": what, "pass": running[0]})
             if not running and self._idle and now - self._last > self._idle:
                 self._end({"reason": "idle"})
             time.sleep(WATCH_SECONDS)
 
-    def _timed(self, pass_id: str, what: str, function: Callable, *args, **kwargs):
-        self._pass = (pass_id, what, time.monotonic())
+    def _timed(self, seconds: float, pass_id: str, what: str, function: Callable, *args, **kwargs):
+        self._pass = (pass_id, what, time.monotonic(), seconds)
         try:
             return function(*args, **kwargs)
         finally:
             self._pass, self._last = None, time.monotonic()
 
-    def load(self, path: str) -> int:
+    def load(self, seconds: float, path: str) -> int:
         """Load the model (the checked loader) and warm its float32 pass; returns this process's id."""
         def load_and_warm():
             self._model = load_model_file(path)
             compiled_forward(self._model)  # trace and warm once, so timings shown are steady
-        self._timed(LOADING, LOADING, load_and_warm)
+        self._timed(seconds, LOADING, LOADING, load_and_warm)
         return os.getpid()
 
-    def run(self, pass_id: str, what: str, function: Callable, args: tuple, kwargs: dict):
-        """``function(model, *args, **kwargs)``; TLErrors travel back to the server as they are."""
-        return self._timed(pass_id, what, function, self._model, *args, **kwargs)
+    def run(self, seconds: float, pass_id: str, what: str, function: Callable, args: tuple, kwargs: dict):
+        """``function(model, *args, **kwargs)``, within ``seconds``; TLErrors travel back to the server as they are."""
+        return self._timed(seconds, pass_id, what, function, self._model, *args, **kwargs)
 
     def peak_memory(self) -> int:
         """The most this process has held, in bytes (sampled every 50 ms)."""
@@ -199,8 +202,7 @@ class UploadedModel(RemoteModel):
             note = settings.data_dir / "upload-workers" / f"{uuid.uuid4().hex}.json"
             self._notes.append(note)
             actor = _upload_worker().options(num_cpus=0).remote(
-                worker_environment(), self.memory_limit, settings.max_upload_pass_seconds,
-                settings.upload_worker_idle_seconds, str(note))
+                worker_environment(), self.memory_limit, settings.upload_worker_idle_seconds, str(note))
             self.pid = self._answer(actor, note, LOADING, LOADING, actor.load, str(self.path))
             self._actor, self._note = actor, note
             return actor, note
@@ -228,8 +230,8 @@ class UploadedModel(RemoteModel):
         raise AssertionError("unreachable")
 
     def _answer(self, actor, note: Path, pass_id: str, what: str, method, *args):
-        """The result of ``method.remote(*args)`` (a pass of the worker ``actor``), sent when its turn
-        comes, or its failure in words (the worker that broke a limit is gone)."""
+        """The result of ``method.remote(seconds, *args)`` (a pass of the worker ``actor``, ``seconds`` its time
+        limit), sent when its turn comes, or its failure in words (the worker that broke a limit is gone)."""
         ray = ray_module()
         settings = load_settings()
         waited = START_SECONDS + 3 * settings.max_upload_pass_seconds
@@ -239,7 +241,7 @@ class UploadedModel(RemoteModel):
                 f"uploaded models run {PASSES_AT_ONCE} at a time, and others are running). Received: {what} with "
                 f"{self.path.name!r} still waiting; try again in a minute")
         try:
-            ref = method.remote(*args)
+            ref = method.remote(settings.max_upload_pass_seconds, *args)
             ready, _ = ray.wait([ref], timeout=waited)
             if not ready:  # its worker never started (the cluster has no room for it) or never answered
                 try:
