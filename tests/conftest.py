@@ -60,10 +60,10 @@ def cached_mobilenet() -> Path:
 
 
 def pytest_configure(config):
-    """Every run is in a new order (pytest-randomly: the files, and the tests in each, shuffled with one seed for
-    every process, printed in the header; ``-p randomly --randomly-seed=N`` replays it, ``-p no:randomly`` keeps
-    the files' order). It leaves Python's and NumPy's random state alone: the tests seed what they need, and one
-    reseed in every process would have the processes draw the same "random" values (ports, names) at once."""
+    """With ``-p randomly`` (pytest-randomly; off by default, so CI is the files' order) the files, and the tests in
+    each, run shuffled with one seed for every process, printed in the header (``--randomly-seed=N`` replays it).
+    It leaves Python's and NumPy's random state alone: the tests seed what they need, and one reseed in every
+    process would have the processes draw the same "random" values (ports, names) at once."""
     if hasattr(config.option, "randomly_reset_seed"):
         config.option.randomly_reset_seed = False
 
