@@ -15,7 +15,10 @@ import streamlit as st
 from starlette.middleware import Middleware
 
 import tlcore
+from ui import script_folder
 from ui.upload_gate import UploadGate
+
+script_folder.keep_on_sys_path()  # before the first script run: no run edits sys.path under a thread's import
 
 
 @contextlib.asynccontextmanager

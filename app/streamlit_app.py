@@ -22,7 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import streamlit as st  # noqa: E402
 
-from ui import access, keras_reset  # noqa: E402  (plain Python: the password page loads neither TensorFlow nor Ray)
+from ui import access, keras_reset, script_folder  # noqa: E402  (plain Python: no TensorFlow, no Ray)
+
+script_folder.keep_on_sys_path()  # app.py did it at start; here for a server started on this file, and AppTest
 
 keras_reset.install()  # Streamlit's reset of Keras after each run, without a full gc.collect() each time
 
