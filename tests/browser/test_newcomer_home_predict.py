@@ -160,7 +160,7 @@ def test_a_link_asking_for_imagenet_gets_one_calm_notice(tab, server):
     assert tab.get_by_role("button", name="Classify with the newest trained run").is_visible()
     assert tab.get_by_role("button", name="Explore with random weights").is_visible()
     tab.get_by_role("button", name="Classify with the newest trained run").click()
-    tab.get_by_text("Where the network looks").wait_for()
+    tab.get_by_text("Where the network looks", exact=True).wait_for()  # not the spinner "Working out where ..."
     wait_until_idle(tab)
     no_red_box(tab)
     assert {row[1] for row in table_rows(tab)} == {"red", "green", "blue"}
