@@ -6,7 +6,8 @@ as the run ends. Python's import system walks ``sys.path`` itself, so a thread i
 that moment (a training job importing Ray right after the Train click, Keras warming up)
 walks a list that shrinks under it and skips one entry: when that entry is site-packages the
 import fails with "No module named 'ray'". It happened on CI; ``bench/sys_path_race.py``
-reproduces it (7 failed imports in 197 runs as shipped, none with the folder kept).
+reproduces it (a few failed imports in some 200 runs as shipped, none with the folder kept;
+README's Benchmarks has the figures).
 
 With the folder already on the path, Streamlit adds and removes nothing. It is appended,
 not prepended: ``app/`` holds only the router, which must not shadow any module.
