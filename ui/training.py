@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 import tlcore
+from ui.datasets import data_folder
 
 
 @st.cache_resource
@@ -29,7 +30,7 @@ def show_capacity() -> None:
 
 def run_store() -> tlcore.RunStore:
     """The server's run store, in the data folder (TL_DATA_DIR): one per folder, shared by every session."""
-    return _run_store(str(tlcore.load_settings().data_dir))
+    return _run_store(data_folder())
 
 
 @st.cache_resource
