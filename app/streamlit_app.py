@@ -24,7 +24,8 @@ import streamlit as st  # noqa: E402
 
 from ui import access, keras_reset, script_folder  # noqa: E402  (plain Python: no TensorFlow, no Ray)
 
-script_folder.keep_on_sys_path()  # app.py did it at start; here for a server started on this file, and AppTest
+# app.py did it at start; here for a server started on this file (spelled as Streamlit spells it), and AppTest
+script_folder.keep_on_sys_path(os.path.dirname(os.path.abspath(__file__)))
 
 keras_reset.install()  # Streamlit's reset of Keras after each run, without a full gc.collect() each time
 

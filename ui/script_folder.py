@@ -11,15 +11,23 @@ README's Benchmarks has the figures).
 
 With the folder already on the path, Streamlit adds and removes nothing. It is appended,
 not prepended: ``app/`` holds only the router, which must not shadow any module.
+
+Streamlit compares the folder as spelled in the script's path (``os.path.abspath``, symbolic
+links kept), so the router passes its own spelling. Called during a run, the folder may be on
+the path only as that run's own entry, which Streamlit takes out at the run's end: so it is
+appended once per process whatever the path holds, and the copy that stays makes every later
+run leave ``sys.path`` alone.
 """
 
 import sys
 from pathlib import Path
 
 ROUTER_FOLDER = str(Path(__file__).resolve().parents[1] / "app")
+_kept: set[str] = set()
 
 
-def keep_on_sys_path() -> None:
-    """Put ``app/`` on ``sys.path`` once, before Streamlit's first script run if possible."""
-    if ROUTER_FOLDER not in sys.path:
-        sys.path.append(ROUTER_FOLDER)
+def keep_on_sys_path(folder: str = ROUTER_FOLDER) -> None:
+    """Keep the router's ``folder`` on ``sys.path`` for good, before Streamlit's first script run if possible."""
+    if folder not in _kept:  # not "if not in sys.path": a run's own entry is there only until the run ends
+        sys.path.append(folder)
+        _kept.add(folder)
