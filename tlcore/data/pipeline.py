@@ -125,11 +125,18 @@ def read_rows(rows: np.memmap, wanted: np.ndarray) -> np.ndarray:
     toward the worker's limit, not the block being read. (A map of part of a file, or of rows
     that are not float32, is still read through the mapping.)
 
+    A file deleted since it was mapped (room made for other features) is read through the mapping,
+    which keeps its contents while it lasts.
+
     Raises:
         StorageError: the file is shorter than its header says.
     """
     row_bytes = rows.itemsize * int(np.prod(rows.shape[1:]))
-    end, size = rows.offset + len(rows) * row_bytes, os.path.getsize(rows.filename)
+    try:
+        size = os.path.getsize(rows.filename)
+    except FileNotFoundError:
+        return np.asarray(rows[wanted], dtype=np.float32)
+    end = rows.offset + len(rows) * row_bytes
     if size < end:
         raise StorageError(f"The feature file {os.path.basename(rows.filename)} holds {size:,} bytes, "
                            f"fewer than the {end:,} its header promises; compute the features again.")
@@ -138,7 +145,11 @@ def read_rows(rows: np.memmap, wanted: np.ndarray) -> np.ndarray:
     picked = np.empty((len(wanted), *rows.shape[1:]), np.float32)
     into = memoryview(picked.reshape(-1)).cast("B")
     runs = np.split(np.arange(len(wanted)), np.flatnonzero(np.diff(wanted) != 1) + 1) if len(wanted) else []
-    with open(rows.filename, "rb", buffering=0) as handle:
+    try:
+        handle = open(rows.filename, "rb", buffering=0)
+    except FileNotFoundError:  # deleted since the size was read
+        return np.asarray(rows[wanted], dtype=np.float32)
+    with handle:
         for run in runs:
             start, length = int(run[0]) * row_bytes, len(run) * row_bytes
             read = os.preadv(handle.fileno(), [into[start:start + length]],

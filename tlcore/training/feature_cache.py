@@ -53,8 +53,9 @@ def cache_key(prefix: keras.Model, dataset: ImageDataset, *, backbone: str, mode
     """The key of ``prefix``'s features for ``dataset``: equal keys, equal contents.
 
     Layer names are left out (Keras numbers unnamed layers per process); the
-    layer types, the output shape and the weights decide what the prefix computes,
-    and the precision it ran in (bfloat16 features differ; float32 keys are unchanged).
+    layers (each weightless one with its settings: a pooling window changes the
+    features, not their shape), the output shape and the weights decide what the
+    prefix computes, and the precision it ran in (bfloat16 features differ).
     """
     described = {
         "backbone": backbone,
@@ -70,14 +71,27 @@ def cache_key(prefix: keras.Model, dataset: ImageDataset, *, backbone: str, mode
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32]
 
 
+_UNKEYED_SETTINGS = ("name", "trainable", "dtype")
+"""Layer settings that do not change what a layer computes (names are numbered per process)."""
+
+
 def _layer_types(model: keras.Model) -> list[str]:
+    """Each layer's type, and for a layer without weights its settings too (``AveragePooling2D``'s window, a
+    padding's size), which nothing else in the key holds; a layer with weights is described by their digest."""
     types = []
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             types.extend(_layer_types(layer))
-        else:
+        elif layer.weights:
             types.append(type(layer).__name__)
+        else:
+            settings = {k: v for k, v in layer.get_config().items() if k not in _UNKEYED_SETTINGS}
+            types.append(f"{type(layer).__name__}{json.dumps(settings, sort_keys=True, default=str)}")
     return types
+
+
+RECENT_USE_SECONDS = 300
+"""A feature file used (computed or loaded) this recently is never deleted to make room for another."""
 
 
 class FeatureCache:
@@ -155,11 +169,16 @@ class FeatureCache:
     def _make_room(self, needed: int, dataset: ImageDataset) -> None:
         """Delete the least recently used feature files until ``needed`` bytes fit ``TL_MAX_DATA_GB``.
 
+        Files used in the last ``RECENT_USE_SECONDS`` stay (a sweep's trials or a curve's probes open
+        them by path after they were handed out), and so do other passes' files still being written.
+
         Raises:
             StorageError: even without any other feature file, they would not fit.
         """
         what = f"frozen features of {len(dataset):,} images"
-        oldest_first = sorted(self.root.glob("*.npy"), key=lambda path: path.stat().st_mtime)
+        recent = time.time() - RECENT_USE_SECONDS
+        used = [(path.stat().st_mtime, path) for path in self.root.glob("[!.]*.npy") if path.is_file()]
+        oldest_first = [path for mtime, path in sorted(used) if mtime < recent]
         while True:
             try:
                 check_room(needed, what=what)

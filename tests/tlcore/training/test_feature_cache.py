@@ -1,6 +1,9 @@
 """Streaming images and frozen-prefix features on disk, reused by key."""
 
 import dataclasses
+import os
+import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -85,6 +88,16 @@ def test_the_key_follows_the_dataset_the_weights_the_size_the_cut_and_the_fittin
     }
     assert len({key, *others.values()}) == 1 + len(others), others
 
+    # a whole frozen base at 64 px leaves a 2x2 map: a pooling window of 1 or 2 before the global pooling gives
+    # vectors of the same length, of different values (a run at one window must not read the other's features)
+    windows = {size: prefix(dataclasses.replace(SPEC, input_shape=(64, 64, 3), pool_size=size)) for size in (1, 2)}
+    assert windows[1].output.shape == windows[2].output.shape
+    assert cache_key(windows[1], shapes, backbone="MobileNetV2", mode="crop") != cache_key(
+        windows[2], shapes, backbone="MobileNetV2", mode="crop")
+    assert cache_key(windows[2], shapes, backbone="MobileNetV2", mode="crop") == cache_key(
+        prefix(dataclasses.replace(SPEC, input_shape=(64, 64, 3), pool_size=2)), shapes, backbone="MobileNetV2",
+        mode="crop")
+
 
 @pytest.mark.slow
 def test_a_second_run_with_another_head_never_runs_the_base(tmp_path, shapes, monkeypatch):
@@ -120,6 +133,8 @@ def test_old_feature_files_make_room_and_a_run_streams_when_even_that_is_not_eno
     tlcore.train(SPEC, shapes, tlcore.TrainConfig(epochs=1, batch_size=8), cache=cache)
     stale = list(cache.root.glob("*.npy"))
     assert stale
+    for path in stale:  # used an hour ago: files used in the last minutes are never deleted
+        os.utime(path, (time.time() - 3600,) * 2)
     used = tlcore.core.storage.data_usage().used
     needed = 24 * 1280 * 4  # the next run's features; the stale file is as large
     monkeypatch.setenv("TL_MAX_DATA_GB", str((used + needed // 2) / 2**30))  # fits once the stale file goes
@@ -130,3 +145,41 @@ def test_old_feature_files_make_room_and_a_run_streams_when_even_that_is_not_eno
     streamed = tlcore.train(dataclasses.replace(SPEC, input_shape=(48, 48, 3)), shapes,
                             tlcore.TrainConfig(epochs=1, batch_size=8), cache=cache)
     assert not streamed.feature_cache and len(streamed.history) == 1
+
+
+def _feature_file(cache: FeatureCache, key: str, rows: int, age: float) -> Path:
+    cache.root.mkdir(parents=True, exist_ok=True)
+    np.save(cache.path(key), np.arange(rows * 256, dtype=np.float32).reshape(rows, 256))
+    os.utime(cache.path(key), (time.time() - age,) * 2)
+    return cache.path(key)
+
+
+def test_making_room_spares_files_in_recent_use_and_passes_still_writing(tmp_path, shapes, monkeypatch):
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path))
+    cache = FeatureCache(tmp_path / "features")
+    old = _feature_file(cache, "old", 400, age=3600)
+    recent = _feature_file(cache, "recent", 400, age=60)  # a sweep's trials may open it any moment
+    writing = cache.root / ".other.0123.partial.npy"  # another worker's pass, not yet renamed into place
+    writing.write_bytes(b"\0" * 400 * 1024)
+    used = tlcore.core.storage.data_usage().used
+    monkeypatch.setenv("TL_MAX_DATA_GB", str((used + 1000) / tlcore.core.storage.GB))  # fits once the old file goes
+    cache._make_room(400 * 1024, shapes)
+    assert not old.exists() and recent.exists() and writing.exists()
+    with pytest.raises(tlcore.StorageError):  # the rest is in use: no room, so a run streams its images instead
+        cache._make_room(2 * 400 * 1024, shapes)
+    assert recent.exists() and writing.exists()
+
+
+def test_rows_of_a_feature_file_deleted_while_in_use_are_still_read(tmp_path):
+    """Deleted under a running job (room made by another machine's job in an older release, or by hand):
+    the mapping keeps the contents, and the job reads on."""
+    from tlcore.data.pipeline import read_rows
+
+    cache = FeatureCache(tmp_path / "features")
+    path = _feature_file(cache, "gone", 50, age=0)
+    rows = cache.load("gone")
+    wanted = np.array([1, 2, 3, 40])
+    expected = read_rows(rows, wanted)
+    path.unlink()
+    np.testing.assert_array_equal(read_rows(rows, wanted), expected)
+    assert expected[3, 0] == 40 * 256
