@@ -191,6 +191,16 @@ class TrainingJob:
 
     def _train(self, note: Path) -> None:
         try:
+            self._train_and_record(note)
+        except Exception as exc:  # recording the outcome failed too (a full disk): the job still ends, as failed
+            traceback.print_exc()
+            with self._lock:
+                self._error = self._error or (f"Training failed and its outcome could not be recorded "
+                                              f"({type(exc).__name__}); the details are in the server log.")
+            self._finish(FAILED)
+
+    def _train_and_record(self, note: Path) -> None:
+        try:
             ray = ray_module()
         except Exception as exc:  # Ray cannot be loaded here: log it, tell the user plainly
             traceback.print_exc()
@@ -217,6 +227,8 @@ class TrainingJob:
                 self._finish(STOPPED)
             else:
                 self._fail(disk_message(exc) or self._death_message(exc, note))
+        except TLError as exc:  # here, in words (the run store's disk full while the model is written)
+            self._fail(str(exc))
         except Exception as exc:  # a bug or the machine: log it, tell the user plainly
             traceback.print_exc()
             self._fail(f"Training failed unexpectedly ({type(exc).__name__}); the details are in the server log.")
@@ -297,8 +309,10 @@ class TrainingJob:
     def _death_message(self, exc: Exception, note: Path) -> str:
         ray = ray_module()
         print(f"Training job {self.id} (run {self.run_id}) lost its worker: {exc}", flush=True)
-        if note.is_file():
+        try:
             return memory_message(json.loads(note.read_text()), self._progress)
+        except (OSError, ValueError, KeyError, TypeError):  # no note, or one cut off by the kill mid-write
+            pass
         if isinstance(exc, ray.exceptions.OutOfMemoryError) or "memory" in str(exc).lower():
             return ("The training worker ran out of memory on its machine and was stopped. The server "
                     "and other runs were not affected. Try a smaller batch size or input size, or "
@@ -307,7 +321,11 @@ class TrainingJob:
                 "are in the server log. The server and other runs were not affected.")
 
     def _fail(self, message: str) -> None:
-        self.store.fail(self.run_id, message)
+        try:
+            self.store.fail(self.run_id, message)
+        except Exception:  # the disk that failed the run may refuse its record too: the job still ends, failed
+            traceback.print_exc()
+            message += " (This failure could not be recorded in the run store; the details are in the server log.)"
         with self._lock:
             self._error = message
         self._finish(FAILED)

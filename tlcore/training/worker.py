@@ -34,6 +34,7 @@ from types import ModuleType
 
 import pandas as pd
 
+from tlcore.core.atomic import atomic_write_text
 from tlcore.core.errors import DatasetError
 from tlcore.core.orphans import own_temp_folder
 from tlcore.core.settings import load_settings
@@ -279,7 +280,7 @@ class TrainingWorker:
             if used > self._limit:
                 progress = self._progress
                 try:  # the note is read by a server on this machine; on another machine there is no such folder
-                    self._note.write_text(json.dumps({
+                    atomic_write_text(self._note, json.dumps({
                         "reason": "memory", "used": used, "limit": self._limit,
                         "progress": dataclasses.asdict(progress) if progress else None}))
                 except OSError:

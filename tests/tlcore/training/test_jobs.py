@@ -160,6 +160,26 @@ def test_a_failing_job_reports_plainly(tmp_path):
     assert store.list().loc[0, "status"] == "failed"
 
 
+@pytest.mark.slow
+def test_a_full_disk_while_the_outcome_is_written_ends_the_job_failed_in_words(tmp_path, dataset, monkeypatch):
+    """The run store's disk fills while the trained model is written, and its failure cannot be recorded either:
+    the job still ends (failed, in the storage error's words), and neither its run nor its dataset stays in use."""
+    from tlcore.training import jobs
+
+    def full(*_args, **_kwargs):
+        raise tlcore.StorageError("The data folder is full (a test fills it).")
+
+    monkeypatch.setattr(jobs, "atomic_write_bytes", full)  # the trained model's file, written here
+    monkeypatch.setattr(tlcore.RunStore, "fail", full)  # and the record of the failure
+    queue, store = tlcore.JobQueue(), tlcore.RunStore(tmp_path)
+    job = queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=1, batch_size=8), store)
+    snapshot = job.wait(300)
+    assert snapshot.state == "failed" and job.finished, snapshot
+    assert snapshot.error.startswith("The data folder is full (a test fills it).")
+    assert "could not be recorded in the run store" in snapshot.error and "Traceback" not in snapshot.error
+    assert job.run_id not in queue.live_runs() and dataset.root.name not in queue.datasets_in_use()
+
+
 def test_ray_refusing_to_store_a_result_for_lack_of_disk_is_told_as_a_full_disk():
     import ray.exceptions
 
