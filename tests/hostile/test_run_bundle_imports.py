@@ -51,6 +51,15 @@ def _lambda_model_bytes(tmp_path) -> bytes:
     return (tmp_path / "evil.keras").read_bytes()
 
 
+def _model_bytes(tmp_path, shape, outputs: int) -> bytes:
+    """A small image classifier of 4 classes taking ``shape``, with ``outputs`` outputs."""
+    inputs = keras.Input(shape)
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    scores = [keras.layers.Dense(4, activation="softmax", name=f"scores_{i}")(pooled) for i in range(outputs)]
+    keras.Model(inputs, scores if outputs > 1 else scores[0]).save(tmp_path / "other.keras")
+    return (tmp_path / "other.keras").read_bytes()
+
+
 @pytest.mark.parametrize("case, expected", [
     ("traversal", r"relative paths inside the archive.*Received: '\.\./escape'"),
     ("extra member", r"may hold only bundle.json.*Received: '20\d+-\d+-[0-9a-f]+/notes.txt'"),
@@ -64,6 +73,16 @@ def _lambda_model_bytes(tmp_path) -> bytes:
     ("control owner", r"owner must be text of at most 200 printable characters"),
     ("odd backbone", r"backbone must be one of this server's registry .* Received: 'AlexNet'"),
     ("words in history", r"history.csv must be as Transfer Lab writes them"),
+    # round 4: values that read back but would break the run list or the Runs page for every visitor
+    ("created in 1e20", r"created between 2000 and now.*Received: created 1e\+20"),
+    ("overflowing count", r"must be as Transfer Lab writes them"),
+    ("short precision", r"result must fit its 4 classes.*Received: 1 precision values"),
+    ("tiny confusion", r"result must fit its 4 classes.*Received: a confusion matrix of 1 rows of \[1\]"),
+    ("unknown wrong class", r"result must fit its 4 classes.*taken for 'y'"),
+    ("odd phase", r"history phases must be among \['train', 'fine-tune'\]"),
+    ("control class", r"class name must be text of at most 200 printable characters"),
+    ("two outputs", r"must take one colour image, \(height, width, 3\), and give one vector of class scores"),
+    ("other input size", r"must take the images its spec names.*taking \(48, 48, 3\) .* for \(32, 32, 3\)"),
 ])
 @pytest.mark.slow
 def test_a_crafted_bundle_is_refused_in_words_and_leaves_nothing(case, expected, good_bundle, store, tmp_path):
@@ -101,6 +120,35 @@ def test_a_crafted_bundle_is_refused_in_words_and_leaves_nothing(case, expected,
         cells = lines[1].split(",")
         cells[2] = "abc"  # the loss
         members[f"{ids[1]}/history.csv"] = "\n".join([lines[0], ",".join(cells), *lines[2:]]).encode()
+    elif case in ("created in 1e20", "overflowing count", "short precision", "tiny confusion",
+                  "unknown wrong class", "control class"):
+        member = "run.json" if case == "created in 1e20" else "result.json"
+        values = json.loads(members[f"{ids[1]}/{member}"])
+        if case == "created in 1e20":
+            values["created"] = 1e20
+        elif case == "short precision":
+            values["precision"] = [0.0]
+        elif case == "tiny confusion":
+            values["confusion"] = [[1]]
+        elif case == "unknown wrong class":
+            values["confidently_wrong"] = [{"index": 0, "true": values["class_names"][0], "predicted": "y",
+                                            "confidence": 0.9}]
+        elif case == "control class":
+            values["class_names"][0] = "circle\x1b[2J"
+            dataset = json.loads(members[f"{ids[1]}/dataset.json"])
+            dataset["classes"][0] = "circle\x1b[2J"
+            members[f"{ids[1]}/dataset.json"] = json.dumps(dataset).encode()
+        text = json.dumps(values)
+        if case == "overflowing count":  # JSON's 1e999 reads as infinity, which is no count
+            text = text.replace('"recalibrated_batchnorm": 0', '"recalibrated_batchnorm": 1e999')
+            assert "1e999" in text
+        members[f"{ids[1]}/{member}"] = text.encode()
+    elif case == "odd phase":
+        members[f"{ids[1]}/history.csv"] = members[f"{ids[1]}/history.csv"].replace(b",train,", b",tr\x1bain,")
+    elif case == "two outputs":
+        members[f"{ids[1]}/model.keras"] = _model_bytes(tmp_path, (32, 32, 3), outputs=2)
+    elif case == "other input size":
+        members[f"{ids[1]}/model.keras"] = _model_bytes(tmp_path, (48, 48, 3), outputs=1)
     data = b"PK\x03\x04 not really" if case == "not a zip" else zip_of(members)
     with pytest.raises(tlcore.BundleError, match=expected):
         _import(store, tmp_path, data)
@@ -138,3 +186,23 @@ def test_a_declared_size_over_the_budget_is_refused(store, tmp_path):
         archive.writestr(f"{RUN}/history.csv", b"0" * (17 * 2**20))
     with pytest.raises(tlcore.BundleError, match=r"history.csv may unpack to at most 16 MB"):
         _import(store, tmp_path, buffer.getvalue())
+
+
+@pytest.mark.slow
+def test_a_dataset_name_with_control_characters_arrives_printable(good_bundle, store, tmp_path):
+    """The dataset's name is a description (nothing matches against it): it is kept, its control characters
+    made "?", so a terminal listing the runs or a page is not steered by it."""
+    ids, members = good_bundle
+    members = dict(members)
+    for run_id in ids:
+        about = json.loads(members[f"{run_id}/run.json"])
+        about["name"] = None  # the listed name then comes from the dataset's
+        members[f"{run_id}/run.json"] = json.dumps(about).encode()
+        dataset = json.loads(members[f"{run_id}/dataset.json"])
+        dataset["name"] = "cats\x1b[2J\rfake"
+        members[f"{run_id}/dataset.json"] = json.dumps(dataset).encode()
+    assert _import(store, tmp_path, zip_of(members)) == ids
+    listed = store.list()
+    assert set(listed["name"]) == {"MobileNetV2 on cats?[2J?fake"}
+    assert set(listed["dataset"]) == {"cats?[2J?fake"}
+    assert store.get(ids[0]).dataset["name"] == "cats?[2J?fake"

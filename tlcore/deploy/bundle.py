@@ -52,7 +52,7 @@ from tlcore.models.cost import MB
 from tlcore.models.model_files import load_model_file
 from tlcore.models.spec import TransferSpec
 from tlcore.models.zoo import BACKBONES
-from tlcore.training.config import HISTORY_COLUMNS, TrainConfig
+from tlcore.training.config import HISTORY_COLUMNS, HISTORY_PHASES, TrainConfig
 from tlcore.training.results import RunResult
 from tlcore.training.runs import RunRecord, RunStore
 
@@ -67,7 +67,13 @@ MAX_TEXT_MB = 16
 """Each member but the model may unpack to at most this many MB."""
 MAX_HISTORY_ROWS = 10_000
 MAX_TEXT_CHARS = 200
-"""A run's name or owner, at most."""
+"""A run's name or owner, a dataset's or a class's name, at most."""
+MAX_SKIPPED_CHARS = 1_000
+"""One entry of a dataset's skipped files (its name and why), at most."""
+EARLIEST_CREATED = 946_684_800.0
+"""2000-01-01 (UTC): a bundled run created earlier, or more than a day from now, is refused."""
+MAX_RUN_SECONDS = 366 * 24 * 3600.0
+"""A bundled run's training time, at most (a year)."""
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 """The ids ``RunStore.create`` gives: nothing else names a folder of an imported run."""
 
@@ -227,6 +233,47 @@ def _text(value: object, what: str, run_id: str) -> str:
     return value
 
 
+def _printable(value: object, limit: int) -> str:
+    """``value`` as one line of at most ``limit`` printable characters (others become "?"): for descriptions
+    a page or a terminal shows, which nothing matches against."""
+    text = "" if value is None else str(value)
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
+
+
+def _count(value: object, what: str, run_id: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _refused(f"A bundled run's {what} must be a count (a whole number, 0 or more).",
+                       f"{str(value)[:60]!r} in run {run_id!r}")
+    return value
+
+
+def _checked_dataset(dataset: object, run_id: str) -> dict:
+    """The public dataset summary of a bundled run, every value checked (they reach pages and terminals)."""
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("classes"), list):
+        raise _refused("A bundled run's dataset.json must name its classes.", f"run {run_id!r}")
+    public = _public_dataset(dataset)
+    public["name"] = _printable(public.get("name"), MAX_TEXT_CHARS)
+    public["classes"] = [_text(name, "class name", run_id) for name in public["classes"]]
+    if not public["classes"] or len(set(public["classes"])) != len(public["classes"]):
+        raise _refused("A bundled run's classes must be named once each.", f"{public['classes'][:5]} in run {run_id!r}")
+    if "counts" in public:
+        counts = public["counts"]
+        if not isinstance(counts, dict) or set(counts) - set(public["classes"]):
+            raise _refused("A bundled run's dataset counts must be per class.", f"{str(counts)[:60]} in run {run_id!r}")
+        public["counts"] = {name: _count(n, "image count", run_id) for name, n in counts.items()}
+    if "images" in public:
+        public["images"] = _count(public["images"], "image count", run_id)
+    if "skipped" in public:  # how many files the dataset left out (a list of them in earlier releases)
+        skipped = public["skipped"]
+        if isinstance(skipped, list) and len(skipped) <= MAX_HISTORY_ROWS:
+            public["skipped"] = [_printable(entry, MAX_SKIPPED_CHARS) for entry in skipped]
+        else:
+            public["skipped"] = _count(skipped, "count of skipped files", run_id)
+    if "digest" in public and not re.fullmatch(r"[0-9a-f]{1,64}", str(public["digest"])):
+        raise _refused("A bundled run's dataset digest must be hexadecimal.", f"run {run_id!r}")
+    return public
+
+
 @dataclasses.dataclass(frozen=True)
 class _Staged:
     """A run read from a bundle and checked, in its staging folder, with its index row."""
@@ -252,12 +299,12 @@ def _stage(archive: zipfile.ZipFile, by_name: dict[str, zipfile.ZipInfo], run_id
         if list(history.columns) == HISTORY_COLUMNS:
             numbers = [c for c in HISTORY_COLUMNS if c not in ("phase", "complete")]
             history[numbers] = history[numbers].apply(pd.to_numeric, errors="raise")
-        classes = [str(c) for c in dataset["classes"]]
         created, seconds = float(about.get("created", time.time())), float(about.get("seconds", 0.0))
     except TLError as exc:
         raise _refused(f"A bundled run's configuration must be one this server accepts ({exc}).",
                        f"run {run_id!r}") from None
-    except (KeyError, TypeError, ValueError, AttributeError, pd.errors.ParserError, csv.Error, zlib.error):
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, pd.errors.ParserError, csv.Error,
+            zlib.error):
         raise _refused("A bundled run's config.json, dataset.json, result.json and history.csv must be as "
                        "Transfer Lab writes them.", f"run {run_id!r}, whose files do not read back") from None
     if spec.backbone not in BACKBONES:
@@ -266,9 +313,19 @@ def _stage(archive: zipfile.ZipFile, by_name: dict[str, zipfile.ZipInfo], run_id
     if list(history.columns) != HISTORY_COLUMNS or len(history) > MAX_HISTORY_ROWS:
         raise _refused(f"A bundled run's history.csv must have the columns {HISTORY_COLUMNS} and at most "
                        f"{MAX_HISTORY_ROWS:,} rows.", f"{list(history.columns)[:10]}, {len(history):,} rows")
+    if not set(history["phase"]) <= set(HISTORY_PHASES):
+        raise _refused(f"A bundled run's history phases must be among {list(HISTORY_PHASES)}.",
+                       f"{sorted(map(str, set(history['phase'])))[:5]} in run {run_id!r}")
+    if not (EARLIEST_CREATED <= created <= time.time() + 24 * 3600 and 0.0 <= seconds <= MAX_RUN_SECONDS):
+        raise _refused("A bundled run must be created between 2000 and now, and train for at most a year.",
+                       f"created {created!r}, seconds {seconds!r} in run {run_id!r}")
+    public = _checked_dataset(dataset, run_id)
+    classes = public["classes"]
     if list(result.class_names) != classes:
         raise _refused("A bundled run's result and dataset must name the same classes.",
                        f"{list(result.class_names)[:5]} and {classes[:5]} in run {run_id!r}")
+    if (mismatch := result.mismatch()) is not None:
+        raise _refused(f"A bundled run's result must fit its {len(classes)} classes.", f"{mismatch} in run {run_id!r}")
     name, owner = _text(about.get("name"), "name", run_id), _text(about.get("owner"), "owner", run_id)
     group, role = _text(about.get("group"), "group", run_id), _text(about.get("role"), "role", run_id)
     folder.mkdir()
@@ -279,21 +336,22 @@ def _stage(archive: zipfile.ZipFile, by_name: dict[str, zipfile.ZipInfo], run_id
     except ModelFileError as exc:
         raise _refused(f"A bundled run's model must pass the checks of an uploaded model ({exc}).",
                        f"run {run_id!r}") from None
-    if model.output.shape[-1] != len(classes):
-        raise _refused("A bundled run's model must have one output per class.",
-                       f"{model.output.shape[-1]} outputs for {len(classes)} classes in run {run_id!r}")
+    taken, given = tuple(model.input.shape[1:]), int(model.output.shape[-1])  # one image in, one vector out
+    if taken != tuple(spec.input_shape) or given != len(classes):
+        raise _refused("A bundled run's model must take the images its spec names and give one score per class.",
+                       f"a model taking {taken} and giving {given} for {tuple(spec.input_shape)} and "
+                       f"{len(classes)} classes in run {run_id!r}")
     (folder / "config.json").write_text(json.dumps(
         {"spec": dataclasses.asdict(spec), "config": dataclasses.asdict(config), "owner": owner,
          "group": group, "role": role}, indent=2))
-    public = _public_dataset(dataset)
     public["imported"] = True
     (folder / "dataset.json").write_text(json.dumps(public, indent=2))
     (folder / "history.csv").write_text(history.to_csv(index=False))
     (folder / "result.json").write_text(json.dumps(result.to_json(), indent=2))
     best = history["val_accuracy"].max() if len(history) else math.nan
     status = "stopped" if result.stopped else "done"
-    row = (run_id, created, name or f"{spec.backbone} on {public.get('name', 'images')}", spec.backbone,
-           spec.input_shape[0], spec.trainable_from or "frozen", str(public.get("name", "")), status,
+    row = (run_id, created, name or f"{spec.backbone} on {public['name'] or 'images'}", spec.backbone,
+           spec.input_shape[0], spec.trainable_from or "frozen", public["name"], status,
            None if math.isnan(best) else float(best), len(history), seconds, owner, group, role)
     return _Staged(run_id, folder, row)
 

@@ -47,6 +47,9 @@ OPTIMIZERS = {
 HISTORY_COLUMNS = ["epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "complete"]
 
 
+TRAIN_PHASE, FINE_TUNE_PHASE = "train", "fine-tune"
+HISTORY_PHASES = (TRAIN_PHASE, FINE_TUNE_PHASE)
+"""The phases of a history's rows: the first phase, then the optional fine-tuning one."""
 FEATURES_PHASE = "features"
 """The phase ``BatchProgress`` reports while frozen-prefix features are computed."""
 

@@ -38,7 +38,14 @@ from tlcore.core.errors import ConfigError, DatasetError, StoppedBeforeTraining,
 from tlcore.core.orphans import owned_name, remove_orphans
 from tlcore.data.datasets import ImageDataset
 from tlcore.models.spec import TransferSpec
-from tlcore.training.config import HISTORY_COLUMNS, OPTIMIZERS, BatchProgress, Evaluation, TrainConfig
+from tlcore.training.config import (
+    HISTORY_COLUMNS,
+    OPTIMIZERS,
+    TRAIN_PHASE,
+    BatchProgress,
+    Evaluation,
+    TrainConfig,
+)
 from tlcore.training.worker import MACHINE_SETTINGS, RUN_BOARDS, ray_module, worker_environment
 
 POLL_SECONDS = 0.5
@@ -294,7 +301,7 @@ def _train_one_worker(loop: dict) -> None:
                 stopped = True
                 break
         val_loss, val_accuracy = validation()
-        rows.append({"epoch": epoch + 1, "phase": "train", "loss": total / max(seen, 1),
+        rows.append({"epoch": epoch + 1, "phase": TRAIN_PHASE, "loss": total / max(seen, 1),
                      "accuracy": correct / (max(seen, 1) * global_batch), "val_loss": val_loss,
                      "val_accuracy": val_accuracy, "seconds": time.perf_counter() - started,
                      "complete": seen == steps})

@@ -143,6 +143,27 @@ class RunResult:
             **({"worker_steps": list(self.worker_steps)} if self.worker_steps else {}),  # a run across workers only
         }
 
+    def mismatch(self) -> str | None:
+        """What in this result does not fit its own classes, or None (for a ``result.json`` from elsewhere):
+        an n x n confusion matrix of counts, n precisions and recalls from 0 to 1, wrong predictions naming
+        the classes."""
+        n, names = len(self.class_names), set(self.class_names)
+        if len(names) != n:
+            return f"class names that repeat ({list(self.class_names)[:5]})"
+        if len(self.confusion) != n or any(len(row) != n for row in self.confusion):
+            return f"a confusion matrix of {len(self.confusion)} rows of {[len(r) for r in self.confusion[:5]]}"
+        if any(count < 0 for row in self.confusion for count in row):
+            return "a negative count in the confusion matrix"
+        for what, values in (("precision", self.precision), ("recall", self.recall)):
+            if len(values) != n or not all(0.0 <= v <= 1.0 for v in values):
+                return f"{len(values)} {what} values, not all from 0 to 1"
+        for wrong in self.confidently_wrong:
+            if {wrong.true, wrong.predicted} - names or not 0.0 <= wrong.confidence <= 1.0 or wrong.index < 0:
+                return f"a confidently wrong image of {wrong.true!r} taken for {wrong.predicted!r}"
+        if any(index < 0 for index in self.validation_indices):
+            return "a negative validation index"
+        return None
+
     def per_class(self) -> pd.DataFrame:
         """One row per class: ``class``, ``precision``, ``recall``."""
         return pd.DataFrame({"class": list(self.class_names), "precision": list(self.precision),

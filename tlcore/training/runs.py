@@ -299,7 +299,7 @@ class RunStore:
         with self._connect() as db:
             rows = db.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY created DESC").fetchall()
         frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
-        frame["created"] = pd.to_datetime(frame["created"], unit="s")
+        frame["created"] = pd.to_datetime(frame["created"], unit="s", errors="coerce")  # one odd row: no date
         for column in _ADDED_COLUMNS:
             frame[column] = frame[column].fillna("")
         if live is not None:

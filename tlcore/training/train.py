@@ -39,8 +39,10 @@ from tlcore.models.spec import TransferSpec
 from tlcore.models.zoo import get_backbone
 from tlcore.training.config import (
     FEATURES_PHASE,
+    FINE_TUNE_PHASE,
     HISTORY_COLUMNS,
     OPTIMIZERS,
+    TRAIN_PHASE,
     BatchProgress,
     Evaluation,
     TrainConfig,
@@ -237,7 +239,7 @@ class FittedPhase:
 
 
 def fit_phase(model: keras.Model, data: TrainingData, train_idx: np.ndarray, val_idx: np.ndarray,
-              config: TrainConfig, *, phase: str = "train", rate: float | None = None,
+              config: TrainConfig, *, phase: str = TRAIN_PHASE, rate: float | None = None,
               epochs: int | None = None, offset: int = 0, on_batch=None, on_epoch=None, stop=None,
               rows: list | None = None, log_dir: str | Path | None = None) -> FittedPhase:
     """Compile and fit ``model`` for one phase, streaming its inputs.
@@ -419,14 +421,14 @@ def train(
         layer.momentum = min(layer.momentum, TRAINING_BATCHNORM_MOMENTUM)
     rows: list[dict] = []
     common = dict(on_batch=on_batch, on_epoch=on_epoch, stop=stop, rows=rows, log_dir=log_dir)
-    fitted = fit_phase(model, data, train_idx, val_idx, config, phase="train", rate=config.learning_rate,
+    fitted = fit_phase(model, data, train_idx, val_idx, config, phase=TRAIN_PHASE, rate=config.learning_rate,
                        epochs=config.epochs, offset=0, **common)
     cached = fitted.cached
     stopped = stop is not None and stop.is_set()
     if config.fine_tune_from and config.fine_tune_epochs and not stopped:
         set_trainable_from(base_and_head(model)[0], config.fine_tune_from,
                            freeze_batchnorm=spec.pretrained)
-        fitted = fit_phase(model, data, train_idx, val_idx, config, phase="fine-tune",
+        fitted = fit_phase(model, data, train_idx, val_idx, config, phase=FINE_TUNE_PHASE,
                            rate=config.fine_tune_learning_rate, epochs=config.fine_tune_epochs,
                            offset=len(rows), **common)
         cached &= fitted.cached
