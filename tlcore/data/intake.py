@@ -15,6 +15,7 @@ import stat
 import struct
 import unicodedata
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
@@ -125,10 +126,26 @@ def check_archive(archive: zipfile.ZipFile, settings: Settings, data: bytes) -> 
     return members
 
 
+DAMAGED_MEMBER = (zlib.error, zipfile.BadZipFile, EOFError)
+"""What reading a damaged member raises: its compressed bytes do not unpack, or fail their CRC-32."""
+
+
+def damaged(info: zipfile.ZipInfo, exc: BaseException) -> DatasetError:
+    return DatasetError(f"Archive members must unpack intact. Received: {info.filename!r} is damaged "
+                        f"({exc or type(exc).__name__})")
+
+
 def read_capped(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    """Read a member, trusting its declared size no further than the bytes actually read."""
-    with archive.open(info) as member:
-        data = member.read(info.file_size + 1)
+    """Read a member, trusting its declared size no further than the bytes actually read.
+
+    Raises:
+        DatasetError: a member larger than it declares, or damaged.
+    """
+    try:
+        with archive.open(info) as member:
+            data = member.read(info.file_size + 1)
+    except DAMAGED_MEMBER as exc:
+        raise damaged(info, exc) from None
     if len(data) > info.file_size:
         raise DatasetError(
             f"Archive members must be no larger than they declare. Received: {info.filename!r} is larger"
@@ -192,8 +209,11 @@ def read_image_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, settings:
         DatasetError: a member larger than it declares.
     """
     check_image_size(info.file_size, settings)
-    with archive.open(info) as member:
-        check_image_head(member.read(IMAGE_HEAD_BYTES))
+    try:
+        with archive.open(info) as member:
+            check_image_head(member.read(IMAGE_HEAD_BYTES))
+    except DAMAGED_MEMBER as exc:
+        raise damaged(info, exc) from None
     return read_capped(archive, info)
 
 

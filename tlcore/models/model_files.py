@@ -269,6 +269,21 @@ def _check_inputs(model: keras.Model, name: str) -> None:
             )
 
 
+def _check_image_classifier(model: keras.Model, name: str) -> None:
+    """One colour image in, ``(height, width, 3)``, and one vector of class scores out, ``(classes,)``:
+    what every page, run and export feeds a model and reads from it."""
+    try:
+        taken = [tuple(tensor.shape[1:]) for tensor in model.inputs]
+        given = [tuple(tensor.shape[1:]) for tensor in model.outputs]
+    except (AttributeError, ValueError):
+        taken, given = [], []
+    if len(taken) != 1 or len(taken[0]) != 3 or taken[0][-1] != 3 or len(given) != 1 or len(given[0]) != 1:
+        raise ModelFileError(
+            "A model file must take one colour image, (height, width, 3), and give one vector of class scores, "
+            f"(classes,). Received: inputs {taken[:4]} and outputs {given[:4]} in {name!r}"
+        )
+
+
 def check_model_file_budget(path: str | os.PathLike, config: dict) -> keras.Model:
     """Refuse a model file whose model or weights are over a budget, allocating nothing.
 
@@ -316,6 +331,7 @@ def check_model_file_budget(path: str | os.PathLike, config: dict) -> keras.Mode
             f"The {WEIGHTS_MEMBER} of a model file must fit the model its {CONFIG_MEMBER} describes. "
             f"Received: in {path.name!r}, {problem}"
         )
+    _check_image_classifier(model, path.name)
     return model
 
 
