@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -27,6 +28,7 @@ import keras
 import numpy as np
 
 from tlcore.core.atomic import StorageError, atomic_write_text
+from tlcore.core.errors import StoppedBeforeTraining
 from tlcore.core.storage import check_room
 from tlcore.data.datasets import ImageDataset
 from tlcore.data.images import ResizeMode
@@ -120,6 +122,7 @@ class FeatureCache:
         preprocess: Callable,
         mode: ResizeMode = "crop",
         on_progress: Callable[[int, int], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> tuple[np.ndarray, bool]:
         """``prefix``'s output for every image of ``dataset``, computed at most once.
 
@@ -130,9 +133,13 @@ class FeatureCache:
             preprocess: the backbone's ``preprocess_input``.
             mode: how images are fitted to the input size.
             on_progress: called with (images done, images in all) while extracting.
+            stop: once set, the pass ends before its next batch and nothing of it is kept.
 
         Returns:
             (features memory-mapped from disk, True when they were already there).
+
+        Raises:
+            StoppedBeforeTraining: ``stop`` was set during the pass.
         """
         precision = choose_precision(prefix, backbone=backbone, batch=EXTRACT_BATCH).precision
         key = cache_key(prefix, dataset, backbone=backbone, mode=mode, precision=precision)
@@ -141,7 +148,7 @@ class FeatureCache:
             return cached, True
         self._make_room(len(dataset) * int(np.prod(prefix.output.shape[1:])) * 4, dataset)
         self._extract(prefix, dataset, key, preprocess=preprocess, mode=mode, on_progress=on_progress,
-                      precision=precision)
+                      precision=precision, stop=stop)
         atomic_write_text(self.root / f"{key}.json", json.dumps({
             "backbone": backbone, "dataset": dataset.name, "dataset_digest": dataset.digest,
             "images": len(dataset), "shape": [int(d) for d in prefix.output.shape[1:]], "precision": precision,
@@ -192,7 +199,7 @@ class FeatureCache:
 
     def _extract(self, prefix: keras.Model, dataset: ImageDataset, key: str, *, preprocess: Callable,
                  mode: ResizeMode, on_progress: Callable[[int, int], None] | None,
-                 precision: str = "float32") -> None:
+                 precision: str = "float32", stop: threading.Event | None = None) -> None:
         """One streaming pass: each batch goes from the files through ``prefix`` into the file."""
         self.root.mkdir(parents=True, exist_ok=True)
         size = tuple(int(d) for d in prefix.input.shape[1:3])
@@ -207,6 +214,10 @@ class FeatureCache:
                     "shape": shape})
                 done = 0
                 for output in batched_outputs(compiled_forward(prefix, precision=precision), batches):
+                    if stop is not None and stop.is_set():
+                        raise StoppedBeforeTraining(
+                            f"The run was stopped while its frozen features were computed ({done:,} of "
+                            f"{len(dataset):,} images): nothing was trained, and nothing of the pass was kept.")
                     handle.write(np.ascontiguousarray(output, dtype=np.float32).data)
                     done += len(output)
                     if on_progress:

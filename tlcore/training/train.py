@@ -193,11 +193,14 @@ class TrainingData:
         return image_batches(self.dataset, indices, self.size, preprocess=get_backbone(self.backbone).preprocess,
                              batch_size=batch_size, mode=self.mode, seed=seed, augment=augment)
 
-    def features(self, prefix: keras.Model, on_batch=None) -> HeldRows | np.memmap | None:
+    def features(self, prefix: keras.Model, on_batch=None, stop=None) -> HeldRows | np.memmap | None:
         """``prefix``'s output for every image, from the cache (computed once, memory-mapped).
 
         None when the features would not fit the data folder (``TL_MAX_DATA_GB``) even
         after older feature files are let go: training then streams images instead.
+
+        Raises:
+            StoppedBeforeTraining: ``stop`` was set while they were computed.
         """
         def report(done: int, total: int) -> None:
             if on_batch:
@@ -207,7 +210,7 @@ class TrainingData:
         try:
             rows, _ = self.cache.features(prefix, self.dataset, backbone=self.backbone,
                                           preprocess=get_backbone(self.backbone).preprocess, mode=self.mode,
-                                          on_progress=report)
+                                          on_progress=report, stop=stop)
         except StorageError:
             return None
         return head_rows(rows, self.memory_room)
@@ -254,7 +257,9 @@ def fit_phase(model: keras.Model, data: TrainingData, train_idx: np.ndarray, val
     epochs = config.epochs if epochs is None else epochs
     rows = [] if rows is None else rows
     split = frozen_split(model) if data.cache is not None and not config.augment else None
-    features = data.features(split[0], on_batch) if split is not None else None
+    # a Stop during the first phase's feature pass ends the run there (nothing trained); a later phase's
+    # pass runs to its end, and the Stop then ends that phase at its first batch (the first phase is kept)
+    features = data.features(split[0], on_batch, stop if not rows else None) if split is not None else None
     if features is not None:
         trained = split[1]
         training = row_batches(features, data.labels, train_idx, batch_size=config.batch_size, seed=config.seed)
@@ -398,6 +403,7 @@ def train(
             memory is over ``TL_JOB_MEMORY_GB``.
         WeightsError: base weights that are not available.
         DatasetError: too few images to train and validate.
+        StoppedBeforeTraining: ``stop`` was set while the first phase's frozen features were computed.
     """
     config.check()
     if config.workers != 1:

@@ -183,3 +183,23 @@ def test_rows_of_a_feature_file_deleted_while_in_use_are_still_read(tmp_path):
     path.unlink()
     np.testing.assert_array_equal(read_rows(rows, wanted), expected)
     assert expected[3, 0] == 40 * 256
+
+
+def test_stop_during_the_feature_pass_ends_the_run_there_and_keeps_nothing_of_it(tmp_path):
+    """Before, a Stop waited for the whole pass (minutes on a large dataset), then trained a batch."""
+    import threading
+
+    many = tlcore.sample_dataset(per_class=20, size=32, seed=9)  # 80 images: three batches of the pass
+    cache, stop, seen = FeatureCache(tmp_path / "features"), threading.Event(), []
+
+    def on_batch(progress):
+        seen.append(progress)
+        if progress.phase == FEATURES_PHASE:
+            stop.set()  # pressed once the first batch of the pass is done
+
+    with pytest.raises(tlcore.StoppedBeforeTraining, match=r"stopped while its frozen features were computed "
+                                                           r"\(32 of 80 images\): nothing was trained"):
+        tlcore.train(SPEC, many, tlcore.TrainConfig(epochs=1, batch_size=8), on_batch=on_batch, stop=stop,
+                     cache=cache)
+    assert [p.phase for p in seen] == [FEATURES_PHASE]  # no training batch
+    assert not cache.root.exists() or not any(cache.root.iterdir())  # no features file, no partial one
