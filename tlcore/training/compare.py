@@ -100,7 +100,12 @@ class Fairness:
 
 
 def _epochs_done(record: RunRecord) -> int:
-    return len(record.history)
+    """Epochs the run completed: a run stopped mid-epoch also records that part of an epoch, last, with
+    ``complete`` False (histories of earlier releases have no such column: every row was an epoch)."""
+    history = record.history
+    if "complete" not in history:
+        return len(history)
+    return int(history["complete"].isin([True, "True"]).sum())
 
 
 def _why_short(role: str, record: RunRecord, planned: int) -> str | None:

@@ -56,6 +56,15 @@ def test_a_twin_stopped_at_epoch_2_of_5_is_said_so_and_compared_at_epoch_2():
     assert "42.3%" not in summary  # the final accuracy of a longer run is not set beside a shorter one
 
 
+def test_a_twin_stopped_in_its_third_epoch_is_compared_at_the_second_it_completed():
+    stopped = _run("scratch", [0.20, 0.25, 0.27], status="stopped", stopped=True)
+    stopped.history["complete"] = [True, True, False]  # Stop pressed mid-epoch 3: its part of an epoch is recorded
+    pair = tlcore.ScratchComparison(_run("transfer", [0.30, 0.35, 0.38, 0.40, 0.423]), stopped)
+    fairness = pair.fairness
+    assert fairness.notes == ("The run from scratch stopped early: Stop was pressed after epoch 2 of 5.",)
+    assert fairness.common_epoch == 2 and (fairness.transfer_at, fairness.scratch_at) == (0.35, 0.25)
+
+
 def test_early_stopping_is_named_with_its_patience():
     config = dataclasses.replace(CONFIG, early_stopping=2)
     pair = tlcore.ScratchComparison(_run("transfer", [0.5, 0.6, 0.6], config=config),
