@@ -22,11 +22,15 @@ def owned_name(prefix: str) -> str:
 
 
 def remove_orphans(folder: Path, prefix: str) -> None:
-    """Remove the entries of ``folder`` named ``<prefix><pid>-...`` whose process (on this machine) has ended."""
+    """Remove the entries of ``folder`` (folders or files) named ``<prefix><pid>-...`` whose process (on this
+    machine) has ended."""
     for entry in folder.glob(f"{prefix}*"):
         pid = entry.name[len(prefix):].split("-", 1)[0]
         if pid.isdigit() and not alive(int(pid)):
-            shutil.rmtree(entry, ignore_errors=True)
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def alive(pid: int) -> bool:

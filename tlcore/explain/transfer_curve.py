@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -216,8 +215,7 @@ def extract_taps(network: keras.Model, taps: list[str], dataset: ImageDataset, *
     widths = [int(_tapped(network, tap).output.shape[-1]) for tap in missing]
     check_room(len(dataset) * sum(widths) * 4, what=f"the pooled features of {len(missing)} taps "
                                                      f"for {len(dataset):,} images")
-    cache.root.mkdir(parents=True, exist_ok=True)
-    partials = [cache.root / f".{keys[tap]}.{uuid.uuid4().hex}.partial.npy" for tap in missing]
+    partials = [cache.partial(keys[tap]) for tap in missing]
     try:
         files = [np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(dataset), width))
                  for path, width in zip(partials, widths)]

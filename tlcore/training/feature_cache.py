@@ -29,6 +29,7 @@ import numpy as np
 
 from tlcore.core.atomic import StorageError, atomic_write_text
 from tlcore.core.errors import StoppedBeforeTraining
+from tlcore.core.orphans import owned_name, remove_orphans
 from tlcore.core.storage import check_room
 from tlcore.data.datasets import ImageDataset
 from tlcore.data.images import ResizeMode
@@ -92,6 +93,8 @@ def _layer_types(model: keras.Model) -> list[str]:
     return types
 
 
+PARTIAL_PREFIX = ".tl-partial-"
+"""Feature files being written: ``.tl-partial-<pid>-<key>.<random>.npy`` (hidden: never taken for features)."""
 RECENT_USE_SECONDS = 300
 """A feature file used (computed or loaded) this recently is never deleted to make room for another."""
 
@@ -104,6 +107,13 @@ class FeatureCache:
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.npy"
+
+    def partial(self, key: str) -> Path:
+        """A new file for ``key``'s features while a pass writes them, named for this process: one a
+        killed process left (a worker ends killed) is removed by the next pass on this machine."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        remove_orphans(self.root, PARTIAL_PREFIX)
+        return self.root / f"{owned_name(PARTIAL_PREFIX)}{key}.{uuid.uuid4().hex}.npy"
 
     def load(self, key: str) -> np.ndarray | None:
         """The memory-mapped features for ``key``, or None when not computed yet."""
@@ -201,10 +211,9 @@ class FeatureCache:
                  mode: ResizeMode, on_progress: Callable[[int, int], None] | None,
                  precision: str = "float32", stop: threading.Event | None = None) -> None:
         """One streaming pass: each batch goes from the files through ``prefix`` into the file."""
-        self.root.mkdir(parents=True, exist_ok=True)
         size = tuple(int(d) for d in prefix.input.shape[1:3])
         shape = (len(dataset), *(int(d) for d in prefix.output.shape[1:]))
-        partial = self.root / f".{key}.{uuid.uuid4().hex}.partial.npy"
+        partial = self.partial(key)
         try:
             batches = image_batches(dataset, np.arange(len(dataset)), size, preprocess=preprocess,
                                     batch_size=EXTRACT_BATCH, mode=mode)

@@ -159,7 +159,7 @@ def test_making_room_spares_files_in_recent_use_and_passes_still_writing(tmp_pat
     cache = FeatureCache(tmp_path / "features")
     old = _feature_file(cache, "old", 400, age=3600)
     recent = _feature_file(cache, "recent", 400, age=60)  # a sweep's trials may open it any moment
-    writing = cache.root / ".other.0123.partial.npy"  # another worker's pass, not yet renamed into place
+    writing = cache.partial("other")  # a pass still writing, not yet renamed into place
     writing.write_bytes(b"\0" * 400 * 1024)
     used = tlcore.core.storage.data_usage().used
     monkeypatch.setenv("TL_MAX_DATA_GB", str((used + 1000) / tlcore.core.storage.GB))  # fits once the old file goes
@@ -203,3 +203,18 @@ def test_stop_during_the_feature_pass_ends_the_run_there_and_keeps_nothing_of_it
                      cache=cache)
     assert [p.phase for p in seen] == [FEATURES_PHASE]  # no training batch
     assert not cache.root.exists() or not any(cache.root.iterdir())  # no features file, no partial one
+
+
+def test_a_partial_file_of_a_killed_pass_is_removed_by_the_next_pass_on_the_machine(tmp_path):
+    import subprocess
+    import sys
+
+    cache = FeatureCache(tmp_path / "features")
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = cache.root / f".tl-partial-{int(ended.stdout)}-somekey.0123.npy"  # its process is gone
+    mine = cache.partial("mine")
+    mine.write_bytes(b"\0" * 64)
+    left.write_bytes(b"\0" * 64)
+    fresh = cache.partial("next")
+    assert not left.exists() and mine.exists()  # this process is alive: its file stays
+    assert fresh.name.startswith(f".tl-partial-{os.getpid()}-next.") and fresh.suffix == ".npy"
