@@ -12,7 +12,7 @@ st.title("Build a transfer model")
 copy_link("build", "this model, with every choice made here")
 choice = sidebar.choice()
 PRETRAINED = "pretrained"
-runs = training.run_store().list().query("status in ['done', 'stopped']")
+runs = training.run_store().with_models()
 run_names = tlcore.run_titles(runs, access.owner_label)  # the same titles as on Runs
 if st.session_state.get("base_run") not in [PRETRAINED, *run_names]:
     st.session_state.pop("base_run", None)

@@ -137,11 +137,15 @@ if not snapshot.finished:
     if scratch is not None:
         st.caption("Then the same model from scratch, to compare: it waits in line behind this one.")
     st.stop()
-if snapshot.state == "failed":
+if not training.run_store().has(snapshot.run_id):  # deleted on Runs, maybe by someone else, maybe mid-training
+    st.session_state.pop("job_id", None)
+    st.info("This run was deleted on the Runs page, so there is nothing to show here. Train again above.")
+elif snapshot.state == "failed":
     st.error(f"**Training did not finish.** {access.message(snapshot.error)}")
 else:
     if snapshot.state == "stopped":
-        st.warning("Stopped early: what was learned so far is kept.")
+        st.warning("Stopped early: what was learned so far is kept." if len(snapshot.history) else
+                   "Stopped before training began: nothing was trained, so there is no model.")
     render_run(training.run_store().get(snapshot.run_id), training.run_store())
 if scratch is not None and not scratch.finished:
     st.subheader("The same model from scratch, to compare")

@@ -57,7 +57,7 @@ class Classifier:
 
 def choices(backbone: str) -> dict[str, str]:
     """Model id -> what to call it: ImageNet, an upload (not in a read-only demo), then every finished run."""
-    runs = training.run_store().list().query("status in ['done', 'stopped']")
+    runs = training.run_store().with_models()
     options = {IMAGENET: f"{backbone}: the 1,000 ImageNet classes"}
     if not access.read_only():
         options[UPLOADED] = "A .keras model file of mine"

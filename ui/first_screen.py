@@ -57,11 +57,8 @@ def imagenet_available(backbone: str) -> bool:
 def newest_run() -> tlcore.RunRecord | None:
     """The newest finished (or stopped) run with a model to classify with, or None."""
     store = training.run_store()
-    for run_id in store.list().query("status in ['done', 'stopped']")["id"]:
-        record = store.get(run_id)
-        if record.model_path.is_file():
-            return record
-    return None
+    runs = store.with_models()["id"]
+    return store.get(runs.iloc[0]) if len(runs) else None
 
 
 def _setting() -> str:
@@ -100,7 +97,7 @@ def default_model(backbone: str, offered: list[str] | None = None) -> str:
     if not st.session_state.get(WEIGHTS_DEFAULTED):
         return PREDICT_IMAGENET
     if offered is None:  # Predict's offer: the sidebar's network and every finished run
-        offered = [PREDICT_IMAGENET, *training.run_store().list().query("status in ['done', 'stopped']")["id"]]
+        offered = [PREDICT_IMAGENET, *training.run_store().with_models()["id"]]
     setting = _setting()
     if setting in offered and setting != PREDICT_IMAGENET:  # a run's id
         return setting

@@ -41,6 +41,14 @@ def test_train_the_sample_dataset_and_see_curves_and_a_confusion_matrix():
     assert at.metric[0].label == "Validation accuracy"
     assert {b.label for b in at.get("download_button")} >= {"Download model (.keras)", "Download history (CSV)"}
 
+    from ui.training import job_queue, run_store  # then someone deletes the run on Runs (another tab, an admin)
+
+    job_queue().delete_run(snapshot.run_id, run_store())
+    at.run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    assert any(i.value.startswith("This run was deleted on the Runs page") for i in at.info)
+    assert "job_id" not in at.session_state
+
 
 def test_stop_keeps_what_was_learned():
     at = open_train()

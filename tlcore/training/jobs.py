@@ -480,6 +480,9 @@ class JobQueue:
         if config.workers > 1:  # one run across Ray Train workers: what it can train, the CPUs, a batch each
             check_across_workers(dataset, config, capacity(self).cpus)
         spec = dataclasses.replace(spec, num_classes=len(dataset.class_names))
+        if spec.base_model and not Path(spec.base_model).is_file():  # its run deleted since Build chose it
+            raise ConfigError("A reused base must be the model file of a trained run still on this server. "
+                              "Received: that run's model is gone (deleted?); choose the base again on Build.")
         check_transfer_spec(spec)
         check_job_memory(spec, config.batch_size)
         return spec

@@ -243,6 +243,12 @@ class RunStore:
             )
         return run_id
 
+    def with_models(self) -> pd.DataFrame:
+        """``list()``'s finished runs that have a model file: those that can classify, or lend their base
+        (a run stopped before it trained is listed, and has none)."""
+        runs = self.list().query("status in ['done', 'stopped']")
+        return runs[[(self.root / run_id / "model.keras").is_file() for run_id in runs["id"]]]
+
     def has(self, run_id: str) -> bool:
         """Whether ``run_id`` has an index row or a folder here."""
         with self._connect() as db:

@@ -180,6 +180,15 @@ def test_a_full_disk_while_the_outcome_is_written_ends_the_job_failed_in_words(t
     assert job.run_id not in queue.live_runs() and dataset.root.name not in queue.datasets_in_use()
 
 
+def test_a_reused_base_whose_run_was_deleted_is_refused_when_submitted(tmp_path, dataset):
+    gone = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), base_model=str(tmp_path / "gone.keras"))
+    with pytest.raises(tlcore.ConfigError, match=r"A reused base must be the model file of a trained run still on "
+                                                 r"this server\. Received: that run's model is gone"):
+        tlcore.JobQueue().submit(gone, dataset, tlcore.TrainConfig(epochs=1), tlcore.RunStore(tmp_path / "runs"))
+    assert str(tmp_path) not in refusal(lambda: tlcore.JobQueue().submit(
+        gone, dataset, tlcore.TrainConfig(epochs=1), tlcore.RunStore(tmp_path / "runs")))
+
+
 def test_ray_refusing_to_store_a_result_for_lack_of_disk_is_told_as_a_full_disk():
     import ray.exceptions
 

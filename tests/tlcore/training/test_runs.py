@@ -153,3 +153,16 @@ def test_the_default_comparison_is_the_newest_pair_else_the_newest_runs_on_its_d
     assert tlcore.default_comparison(demo) == ["sc", "tr"]  # a demo's source is not part of the pair
     assert tlcore.default_comparison(_listing([("x", "", "")])) == ["x"]
     assert tlcore.default_comparison(_listing([])) == []
+
+
+def test_runs_with_models_leave_out_those_stopped_before_they_trained(tmp_path):
+    """What Predict and Build offer: a run stopped while it waited in line is listed, but has no model."""
+    store = tlcore.RunStore(tmp_path)
+    spec = tlcore.TransferSpec(backbone="MobileNetV2", input_shape=(32, 32, 3), weights=None)
+    summary = {"name": "shapes", "classes": ["a", "b"]}
+    trained, waited, running = (store.create(spec, tlcore.TrainConfig(), summary) for _ in range(3))
+    for run_id in (trained, waited):
+        store.mark(run_id, "stopped")
+    (tmp_path / trained / "model.keras").write_bytes(b"a model")  # only its presence is read
+    assert set(store.list()["id"]) == {trained, waited, running}
+    assert list(store.with_models()["id"]) == [trained]
