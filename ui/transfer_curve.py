@@ -43,7 +43,7 @@ def _open_cut(train_from: str | None) -> None:
     st.query_params["training"] = st.session_state["training"]
 
 
-def _show(curve: tlcore.TransferCurve) -> None:
+def _show(curve: tlcore.TransferCurve, spec: tlcore.TransferSpec) -> None:
     st.altair_chart(curve_chart(curve), width="stretch")
     st.success(curve.recommendation()[0].upper() + curve.recommendation()[1:] + ".")
     st.caption(f"{curve.backbone} at {curve.input_size}x{curve.input_size} on {access.plain(curve.dataset)} "
@@ -52,8 +52,12 @@ def _show(curve: tlcore.TransferCurve) -> None:
                f"({curve.chance:.0%}, the largest class's share).")
     label = (f"Open Build with this cut: train from {curve.train_from}" if curve.train_from
              else "Open Build with the whole base frozen")
+    other_base = curve.backbone != spec.backbone  # its layers' names are not this base's
+    if other_base:
+        st.warning(f"This curve was measured on {curve.backbone}; Build now starts from {spec.backbone}, whose "
+                   f"layers differ. Choose {curve.backbone} in the sidebar to use its cut, or measure again.")
     st.button(label, icon=":material/content_cut:", on_click=_open_cut, args=(curve.train_from,),
-              key="curve-open-cut")
+              key="curve-open-cut", disabled=other_base)
     code_panel("Keras code of the probes", tlcore.probe_program(curve), "transfer_curve")
 
 
@@ -107,4 +111,4 @@ def section(spec: tlcore.TransferSpec) -> None:
     curve = task.result if task is not None else stored
     if curve is not None:
         st.query_params[URL_KEY] = curve.key  # the link now opens the kept curve, on any server process
-        _show(curve)
+        _show(curve, spec)

@@ -51,6 +51,16 @@ def test_a_curve_link_opens_the_kept_curve_and_its_button_opens_build_at_the_cut
     assert at.query_params["trainable_from"] == "block5_conv1"
 
 
+def test_a_curve_of_another_base_says_so_and_does_not_set_its_cut():
+    """Measured on VGG16, opened while Build starts from MobileNetV2: block5_conv1 is no layer of MobileNetV2."""
+    curve = _store_curve()
+    at = _open("../pages/build.py", curve=curve.key, backbone="MobileNetV2")
+    assert any(w.value.startswith("This curve was measured on VGG16; Build now starts from MobileNetV2")
+               for w in at.warning)
+    [button] = [b for b in at.button if b.key == "curve-open-cut"]
+    assert button.disabled
+
+
 def test_a_curve_link_that_is_not_on_this_server_says_so():
     at = _open("../pages/build.py", curve="../../etc/passwd")
     assert any("is not on this server" in block.value for block in at.info)
