@@ -1,5 +1,6 @@
 """Train: the model from the Build page, on your images, with live curves."""
 
+import uuid
 
 import streamlit as st
 
@@ -94,15 +95,19 @@ with_scratch = st.toggle(
 if st.button("Train", type="primary", icon=":material/play_arrow:"):
     sidebar.load_or_explain(models.ensure_spec_weights, spec)
     queue, store = training.job_queue(), training.run_store()
+    # a second click before this run ends restarts it with the same request: the queue answers the same job(s)
+    request = st.session_state.setdefault("train_request", uuid.uuid4().hex)
     try:
         if with_scratch:
-            job, scratch = queue.submit_with_scratch(spec, dataset, run_config, store, owner=access.user())
+            job, scratch = queue.submit_with_scratch(spec, dataset, run_config, store, owner=access.user(),
+                                                     request=request)
         else:
-            job, scratch = queue.submit(spec, dataset, run_config, store, owner=access.user()), None
+            job, scratch = queue.submit(spec, dataset, run_config, store, owner=access.user(), request=request), None
     except tlcore.TLError as exc:
         st.error(access.message(exc))
         st.stop()
     st.session_state["job_id"], st.session_state["scratch_job_id"] = job.id, scratch and scratch.id
+    st.session_state["train_request"] = uuid.uuid4().hex  # the next click is a new request
 
 jobs = training.job_queue().jobs
 job = jobs.get(st.session_state.get("job_id", ""))

@@ -402,6 +402,10 @@ def _appended(history: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     return rows.reset_index(drop=True) if history.empty else pd.concat([history, rows], ignore_index=True)
 
 
+KEPT_REQUESTS = 1_000
+"""Submissions a queue remembers by request id (``JobQueue.submit(request=...)``)."""
+
+
 class JobQueue:
     """Admits ``max_running`` jobs at a time, first come first served, and at most
     ``max_per_person`` of one person's jobs in line and training at once."""
@@ -418,12 +422,13 @@ class JobQueue:
         self.max_per_person = load_settings().max_jobs_per_person if max_per_person is None else max_per_person
         self._condition = threading.Condition()
         self._waiting: list[TrainingJob] = []
+        self._requests: dict[str, object] = {}  # request id -> what its submit queued (oldest first)
         self._running: list[TrainingJob] = []
         self.jobs: dict[str, TrainingJob] = {}
 
     def submit(self, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig,
                store: RunStore, *, trainer: Callable | None = None, owner: str = "", group: str = "",
-               role: str = "", name: str = "") -> TrainingJob:
+               role: str = "", name: str = "", request: str | None = None) -> TrainingJob:
         """Queue a training job; it trains in a Ray worker when its turn comes.
 
         Args:
@@ -434,6 +439,8 @@ class JobQueue:
                 with ``checked=True`` when it takes that keyword, since the spec is checked here.
             owner: who starts it (recorded with the run; see ``tlcore.can_manage``).
             group, role, name: recorded with the run (see ``RunRecord``).
+            request: the id of the click that asked for it: submitted again with the same id (a button
+                clicked twice before the page changed) it returns the job the first call queued.
 
         Raises:
             ConfigError: the line is full (``max_queued_jobs``), ``owner`` already has
@@ -442,12 +449,15 @@ class JobQueue:
             BudgetError: the job would need more memory than a worker may use (``TL_JOB_MEMORY_GB``).
             ShapeError: the spec cannot be built.
         """
-        spec = self._checked(spec, dataset, config)
-        return self._enqueue([(spec, config, role, name)], dataset, store, trainer, owner, group)[0]
+        def queue() -> TrainingJob:
+            checked = self._checked(spec, dataset, config)
+            return self._enqueue([(checked, config, role, name)], dataset, store, trainer, owner, group)[0]
+
+        return self._once(request, queue)
 
     def submit_with_scratch(self, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig,
                             store: RunStore, *, trainer: Callable | None = None, owner: str = "",
-                            group: str = "") -> tuple[TrainingJob, TrainingJob]:
+                            group: str = "", request: str | None = None) -> tuple[TrainingJob, TrainingJob]:
         """Queue ``spec`` and, right behind it, the same model trained from scratch on the same split.
 
         The pair shares a group (``tlcore.scratch_comparison`` reads it back); the scratch run
@@ -455,7 +465,7 @@ class JobQueue:
         (``scratch_config``). Both are checked before either is queued.
 
         Returns:
-            (the transfer job, the scratch job).
+            (the transfer job, the scratch job); the same pair again for a ``request`` already submitted.
 
         Raises:
             ConfigError: ``spec`` is itself a model from scratch, the line has no room for
@@ -463,13 +473,33 @@ class JobQueue:
                 TL_MAX_JOBS_PER_PERSON), or the config is invalid.
             BudgetError, ShapeError: as ``submit``, for either model.
         """
-        transfer = self._checked(spec, dataset, config)
-        scratch, again = scratch_spec(transfer), scratch_config(config)
-        self._checked(scratch, dataset, again)
-        jobs = self._enqueue([(transfer, config, TRANSFER, ""),
-                              (scratch, again, SCRATCH, f"{spec.backbone} on {dataset.name}, from scratch")],
-                             dataset, store, trainer, owner, group or uuid.uuid4().hex[:12])
-        return jobs[0], jobs[1]
+        def queue() -> tuple[TrainingJob, TrainingJob]:
+            transfer = self._checked(spec, dataset, config)
+            scratch, again = scratch_spec(transfer), scratch_config(config)
+            self._checked(scratch, dataset, again)
+            jobs = self._enqueue([(transfer, config, TRANSFER, ""),
+                                  (scratch, again, SCRATCH, f"{spec.backbone} on {dataset.name}, from scratch")],
+                                 dataset, store, trainer, owner, group or uuid.uuid4().hex[:12])
+            return jobs[0], jobs[1]
+
+        return self._once(request, queue)
+
+    def _once(self, request: str | None, queue: Callable):
+        """``queue()``, or what it returned for ``request`` before (the last ``KEPT_REQUESTS`` are kept).
+
+        A page's script runs one at a time per session: a second click interrupts the first run only
+        between Streamlit calls, after this returned, so the same request never queues twice."""
+        if request is None:
+            return queue()
+        with self._condition:
+            if request in self._requests:
+                return self._requests[request]
+        queued = queue()
+        with self._condition:
+            self._requests[request] = queued
+            while len(self._requests) > KEPT_REQUESTS:
+                self._requests.pop(next(iter(self._requests)))
+        return queued
 
     def _checked(self, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig) -> TransferSpec:
         from tlcore.models.build import check_transfer_spec  # Keras: queued work only (see _plain_train)

@@ -180,6 +180,21 @@ def test_a_full_disk_while_the_outcome_is_written_ends_the_job_failed_in_words(t
     assert job.run_id not in queue.live_runs() and dataset.root.name not in queue.datasets_in_use()
 
 
+@pytest.mark.slow
+def test_the_same_request_submitted_twice_queues_once(tmp_path, dataset):
+    """A Train button clicked twice before the page changed: the second run of the page asks again."""
+    queue, store = tlcore.JobQueue(max_running=1, max_waiting=4), tlcore.RunStore(tmp_path)
+    config = tlcore.TrainConfig(epochs=1, batch_size=8)
+    first = queue.submit(SPEC, dataset, config, store, request="click-1")
+    assert queue.submit(SPEC, dataset, config, store, request="click-1") is first
+    pair = queue.submit_with_scratch(SPEC, dataset, config, store, request="click-2")
+    assert queue.submit_with_scratch(SPEC, dataset, config, store, request="click-2") == pair
+    assert len(queue.jobs) == 3 and len(store.list()) == 3
+    for job in (first, *pair):
+        queue.delete_run(job.run_id, store)
+    assert store.list().empty
+
+
 def test_a_reused_base_whose_run_was_deleted_is_refused_when_submitted(tmp_path, dataset):
     gone = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), base_model=str(tmp_path / "gone.keras"))
     with pytest.raises(tlcore.ConfigError, match=r"A reused base must be the model file of a trained run still on "
