@@ -36,8 +36,11 @@ pool = None if pooling == "none" else pooling
 try:
     views = models.layer_views(backbone, int(size), pool)
 except tlcore.ShapeError as exc:
-    st.error(f"**That input size does not work.** {access.message(exc)}")
-    st.stop()
+    if not include_top:
+        st.error(f"**That input size does not work.** {access.message(exc)}")
+        st.stop()
+    size = spec.default_size  # the size field is off while the top is kept: its last value does not fit this network
+    views = models.layer_views(backbone, size, pool)
 
 table, counts = (views.full, views.full_counts) if include_top else (views.cut, views.cut_counts)
 comparison = views.comparison

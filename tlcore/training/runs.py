@@ -247,7 +247,9 @@ class RunStore:
         """``list()``'s finished runs that have a model file: those that can classify, or lend their base
         (a run stopped before it trained is listed, and has none)."""
         runs = self.list().query("status in ['done', 'stopped']")
-        return runs[[(self.root / run_id / "model.keras").is_file() for run_id in runs["id"]]]
+        has_model = pd.Series([(self.root / run_id / "model.keras").is_file() for run_id in runs["id"]],
+                              index=runs.index, dtype=bool)
+        return runs[has_model]
 
     def has(self, run_id: str) -> bool:
         """Whether ``run_id`` has an index row or a folder here."""

@@ -158,6 +158,7 @@ def test_the_default_comparison_is_the_newest_pair_else_the_newest_runs_on_its_d
 def test_runs_with_models_leave_out_those_stopped_before_they_trained(tmp_path):
     """What Predict and Build offer: a run stopped while it waited in line is listed, but has no model."""
     store = tlcore.RunStore(tmp_path)
+    assert store.with_models().empty and list(store.with_models().columns) == list(store.list().columns)
     spec = tlcore.TransferSpec(backbone="MobileNetV2", input_shape=(32, 32, 3), weights=None)
     summary = {"name": "shapes", "classes": ["a", "b"]}
     trained, waited, running = (store.create(spec, tlcore.TrainConfig(), summary) for _ in range(3))
