@@ -6,7 +6,7 @@ import tlcore
 from ui import access, control_help, datasets, models, network_views, sidebar, training, transfer_curve
 from ui.code_panel import code_panel
 from ui.share import copy_link
-from ui.state import from_url, to_url
+from ui.state import forget_gone, from_url, to_url
 
 st.title("Build a transfer model")
 copy_link("build", "this model, with every choice made here")
@@ -14,8 +14,7 @@ choice = sidebar.choice()
 PRETRAINED = "pretrained"
 runs = training.run_store().with_models()
 run_names = tlcore.run_titles(runs, access.owner_label)  # the same titles as on Runs
-if st.session_state.get("base_run") not in [PRETRAINED, *run_names]:
-    st.session_state.pop("base_run", None)
+forget_gone("base_run", [PRETRAINED, *run_names], "The run whose base you reused")
 from_url("base_run", PRETRAINED, choices=[PRETRAINED, *run_names],
          accepted=f"{PRETRAINED} or the id of a finished run on this server")
 HELP = control_help.BUILD

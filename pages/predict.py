@@ -7,7 +7,7 @@ from ui import access, batch, charts, classifiers, first_screen, grad_cam, sideb
 from ui.code_panel import code_panel
 from ui.samples import IMAGE_TYPES, decoded_image, sample_images
 from ui.share import copy_link
-from ui.state import from_url, to_url
+from ui.state import forget_gone, from_url, to_url
 
 st.title("Classify an image")
 copy_link("predict")
@@ -15,8 +15,7 @@ about = st.empty()  # what the chosen model is, filled in once it is known
 choice = sidebar.choice()
 MODELS = classifiers.choices(choice.backbone)
 SAMPLES = sample_images()
-if st.session_state.get("predict_model", classifiers.IMAGENET) not in MODELS:
-    del st.session_state["predict_model"]  # a run deleted since
+forget_gone("predict_model", MODELS, "The trained run")  # deleted since it was chosen here
 from_url("predict_model", first_screen.default_model(choice.backbone, list(MODELS)), choices=list(MODELS))
 from_url("fit", "crop", choices=["crop", "squash"])
 INPUTS = {"upload": "An image", "camera": "Camera", "batch": "Many images or a zip"}

@@ -7,7 +7,7 @@ from ui import access, charts, run_view, training
 from ui.bundles import render_bundles, render_import
 from ui.run_view import render_run
 from ui.share import copy_link
-from ui.state import link_notice
+from ui.state import gone_notice, link_notice
 
 st.title("Runs")
 copy_link("runs", "this page, with the run opened here")
@@ -44,7 +44,10 @@ linked = st.query_params.get("run")
 options = list(labels)
 newest = tlcore.default_run(runs)  # the newest run; a new pair opens on its transfer run
 if linked is not None and linked not in options:
-    link_notice("run", linked, "the id of a run on this server", newest)
+    if linked == st.session_state.get("opened_run"):  # the run open here, deleted since (this page wrote the link)
+        gone_notice("The run")
+    else:
+        link_notice("run", linked, "the id of a run on this server", newest)
 opened = st.selectbox("Run", options, index=options.index(linked if linked in options else newest),
                       format_func=labels.get, key="opened_run",
                       help="The newest run is opened first. Its curves, results and downloads show below.")

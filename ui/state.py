@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import streamlit as st
@@ -64,6 +64,23 @@ def link_notice(key: str, raw: str, accepted: str, default: Any) -> None:
     st.toast(f"**{code(f'{key}={shown}')} in this link was not used:** `{key}` must be {accepted}. "
              f"Using {_shown(default)}.",
              icon=":material/link_off:", duration="infinite")
+
+
+def gone_notice(what: str) -> None:
+    """Tell the user that ``what`` this session had open is no longer on the server (deleted elsewhere)."""
+    st.toast(f"{what} you had open is no longer on this server (deleted, perhaps in another tab or by someone "
+             "else): showing another.", icon=":material/delete:")
+
+
+def forget_gone(key: str, offered: Collection[Any], what: str) -> None:
+    """Drop ``key``'s value when this session chose it and it is no longer offered (its run deleted since),
+    with the copy ``to_url`` wrote into the address (not a link's value: ``from_url`` then judges none), and
+    say so in those words rather than as a bad link."""
+    if key in st.session_state and st.session_state[key] not in offered:
+        gone = st.session_state.pop(key)
+        if st.query_params.get(key) == str(gone):
+            del st.query_params[key]
+        gone_notice(what)
 
 
 def code(text: object) -> str:

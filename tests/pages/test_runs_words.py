@@ -52,3 +52,18 @@ def test_runs_opens_the_new_pair_on_its_transfer_run_and_says_the_twin_stopped_e
     caption = next(c.value for c in at.caption if c.value.startswith(f"Run `{ids['transfer']}`"))
     assert "VGG16 at 32x32, 1 new convolutional block of 32 3x3 filters, global average pooling head" in caption
     assert "4 outputs" in caption
+
+
+def test_a_run_deleted_elsewhere_while_open_here_is_said_so_not_blamed_on_a_link():
+    from ui.training import job_queue, run_store
+
+    ids = _pair(run_store(), "runs-words-deleted")
+    at = open_page("../pages/runs.py")
+    assert at.selectbox(key="opened_run").value == ids["transfer"] and ids["transfer"] in str(at.query_params["run"])
+    job_queue().delete_run(ids["transfer"], run_store())  # another tab, or an admin
+    at.run()
+    assert not at.exception, at.exception
+    toasts = [t.value for t in at.toast]
+    assert any(t.startswith("The run you had open is no longer on this server") for t in toasts), toasts
+    assert not any("in this link was not used" in t for t in toasts), toasts
+    assert at.selectbox(key="opened_run").value != ids["transfer"]
