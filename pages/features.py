@@ -9,6 +9,7 @@ import streamlit as st
 import tlcore
 from ui import access, charts, dataset_map, models, sidebar
 from ui.code_panel import code_panel
+from ui.file_names import named_apart
 from ui.samples import IMAGE_TYPES, sample_images
 from ui.share import copy_link
 
@@ -38,9 +39,10 @@ use_samples = st.checkbox("Use the sample images", value=not uploads,
                           help="Add the photos that come with the app (a cat, a coffee, a rocket).")
 layer = st.selectbox("Feature layer", layers, index=layers.index(default_layer), help=LAYER_HELP)
 
-images = {f.name: f.getvalue() for f in uploads or []}
+given = [(f.name, f.getvalue()) for f in uploads or []]
 if use_samples:
-    images.update({f"{name}.jpg": path.read_bytes() for name, path in sample_images().items()})
+    given += [(f"{name}.jpg", path.read_bytes()) for name, path in sample_images().items()]
+images = named_apart(given)
 if not images:
     st.info("Upload images or tick *Use the sample images*.")
     st.stop()
