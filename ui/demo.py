@@ -29,6 +29,9 @@ def demo_registry() -> tlcore.DemoRegistry:
 def _start() -> None:
     if access.read_only():  # the button is disabled too; a read-only demo trains nothing
         return
+    mine = demo_registry().get(st.session_state.get(GROUP))
+    if mine is not None and not mine.snapshot().finished:  # a second click before the button went off
+        return
     try:
         demo = demo_registry().start(training.job_queue(), training.run_store(), owner=access.user(),
                                      recipe=st.session_state.get(RECIPE, tlcore.DEMO_RECIPE))

@@ -66,10 +66,13 @@ def clicked_demo(ray_address):
     at = open_page("../pages/home.py", demo_recipe=TINY)
     button = next(b for b in at.button if b.label == "Run the develop-a-model demo")
     assert not button.disabled
+    before = len(demo_registry().groups())
     button.click().run()
     assert not at.exception, at.exception
     group = at.session_state["demo_group"]
     live = " ".join(i.value for i in at.info)
+    button.click().run()  # a second click on the button as it was drawn, before it went off
+    assert at.session_state["demo_group"] == group and len(demo_registry().groups()) == before + 1
     demo = demo_registry().get(group)
     assert demo is not None and demo.group == group
     snapshot = demo.wait(300)
