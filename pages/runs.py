@@ -8,6 +8,7 @@ from ui.bundles import render_bundles, render_import
 from ui.run_view import render_run
 from ui.share import copy_link
 from ui.state import gone_notice, link_notice
+from ui.storage import render_data_usage
 
 st.title("Runs")
 copy_link("runs", "this page, with the run opened here")
@@ -17,6 +18,8 @@ if runs.empty:
     st.info("No runs yet: train a model on the Train page.")
     st.page_link("../pages/train.py", label="Go to Train", icon=":material/model_training:")
     render_import(store)  # or bring runs from another server
+    st.subheader("Stored datasets")  # room can be made before any run exists
+    render_data_usage()
     st.stop()
 
 runs["started by"] = runs["owner"].map(access.owner_label)
@@ -72,6 +75,4 @@ else:
             st.query_params.pop("run", None)
             st.rerun()
 st.subheader("Stored datasets")
-from ui.storage import render_data_usage  # noqa: E402
-
 render_data_usage()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 import tlcore
@@ -100,10 +102,22 @@ def _imagenet_status(backbone: str) -> None:
             )
 
 
+WEIGHTS_BOX_ROUND = "weights_box_round"
+"""Session-state key: bumped to give the weights upload box a new, empty widget (its file was deleted here)."""
+
+
+def forget_weights_upload(upload_id: str) -> None:
+    """After this session deleted the upload ``upload_id``: if it is the file in this session's upload box,
+    empty the box, so the next run does not store the file again (and the room freed stays free)."""
+    if Path(st.session_state.get("weights_path") or "").name == upload_id:
+        st.session_state.pop("weights_path", None)
+        st.session_state[WEIGHTS_BOX_ROUND] = st.session_state.get(WEIGHTS_BOX_ROUND, 0) + 1
+
+
 def _weights_upload(backbone: str) -> None:
     upload = st.file_uploader(
         f"Weights for {backbone} (.weights.h5 or .h5), with or without the top", type=["h5"],
-        key="weights_file",
+        key="weights_file" + (f"-{st.session_state[WEIGHTS_BOX_ROUND]}" if WEIGHTS_BOX_ROUND in st.session_state else ""),
         help="The full network's file works everywhere. A file without the top (like Keras's "
              "_notop files) works for Build, Train and Features at a convolutional layer; "
              "Predict needs the full network's file.")

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import tlcore
-from ui import access, datasets, training
+from ui import access, datasets, sidebar, training
 
 
 def _usage() -> tlcore.DataUsage:
@@ -120,5 +120,6 @@ def _render_uploads() -> None:
                 st.error(access.message(exc))
                 return
             _usage_of.clear()
+            sidebar.forget_weights_upload(chosen)  # this session's upload box would store it again at once
             st.session_state["upload_deleted"] = f"Deleted {labels[chosen]}: {tlcore.format_size(freed)} freed."
             st.rerun()

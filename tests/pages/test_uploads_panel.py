@@ -84,6 +84,23 @@ def test_the_panel_lists_uploads_and_deletes_one_after_confirming(data_dir):
     assert any("No uploaded models or weights" in caption.value for caption in at.caption)
 
 
+def test_deleting_the_weights_file_in_this_sessions_upload_box_empties_the_box_and_frees_the_room(data_dir):
+    """Before, the sidebar's box still held the file and stored it again on the very next run."""
+    at = open_page("../pages/runs.py", weights=FILE)
+    at.sidebar.file_uploader(key="weights_file").set_value(
+        ("mine.h5", some_bytes(4_000, seed=3), "application/octet-stream")).run()
+    [upload_id] = tlcore.list_uploads()["id"]
+    at.checkbox(key=f"confirm-upload-{upload_id}").check().run()
+    at.button(key="delete_upload").click().run()
+    assert not at.exception, at.exception
+    assert any(s.value.startswith("Deleted mine.h5") for s in at.success)
+    assert tlcore.list_uploads().empty and folder_size(data_dir / "uploads") == 0  # not stored again
+    assert "weights_path" not in at.session_state
+    assert not at.sidebar.file_uploader[0].value  # a new, empty box
+    at.run()
+    assert tlcore.list_uploads().empty
+
+
 def test_with_access_on_only_the_uploader_or_an_admin_may_delete(monkeypatch, data_dir):
     monkeypatch.setenv("TL_PASSWORD", "secret")
     path = tlcore.store_model_upload(some_bytes(3_000, seed=3), "ann.keras", owner="session ann")
