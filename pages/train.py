@@ -1,11 +1,10 @@
 """Train: the model from the Build page, on your images, with live curves."""
 
-import uuid
-
 import streamlit as st
 
 import tlcore
 from ui import access, charts, control_help, datasets, models, sidebar, sweep, training, workers
+from ui.clicks import click_request, handled
 from ui.code_panel import code_panel
 from ui.run_view import render_run
 
@@ -95,8 +94,7 @@ with_scratch = st.toggle(
 if st.button("Train", type="primary", icon=":material/play_arrow:"):
     sidebar.load_or_explain(models.ensure_spec_weights, spec)
     queue, store = training.job_queue(), training.run_store()
-    # a second click before this run ends restarts it with the same request: the queue answers the same job(s)
-    request = st.session_state.setdefault("train_request", uuid.uuid4().hex)
+    request = click_request("train")  # a second click before the page changed: the same job(s)
     try:
         if with_scratch:
             job, scratch = queue.submit_with_scratch(spec, dataset, run_config, store, owner=access.user(),
@@ -107,7 +105,7 @@ if st.button("Train", type="primary", icon=":material/play_arrow:"):
         st.error(access.message(exc))
         st.stop()
     st.session_state["job_id"], st.session_state["scratch_job_id"] = job.id, scratch and scratch.id
-    st.session_state["train_request"] = uuid.uuid4().hex  # the next click is a new request
+    handled("train")
 
 jobs = training.job_queue().jobs
 job = jobs.get(st.session_state.get("job_id", ""))

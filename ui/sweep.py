@@ -11,6 +11,7 @@ import streamlit as st
 
 import tlcore
 from ui import access, models, sidebar, training
+from ui.clicks import click_request, handled, render_request
 from ui.code_panel import code_panel
 from ui.transfer_curve import task_board
 
@@ -50,11 +51,11 @@ def _progress(task: tlcore.Task, budget: tlcore.SweepBudget) -> None:
         st.dataframe(_table(trials), hide_index=True, width="stretch")
 
 
-def _keep_best(result: tlcore.SweepResult, dataset: tlcore.ImageDataset) -> None:
+def _keep_best(result: tlcore.SweepResult, dataset: tlcore.ImageDataset, request: str) -> None:
     spec, config = result.best_run()
     try:
         job = training.job_queue().submit(spec, dataset, config, training.run_store(), owner=access.user(),
-                                          name=f"best of sweep {result.key[:6]}")
+                                          name=f"best of sweep {result.key[:6]}", request=request)
     except tlcore.TLError as exc:
         st.error(access.message(exc))
         return
@@ -87,12 +88,13 @@ def section(spec: tlcore.TransferSpec, dataset: tlcore.ImageDataset, config: tlc
             budget.check()
             task = task_board().start("head sweep", tlcore.head_sweep, dict(
                 spec=spec, dataset=dataset, config=config, budget=budget, use_ray=True),
-                progress="on_trial", owner=access.user())
+                progress="on_trial", owner=access.user(), request=click_request("sweep"))
         except tlcore.TLError as exc:
             st.error(access.message(exc))
             return
         st.session_state[URL_KEY] = task.id
         st.query_params[URL_KEY] = task.id
+        handled("sweep")
     if task is not None and task.state == "running":
         _progress(task, budget)
         return
@@ -110,6 +112,6 @@ def section(spec: tlcore.TransferSpec, dataset: tlcore.ImageDataset, config: tlc
     st.altair_chart(parallel_coordinates(result.table()), width="stretch")
     st.dataframe(result.table(), hide_index=True, width="stretch")
     st.button("Keep the best: train it as a run", icon=":material/check_circle:", key="sweep-keep",
-              on_click=_keep_best, args=(result, dataset))
+              on_click=_keep_best, args=(result, dataset, render_request()))
     code_panel("Keras code of the best head", tlcore.transfer_program(*result.best_run()), "best_head")
 

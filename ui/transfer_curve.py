@@ -8,6 +8,7 @@ import streamlit as st
 
 import tlcore
 from ui import access, datasets, models, sidebar
+from ui.clicks import click_request, handled
 from ui.code_panel import code_panel
 
 URL_KEY = "curve"
@@ -96,12 +97,14 @@ def section(spec: tlcore.TransferSpec) -> None:
         try:
             task = task_board().start("transfer curve", tlcore.transfer_curve, dict(
                 backbone=spec.backbone, dataset=dataset, weights=spec.weights, input_size=spec.input_shape[0],
-                base_model=spec.base_model, use_ray=True), progress="on_progress", owner=access.user())
+                base_model=spec.base_model, use_ray=True), progress="on_progress", owner=access.user(),
+                request=click_request("curve"))
         except tlcore.TLError as exc:
             st.error(access.message(exc))
             return
         st.session_state[URL_KEY] = task.id
         st.query_params[URL_KEY] = task.id
+        handled("curve")
     if task is not None and task.state == "running":
         _progress(task)
         return

@@ -63,20 +63,30 @@ class TaskBoard:
     def __init__(self, max_running: int = 2, keep: int = 16):
         self.max_running, self.keep = max_running, keep
         self._tasks: dict[str, Task] = {}
+        self._requests: dict[str, Task] = {}  # request id -> the task it started (the last 1,000)
         self._lock = threading.Lock()
 
     def start(self, kind: str, function: Callable[..., Any], arguments: dict[str, Any], *, progress: str,
-              owner: str = "") -> Task:
-        """Start a task, or raise ConfigError (in words) when ``max_running`` already run."""
+              owner: str = "", request: str | None = None) -> Task:
+        """Start a task, or raise ConfigError (in words) when ``max_running`` already run.
+
+        ``request`` is the id of the click that asked for it: started again with the same id (a button
+        clicked twice before the page changed), it returns the task the first call started."""
         from tlcore.core.errors import ConfigError
 
         with self._lock:
+            if request is not None and request in self._requests:
+                return self._requests[request]
             running = [task for task in self._tasks.values() if task.state == RUNNING]
             if len(running) >= self.max_running:
                 raise ConfigError(f"At most {self.max_running} curves and sweeps run at once on this server. "
                                   f"Received: a new {kind} while {len(running)} run; try again when one ends")
             task = Task(kind, function, arguments, progress=progress, owner=owner)
             self._tasks[task.id] = task
+            if request is not None:
+                self._requests[request] = task
+                while len(self._requests) > 1_000:
+                    self._requests.pop(next(iter(self._requests)))
             finished = [old for old in self._tasks.values() if old.state != RUNNING]
             for old in finished[: max(0, len(finished) - self.keep)]:
                 del self._tasks[old.id]

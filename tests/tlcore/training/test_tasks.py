@@ -32,3 +32,16 @@ def test_a_failing_task_keeps_the_message_in_words():
     gate.set()
     task = tlcore.TaskBoard().start("curve", _work, dict(size=-1, gate=gate), progress="on_progress").wait(10)
     assert task.state == "failed" and task.error == "Size must be 0 or more. Received: -1" and task.result is None
+
+
+def test_the_same_request_started_twice_starts_one_task():
+    """A button clicked twice before the page changed: the second run of the page asks again, and gets the same."""
+    board, gate = tlcore.TaskBoard(max_running=2), threading.Event()
+    first = board.start("curve", _work, dict(size=1, gate=gate), progress="on_progress", request="click-1")
+    assert board.start("curve", _work, dict(size=1, gate=gate), progress="on_progress", request="click-1") is first
+    other = board.start("curve", _work, dict(size=1, gate=gate), progress="on_progress", request="click-2")
+    assert other is not first  # a second task: the board's limit of 2 is reached only now
+    with pytest.raises(tlcore.ConfigError, match="At most 2 curves and sweeps"):
+        board.start("curve", _work, dict(size=1, gate=gate), progress="on_progress", request="click-3")
+    gate.set()
+    assert first.wait(10).result == other.wait(10).result == 2
