@@ -30,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from tlcore.core.access import person_key
+from tlcore.core.answers import Answers
 from tlcore.core.atomic import atomic_write_bytes
 from tlcore.core.errors import ConfigError, StoppedBeforeTraining, TLError
 from tlcore.core.settings import load_settings
@@ -402,10 +403,6 @@ def _appended(history: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     return rows.reset_index(drop=True) if history.empty else pd.concat([history, rows], ignore_index=True)
 
 
-KEPT_REQUESTS = 1_000
-"""Submissions a queue remembers by request id (``JobQueue.submit(request=...)``)."""
-
-
 class JobQueue:
     """Admits ``max_running`` jobs at a time, first come first served, and at most
     ``max_per_person`` of one person's jobs in line and training at once."""
@@ -422,7 +419,7 @@ class JobQueue:
         self.max_per_person = load_settings().max_jobs_per_person if max_per_person is None else max_per_person
         self._condition = threading.Condition()
         self._waiting: list[TrainingJob] = []
-        self._requests: dict[str, object] = {}  # request id -> what its submit queued (oldest first)
+        self._answers = Answers()  # request id -> what its submit queued
         self._running: list[TrainingJob] = []
         self.jobs: dict[str, TrainingJob] = {}
 
@@ -485,20 +482,16 @@ class JobQueue:
         return self._once(request, queue)
 
     def _once(self, request: str | None, queue: Callable):
-        """``queue()``, or what it returned for ``request`` before (the last ``KEPT_REQUESTS`` are kept).
+        """``queue()``, or what it returned for ``request`` before (``tlcore.core.answers``).
 
         A page's script runs one at a time per session: a second click interrupts the first run only
         between Streamlit calls, after this returned, so the same request never queues twice."""
-        if request is None:
-            return queue()
         with self._condition:
-            if request in self._requests:
-                return self._requests[request]
+            if (answered := self._answers.get(request)) is not None:
+                return answered
         queued = queue()
         with self._condition:
-            self._requests[request] = queued
-            while len(self._requests) > KEPT_REQUESTS:
-                self._requests.pop(next(iter(self._requests)))
+            self._answers.keep(request, queued)
         return queued
 
     def _checked(self, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig) -> TransferSpec:

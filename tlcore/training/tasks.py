@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from tlcore.core.answers import Answers
 from tlcore.core.errors import TLError
 
 RUNNING, DONE, FAILED = "running", "done", "failed"
@@ -63,7 +64,7 @@ class TaskBoard:
     def __init__(self, max_running: int = 2, keep: int = 16):
         self.max_running, self.keep = max_running, keep
         self._tasks: dict[str, Task] = {}
-        self._requests: dict[str, Task] = {}  # request id -> the task it started (the last 1,000)
+        self._answers = Answers()  # request id -> the task it started
         self._lock = threading.Lock()
 
     def start(self, kind: str, function: Callable[..., Any], arguments: dict[str, Any], *, progress: str,
@@ -75,18 +76,15 @@ class TaskBoard:
         from tlcore.core.errors import ConfigError
 
         with self._lock:
-            if request is not None and request in self._requests:
-                return self._requests[request]
+            if (answered := self._answers.get(request)) is not None:
+                return answered
             running = [task for task in self._tasks.values() if task.state == RUNNING]
             if len(running) >= self.max_running:
                 raise ConfigError(f"At most {self.max_running} curves and sweeps run at once on this server. "
                                   f"Received: a new {kind} while {len(running)} run; try again when one ends")
             task = Task(kind, function, arguments, progress=progress, owner=owner)
             self._tasks[task.id] = task
-            if request is not None:
-                self._requests[request] = task
-                while len(self._requests) > 1_000:
-                    self._requests.pop(next(iter(self._requests)))
+            self._answers.keep(request, task)
             finished = [old for old in self._tasks.values() if old.state != RUNNING]
             for old in finished[: max(0, len(finished) - self.keep)]:
                 del self._tasks[old.id]
