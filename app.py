@@ -23,12 +23,19 @@ script_folder.keep_on_sys_path()  # before the first script run: no run edits sy
 
 @contextlib.asynccontextmanager
 async def lifespan(_app: st.App) -> AsyncIterator[None]:
-    """When the server stops, the local Ray instance it started for training stops with it."""
+    """When the server stops, the local Ray instance it started for training stops with it, and its
+    temporary files (TensorFlow's autograph sources among them) go with its temporary folder: stopped by
+    a signal, the process ends without running exit handlers. A killed server's folder goes when the
+    next one starts."""
+    temporary = tlcore.own_temp_folder(tlcore.SERVER_TEMP_PREFIX)
     try:
         yield None
     finally:
-        if "ray" in sys.modules:  # training ran here (stopping must not import TensorFlow for nothing)
-            tlcore.disconnect_ray()
+        try:
+            if "ray" in sys.modules:  # training ran here (stopping must not import TensorFlow for nothing)
+                tlcore.disconnect_ray()
+        finally:
+            tlcore.give_back_temp_folder(temporary)
 
 
 app = st.App(

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 WORKER_TEMP_PREFIX = "tl-worker-"
+SERVER_TEMP_PREFIX = "tl-server-"
 
 
 def owned_name(prefix: str) -> str:
@@ -43,7 +44,7 @@ def alive(pid: int) -> bool:
     return True
 
 
-def own_temp_folder() -> None:
+def own_temp_folder(prefix: str = WORKER_TEMP_PREFIX) -> Path:
     """Give this process a temporary folder of its own (``tempfile``'s), and remove those of ended ones.
 
     Ray's ``worker_process_setup_hook`` for every worker of the lab (``tlcore.training.worker``): a
@@ -51,9 +52,21 @@ def own_temp_folder() -> None:
     least TensorFlow's autograph sources (``__autograph_generated_file*.py``, one per traced Python
     function, removed only at a normal exit): hundreds a day on a busy server. They now go with the
     worker's folder, at the next worker's start, or at its own exit when it exits normally.
+
+    The dashboard's server calls it with ``SERVER_TEMP_PREFIX`` when it starts (``app.py``): stopped by
+    a signal, it ends without running exit handlers (uvicorn raises the signal again once it has shut
+    down), so its autograph sources stayed behind at every stop; its folder goes when it stops.
     """
     parent = Path(tempfile.gettempdir())
-    remove_orphans(parent, WORKER_TEMP_PREFIX)
-    folder = tempfile.mkdtemp(prefix=owned_name(WORKER_TEMP_PREFIX), dir=parent)
+    remove_orphans(parent, prefix)
+    folder = Path(tempfile.mkdtemp(prefix=owned_name(prefix), dir=parent))
     atexit.register(shutil.rmtree, folder, True)
-    tempfile.tempdir = folder
+    tempfile.tempdir = str(folder)
+    return folder
+
+
+def give_back_temp_folder(folder: Path) -> None:
+    """Remove ``folder`` (from ``own_temp_folder``) and return this process to the folder it came from."""
+    if tempfile.tempdir == str(folder):
+        tempfile.tempdir = str(folder.parent)
+    shutil.rmtree(folder, ignore_errors=True)
