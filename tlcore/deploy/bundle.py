@@ -54,11 +54,11 @@ from tlcore.models.spec import TransferSpec
 from tlcore.models.zoo import BACKBONES
 from tlcore.training.config import HISTORY_COLUMNS, HISTORY_PHASES, TrainConfig
 from tlcore.training.results import RunResult
-from tlcore.training.runs import RunRecord, RunStore
+from tlcore.training.runs import MODEL_FILE, RunRecord, RunStore
 
 FORMAT, VERSION = "transfer-lab-bundle", 1
 MANIFEST = "bundle.json"
-MODEL = "model.keras"
+MODEL = MODEL_FILE
 TEXT_MEMBERS = ("run.json", "config.json", "dataset.json", "history.csv", "result.json", CARD)
 RUN_MEMBERS = (*TEXT_MEMBERS, MODEL)
 MAX_BUNDLE_RUNS = 8

@@ -52,6 +52,7 @@ from tlcore.models.shapes import check_input_shape
 from tlcore.models.spec import ALL_LAYERS, TransferSpec, head_feature_map
 from tlcore.models.zoo import BackboneSpec, build_architecture, get_backbone
 from tlcore.training.config import TrainConfig
+from tlcore.training.runs import MODEL_FILE
 
 FROM_SPEC = "from-spec"
 """``weights`` value meaning: what the spec (or the page's choice) says."""
@@ -259,7 +260,7 @@ def _download_name(path: str | None) -> str:
     if not path:
         return "earlier_run.keras"
     stored = pathlib.PurePath(path)
-    return f"{stored.parent.name}.keras" if stored.name == "model.keras" and stored.parent.name else stored.name
+    return f"{stored.parent.name}.keras" if stored.name == MODEL_FILE and stored.parent.name else stored.name
 
 
 def _data(spec: TransferSpec, config: TrainConfig, data_dir: str) -> Step:

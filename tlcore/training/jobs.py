@@ -281,7 +281,7 @@ class TrainingJob:
             outcome = ray.get(done)
             _, _, peak = ray.get(self._worker.progress.remote(len(outcome.history)))
             if outcome.model:
-                atomic_write_bytes(self.store.root / self.run_id / "model.keras", outcome.model)
+                atomic_write_bytes(self.store.model_path(self.run_id), outcome.model)
             self.store.record_result(self.run_id, outcome.history, outcome.result)
             if outcome.logs:  # trained on a machine that cannot see the run's folder: its logs came back packed
                 try:

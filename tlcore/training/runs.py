@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 RUNNING, INTERRUPTED = "running", "interrupted"
 """A run's status while it trains, and how ``RunStore.list`` shows one whose server stopped meanwhile."""
+MODEL_FILE = "model.keras"
+"""A run's trained model in its folder (a bundle holds it under the same name)."""
 RUN_COLUMNS = ["id", "created", "name", "backbone", "input_size", "trainable_from", "dataset",
                "status", "best_val_accuracy", "epochs", "seconds", "owner", "run_group", "role"]
 _SCHEMA = """
@@ -92,7 +94,7 @@ class RunRecord:
 
     @property
     def model_path(self) -> Path:
-        return self.folder / "model.keras"
+        return self.folder / MODEL_FILE
 
     def image_path(self, index: int) -> Path | None:
         """The stored dataset image at ``index``, if the dataset folder still exists."""
@@ -176,13 +178,13 @@ def wrong_predictions(record: RunRecord, limit: int = WRONG_SHOWN) -> list[Wrong
 
 
 def save_run_model(folder: Path, model: keras.Model) -> Path:
-    """Save ``model`` as ``folder``/model.keras, atomically (a crash leaves no half file); returns the path.
+    """Save ``model`` as ``folder``/``MODEL_FILE``, atomically (a crash leaves no half file); returns the path.
 
     ``RunStore.finish`` saves a model trained in this process with it; a Ray worker saves
     into a temporary folder of its own machine and hands the bytes back, which the server
     writes into the run's folder: the run store is the server's alone.
     """
-    path = Path(folder) / "model.keras"
+    path = Path(folder) / MODEL_FILE
     atomic_save(path, model.save, suffix=".keras")
     return path
 
@@ -247,7 +249,7 @@ class RunStore:
         """``list()``'s finished runs that have a model file: those that can classify, or lend their base
         (a run stopped before it trained is listed, and has none)."""
         runs = self.list().query("status in ['done', 'stopped']")
-        has_model = pd.Series([(self.root / run_id / "model.keras").is_file() for run_id in runs["id"]],
+        has_model = pd.Series([self.model_path(run_id).is_file() for run_id in runs["id"]],
                               index=runs.index, dtype=bool)
         return runs[has_model]
 
@@ -366,15 +368,19 @@ class RunStore:
         Raises:
             ModelFileError: the run has no model (still running, stopped before saving, or failed).
         """
-        path = self.root / run_id / "model.keras"
+        path = self.model_path(run_id)
         if not path.is_file():
             raise ModelFileError(f"A run must have finished to have a model. Received: run {run_id!r} has none")
         from tlcore.models.model_files import load_model_file  # Keras, only when a model is opened
 
         return load_model_file(path)
 
+    def model_path(self, run_id: str) -> Path:
+        """Where the run's trained model is (or will be) stored."""
+        return self.root / run_id / MODEL_FILE
+
     def model_bytes(self, run_id: str) -> bytes:
-        return (self.root / run_id / "model.keras").read_bytes()
+        return self.model_path(run_id).read_bytes()
 
     def delete(self, run_id: str) -> None:
         with self._connect() as db:
