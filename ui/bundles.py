@@ -50,15 +50,21 @@ def render_import(store: tlcore.RunStore) -> None:
                               key="bundle_upload")
     if upload is None or not st.button("Import the bundle's runs", icon=":material/upload:"):
         return
-    with tempfile.TemporaryDirectory(prefix=".bundle-upload-", dir=store.root) as folder:
-        path = Path(folder) / "bundle.zip"
-        path.write_bytes(upload.getvalue())
-        try:
-            with st.spinner("Checking the bundle and its models"):
-                imported = tlcore.import_run(path, store)
-        except tlcore.TLError as exc:
-            st.error(access.message(exc))
-            return
+    earlier = st.session_state.get("bundle_imported_from")
+    if earlier and earlier[0] == upload.file_id:  # a second click on this upload: it is in already
+        imported = earlier[1]
+    else:
+        with tempfile.TemporaryDirectory(prefix=".bundle-upload-", dir=store.root) as folder:
+            path = Path(folder) / "bundle.zip"
+            path.write_bytes(upload.getvalue())
+            try:
+                with st.spinner("Checking the bundle and its models"):
+                    imported = tlcore.import_run(path, store)
+                    # kept before the next Streamlit call, where a second click's rerun interrupts this run
+                    st.session_state["bundle_imported_from"] = (upload.file_id, imported)
+            except tlcore.TLError as exc:
+                st.error(access.message(exc))
+                return
     st.session_state["bundle_imported"] = imported
     st.query_params["run"] = imported[0]
     st.rerun()

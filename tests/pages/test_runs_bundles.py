@@ -34,6 +34,10 @@ def test_a_bundle_imported_on_an_empty_server_opens_with_its_name_and_history(bu
     assert at.query_params["run"] == [run_id] or at.query_params["run"] == run_id
     assert any(run_id in s.value for s in at.success)
     assert any("tensorboard --logdir" in c.value and "--host 127.0.0.1" in c.value for c in at.code)
+    # a second click on the same upload (a double click) opens the same runs, not "already here"
+    next(b for b in at.button if b.label == "Import the bundle's runs").click().run()
+    assert not at.exception and not at.error
+    assert any(run_id in s.value for s in at.success) and list(at.dataframe[0].value["name"]) == ["shipped run"]
     next(b for b in at.button if b.label == "Classify with the imported model").click().run()
     assert not at.exception
     assert at.session_state["predict_model"] == run_id  # Predict opens with the imported run's model
