@@ -57,11 +57,12 @@ with left:
                   "keeps everything but changes the proportions.")
     to_url("fit", "predict_model", "predict_input")
 
+shown_model = f"{model_id}|{choice}|{getattr(model_file, 'file_id', '')}"  # an uploaded model: which file
 if how == "batch":  # a table for many images instead of one image's top-5
     classifier = classifiers.load(model_id, choice, model_file, class_text)
     about.caption(classifier.description)
     with right:
-        batch.render_batch(classifier, f"{model_id}|{choice}", uploads or [], st.session_state["fit"])
+        batch.render_batch(classifier, shown_model, uploads or [], st.session_state["fit"])
     st.stop()
 
 source = upload.getvalue() if upload is not None else SAMPLES[sample].read_bytes()
@@ -76,7 +77,6 @@ except tlcore.ImageError as exc:
 classifier = classifiers.load(model_id, choice, model_file, class_text)
 about.caption(classifier.description)
 shown_image = upload.file_id if upload is not None else f"sample {sample}"
-shown_model = f"{model_id}|{choice}|{getattr(model_file, 'file_id', '')}"  # an uploaded model: which file
 try:  # once per model, image and fit in this session: a rerun or a switch back shows the kept table
     table, elapsed_ms = classifiers.top_five(classifier, image, st.session_state["fit"],
                                              context=f"{shown_model}|{shown_image}")

@@ -42,7 +42,8 @@ def render_batch(classifier, model_key: str, uploads: list, mode: str) -> None:
 
     Args:
         classifier: the Predict page's ``ui.classifiers.Classifier``.
-        model_key: what identifies the classifier (model choice, backbone, weights).
+        model_key: what identifies the classifier (model choice, backbone, weights, an uploaded file); its
+            class names and precision are added here.
         uploads: the uploaded files (images and zips).
         mode: "crop" or "squash".
     """
@@ -50,7 +51,8 @@ def render_batch(classifier, model_key: str, uploads: list, mode: str) -> None:
         st.info("Upload images, or zips of images (folders inside are fine), to classify them all at once.")
         return
     files = [(upload.name, upload.getvalue()) for upload in uploads]
-    key = _key(files, model_key, mode, st.session_state.get("force_float32"))
+    key = _key(files, model_key, tuple(classifier.labels or ()), classifier.precision, mode,
+               st.session_state.get("force_float32"))
     cached = st.session_state.get(RESULT)
     if cached is not None and cached[0] == key:
         result = cached[1]
@@ -65,7 +67,7 @@ def render_batch(classifier, model_key: str, uploads: list, mode: str) -> None:
         try:
             result = tlcore.predict_batch(
                 classifier.model, items, backbone=classifier.backbone, labels=classifier.labels, mode=mode,
-                progress=lambda done, total: bar.progress(done / total, text=f"Image {done:,} of {total:,}"))
+                precision=classifier.precision, progress=lambda done, total: bar.progress(done / total, text=f"Image {done:,} of {total:,}"))
         except tlcore.TLError as exc:
             st.error(access.message(exc))
             return

@@ -213,6 +213,7 @@ def predict_batch(
     mode: ResizeMode = "crop",
     batch_size: int = 16,
     progress: Callable[[int, int], None] | None = None,
+    precision: str | None = None,
 ) -> BatchResult:
     """Classify many images, a batch at a time.
 
@@ -225,6 +226,8 @@ def predict_batch(
         mode: "crop" or "squash".
         batch_size: images decoded and run together.
         progress: called with (images done, images in all) after each batch.
+        precision: "float32" or "bfloat16" to insist (a trained run's verdict, ``precision_for_run``);
+            None follows ``TL_PRECISION``, as ``predict_top_k`` does.
 
     Returns:
         The table (one row per usable image), thumbnails, the top-k records, and the
@@ -241,7 +244,7 @@ def predict_batch(
         labels = imagenet_labels() if classes == 1000 else [f"class {i}" for i in range(classes)]
     if len(labels) != classes:
         raise ConfigError(f"Labels must name each of the model's {classes} outputs. Received: {len(labels)} labels")
-    forward = inference_forward(model, backbone=spec, batch=max(1, min(batch_size, len(items))))
+    forward = inference_forward(model, backbone=spec, batch=max(1, min(batch_size, len(items))), precision=precision)
     rows, thumbnails, class_ids, probabilities, skipped = [], [], [], [], []
     for start in range(0, len(items), batch_size):
         names, pixels = [], []

@@ -112,6 +112,42 @@ def test_labels_must_match_the_outputs(tiny_model):
         tlcore.predict_batch(tiny_model, [], backbone="MobileNetV2", labels=["a", "b"])
 
 
+def test_a_batch_runs_in_the_precision_asked_for_whatever_tl_precision_says(tiny_model, monkeypatch):
+    """A trained run whose bfloat16 check failed insists on float32 (``precision_for_run``), in batches too."""
+    items = tlcore.batch_inputs([(f"{i}.png", image_bytes(seed=i)) for i in range(4)])
+    exact = tlcore.predict_batch(tiny_model, items, backbone="MobileNetV2", labels=CLASSES).top_k
+    monkeypatch.setenv("TL_PRECISION", "bfloat16")
+    rounded = tlcore.predict_batch(tiny_model, items, backbone="MobileNetV2", labels=CLASSES).top_k
+    assert not rounded["probability"].equals(exact["probability"])  # the setting alone: bfloat16
+    insisted = tlcore.predict_batch(tiny_model, items, backbone="MobileNetV2", labels=CLASSES, precision="float32")
+    pd.testing.assert_frame_equal(insisted.top_k, exact)
+
+
+def _biased_model(path, winner: int):
+    """Three outputs, ``winner`` always first: the image does not matter, the model does."""
+    inputs = keras.Input((32, 32, 3))
+    scores = keras.layers.Dense(3, activation="softmax", kernel_initializer="zeros",
+                                bias_initializer=keras.initializers.Constant([5.0 * (i == winner) for i in range(3)]))
+    keras.Model(inputs, scores(keras.layers.GlobalAveragePooling2D()(inputs))).save(path)
+    return path.read_bytes()
+
+
+@pytest.mark.slow
+def test_another_uploaded_model_or_other_class_names_classify_the_batch_again(tmp_path):
+    at = open_page("../pages/predict.py", backbone="MobileNetV2", predict_input="batch", predict_model="uploaded",
+                   model_classes="cat, dog, bird")
+    at.file_uploader(key="model_file").set_value(
+        ("first.keras", _biased_model(tmp_path / "first.keras", 0), "application/octet-stream")).run()
+    upload_batch(at, BATCH)
+    assert set(at.dataframe[0].value["top-1"]) == {"cat"}
+    at.file_uploader(key="model_file").set_value(  # the same images, another model: not the first one's table
+        ("second.keras", _biased_model(tmp_path / "second.keras", 2), "application/octet-stream")).run()
+    assert not at.exception and not at.error
+    assert set(at.dataframe[0].value["top-1"]) == {"bird"}
+    at.text_input(key="model_classes").set_value("apple, pear, plum").run()  # other names for the same outputs
+    assert set(at.dataframe[0].value["top-1"]) == {"plum"}
+
+
 # The Predict page: batch mode for ImageNet, an uploaded model and a trained run; the camera.
 
 @pytest.fixture(scope="module")
