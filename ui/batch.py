@@ -67,7 +67,8 @@ def render_batch(classifier, model_key: str, uploads: list, mode: str) -> None:
         try:
             result = tlcore.predict_batch(
                 classifier.model, items, backbone=classifier.backbone, labels=classifier.labels, mode=mode,
-                precision=classifier.precision, progress=lambda done, total: bar.progress(done / total, text=f"Image {done:,} of {total:,}"))
+                precision=classifier.precision,
+                progress=lambda done, total: bar.progress(done / total, text=f"Image {done:,} of {total:,}"))
         except tlcore.TLError as exc:
             st.error(access.message(exc))
             return
