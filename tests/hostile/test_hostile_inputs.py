@@ -185,6 +185,16 @@ def test_every_limit_is_a_setting_with_a_default(monkeypatch):
         tlcore.load_settings({"TL_MAX_TRAINING_JOBS": "two"})
 
 
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf", "1e400", "-1"])
+def test_a_size_setting_must_be_finite_and_not_negative(raw):
+    """``nan`` passed ``value < 0``: every later check of the data folder's quota raised ValueError, and
+    TL_JOB_MEMORY_GB=nan let any job through."""
+    for name in ("TL_MAX_DATA_GB", "TL_JOB_MEMORY_GB", "TL_MAX_UPLOAD_PASS_SECONDS"):
+        with pytest.raises(ValueError, match=rf"Setting {name} must be a finite number, 0 or more\. Received: '{raw}'"):
+            tlcore.load_settings({name: raw})
+    assert tlcore.load_settings({"TL_MAX_DATA_GB": "0.5"}).max_data_gb == 0.5
+
+
 @pytest.mark.slow
 def test_an_unexpected_page_error_shows_a_friendly_message(monkeypatch):
     from streamlit.testing.v1 import AppTest

@@ -9,6 +9,7 @@ checked before the memory, disk or time it protects is spent.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
@@ -162,8 +163,8 @@ def _from_env(field: dataclasses.Field, environ: dict[str, str]) -> object:
     except ValueError:
         expected = "a number" if number is float else "a whole number"
         raise ValueError(f"Setting {name} must be {expected}. Received: {raw!r}") from None
-    if value < 0:
-        raise ValueError(f"Setting {name} must be 0 or more. Received: {raw!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"Setting {name} must be a finite number, 0 or more. Received: {raw!r}")
     return value
 
 
