@@ -57,7 +57,11 @@ try:
 except tlcore.ImageError as exc:
     st.error(f"**One of the files cannot be used.** {access.message(exc)}")
     st.stop()
-bar.empty()
+except tlcore.BudgetError as exc:
+    st.error(access.message(exc))
+    st.stop()
+finally:
+    bar.empty()
 
 names = list(images)
 if choice.is_random:
@@ -69,18 +73,30 @@ st.dataframe(
     hide_index=True, width="stretch",
 )
 st.altair_chart(charts.feature_lines(features, names), width="stretch")
+if features.shape[1] > charts.FEATURE_LINE_POINTS:
+    st.caption(f"The lines draw {charts.FEATURE_LINE_POINTS:,} of the {features.shape[1]:,} values, evenly spaced; "
+               "the downloads hold them all.")
 if len(names) >= 3:
     st.altair_chart(charts.feature_map(tlcore.project_2d(features), names), width="stretch")
     st.caption("The images placed by the two main directions of their vectors (PCA): close means alike.")
 
-frame = pd.DataFrame(features, index=pd.Index(names, name="image"))
-npy = io.BytesIO()
-np.save(npy, features)
-downloads = st.columns(2)
-downloads[0].download_button("Download CSV", frame.to_csv().encode(), f"features_{layer}.csv", "text/csv",
+
+
+def as_csv() -> bytes:
+    return pd.DataFrame(features, index=pd.Index(names, name="image")).to_csv().encode()
+
+
+def as_npy() -> bytes:
+    npy = io.BytesIO()
+    np.save(npy, features)
+    return npy.getvalue()
+
+
+downloads = st.columns(2)  # made when clicked, not on every rerun
+downloads[0].download_button("Download CSV", as_csv, f"features_{layer}.csv", "text/csv", on_click="ignore",
                              help="One row per image, one column per number: opens in a spreadsheet.")
-downloads[1].download_button("Download .npy", npy.getvalue(), f"features_{layer}.npy",
-                             "application/octet-stream",
+downloads[1].download_button("Download .npy", as_npy, f"features_{layer}.npy", "application/octet-stream",
+                             on_click="ignore",
                              help="The same numbers for Python (numpy.load), one row per image, in upload order.")
 code_panel("Keras code", tlcore.feature_program(choice.backbone, layer, weights=choice.weights, images=names),
            "features")

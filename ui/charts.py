@@ -28,13 +28,19 @@ def top_k_bars(table: pd.DataFrame) -> alt.Chart:
     )
 
 
+FEATURE_LINE_POINTS = 2_048
+"""Points a feature vector's line draws at most (evenly spaced over a longer vector): a browser draws an
+early layer's 3 million values a line no better, and much slower."""
+
+
 def feature_lines(features: np.ndarray, names: list[str]) -> alt.Chart:
-    """Each image's feature vector as a line over the feature index."""
+    """Each image's feature vector as a line over the feature index (``FEATURE_LINE_POINTS`` at most)."""
+    index = np.unique(np.linspace(0, features.shape[1] - 1, FEATURE_LINE_POINTS).round().astype(int))
     frame = pd.DataFrame(
         {
-            "image": np.repeat(names, features.shape[1]),
-            "index": np.tile(np.arange(features.shape[1]), len(names)),
-            "value": features.reshape(-1),
+            "image": np.repeat(names, len(index)),
+            "index": np.tile(index, len(names)),
+            "value": features[:, index].reshape(-1),
         }
     )
     return (

@@ -88,8 +88,9 @@ class Settings:
             addresses together; past it, every address waits for the oldest try to age out.
         max_map_images: a dataset map (Features) places at most this many images, a
             stratified, seeded subset of larger datasets.
-        max_map_feature_mb: a dataset map's feature vectors may take at most this many MB in
-            all (images x values x 4 bytes), checked before any image is read.
+        max_map_feature_mb: feature vectors held at once (a dataset map, the Features page's
+            images) may take at most this many MB in all (images x values x 4 bytes), checked
+            before any image is read.
         show_server_paths: 1, the default, shows server paths (the Keras cache, allowed
             folders) to a browser on the server's own machine, told by its connection (a
             loopback address with no proxy header, ``tlcore.is_local_client``); 0 shows them to

@@ -28,10 +28,9 @@ from tlcore.core.settings import Settings, load_settings
 from tlcore.core.storage import DIGEST_FILE
 from tlcore.data.datasets import ImageDataset
 from tlcore.data.images import load_image
-from tlcore.inference.features import extract_features, project_2d
+from tlcore.inference.features import check_feature_room, extract_features, project_2d
 from tlcore.models.zoo import BackboneSpec
 
-MB = 1_000_000
 MAP_COLUMNS = ["x", "y", "class", "label", "index", "file"]
 NEIGHBOUR_ROWS = 256
 """Rows whose distances to all others are computed at once when finding nearest neighbours."""
@@ -178,14 +177,8 @@ def dataset_map(
     if len(dataset) < 2:
         raise ConfigError(f"A dataset map needs at least 2 images. Received: {len(dataset)} in {dataset.name!r}")
     chosen = map_subset(dataset.labels, limit, seed=seed)
+    check_feature_room(extractor, len(chosen))
     width = int(np.prod(extractor.output.shape[1:]))
-    needed = len(chosen) * width * 4
-    if needed > settings.max_map_feature_mb * MB:
-        raise BudgetError(
-            f"A dataset map's feature vectors may take at most {settings.max_map_feature_mb:,} MB on this server "
-            f"(TL_MAX_MAP_FEATURE_MB); choose a later layer or fewer images. Received: {len(chosen):,} images x "
-            f"{width:,} values from {extractor.layers[-1].name} = {needed / MB:,.0f} MB"
-        )
     files = [dataset.files[i] for i in chosen]
     labels = np.asarray(dataset.labels, dtype=int)[chosen]
     features = extract_features(extractor, files, backbone=backbone, progress=progress)

@@ -8,11 +8,13 @@ from collections.abc import Callable, Sequence
 import keras
 import numpy as np
 
-from tlcore.core.errors import ConfigError
+from tlcore.core.errors import BudgetError, ConfigError
+from tlcore.core.settings import load_settings
 from tlcore.data.images import ImageSource, ResizeMode, load_image, to_batch
 from tlcore.inference.precision import inference_forward
 from tlcore.inference.predict import model_input_size
 from tlcore.models.backbone import layer_names, load_backbone
+from tlcore.models.cost import MB
 from tlcore.models.zoo import BackboneSpec, get_backbone
 
 
@@ -52,6 +54,18 @@ def feature_extractor(
     return keras.Model(network.input, network.get_layer(name).output, name=f"{spec.name}_{name}_features")
 
 
+def check_feature_room(extractor: keras.Model, images: int) -> None:
+    """Refuse ``images`` feature vectors of ``extractor`` over ``TL_MAX_MAP_FEATURE_MB`` before any is computed
+    (an early layer's vector holds hundreds of thousands of values: VGG16's block1_conv1 3.2 million)."""
+    width = int(np.prod(extractor.output.shape[1:]))
+    needed, allowed = images * width * 4, load_settings().max_map_feature_mb
+    if needed > allowed * MB:
+        raise BudgetError(
+            f"Feature vectors held at once may take at most {allowed:,} MB on this server (TL_MAX_MAP_FEATURE_MB); "
+            f"choose a later layer or fewer images. Received: {images:,} images x {width:,} values from "
+            f"{extractor.layers[-1].name} = {needed / MB:,.0f} MB")
+
+
 def extract_features(
     extractor: keras.Model,
     images: Sequence[ImageSource],
@@ -72,8 +86,10 @@ def extract_features(
         float32 array of shape (len(images), features); spatial outputs are flattened.
 
     Raises:
+        BudgetError: vectors over ``TL_MAX_MAP_FEATURE_MB`` (``check_feature_room``), before any image is read.
         ImageError: the first image that is not usable (none are skipped silently).
     """
+    check_feature_room(extractor, len(images))
     spec = get_backbone(backbone)
     forward = inference_forward(extractor, backbone=spec, batch=max(1, min(batch_size, len(images))),
                                 precision=precision)
