@@ -131,7 +131,7 @@ def check_model_archive(archive: zipfile.ZipFile, name: str) -> None:
             compressed bytes are not where or as long as declared, unpacking to too
             much (TL_MAX_MODEL_FILE_MB), a member compressed too much
             (TL_MAX_COMPRESSION_RATIO), missing members, members other than Keras's
-            own three, or a ``config.json`` or ``metadata.json`` that is too large
+            own three, a compressed ``model.weights.h5``, or a ``config.json`` or ``metadata.json`` that is too large
             (TL_MAX_MODEL_CONFIG_MB).
     """
     settings = load_settings()
@@ -177,6 +177,14 @@ def check_model_archive(archive: zipfile.ZipFile, name: str) -> None:
                 f"A model's {member} may be at most {settings.max_model_config_mb:,} MB "
                 f"(TL_MAX_MODEL_CONFIG_MB). Received: {size / MB:,.1f} MB in {name!r}"
             )
+    weights = archive.getinfo(WEIGHTS_MEMBER)
+    if weights.compress_type != zipfile.ZIP_STORED:
+        raise ModelFileError(
+            f"A model file's {WEIGHTS_MEMBER} must be stored uncompressed, as Keras's model.save writes it: "
+            "HDF5 reads it out of order, and a compressed member is unpacked again from its start at every "
+            f"step back (minutes of work for a large one). Save the model again with model.save. Received: "
+            f"{name!r} holds it compressed (zip method {weights.compress_type})"
+        )
 
 
 def _check_member_spans(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], name: str) -> None:
