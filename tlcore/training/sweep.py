@@ -268,6 +268,8 @@ def check_sweep_spec(spec: TransferSpec, config: TrainConfig) -> None:
         (spec.pooling != "flatten", "a pooled head (avg or max)", f"pooling={spec.pooling!r}"),
         (not config.augment, "augmentation off (features are computed once)", "augment=True"),
         (not config.fine_tune_from, "no fine-tuning phase", f"fine_tune_from={config.fine_tune_from!r}"),
+        (config.validation_fraction > 0, "validation images to score the trials on (validation_fraction above 0)",
+         f"validation_fraction={config.validation_fraction}"),
     ]
     for ok, rule, received in rules:
         if not ok:
@@ -461,6 +463,13 @@ def _quiet_about_missing_trial_files() -> None:
         grid.addFilter(_MissingTrialFiles())
 
 
+def asha(budget: SweepBudget, ASHAScheduler):  # noqa: N803  (Ray Tune's class, imported with Ray)
+    """Ray Tune's ASHA for ``budget``: a trial may stop after ``patience`` epochs (at least 2), never later than
+    its last (a 1-epoch sweep's grace period is that epoch: ASHA refuses one over ``max_t``)."""
+    return ASHAScheduler(time_attr="training_iteration", max_t=budget.max_epochs,
+                         grace_period=min(max(2, budget.patience), budget.max_epochs), reduction_factor=3)
+
+
 def _fit_tuner(tune, settings, data, budget, storage, progress, BasicVariantGenerator, ASHAScheduler) -> None:
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(_tune_trial, **data), {"cpu": 1}),
@@ -469,8 +478,7 @@ def _fit_tuner(tune, settings, data, budget, storage, progress, BasicVariantGene
             metric="score", mode="max", num_samples=len(settings),
             search_alg=BasicVariantGenerator(points_to_evaluate=settings, random_state=budget.seed,
                                              max_concurrent=budget.concurrency), reuse_actors=True,
-            scheduler=ASHAScheduler(time_attr="training_iteration", max_t=budget.max_epochs,
-                                    grace_period=max(2, budget.patience), reduction_factor=3)),
+            scheduler=asha(budget, ASHAScheduler)),
         run_config=tune.RunConfig(name=storage.name, storage_path=str(storage.parent.resolve()), verbose=0,
                                   callbacks=[progress], log_to_file=False),
     )

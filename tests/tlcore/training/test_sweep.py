@@ -37,6 +37,22 @@ def test_a_sweep_needs_a_frozen_base_and_says_why():
         check_sweep_spec(dataclasses.replace(SPEC, trainable_from="block5_conv1"), CONFIG)
     with pytest.raises(tlcore.ConfigError, match="augmentation off"):
         check_sweep_spec(SPEC, dataclasses.replace(CONFIG, augment=True))
+    # no validation images: every trial scored 0 and the first "won"
+    with pytest.raises(tlcore.ConfigError, match=r"validation images to score the trials on .* "
+                                                 r"Received: validation_fraction=0.0"):
+        check_sweep_spec(SPEC, dataclasses.replace(CONFIG, validation_fraction=0.0))
+
+
+@pytest.mark.parametrize("epochs, patience, grace", [(1, 1, 1), (2, 1, 2), (10, 3, 3), (10, 1, 2)])
+def test_ashas_grace_period_never_passes_the_last_epoch(epochs, patience, grace):
+    """The Sweep section on a Train page set to 1 epoch asked ASHA for a grace period of 2 epochs of 1: it
+    raised AssertionError after the features were computed."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    from tlcore.training.sweep import asha
+
+    scheduler = asha(tlcore.SweepBudget(max_epochs=epochs, patience=patience), ASHAScheduler)
+    assert scheduler.debug_string().endswith(f"Iter {grace:.3f}: None")  # its first milestone: the grace period
 
 
 def test_settings_are_seeded_draws_from_tunes_spaces_with_the_current_head_first():
