@@ -167,6 +167,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "DemoResult": "training.demo",
     "DemoRun": "training.demo",
     "DemoSnapshot": "training.demo",
+    "check_run": "training.run_checks",
     "disconnect_ray": ("training.worker", "disconnect"),
     "estimate_job_memory": "training.memory",
     "evaluate": "training.train",

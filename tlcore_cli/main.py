@@ -152,7 +152,7 @@ def _read_spec(value: str) -> tuple[tlcore.TransferSpec, tlcore.TrainConfig]:
         if "input_shape" in spec_values:
             spec_values["input_shape"] = tuple(spec_values["input_shape"])
         spec, config = tlcore.TransferSpec(**spec_values), tlcore.TrainConfig(**dict(config_values))
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise InputError(f"--spec must name only TransferSpec fields under \"spec\" and TrainConfig fields "
                          f"under \"config\". Received: {exc}") from None
     return spec, config
@@ -168,8 +168,8 @@ def train(args: argparse.Namespace) -> int:
     runs = [(spec, config, "transfer")]
     if args.scratch:
         runs.append((tlcore.scratch_spec(spec), tlcore.scratch_config(config), "scratch"))
-    for run_spec, _, _ in runs:
-        tlcore.check_transfer_spec(dataclasses.replace(run_spec, num_classes=len(dataset.class_names)))
+    # every run checked (with one output per class) before any is recorded: bad input leaves no failed run
+    runs = [(tlcore.check_run(run_spec, dataset, run_config), run_config, role) for run_spec, run_config, role in runs]
     store, group, owner = _store(), uuid.uuid4().hex[:12] if args.scratch else "", args.owner
     for run_spec, run_config, role in runs:
         run_id = store.create(run_spec, run_config, dataset.summary(), owner=owner, group=group,
@@ -177,7 +177,7 @@ def train(args: argparse.Namespace) -> int:
         _say(f"{run_id}: {run_spec.backbone} on {dataset.name} ({role}); TensorBoard logs in "
              f"{store.root / run_id / 'tensorboard'}")
         try:
-            result = tlcore.train(run_spec, dataset, run_config,
+            result = tlcore.train(run_spec, dataset, run_config, checked=True,
                                   on_batch=lambda p: _bar(p.fraction, p.describe()),
                                   on_epoch=lambda history, run_id=run_id: store.record_history(run_id, history),
                                   log_dir=store.root / run_id / "tensorboard")

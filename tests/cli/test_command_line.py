@@ -46,6 +46,29 @@ def test_bad_input_exits_2_in_the_pages_words_without_a_traceback(folder):
 
 
 @pytest.mark.slow
+def test_a_train_spec_with_bad_values_is_refused_before_any_run_is_recorded(folder):
+    """Each of these recorded a failed run first (one printed TensorFlow's traceback, one trained a whole phase)."""
+    spec = {"backbone": "MobileNetV2", "input_shape": [32, 32, 3], "weights": None, "hidden_units": 4}
+    cases = [
+        ({"epochs": "3"}, "epochs must be a whole number. Received: epochs='3'"),
+        ({"seed": -5}, "Seed must be from 0 to 2**32 - 1. Received: seed=-5"),
+        ({"resize_mode": "zoom"}, "Resize mode must be one of ('crop', 'squash'). Received: resize_mode='zoom'"),
+        ({"fine_tune_from": "nosuchlayer", "fine_tune_epochs": 1},
+         "fine_tune_from must be None, 'all' or a layer with weights of MobileNetV2's base"),
+        (["abc"], "--spec must name only TransferSpec fields"),
+    ]
+    for config, words in cases:
+        (folder / "spec.json").write_text(json.dumps({"spec": spec, "config": config}))
+        done = transfer_lab("train", folder / "images", "--spec", folder / "spec.json", data_dir=folder)
+        assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, (config, done.stderr)
+    (folder / "spec.json").write_text(json.dumps({"spec": {**spec, "hidden_units": "many"}}))
+    done = transfer_lab("train", folder / "images", "--spec", folder / "spec.json", data_dir=folder)
+    assert done.returncode == 2 and "Hidden units must be a whole number. Received: hidden_units='many'" in done.stderr
+    listed = transfer_lab("runs", "list", "--csv", data_dir=folder)
+    assert listed.returncode == 0 and list(csv.DictReader(io.StringIO(listed.stdout))) == []
+
+
+@pytest.mark.slow
 def test_predict_features_train_and_move_a_transfer_lab(folder):
     image = folder / "images/cat/0.png"
     done = transfer_lab("predict", image, image, "--backbone", "MobileNetV2", "--weights", "random", "--top", "3", "--csv",
@@ -60,14 +83,18 @@ def test_predict_features_train_and_move_a_transfer_lab(folder):
     assert done.returncode == 0, done.stderr
     assert np.load(folder / "f.npy").shape == (2, 1280)
 
+    (folder / "images" / "bird").mkdir()  # a third class: the run's model has three outputs, whatever the spec said
+    for i in range(6):
+        (folder / "images" / "bird" / f"{i}.png").write_bytes((folder / "images" / "cat" / f"{i}.png").read_bytes())
     (folder / "spec.json").write_text(json.dumps({
         "spec": {"backbone": "MobileNetV2", "input_shape": [32, 32, 3], "weights": None, "hidden_units": 4},
         "config": {"epochs": 2, "batch_size": 4}}))
     done = transfer_lab("train", folder / "images", "--spec", folder / "spec.json", "--owner", "cli", data_dir=folder)
     assert done.returncode == 0, done.stderr
-    assert "epoch 2 of 2, batch 3 of 3" in done.stderr and "100%" in done.stderr  # the progress bar
+    assert "epoch 2 of 2, batch 4 of 4" in done.stderr and "100%" in done.stderr  # the progress bar
     run_id = done.stdout.split("\t")[0]
     assert any((folder / "runs" / run_id / "tensorboard" / "train").glob("events.out.tfevents.*"))
+    assert json.loads((folder / "runs" / run_id / "config.json").read_text())["spec"]["num_classes"] == 3
 
     listed = transfer_lab("runs", "list", "--csv", data_dir=folder)
     [row] = list(csv.DictReader(io.StringIO(listed.stdout)))

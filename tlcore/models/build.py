@@ -64,6 +64,8 @@ def check_transfer_spec(spec: TransferSpec) -> ShapeCheck:
     if spec.pooling not in POOLINGS:
         raise ConfigError(f"Pooling must be one of {POOLINGS}. Received: pooling={spec.pooling!r}")
     _check_conv_choices(spec)
+    _check_head_types(spec)
+    check_layer_choice("trainable_from", spec.trainable_from, base.name)
     height, width, channels = check.feature_map
     leaves = f"{base.name} at {spec.input_shape[0]}x{spec.input_shape[1]} leaves {height}x{width}x{channels}"
     shrink = spec.conv_pool ** spec.conv_blocks
@@ -111,6 +113,37 @@ def _smallest_text(base: BackboneSpec, min_map: int) -> str:
         return (f"No input up to {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE} leaves a {min_map}x{min_map} map: use fewer "
                 "blocks or smaller poolings.")
     return f"The smallest input that works is {smallest}x{smallest}."
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_head_types(spec: TransferSpec) -> None:
+    """The head's numbers as numbers (a spec from a JSON file or a bundle may hold text or fractions): Keras
+    and the checks after this would fail on them with their own words."""
+    rules = [
+        (_whole(spec.num_classes), "The number of classes must be a whole number", f"num_classes={spec.num_classes!r}"),
+        (_whole(spec.hidden_units), "Hidden units must be a whole number", f"hidden_units={spec.hidden_units!r}"),
+        (spec.pool_size is None or _whole(spec.pool_size), "An average pooling window must be None or a whole "
+         "number", f"pool_size={spec.pool_size!r}"),
+        (isinstance(spec.dropout, int | float) and not isinstance(spec.dropout, bool) and math.isfinite(spec.dropout),
+         "Dropout must be a number", f"dropout={spec.dropout!r}"),
+    ]
+    for ok, rule, received in rules:
+        if not ok:
+            raise ConfigError(f"{rule}. Received: {received}")
+
+
+def check_layer_choice(field: str, value: object, backbone: str) -> None:
+    """Refuse a layer to train from (``trainable_from``, ``fine_tune_from``) that is not None, ``"all"`` or a
+    layer with weights of ``backbone``'s base (``trainable_from_choices``), before anything is built."""
+    if value is None or value == ALL_LAYERS:
+        return
+    choices = _layers_with_weights(backbone)
+    if value not in choices:
+        raise ConfigError(f"{field} must be None, {ALL_LAYERS!r} or a layer with weights of {backbone}'s base (e.g. "
+                          f"{choices[-min(3, len(choices))]!r}). Received: {field}={value!r}")
 
 
 def _check_conv_choices(spec: TransferSpec) -> None:
@@ -163,11 +196,16 @@ def trainable_from_choices(backbone: str) -> list[str]:
     layers as a fresh process does ("conv2d_85" is the same layer of
     InceptionV3 in every build and process; see ``zoo.keras_names``), so a
     choice stays valid in the next build, in a training worker and in a URL.
-    Counted with shapes only: nothing is allocated.
+    Counted with shapes only: nothing is allocated (once per backbone and process).
     """
+    return list(_layers_with_weights(backbone))
+
+
+@functools.lru_cache(maxsize=32)
+def _layers_with_weights(backbone: str) -> tuple[str, ...]:
     with shapes_only():
         base = build_architecture(backbone, include_top=False)
-        return [layer.name for layer in base.layers if layer.weights]
+        return tuple(layer.name for layer in base.layers if layer.weights)
 
 
 def attach_head(base: keras.Model, spec: TransferSpec) -> keras.Model:

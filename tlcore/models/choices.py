@@ -20,9 +20,8 @@ TOP_LAYERS = 3
 """Layers with weights that train by default when only the top of the base learns (VGG16: block 5's three)."""
 
 
-@functools.lru_cache(maxsize=32)
 def _trainable_from(backbone: str) -> tuple[str, ...]:
-    return tuple(trainable_from_choices(backbone))
+    return tuple(trainable_from_choices(backbone))  # built once per backbone (``trainable_from_choices``)
 
 
 def default_trainable_from(backbone: str) -> str:

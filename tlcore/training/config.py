@@ -8,13 +8,14 @@ run store.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from tlcore.core.errors import ConfigError
-from tlcore.data.images import ResizeMode
+from tlcore.data.images import RESIZE_MODES, ResizeMode
 from tlcore.inference.verdicts import PrecisionCheck
 from tlcore.models.spec import TransferSpec
 
@@ -58,6 +59,33 @@ MAX_WORKERS = 64
 """The most Ray Train workers one run may span."""
 
 
+MAX_VALIDATION_FRACTION = 0.9
+"""The largest share of each class a run may hold out for validation."""
+
+_KIND_WORDS = {int: "a whole number", float: "a finite number", bool: "true or false", str: "text",
+               type(None): "None"}
+_FIELD_KINDS: dict[str, tuple[type, ...]] = {
+    "epochs": (int,), "batch_size": (int,), "learning_rate": (float,), "optimizer": (str,),
+    "validation_fraction": (float,), "seed": (int,), "augment": (bool,), "early_stopping": (int, type(None)),
+    "fine_tune_from": (str, type(None)), "fine_tune_epochs": (int,), "fine_tune_learning_rate": (float,),
+    "cache_features": (bool,), "resize_mode": (str,), "workers": (int,),
+}
+"""What each field of a ``TrainConfig`` holds (a float field takes a whole number too)."""
+
+
+def _is_kind(value: object, kinds: tuple[type, ...]) -> bool:
+    for kind in kinds:
+        if kind is bool and isinstance(value, bool):
+            return True
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if kind is float and isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return True
+        if kind in (str, type(None)) and isinstance(value, kind):
+            return True
+    return False
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """How to train, as plain values.
@@ -97,7 +125,14 @@ class TrainConfig:
     """Ray Train workers one run trains on, data-parallel (``tlcore.training.data_parallel``); 1: one process."""
 
     def check(self) -> None:
-        """Raises ConfigError for a value outside what is accepted."""
+        """Raises ConfigError for a value of the wrong kind or outside what is accepted (before anything is
+        built or stored: a config may come from a JSON file or a bundle)."""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            kinds = _FIELD_KINDS[field.name]
+            if not _is_kind(value, kinds):
+                raise ConfigError(f"{field.name} must be {' or '.join(_KIND_WORDS[k] for k in kinds)}. "
+                                  f"Received: {field.name}={value!r}")
         rules = [
             (1 <= self.workers <= MAX_WORKERS,
              f"Workers must be 1 to {MAX_WORKERS}. Received: workers={self.workers}"),
@@ -108,6 +143,14 @@ class TrainConfig:
             (self.fine_tune_epochs >= 0, f"Fine-tune epochs must be 0 or more. Received: {self.fine_tune_epochs}"),
             (0 < self.fine_tune_learning_rate < 1,
              f"Fine-tune learning rate must be between 0 and 1. Received: {self.fine_tune_learning_rate}"),
+            (0 <= self.validation_fraction <= MAX_VALIDATION_FRACTION,
+             f"The validation share must be from 0 to {MAX_VALIDATION_FRACTION}. "
+             f"Received: validation_fraction={self.validation_fraction}"),
+            (0 <= self.seed < 2**32, f"Seed must be from 0 to 2**32 - 1. Received: seed={self.seed}"),
+            (self.early_stopping is None or self.early_stopping >= 1,
+             f"Early stopping's patience must be None or at least 1 epoch. Received: early_stopping={self.early_stopping}"),
+            (self.resize_mode in RESIZE_MODES,
+             f"Resize mode must be one of {RESIZE_MODES}. Received: resize_mode={self.resize_mode!r}"),
         ]
         for ok, message in rules:
             if not ok:

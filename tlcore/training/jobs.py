@@ -495,20 +495,13 @@ class JobQueue:
         return queued
 
     def _checked(self, spec: TransferSpec, dataset: ImageDataset, config: TrainConfig) -> TransferSpec:
-        from tlcore.models.build import check_transfer_spec  # Keras: queued work only (see _plain_train)
-        from tlcore.training.memory import check_job_memory
-        from tlcore.training.parallel_checks import check_across_workers
+        from tlcore.training.parallel_checks import check_across_workers  # Keras: queued work only (see _plain_train)
+        from tlcore.training.run_checks import check_run
 
         config.check()
         if config.workers > 1:  # one run across Ray Train workers: what it can train, the CPUs, a batch each
             check_across_workers(dataset, config, capacity(self).cpus)
-        spec = dataclasses.replace(spec, num_classes=len(dataset.class_names))
-        if spec.base_model and not Path(spec.base_model).is_file():  # its run deleted since Build chose it
-            raise ConfigError("A reused base must be the model file of a trained run still on this server. "
-                              "Received: that run's model is gone (deleted?); choose the base again on Build.")
-        check_transfer_spec(spec)
-        check_job_memory(spec, config.batch_size)
-        return spec
+        return check_run(spec, dataset, config)
 
     def _enqueue(self, runs: list[tuple[TransferSpec, TrainConfig, str, str]], dataset: ImageDataset,
                  store: RunStore, trainer: Callable | None, owner: str, group: str) -> list[TrainingJob]:

@@ -25,7 +25,7 @@ import pandas as pd
 import tensorflow as tf
 
 from tlcore.core.atomic import StorageError
-from tlcore.core.errors import ConfigError, DatasetError
+from tlcore.core.errors import ConfigError
 from tlcore.core.settings import load_settings
 from tlcore.data.datasets import ImageDataset
 from tlcore.data.images import ResizeMode
@@ -33,7 +33,7 @@ from tlcore.data.pipeline import HeldRows, batched_outputs, image_batches, row_b
 from tlcore.inference.calibration import PrecisionCheck, bfloat16_units, compare_precisions
 from tlcore.inference.forward import compiled_forward
 from tlcore.inference.precision import requested_precision
-from tlcore.models.build import _assemble, base_and_head, check_transfer_spec, set_trainable_from
+from tlcore.models.build import _assemble, base_and_head, set_trainable_from
 from tlcore.models.cost import GB, measure_model
 from tlcore.models.spec import TransferSpec
 from tlcore.models.zoo import get_backbone
@@ -49,7 +49,8 @@ from tlcore.training.config import (
     TrainResult,
 )
 from tlcore.training.feature_cache import EXTRACT_BATCH, FeatureCache
-from tlcore.training.memory import check_job_memory, job_memory
+from tlcore.training.memory import job_memory
+from tlcore.training.run_checks import check_run
 from tlcore.training.tensorboard import (
     PROJECTOR_LIMIT,
     EpochScalars,
@@ -391,9 +392,8 @@ def train(
         model: an already-built model for ``spec`` (develop-a-model); built fresh when None.
         cache: where frozen-prefix features are kept (default: the data folder's);
             used when ``config.cache_features`` and not ``config.augment``.
-        checked: the job queue already checked this spec and batch size
-            (``check_transfer_spec``, ``check_job_memory``), so they are not checked
-            again. Left False (a notebook), both are checked before anything is built.
+        checked: the job queue (or the command line) already checked this run (``check_run``), so it
+            is not checked again. Left False (a notebook), it is checked before anything is built.
         log_dir: where to write TensorBoard logs as it trains (``tlcore.training.tensorboard``);
             None for none. The job queue passes the run's folder's ``tensorboard``.
 
@@ -409,12 +409,8 @@ def train(
     if config.workers != 1:
         raise ConfigError(f"tlcore.train trains in one process: a run across workers is "
                           f"tlcore.train_data_parallel (Ray Train). Received: workers={config.workers}")
-    spec = dataclasses.replace(spec, num_classes=len(dataset.class_names))
-    if len(dataset) < 2:
-        raise DatasetError(f"Training needs at least 2 images. Received: {len(dataset)}")
-    if not checked:
-        check_transfer_spec(spec)
-        check_job_memory(spec, config.batch_size)
+    spec = check_run(spec, dataset, config) if not checked else dataclasses.replace(
+        spec, num_classes=len(dataset.class_names))
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
     model = model if model is not None else _assemble(spec)

@@ -1,3 +1,5 @@
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -47,9 +49,28 @@ def test_base_trained_from_scratch_lets_batchnorm_learn():
 
 
 def test_unknown_trainable_from_layer():
-    expected = r"trainable_from must be None, 'all' or a layer of vgg16.*Received: trainable_from='block9'"
+    expected = (r"trainable_from must be None, 'all' or a layer with weights of VGG16's base \(e.g. 'block5_conv1'\)\. "
+                r"Received: trainable_from='block9'")
+    with pytest.raises(tlcore.ConfigError, match=expected):
+        tlcore.check_transfer_spec(spec(trainable_from="block9"))  # checked before anything is built
     with pytest.raises(tlcore.ConfigError, match=expected):
         tlcore.build_transfer_model(spec(trainable_from="block9"))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("hidden_units", "256", "Hidden units must be a whole number. Received: hidden_units='256'"),
+    ("hidden_units", 2.5, "Hidden units must be a whole number. Received: hidden_units=2.5"),
+    ("hidden_units", True, "Hidden units must be a whole number. Received: hidden_units=True"),
+    ("num_classes", 2.5, "The number of classes must be a whole number. Received: num_classes=2.5"),
+    ("pool_size", 1.5, "An average pooling window must be None or a whole number. Received: pool_size=1.5"),
+    ("dropout", "0.2", "Dropout must be a number. Received: dropout='0.2'"),
+    ("dropout", float("nan"), "Dropout must be a number. Received: dropout=nan"),
+])
+def test_a_spec_from_a_file_with_text_or_fractions_for_whole_numbers_is_refused_in_words(field, value, message):
+    """A spec from ``transfer-lab train --spec`` JSON or a bundle: Keras and the range checks failed on these with
+    TypeError or their own words."""
+    with pytest.raises(tlcore.ConfigError, match=re.escape(message)):
+        tlcore.check_transfer_spec(spec(**{field: value}))
 
 
 @pytest.mark.slow
