@@ -247,6 +247,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "transfer_program": "explain.code",
     "TransferCurve": "explain.transfer_curve",
     # deploy: exports in .keras, TFLite and SavedModel with their model cards; run bundles out and in
+    "bundle_file_name": "deploy.bundle",
     "BundleError": "deploy.bundle",
     "EXPORT_FORMATS": "deploy.formats",
     "export_bundle": "deploy.bundle",

@@ -267,7 +267,9 @@ def runs_export(args: argparse.Namespace) -> int:
     if args.group:
         ids = [r.id for run_id in args.run_ids for r in (store.group_runs(store.get(run_id).group) or [store.get(run_id)])]
     built = tlcore.export_bundle(store, ids)
-    out = Path(args.out) if args.out else Path.cwd() / built.name
+    out = Path(args.out) if args.out else Path.cwd()
+    if out.is_dir():  # a folder: the bundle goes in it, under its own name
+        out = out / tlcore.bundle_file_name(list(dict.fromkeys(ids)))
     if not out.parent.is_dir():
         raise InputError(f"--out must be in an existing folder. Received: {args.out!r}")
     shutil.copyfile(built, out)

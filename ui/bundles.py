@@ -28,13 +28,13 @@ def _download(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
     which = st.radio("Bundle", list(choices), horizontal=True, key=f"bundle-which-{record.id}") \
         if len(choices) > 1 else "This run"
     ids = choices[which]
-    name = f"transfer-lab-{ids[0]}{f'-and-{len(ids) - 1}' if len(ids) > 1 else ''}.zip"
+    name = tlcore.bundle_file_name(ids)
     if access.read_only():
         st.button("Download bundle (.zip)", key=f"bundle-{record.id}", disabled=True, help=READ_ONLY_EXPORTS,
                   icon=":material/download:")
         return
     st.download_button("Download bundle (.zip)", functools.partial(_bundle_bytes, store, ids), name,
-                       "application/zip", key=f"bundle-{record.id}-{len(ids)}", on_click="ignore",
+                       "application/zip", key=f"bundle-{record.id}-{which}", on_click="ignore",
                        icon=":material/download:",
                        help="Config, dataset digest, history, evaluation, model (no optimizer state) and model "
                             "card of each run: Import it on another Transfer Lab server, or with "

@@ -103,6 +103,10 @@ def test_predict_features_train_and_move_a_transfer_lab(folder):
     done = transfer_lab("runs", "export", run_id, "--out", folder / "run.zip", data_dir=folder)
     assert done.returncode == 0, done.stderr
     assert f"{run_id}/model.keras" in zipfile.ZipFile(folder / "run.zip").namelist()
+    into = folder / "bundles"  # --out a folder: the bundle goes in it under its own name
+    into.mkdir()
+    done = transfer_lab("runs", "export", run_id, "--out", into, data_dir=folder)
+    assert done.returncode == 0 and done.stdout.split("\t")[0] == str(into / f"transfer-lab-{run_id}.zip"), done.stderr
     elsewhere = folder / "elsewhere"
     elsewhere.mkdir()
     done = transfer_lab("runs", "import", folder / "run.zip", data_dir=elsewhere)

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
+import hashlib
 import io
 import json
 import math
@@ -112,7 +114,15 @@ def _public_config(store: RunStore, record: RunRecord) -> str:
 
 
 def bundle_file_name(run_ids: Sequence[str]) -> str:
+    """What a bundle of ``run_ids`` is called where people see it (a download, the command line's file)."""
     return f"transfer-lab-{run_ids[0]}{f'-and-{len(run_ids) - 1}' if len(run_ids) > 1 else ''}.zip"
+
+
+def _kept_name(run_ids: Sequence[str]) -> str:
+    """The kept bundle's name: ``bundle_file_name`` and a digest of every id (two bundles of as many runs
+    with the same first run are two files)."""
+    digest = hashlib.sha256("\n".join(run_ids).encode()).hexdigest()[:12]
+    return f"{bundle_file_name(run_ids).removesuffix('.zip')}-{digest}.zip"
 
 
 def export_bundle(store: RunStore, run_ids: Sequence[str]) -> Path:
@@ -133,7 +143,7 @@ def export_bundle(store: RunStore, run_ids: Sequence[str]) -> Path:
         if record.result is None or not record.model_path.is_file():
             raise _refused("A run must have finished to be bundled (a bundle carries its model).",
                            f"run {record.id!r} is {record.status}")
-    target = exports_folder(records[0]) / bundle_file_name(run_ids)
+    target = exports_folder(records[0]) / _kept_name(run_ids)
     if target.is_file():
         return target
     models = [run_keras_file(record) for record in records]
@@ -392,7 +402,13 @@ def import_run(path: str | Path, store: RunStore) -> list[str]:
             staged = [_stage(archive, by_name, run_id, staging / run_id) for run_id in runs]
         for run in staged:
             target = store.root / run.run_id
-            run.folder.rename(target)
+            try:
+                run.folder.rename(target)
+            except OSError as exc:  # another session's import of the same run landed since the check above
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                raise _refused("A bundle's runs must not be in this server's run store already.",
+                               f"[{run.run_id!r}] (imported at the same moment elsewhere?)") from None
             moved.append(target)
         store.add_rows([run.row for run in staged])
         return list(runs)

@@ -75,6 +75,32 @@ def test_a_bundle_imported_twice_is_refused_and_the_first_copy_stays(stores):
     assert list(there.list()["id"]) == ids[:1]
 
 
+@pytest.mark.slow
+def test_an_import_racing_another_of_the_same_run_is_refused_in_words_and_the_first_stays(stores, monkeypatch):
+    here, there, ids = stores
+    path = export_bundle(here, ids[:1])
+    import_run(path, there)
+    monkeypatch.setattr(there, "has", lambda run_id: False)  # checked before the other session's import landed
+    with pytest.raises(tlcore.BundleError, match=r"must not be in this server's run store already\. "
+                                                 r"Received: \['.*'\] \(imported at the same moment elsewhere\?\)"):
+        import_run(path, there)
+    assert list(there.list()["id"]) == ids[:1] and there.get(ids[0]).model_path.is_file()
+
+
+@pytest.mark.slow
+def test_a_kept_bundle_serves_only_the_same_runs(stores, trained):
+    """Kept under the first id and the count alone, a bundle of [A, C] after one of [A, B] was the [A, B] file."""
+    here, _, ids = stores
+    dataset, result = trained
+    third = here.create(result.spec, result.config, dataset.summary(), name="third", owner="bo")
+    here.finish(third, result)
+    first, second = export_bundle(here, ids), export_bundle(here, [ids[0], third])
+    assert first != second and export_bundle(here, ids) == first
+    for path, runs in ((first, ids), (second, [ids[0], third])):
+        assert json.loads(zipfile.ZipFile(path).read(MANIFEST))["runs"] == runs
+    assert tlcore.bundle_file_name([ids[0], third]) == f"transfer-lab-{ids[0]}-and-1.zip"  # what a download is called
+
+
 def test_an_unfinished_run_is_not_bundled(tmp_path, trained):
     dataset, result = trained
     store = tlcore.RunStore(tmp_path)
