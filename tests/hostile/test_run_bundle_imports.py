@@ -83,6 +83,12 @@ def _model_bytes(tmp_path, shape, outputs: int) -> bytes:
     ("control class", r"class name must be text of at most 200 printable characters"),
     ("two outputs", r"must take one colour image, \(height, width, 3\), and give one vector of class scores"),
     ("other input size", r"must take the images its spec names.*taking \(48, 48, 3\) .* for \(32, 32, 3\)"),
+    # round 5: a spec the server's own checks refuse, which the Runs page and the model card then failed on
+    ("words for blocks", r"spec must be one this server accepts \(New convolutional blocks must be from 0 to 4\. "
+                         r"Received: conv_blocks='x'\)"),
+    ("big dropout", r"spec must be one this server accepts \(Dropout must be from 0 up to"),
+    ("server path", r"weights must be None, imagenet or a name relative to its server's data.*'/etc/shadow'"),
+    ("climbing base", r"base_model must be None or a name relative.*'\.\./\.\./other/model.keras'"),
 ])
 @pytest.mark.slow
 def test_a_crafted_bundle_is_refused_in_words_and_leaves_nothing(case, expected, good_bundle, store, tmp_path):
@@ -111,9 +117,12 @@ def test_a_crafted_bundle_is_refused_in_words_and_leaves_nothing(case, expected,
         about = json.loads(members[f"{ids[1]}/run.json"])
         about["owner"] = "admin\x1b[2J"
         members[f"{ids[1]}/run.json"] = json.dumps(about).encode()
-    elif case == "odd backbone":
+    elif case in ("odd backbone", "words for blocks", "big dropout", "server path", "climbing base"):
         saved = json.loads(members[f"{ids[1]}/config.json"])
-        saved["spec"]["backbone"] = "AlexNet"
+        field, value = {"odd backbone": ("backbone", "AlexNet"), "words for blocks": ("conv_blocks", "x"),
+                        "big dropout": ("dropout", 5), "server path": ("weights", "/etc/shadow"),
+                        "climbing base": ("base_model", "../../other/model.keras")}[case]
+        saved["spec"][field] = value
         members[f"{ids[1]}/config.json"] = json.dumps(saved).encode()
     elif case == "words in history":
         lines = members[f"{ids[1]}/history.csv"].decode().splitlines()

@@ -50,6 +50,7 @@ from tlcore.core.storage import check_room
 from tlcore.data.intake import check_archive
 from tlcore.deploy.card import CARD, ExportInfo, model_card
 from tlcore.deploy.export import exports_folder, run_keras_file
+from tlcore.models.build import check_transfer_spec
 from tlcore.models.cost import MB
 from tlcore.models.model_files import load_model_file
 from tlcore.models.spec import TransferSpec
@@ -293,6 +294,26 @@ class _Staged:
     row: tuple
 
 
+def _checked_spec(spec: TransferSpec, classes: int, run_id: str) -> TransferSpec:
+    """A bundled run's spec as this server's own checks accept it, with one output per class, and its
+    weights and base named as an exported bundle names them (never a path outside the bundle's folders)."""
+    for field in ("weights", "base_model"):
+        value = getattr(spec, field)
+        if value is None or (field == "weights" and value == "imagenet"):
+            continue
+        path = Path(value) if isinstance(value, str) else None
+        if path is None or path.is_absolute() or ".." in path.parts or not value.strip():
+            raise _refused(f"A bundled run's {field} must be None{', imagenet' if field == 'weights' else ''} or a "
+                           "name relative to its server's data (as Download bundle writes it).",
+                           f"{field}={value!r} in run {run_id!r}")
+    spec = dataclasses.replace(spec, num_classes=classes)
+    try:
+        check_transfer_spec(spec)
+    except (TLError, TypeError, ValueError) as exc:  # the checks' own words; a kind they do not expect, in Python's
+        raise _refused(f"A bundled run's spec must be one this server accepts ({exc}).", f"run {run_id!r}") from None
+    return spec
+
+
 def _stage(archive: zipfile.ZipFile, by_name: dict[str, zipfile.ZipInfo], run_id: str, folder: Path) -> _Staged:
     """Check one bundled run's members and write them to ``folder``; returns it with its index row."""
     member = lambda m: by_name[f"{run_id}/{m}"]
@@ -331,6 +352,7 @@ def _stage(archive: zipfile.ZipFile, by_name: dict[str, zipfile.ZipInfo], run_id
                        f"created {created!r}, seconds {seconds!r} in run {run_id!r}")
     public = _checked_dataset(dataset, run_id)
     classes = public["classes"]
+    spec = _checked_spec(spec, len(classes), run_id)
     if list(result.class_names) != classes:
         raise _refused("A bundled run's result and dataset must name the same classes.",
                        f"{list(result.class_names)[:5]} and {classes[:5]} in run {run_id!r}")
