@@ -261,7 +261,7 @@ def read_model_config(path: str | os.PathLike) -> dict:
 
 
 def _check_inputs(model: keras.Model, name: str) -> None:
-    """Every input declares each size; sides (all but the last size) within ``MAX_INPUT_SIDE``."""
+    """Every input declares each size, at least 1; sides (all but the last size) within ``MAX_INPUT_SIDE``."""
     try:
         inputs = model.inputs
     except (AttributeError, ValueError):
@@ -270,9 +270,9 @@ def _check_inputs(model: keras.Model, name: str) -> None:
         raise ModelFileError(f"A model file must declare its input shape. Received: {name!r} declares none")
     for tensor in inputs:
         sizes = tuple(tensor.shape[1:])
-        if None in sizes or any(side > MAX_INPUT_SIDE for side in sizes[:-1]):
+        if None in sizes or any(side > MAX_INPUT_SIDE for side in sizes[:-1]) or any(size < 1 for size in sizes):
             raise ModelFileError(
-                f"A model file's inputs must declare every size, with sides of at most {MAX_INPUT_SIDE} "
+                f"A model file's inputs must declare every size, at least 1, with sides of at most {MAX_INPUT_SIDE} "
                 f"on this server. Received: an input of shape {tuple(tensor.shape)} in {name!r}"
             )
 

@@ -308,6 +308,10 @@ def test_a_huge_image_input_is_refused(small_keras, tmp_path):
     members["config.json"] = text.replace("100000, 100000", "null, null").encode()
     with pytest.raises(tlcore.ModelFileError, match=r"must declare every size.*\(None, None, None, 37\)"):
         tlcore.load_model_file(write_zip(tmp_path / "free.keras", members))
+    members["config.json"] = text.replace("100000, 100000", "0, 0").encode()  # it loaded, and predicted NaN
+    with pytest.raises(tlcore.ModelFileError, match=r"every size, at least 1, .*Received: an input of shape "
+                                                    r"\(None, 0, 0, 37\) in 'empty.keras'"):
+        tlcore.load_model_file(write_zip(tmp_path / "empty.keras", members))
 
 
 def test_a_highly_compressed_config_is_refused_before_it_is_read(small_keras, tmp_path, monkeypatch):
