@@ -108,7 +108,7 @@ def serving_module(model: keras.Model, backbone: str):
     import tensorflow as tf
 
     preprocess = get_backbone(backbone).preprocess
-    height, width = (int(d) for d in model.input.shape[1:3])
+    height, width = (int(d) for d in model.inputs[0].shape[1:3])
     module = tf.Module()
     module.weights = _variables(model)
 

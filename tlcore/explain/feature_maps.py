@@ -78,7 +78,7 @@ def _layer_output(model: keras.Model, name: str):
     """The symbolic output of layer ``name`` and the input it is computed from (nested models too)."""
     for layer in model.layers:
         if layer.name == name:
-            return model.input, layer.output
+            return model.inputs[0], layer.output
         if isinstance(layer, keras.Model) and name in conv_layer_names(layer):
             return _layer_output(layer, name)
     raise KeyError(name)

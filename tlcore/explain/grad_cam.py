@@ -141,11 +141,13 @@ def _spatial_layer(model: keras.Model, layer: str) -> tuple[tuple[str, ...], ker
 # The compiled function ---------------------------------------------------------------------------
 
 def _softmax_head(model: keras.Model) -> keras.Layer | None:
-    """The model's last layer when it is a Dense softmax or a softmax layer: the score is read before it."""
+    """The model's last layer when it is a Dense softmax or a softmax layer (``Softmax``, or ``Activation("softmax")``,
+    Keras's advice for mixed precision): the score is read before it, where a confident answer still has a gradient."""
     last = model.layers[-1]
-    if getattr(last, "activation", None) is keras.activations.softmax and isinstance(last, keras.layers.Dense):
+    softmax = getattr(last, "activation", None) is keras.activations.softmax
+    if softmax and isinstance(last, keras.layers.Dense):
         return last
-    if isinstance(last, keras.layers.Softmax):
+    if isinstance(last, keras.layers.Softmax) or (softmax and isinstance(last, keras.layers.Activation)):
         return last
     return None
 

@@ -239,7 +239,7 @@ def predict_batch(
     """
     spec = get_backbone(backbone)
     size = model_input_size(model)
-    classes = int(model.output.shape[-1])
+    classes = int(model.outputs[0].shape[-1])
     if labels is None:
         labels = imagenet_labels() if classes == 1000 else [f"class {i}" for i in range(classes)]
     if len(labels) != classes:

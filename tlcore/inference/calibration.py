@@ -72,7 +72,7 @@ def architecture_digest(model: keras.Model) -> str:
             found.extend(types(layer) if isinstance(layer, keras.Model) else [type(layer).__name__])
         return found
 
-    described = [types(model), [int(d) for d in model.output.shape[1:]]]
+    described = [types(model), [int(d) for d in model.outputs[0].shape[1:]]]
     return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:12]
 
 
@@ -101,7 +101,7 @@ def calibration_inputs(model: keras.Model, spec: BackboneSpec, batch: int, *, se
     Every other one is pixel noise; the rest are smooth (4x4 random colours
     stretched over the image), which drive a network more like photographs do.
     """
-    height, width, channels = (int(d) for d in model.input.shape[1:])
+    height, width, channels = (int(d) for d in model.inputs[0].shape[1:])
     rng = np.random.default_rng(seed)
     pixels = rng.uniform(0, 255, (batch, height, width, channels)).astype(np.float32)
     coarse = rng.uniform(0, 255, (batch, 4, 4, channels)).astype(np.float32)
@@ -166,7 +166,7 @@ def calibrate(model: keras.Model, *, backbone: str | BackboneSpec, batch: int = 
         if (repeat >= CALIBRATION_REPEATS and not close) or time.perf_counter() - started > CALIBRATION_BUDGET_S:
             break
     calibration = Calibration(
-        backbone=spec.name, input_size=tuple(int(d) for d in model.input.shape[1:3]), batch=batch,
+        backbone=spec.name, input_size=tuple(int(d) for d in model.inputs[0].shape[1:3]), batch=batch,
         architecture=architecture_digest(model), float32_ms=round(best["float32"], 3),
         bfloat16_ms=round(best["bfloat16"], 3), cosine=round(cosine, 6), measured_at=time.time(),
         float32_cpu_ms=round(cpu["float32"], 3), bfloat16_cpu_ms=round(cpu["bfloat16"], 3),

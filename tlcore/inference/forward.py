@@ -46,14 +46,14 @@ def _traced(model: keras.Model, runner: keras.Model) -> Callable:
     variables it captures weakly too), so the cache entry, and with it any bfloat16
     copy, goes when the last user of ``model`` lets go of it.
     """
-    signature = tf.TensorSpec((None, *model.input.shape[1:]), tf.float32)
+    signature = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32)
     if runner is model:
         weak = weakref.ref(model)
         forward = tf.function(lambda batch: weak()(batch, training=False), input_signature=[signature])
     else:
         forward = tf.function(lambda batch: tf.cast(runner(batch, training=False), tf.float32),
                               input_signature=[signature])
-    forward(tf.zeros((1, *model.input.shape[1:]), tf.float32))
+    forward(tf.zeros((1, *model.inputs[0].shape[1:]), tf.float32))
     return forward
 
 

@@ -138,7 +138,7 @@ def choose_precision(model: keras.Model, *, backbone: str | BackboneSpec, batch:
     if fits < 1:  # not one image within TL_MAX_ACTIVATION_MB: no made-up passes, float32
         return PrecisionChoice("float32", TOO_LARGE)
     spec = get_backbone(backbone)
-    size = tuple(int(d) for d in model.input.shape[1:3])
+    size = tuple(int(d) for d in model.inputs[0].shape[1:3])
     key = calibration_key(spec.name, size, calibration_batch(batch, fits), architecture_digest(model))
     found = known_calibration(key)
     if found is None:

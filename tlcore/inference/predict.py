@@ -18,7 +18,7 @@ __all__ = ["TOP_K_COLUMNS", "model_input_size", "predict_top_k", "prepare_input"
 
 def model_input_size(model: keras.Model) -> tuple[int, int]:
     """The (height, width) a model takes."""
-    return tuple(int(d) for d in model.input.shape[1:3])
+    return tuple(int(d) for d in model.inputs[0].shape[1:3])
 
 
 def prepare_input(

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 import tensorflow as tf
 from streamlit.testing.v1 import AppTest
 from support import APP, image_bytes, open_page
@@ -178,8 +179,26 @@ def test_the_score_is_read_before_the_softmax_whether_a_layer_or_an_activation()
     with_layer = keras.Sequential([*layers, keras.layers.Softmax()])
     as_activation = keras.Sequential([*layers[:-1], keras.layers.Dense(3, activation="softmax")])
     as_activation.layers[-1].set_weights(dense.get_weights())
+    activation_layer = keras.Sequential([  # Keras's advice for mixed precision: the softmax as its own layer
+        keras.Input((32, 32, 3)), keras.layers.Conv2D(6, 3), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3),
+        keras.layers.Activation("softmax")])
+    activation_layer.set_weights(with_layer.get_weights())
     picture = image_bytes((32, 32), seed=9)
     for class_index in range(3):
         heat = tlcore.grad_cam(with_layer, picture, class_index)
         np.testing.assert_allclose(heat, tlcore.grad_cam(as_activation, picture, class_index), atol=1e-5)
+        np.testing.assert_allclose(heat, tlcore.grad_cam(activation_layer, picture, class_index), atol=1e-5)
     assert heat.max() == pytest.approx(1.0)
+
+
+def test_a_confident_softmax_activation_layer_still_has_heat():
+    """Read after an ``Activation("softmax")``, a confident class's score had no gradient left: an empty map."""
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3, name="conv", kernel_initializer="ones"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, name="scores"),
+                              keras.layers.Activation("softmax")])
+    model.get_layer("scores").set_weights([np.tile([[50.0, -50.0, -50.0]], (4, 1)), np.zeros(3)])
+    picture = Image.new("RGB", (32, 32), "white")  # every convolution sees 27 ones: class a at 100%
+    assert tlcore.predict_top_k(model, picture, backbone="MobileNetV2", k=1, labels=["a", "b", "c"])[
+        "probability"].iloc[0] == pytest.approx(1.0)
+    heat = tlcore.grad_cam(model, picture, 0)
+    assert heat.max() == pytest.approx(1.0) and (heat > 0).mean() > 0.5
