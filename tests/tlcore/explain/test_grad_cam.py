@@ -3,8 +3,8 @@
 import keras
 import numpy as np
 import pytest
-from PIL import Image
 import tensorflow as tf
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 from support import APP, image_bytes, open_page
 
