@@ -187,7 +187,7 @@ def test_a_notebook_run_over_the_job_memory_budget_is_refused_before_anything_is
 
 @pytest.mark.slow
 def test_a_spec_the_job_queue_checked_is_not_checked_again(monkeypatch):
-    import tlcore.training.train as loop
+    import tlcore.training.run_checks as checks
 
     calls = {"spec": 0, "memory": 0}
 
@@ -197,8 +197,8 @@ def test_a_spec_the_job_queue_checked_is_not_checked_again(monkeypatch):
             return check(*args, **kwargs)
         return call
 
-    monkeypatch.setattr(loop, "check_transfer_spec", counted("spec", loop.check_transfer_spec))
-    monkeypatch.setattr(loop, "check_job_memory", counted("memory", loop.check_job_memory))
+    monkeypatch.setattr(checks, "check_transfer_spec", counted("spec", checks.check_transfer_spec))
+    monkeypatch.setattr(checks, "check_job_memory", counted("memory", checks.check_job_memory))
     small = tlcore.sample_dataset(per_class=4, size=32, seed=3)
     config = tlcore.TrainConfig(epochs=1, batch_size=8)
     assert len(tlcore.train(vgg(), small, config).history) == 1
