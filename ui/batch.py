@@ -17,6 +17,7 @@ import streamlit as st
 
 import tlcore
 from ui import access
+from ui.precision import FORCE_FLOAT32
 
 RESULT = "batch_result"
 """Session-state key: (what was classified, its BatchResult), so a rerun does not classify again."""
@@ -52,7 +53,7 @@ def render_batch(classifier, model_key: str, uploads: list, mode: str) -> None:
         return
     files = [(upload.name, upload.getvalue()) for upload in uploads]
     key = _key(files, model_key, tuple(classifier.labels or ()), classifier.precision, mode,
-               st.session_state.get("force_float32"))
+               st.session_state.get(FORCE_FLOAT32))
     cached = st.session_state.get(RESULT)
     if cached is not None and cached[0] == key:
         result = cached[1]

@@ -16,6 +16,7 @@ import streamlit as st
 import tlcore
 from ui import access, charts, datasets, training
 from ui.models import WeightsChoice
+from ui.precision import FORCE_FLOAT32
 from ui.state import from_url, to_url
 
 if TYPE_CHECKING:  # only for annotations: the sidebar and Home must not load Keras (issue 18)
@@ -87,7 +88,7 @@ def place(dataset: tlcore.ImageDataset, extractor: keras.Model, choice: WeightsC
           images: int) -> tlcore.DatasetMap:
     """The map with an ``image`` column of hover thumbnails; computed once per choice in a session."""
     key = (dataset.digest or str(dataset.root), len(dataset), choice.backbone, str(choice.weights), layer,
-           id(extractor), images)
+           id(extractor), images, bool(st.session_state.get(FORCE_FLOAT32)))
     held = st.session_state.get(_LAST)
     if held is not None and held[0] == key:
         return held[1]

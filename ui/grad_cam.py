@@ -41,14 +41,16 @@ def _how_to_read(label: str, layer: str, size: tuple[int, int], map_size: tuple[
 
 
 def heatmap_key(table: pd.DataFrame, context: str = "") -> str:
-    """The "Heatmap for" choice's widget key, named by this top-5 (classes, ranks, probabilities) and
-    ``context`` (which model and which image).
+    """The "Heatmap for" choice's widget key, named by this top-5 as its options show it (classes, ranks,
+    probabilities to 0.1%) and ``context`` (which model and which image).
 
     A new image or model makes a new widget, which starts at the top-1: the choice never keeps a
     class, rank or label of a previous image or model (a kept key would let the browser show the
     old option's label over the new list), even when two images happen to give the same table.
+    The same table from another engine keeps the choice: the first top-5 after a start comes from the
+    LiteRT copy and the next from Keras, whose probabilities differ in the sixth decimal.
     """
-    rows = ",".join(f"{int(r.class_id)}:{int(r.rank)}:{float(r.probability):.6f}:{r.label}" for r in table.itertuples())
+    rows = ",".join(f"{int(r.class_id)}:{int(r.rank)}:{float(r.probability):.1%}:{r.label}" for r in table.itertuples())
     return "cam_class-" + hashlib.sha256(f"{context}|{rows}".encode()).hexdigest()[:16]
 
 

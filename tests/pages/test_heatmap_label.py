@@ -83,3 +83,18 @@ def test_a_new_image_with_the_same_table_still_starts_at_its_top_1():
     assert list(second["class_id"]) == list(first["class_id"])  # the case the key must not rely on
     assert _picker(at).value == int(second["class_id"].iloc[0])
     assert at.image[-1].captions == [f"Heat for {second['label'].iloc[0]} over what the network sees"]
+
+
+def test_the_same_top_5_from_another_engine_keeps_the_heatmap_choice():
+    """The first top-5 after a start comes from the LiteRT copy, the next from Keras: probabilities a
+    millionth apart made a new "Heatmap for" widget, which dropped the class the person had picked."""
+    import pandas as pd
+
+    from ui.grad_cam import heatmap_key
+
+    lite = pd.DataFrame({"rank": [1, 2], "label": ["fox squirrel", "French loaf"], "class_id": [335, 930],
+                         "probability": [0.842_000_4, 0.013_000_1]})
+    keras_table = lite.assign(probability=lite["probability"] + 5.4e-7)
+    assert heatmap_key(keras_table, "m|cat") == heatmap_key(lite, "m|cat")
+    assert heatmap_key(lite.assign(probability=[0.851, 0.013]), "m|cat") != heatmap_key(lite, "m|cat")  # shown apart
+    assert heatmap_key(lite, "m|rocket") != heatmap_key(lite, "m|cat")  # another image

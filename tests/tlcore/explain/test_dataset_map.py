@@ -149,6 +149,13 @@ def test_features_maps_the_sample_dataset_with_pictures_on_hover():
     assert at.metric[0].label == "Nearest neighbour of the same class" and at.metric[1].value == "22%"
     assert "(PCA)" in " ".join(c.value for c in at.caption)
     assert at.query_params["features_map"] == "dataset" and at.query_params["map_images"] == "24"
+    from ui.dataset_map import _LAST
+
+    placed = at.session_state[_LAST][1]
+    at.run()
+    assert at.session_state[_LAST][1] is placed  # a rerun shows the kept map
+    at.toggle(key="force_float32").set_value(True).run()  # a map made in another precision is made again
+    assert not at.exception and at.session_state[_LAST][1] is not placed
 
 
 @pytest.mark.slow
