@@ -142,3 +142,22 @@ def class_folders(root: Path, per_class: int, *, red_cats: bool = False) -> Path
                 pixels[..., 0] = 255 if label == "cat" else 0
             Image.fromarray(pixels).save(root / "images" / label / f"{i}.png")
     return root
+
+
+def _status_bytes(key: str) -> int:
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith(key))
+    return int(line.split()[1]) * 1024
+
+
+@contextlib.contextmanager
+def peak_growth(limit_mb: float = 100):
+    """Assert that the peak RSS inside grows less than ``limit_mb`` over the RSS before."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # resets VmHWM to the current RSS
+    before = _status_bytes("VmRSS")
+    measured = {}
+    yield measured
+    measured["mb"] = (_status_bytes("VmHWM") - before) / 2**20
+    print(f"peak RSS growth: {measured['mb']:.1f} MB")
+    assert measured["mb"] < limit_mb

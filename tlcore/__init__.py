@@ -85,6 +85,8 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "imagenet_wordnet_ids": "models.labels",
     "layer_names": "models.backbone",
     "layer_table": "models.summary",
+    "layer_views": "models.layer_views",
+    "LayerViews": "models.layer_views",
     "list_uploads": "models.uploads",
     "load_backbone": "models.backbone",
     "load_model_file": "models.model_files",

@@ -16,7 +16,6 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
 import streamlit as st
 
 import tlcore
@@ -180,25 +179,10 @@ def extractor(choice: WeightsChoice, layer: str | None) -> keras.Model:
     return _extractor(choice.backbone, choice.weights, layer)
 
 
-@dataclasses.dataclass(frozen=True)
-class LayerViews:
-    """A backbone with and without its ImageNet top, described (no weights needed)."""
-
-    full: pd.DataFrame
-    full_counts: tlcore.ParameterCounts
-    cut: pd.DataFrame
-    cut_counts: tlcore.ParameterCounts
-    comparison: pd.DataFrame
-
-
 @st.cache_data(max_entries=32, show_spinner="Reading the architecture...")
-def layer_views(backbone: str, input_size: int, pooling: str | None) -> LayerViews:
-    """Layer tables of the full network and of the one without its top, and what changed."""
-    full = tlcore.load_backbone(backbone, weights=None)
-    cut = tlcore.load_backbone(backbone, weights=None, include_top=False,
-                               input_shape=(input_size, input_size, 3), pooling=pooling)
-    return LayerViews(tlcore.layer_table(full), tlcore.parameter_counts(full), tlcore.layer_table(cut),
-                      tlcore.parameter_counts(cut), tlcore.compare_layers(full, cut))
+def layer_views(backbone: str, input_size: int, pooling: str | None) -> tlcore.LayerViews:
+    """Layer tables of the full network and of the one without its top, and what changed (``tlcore.layer_views``)."""
+    return tlcore.layer_views(backbone, input_size, pooling)
 
 
 @st.cache_data(max_entries=32, show_spinner="Building the model...")

@@ -24,7 +24,7 @@ def diagram(dot: str, caption: str) -> None:
     st.caption(f"{caption} {LEGEND}")
 
 
-def layers_dot(views: models.LayerViews, include_top: bool, size: int, pooling: str | None) -> str:
+def layers_dot(views: tlcore.LayerViews, include_top: bool, size: int, pooling: str | None) -> str:
     """The Layers page's diagram: with the ImageNet top after the cut, or what include_top=False leaves."""
     cut = tlcore.last_kept_layer(views.comparison)
     if include_top:

@@ -5,7 +5,6 @@ refused call (VmHWM is reset through /proc/self/clear_refs, so earlier tests'
 peaks do not hide it) and asserts it stays under ~100 MB.
 """
 
-import contextlib
 import json
 import random
 import re
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 from keras.src.backend.common import global_state
 from keras.src.legacy.saving import legacy_h5_format
+from support import peak_growth
 
 import tlcore
 from tlcore.models import cost as model_cost_module
@@ -33,23 +33,6 @@ MB = 2**20
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _status_bytes(key: str) -> int:
-    with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith(key))
-    return int(line.split()[1]) * 1024
-
-
-@contextlib.contextmanager
-def peak_growth(limit_mb: float = 100):
-    """Assert that the peak RSS inside grows less than ``limit_mb`` over the RSS before."""
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # resets VmHWM to the current RSS
-    before = _status_bytes("VmRSS")
-    measured = {}
-    yield measured
-    measured["mb"] = (_status_bytes("VmHWM") - before) / MB
-    print(f"peak RSS growth: {measured['mb']:.1f} MB")
-    assert measured["mb"] < limit_mb
 
 
 def spec(**changes):
