@@ -43,6 +43,7 @@ from tlcore.explain.graph import block_ends
 from tlcore.inference.forward import compiled_forward
 from tlcore.models.backbone import load_backbone
 from tlcore.models.build import load_saved_base, trainable_from_choices
+from tlcore.models.cost import own_calls
 from tlcore.models.spec import TransferSpec
 from tlcore.models.summary import layer_table
 from tlcore.models.zoo import UNTRAINED_SEED, get_backbone
@@ -50,7 +51,7 @@ from tlcore.training.feature_cache import EXTRACT_BATCH, FeatureCache, cache_key
 from tlcore.training.parallel import run_calls
 from tlcore.training.probes import ProbeBudget, ProbeScore, fit_probe_file
 
-CURVE_VERSION = 2  # 2: a probe's epochs in one fit call (other shuffles than 1)
+CURVE_VERSION = 3  # 2: a probe's epochs in one fit call (other shuffles than 1); 3: taps at graph cuts
 """Part of every curve's key: a change to how curves are measured gives new keys."""
 EXTRACT, PROBE = "extracting", "probing"
 """The stages ``on_progress`` reports."""
@@ -123,14 +124,45 @@ class TransferCurve:
         return cls(**values)
 
 
+def graph_cuts(network: keras.Model) -> list[str]:
+    """The layers every path from ``network``'s input to its output goes through, in order.
+
+    Only there is the network cut in two: the layers after a cut read nothing but what it gives,
+    so its output is all a new head on it would see, and the first layer with weights after it
+    is where training from there starts. A residual branch's last layer before its ``Add``
+    (Xception's ``block2_pool``) or one branch's concatenation (InceptionV3's ``mixed9_0``) is none.
+    """
+    position = {id(layer): index for index, layer in enumerate(network.layers)}
+    earliest = [len(network.layers)] * len(network.layers)  # the earliest layer each layer reads from
+    for index, layer in enumerate(network.layers):
+        for node in own_calls(network, layer):
+            for tensor in node.input_tensors:
+                source = position.get(id(tensor._keras_history.operation))
+                if source is not None:
+                    earliest[index] = min(earliest[index], source)
+    cuts, reads_from_before = [], len(network.layers)
+    for index in range(len(network.layers) - 1, -1, -1):  # a cut: no later layer reads from before it
+        if reads_from_before >= index:
+            cuts.append(network.layers[index].name)
+        reads_from_before = min(reads_from_before, earliest[index])
+    return cuts[::-1]
+
+
 def curve_taps(network: keras.Model, *, include_top: bool) -> list[str]:
-    """The layers a curve taps: every block end but a ``Flatten`` and the ImageNet classifier."""
+    """The layers a curve taps: each block's end, or the first graph cut after it where the block ends
+    inside a branch (``graph_cuts``), but a ``Flatten`` and the ImageNet classifier."""
     table = layer_table(network)
     types = dict(zip(table["name"], table["type"]))
-    ends = [name for name in block_ends(table) if types[name] != "Flatten"]
-    if include_top and ends and ends[-1] == network.layers[-1].name:
-        ends = ends[:-1]
-    return ends
+    names = [layer.name for layer in network.layers]
+    cuts = graph_cuts(network)
+    taps = []
+    for end in block_ends(table):
+        cut = next((name for name in cuts if names.index(name) >= names.index(end)), None)
+        if cut is not None and types.get(cut) != "Flatten" and cut not in taps:
+            taps.append(cut)
+    if include_top and taps and taps[-1] == network.layers[-1].name:
+        taps = taps[:-1]
+    return taps
 
 
 def _tapped(network: keras.Model, tap: str) -> keras.Model:

@@ -112,7 +112,7 @@ def _flops(layer: keras.layers.Layer, node) -> int:
     return max(in_values, out_values)
 
 
-def _calls(model: keras.Model, layer: keras.layers.Layer) -> list:
+def own_calls(model: keras.Model, layer: keras.layers.Layer) -> list:
     """The calls (Keras nodes) of ``layer`` that ``model``'s own graph runs.
 
     A layer keeps a node for every call ever made, and a ``Sequential`` read back from a
@@ -131,7 +131,7 @@ def _walk(model: keras.Model, trainable: bool, reached: bool) -> tuple[int, int,
     total = kept = flops = 0
     for layer in model.layers:
         layer_trainable = trainable and layer.trainable
-        nodes = _calls(model, layer)
+        nodes = own_calls(model, layer)
         if isinstance(layer, keras.Model):
             calls = max(1, len(nodes))
             inner, inner_kept, inner_flops, reached = _walk(layer, layer_trainable, reached)

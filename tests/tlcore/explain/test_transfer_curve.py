@@ -36,6 +36,41 @@ def test_resnet50_taps_are_its_stages():
                                                         "conv5_block3_out"]
 
 
+@pytest.mark.parametrize("backbone, size, expected, not_taps", [
+    ("Xception", 71, ["block1_conv2_act", "add", "add_1"], {"block2_pool", "block3_pool", "block13_pool"}),
+    ("InceptionV3", 75, ["mixed0", "mixed1"], {"mixed9_0", "mixed9_1"}),
+])
+def test_taps_are_graph_cuts_never_a_layer_inside_a_branch(backbone, size, expected, not_taps):
+    """Xception's block ends were the residual branch before its Add (and "train from" named the shortcut's
+    batch norm), InceptionV3's included one branch's concatenation: neither is what a head there would see."""
+    from tlcore.explain.transfer_curve import _train_from, graph_cuts
+
+    base = tlcore.load_backbone(backbone, weights=None, include_top=False, input_shape=(size, size, 3))
+    taps = curve_taps(base, include_top=False)
+    assert taps[:len(expected)] == expected and not not_taps & set(taps)
+    assert set(taps) <= set(graph_cuts(base)) and taps[-1] == base.layers[-1].name
+    names = [layer.name for layer in base.layers]
+    for tap in taps[:-1]:  # training from the tap's next layer with weights: a layer that reads only what the tap gives
+        start = _train_from(base, backbone, tap)
+        assert names.index(start) > names.index(tap) and "batch_normalization" not in start
+    if backbone == "Xception":
+        assert _train_from(base, backbone, "add") == "block3_sepconv1"
+
+
+def test_graph_cuts_of_a_small_residual_network():
+    import keras
+
+    inputs = keras.Input((8, 8, 3), name="image")
+    stem = keras.layers.Conv2D(4, 3, padding="same", name="stem")(inputs)
+    branch = keras.layers.Conv2D(4, 3, padding="same", name="branch")(stem)
+    joined = keras.layers.Add(name="join")([stem, branch])
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(joined)
+    model = keras.Model(inputs, pooled)
+    from tlcore.explain.transfer_curve import graph_cuts
+
+    assert graph_cuts(model) == ["image", "stem", "join", "pool"]  # "branch" is skipped by the shortcut
+
+
 def test_one_pass_writes_every_tap_as_separate_extractions_would_and_reuses_the_files(tmp_path, shapes):
     base = tlcore.load_backbone("VGG16", weights=None, include_top=False, input_shape=(32, 32, 3))
     cache, progress = FeatureCache(tmp_path), []
