@@ -195,3 +195,37 @@ def test_a_jpeg_padded_with_thousands_of_segments_is_refused():
     padded = data[:2] + b"\xff\xfe\x00\x02" * 5_000 + data[2:]  # 5,000 empty comments
     with pytest.raises(tlcore.ImageError, match=r"at most 1,400 marker segments.*TL_MAX_JPEG_SCANS"):
         tlcore.load_image(padded)
+
+
+@pytest.mark.parametrize("mode, values", [
+    ("I;16", np.arange(0, 65536, 7, dtype=np.uint16)),
+    ("I;16", np.arange(0, 256, dtype=np.uint16)),  # already 8-bit levels: kept as they are
+    ("I", np.arange(-5000, 90000, 11, dtype=np.int32)),  # outside 0..65535: the range is stretched
+    ("F", np.linspace(-3.0, 6.0, 1001, dtype=np.float32)),
+])
+def test_wide_images_convert_as_rounded_scaling_would(mode, values):
+    """The levels of the float64 formula it replaced (16-bit: round(v / 257), exactly; stretched to 0..255 in
+    float32, a level apart where a value lies on a rounding edge)."""
+    from tlcore.data.images import _to_8bit
+
+    image = Image.fromarray(values.reshape(1, -1), mode=mode) if mode != "I;16" else Image.fromarray(values.reshape(1, -1))
+    v = values.astype(np.float64)
+    if mode == "I;16":
+        expected = v / 257 if v.max() > 255 else v
+    else:
+        expected = (v - min(v.min(), 0)) / (max(v.max(), 0) - min(v.min(), 0)) * 255
+    got = np.asarray(_to_8bit(image)).astype(int).reshape(-1)
+    apart = np.abs(got - np.clip(np.rint(expected), 0, 255).astype(int))
+    assert apart.max() == 0 if mode == "I;16" else (apart.max() <= 1 and apart.mean() < 0.01)
+    assert got.min() == round(expected.min()) and got.max() == min(255, round(expected.max()))
+
+
+def test_a_small_file_of_forty_million_16_bit_pixels_converts_without_a_gigabyte():
+    from support import peak_growth
+
+    buffer = io.BytesIO()
+    Image.new("I;16", (6300, 6300), 40000).save(buffer, "PNG")  # 92 KB on disk
+    data = buffer.getvalue()
+    with peak_growth(limit_mb=450):  # in float64 with temporaries: 1.3 GB
+        picture = tlcore.load_image(data)
+    assert picture.size == (6300, 6300) and picture.getpixel((0, 0)) == (156, 156, 156)
