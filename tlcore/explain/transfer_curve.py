@@ -42,12 +42,13 @@ from tlcore.data.pipeline import image_batches
 from tlcore.explain.graph import block_ends
 from tlcore.inference.forward import compiled_forward
 from tlcore.models.backbone import load_backbone
-from tlcore.models.build import load_saved_base, trainable_from_choices
+from tlcore.models.build import check_transfer_spec, load_saved_base, trainable_from_choices
 from tlcore.models.cost import own_calls
 from tlcore.models.spec import TransferSpec
 from tlcore.models.summary import layer_table
 from tlcore.models.zoo import UNTRAINED_SEED, get_backbone
 from tlcore.training.feature_cache import EXTRACT_BATCH, FeatureCache, cache_key
+from tlcore.training.memory import check_job_memory
 from tlcore.training.parallel import run_calls
 from tlcore.training.probes import ProbeBudget, ProbeScore, fit_probe_file
 
@@ -192,6 +193,15 @@ def _all_taps(network: keras.Model, taps: list[str]) -> keras.Model:
     return keras.Model(network.input, output, name="all_taps")
 
 
+def check_curve_budget(backbone: str, size: int, classes: int) -> None:
+    """Refuse a curve whose network is over this server's budgets before anything is built: the base at
+    ``size`` as a frozen transfer model (``TL_MAX_MODEL_PARAMS``, ``TL_MAX_ACTIVATION_MB``, an input it cannot
+    take) and its extraction in batches of ``EXTRACT_BATCH`` (``TL_JOB_MEMORY_GB``, as a training job)."""
+    frozen = TransferSpec(backbone=backbone, input_shape=(size, size, 3), weights=None, num_classes=max(2, classes))
+    check_transfer_spec(frozen)
+    check_job_memory(frozen, EXTRACT_BATCH)
+
+
 def _load_network(backbone: str, *, weights: str | None, input_size: int | None, include_top: bool,
                   base_model: str | None) -> keras.Model:
     row = get_backbone(backbone)
@@ -320,6 +330,7 @@ def transfer_curve(
 
     Raises:
         ConfigError, ShapeError, WeightsError, ModelFileError: a network that cannot be built.
+        BudgetError: a network or an extraction over a budget of this server (``check_curve_budget``).
         DatasetError: a class with fewer than 2 images, or a split outside 0.05 to 0.9.
         StorageError: the feature files would not fit ``TL_MAX_DATA_GB``.
     """
@@ -332,6 +343,7 @@ def transfer_curve(
         raise DatasetError(f"A transfer curve needs at least 2 images of every class (one to fit, one to check). "
                            f"Received: {small}")
     row = get_backbone(backbone)
+    check_curve_budget(row.name, input_size or row.default_size, len(dataset.class_names))
     cache = cache or FeatureCache(load_settings().data_dir / "features")
     folder = Path(folder) if folder is not None else curves_folder()
     base_model = str(base_model) if base_model else None

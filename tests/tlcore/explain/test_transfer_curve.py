@@ -169,6 +169,22 @@ def test_bad_datasets_and_splits_are_refused_in_words(tmp_path):
         transfer_curve("VGG16", two, weights=None, input_size=32, budget=ProbeBudget(epochs=0), folder=tmp_path)
 
 
+def test_a_curve_over_the_servers_budgets_is_refused_before_anything_is_built(tmp_path, monkeypatch):
+    """The curve runs in the server's own process; it checked no model or memory budget (VGG19 at 1024 px passed)."""
+    two = tlcore.sample_dataset(per_class=2, size=32, seed=0)
+    monkeypatch.setattr("tlcore.explain.transfer_curve._load_network", lambda *a, **k: pytest.fail("built"))
+    monkeypatch.setenv("TL_MAX_ACTIVATION_MB", "5")
+    with pytest.raises(tlcore.BudgetError, match=r"TL_MAX_ACTIVATION_MB"):
+        transfer_curve("MobileNetV2", two, weights=None, input_size=64, folder=tmp_path)
+    monkeypatch.delenv("TL_MAX_ACTIVATION_MB")
+    monkeypatch.setenv("TL_JOB_MEMORY_GB", "1")
+    with pytest.raises(tlcore.BudgetError, match=r"at most 1 GB of memory on this server \(TL_JOB_MEMORY_GB\)"):
+        transfer_curve("VGG19", two, weights=None, input_size=1024, folder=tmp_path)
+    monkeypatch.delenv("TL_JOB_MEMORY_GB")
+    with pytest.raises(tlcore.ShapeError, match="Received: input_shape=\\(16, 16, 3\\)"):
+        transfer_curve("VGG16", two, weights=None, input_size=16, folder=tmp_path)
+
+
 def test_the_probes_keras_program_runs_on_a_folder_of_images(tmp_path, shapes, monkeypatch, capsys):
     curve = tlcore.TransferCurve("k", "VGG16", 32, None, None, False, "shapes", 16, 0.25,
                                  tuple(tlcore.CurvePoint(d, tap, 0, 0.5, 1.0, 1.0, False)
