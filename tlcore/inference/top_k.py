@@ -29,12 +29,29 @@ def class_names(classes: int, labels: Sequence[str] | None = None) -> list[str]:
     return list(labels)
 
 
+LOGIT_MARGIN = 0.01
+"""How far outside 0..1 an output may lie and still be read as a probability (bfloat16 rounds a softmax's
+1.0 up to 1.0039)."""
+
+
+def as_probabilities(scores: np.ndarray) -> np.ndarray:
+    """One image's outputs as probabilities: as they are when every value lies in 0..1, else read as logits
+    (a model that ends without its softmax, trained with ``from_logits=True``) and put through a softmax:
+    shown as they came, logits read as "746.6%" and negative probabilities."""
+    scores = np.asarray(scores)
+    if scores.size and (scores.min() < -LOGIT_MARGIN or scores.max() > 1 + LOGIT_MARGIN):
+        shifted = np.exp(scores.astype(np.float64) - scores.max())
+        return (shifted / shifted.sum()).astype(scores.dtype)
+    return scores
+
+
 def top_k_table(probabilities: np.ndarray, labels: Sequence[str], k: int) -> pd.DataFrame:
     """The k most probable classes as sorted records (k clamped to 1..classes).
 
-    Ties are broken by class id, lowest first, so equal probabilities always
-    come out in the same order.
+    Outputs outside 0..1 are logits, shown as their softmax (``as_probabilities``). Ties are broken by
+    class id, lowest first, so equal probabilities always come out in the same order.
     """
+    probabilities = as_probabilities(probabilities)
     k = max(1, min(int(k), len(probabilities)))
     order = np.lexsort((np.arange(len(probabilities)), -np.asarray(probabilities)))[:k]
     return pd.DataFrame(

@@ -290,6 +290,12 @@ def _check_image_classifier(model: keras.Model, name: str) -> None:
             "A model file must take one colour image, (height, width, 3), and give one vector of class scores, "
             f"(classes,). Received: inputs {taken[:4]} and outputs {given[:4]} in {name!r}"
         )
+    if given[0][0] is None or given[0][0] < 2:
+        raise ModelFileError(
+            "A model file must give one score per class, for 2 classes or more (a yes/no model with one sigmoid "
+            "output: end it with Dense(2, activation=\"softmax\") and train it again). "
+            f"Received: outputs of shape {given[0]} in {name!r}"
+        )
 
 
 def check_model_file_budget(path: str | os.PathLike, config: dict) -> keras.Model:

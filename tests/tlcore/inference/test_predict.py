@@ -88,3 +88,36 @@ def test_tied_probabilities_are_in_class_id_order():
     table = top_k_table(probabilities, [f"c{i}" for i in range(5)], 4)
     assert list(table["class_id"]) == [1, 2, 4, 0]
     assert list(table["rank"]) == [1, 2, 3, 4]
+
+
+def test_outputs_outside_0_to_1_are_logits_shown_as_their_softmax():
+    """A model ending without its softmax showed "746.6%" and negative probabilities."""
+    from tlcore.inference.top_k import as_probabilities, top_k_table
+
+    logits = np.array([7.466, 3.92, -2.05], np.float32)
+    shown = top_k_table(logits, ["a", "b", "c"], 3)
+    expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    np.testing.assert_allclose(shown["probability"], expected, rtol=1e-6)
+    assert list(shown["label"]) == ["a", "b", "c"] and shown["probability"].sum() == pytest.approx(1.0)
+    rounded = np.array([1.0039, 0.0, 0.0], np.float32)  # bfloat16's softmax of a sure answer: kept as it is
+    assert np.array_equal(as_probabilities(rounded), rounded)
+    independent = np.array([0.9, 0.8, 0.1], np.float32)  # one sigmoid per class: probabilities, not summing to 1
+    assert np.array_equal(as_probabilities(independent), independent)
+
+
+def test_a_model_without_its_softmax_predicts_probabilities():
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((16, 16, 3))
+    scores = keras.layers.Dense(4, kernel_initializer=keras.initializers.RandomNormal(stddev=20.0))(
+        keras.layers.GlobalAveragePooling2D()(inputs))
+    table = tlcore.predict_top_k(keras.Model(inputs, scores), image_bytes((16, 16), seed=2), backbone="MobileNetV2", k=4)
+    assert table["probability"].between(0, 1).all() and table["probability"].sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_one_output_model_file_is_refused_in_words(tmp_path):
+    inputs = keras.Input((16, 16, 3))
+    keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(inputs))).save(
+        tmp_path / "yes_no.keras")
+    with pytest.raises(tlcore.ModelFileError, match=r"one score per class, for 2 classes or more .* "
+                                                    r"Received: outputs of shape \(1,\) in 'yes_no.keras'"):
+        tlcore.load_model_file(tmp_path / "yes_no.keras")
