@@ -29,8 +29,8 @@ def feature_extractor(
 
     Args:
         backbone: a ``BACKBONES`` name.
-        weights: "imagenet", None or a weights-file path: of the full network, or,
-            for a layer inside the base (e.g. "block5_pool"), a no-top file too.
+        weights: "imagenet" (the full network's file, for any layer), None or a weights-file path: of the
+            full network, or, for a layer inside the base (e.g. "block5_pool"), a no-top file too.
         layer: the layer whose output is the feature vector; by default the
             penultimate one (VGG16: "fc2", 4,096 values).
         seed: with ``weights=None``, the seed of the untrained weights (``load_backbone``).
@@ -39,8 +39,10 @@ def feature_extractor(
         ConfigError: a layer name the network does not have.
     """
     spec = get_backbone(backbone)
-    if layer is not None and layer in layer_names(spec, include_top=False, imagenet=weights == "imagenet"):
-        # a cut inside the base: the network without its top, so a no-top weights file serves too
+    inside_base = layer is not None and layer in layer_names(spec, include_top=False, imagenet=weights == "imagenet")
+    if inside_base and weights != "imagenet":
+        # a cut inside the base: the network without its top, so a no-top weights file serves too (ImageNet's
+        # are cut from the full network: its one file, which the pages fetch, holds the base's weights too)
         size = (spec.default_size, spec.default_size, 3)
         network = load_backbone(spec, weights=weights, include_top=False, input_shape=size, seed=seed)
     else:

@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 from support import image_bytes
@@ -66,3 +67,22 @@ def test_a_no_top_weights_file_serves_a_cut_inside_the_base_and_is_refused_for_f
                                   base.get_layer("block1_conv1").get_weights()[0])
     with pytest.raises(tlcore.WeightsError, match="needs the full network's weights"):
         tlcore.feature_extractor("VGG16", weights=str(path))  # fc2 is in the top
+
+
+def test_a_layer_inside_the_base_is_cut_from_the_full_imagenet_file(keras_home):
+    """Features at `out_relu` asked for ImageNet's separate no-top file: a second download online (VGG16:
+    58 MB more), a refusal offline with the full file, which holds those weights too, cached."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    status = tlcore.weights_status("MobileNetV2")
+    assert str(status.path).startswith(str(keras_home.parent))  # this test's own, empty cache
+    status.path.parent.mkdir(parents=True, exist_ok=True)
+    full = tlcore.load_backbone("MobileNetV2", weights=None, seed=5)
+    with h5py.File(status.path, "w") as handle:  # the full network's file only, as Keras caches it
+        legacy_h5_format.save_weights_to_hdf5_group(handle, full)
+    extractor = tlcore.feature_extractor("MobileNetV2", weights="imagenet", layer="out_relu")
+    picture = np.random.default_rng(1).uniform(-1, 1, (1, 224, 224, 3)).astype(np.float32)
+    expected = keras.Model(full.input, full.get_layer("out_relu").output)(picture)
+    np.testing.assert_allclose(extractor(picture), expected, rtol=1e-5, atol=1e-5)
+    assert [p.name for p in status.path.parent.iterdir()] == [status.path.name]  # no other file was fetched
