@@ -16,6 +16,7 @@ It imports only ``tlcore`` (its facade), as the pages do.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import io
@@ -23,9 +24,11 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import tlcore
@@ -40,8 +43,33 @@ class InputError(Exception):
     """A command-line value refused before any work (exit code 2)."""
 
 
+_BAR_OPEN = threading.Event()
+"""Set while the progress bar's line is unfinished: the next message starts on a line of its own."""
+
+
 def _say(text: str) -> None:
+    if _BAR_OPEN.is_set() and text:
+        sys.stderr.write("\n")
+    _BAR_OPEN.clear()
     print(text, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c() -> Iterator[threading.Event]:
+    """The first Ctrl-C asks training to stop at its next batch, keeping what it learned (as the dashboard's
+    Stop does); a second one quits at once."""
+    stop = threading.Event()
+
+    def asked(*_) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _say("Stopping at the next batch; what was learned is kept (Ctrl-C again quits now).")
+
+    previous = signal.signal(signal.SIGINT, asked)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _store() -> tlcore.RunStore:
@@ -130,6 +158,7 @@ def _bar(fraction: float, words: str) -> None:
     done = int(round(BAR * min(max(fraction, 0.0), 1.0)))
     sys.stderr.write(f"\r[{'#' * done}{'.' * (BAR - done)}] {100 * fraction:3.0f}%  {words}\033[K")
     sys.stderr.flush()
+    _BAR_OPEN.set()
 
 
 def _read_spec(value: str) -> tuple[tlcore.TransferSpec, tlcore.TrainConfig]:
@@ -177,16 +206,25 @@ def train(args: argparse.Namespace) -> int:
         _say(f"{run_id}: {run_spec.backbone} on {dataset.name} ({role}); TensorBoard logs in "
              f"{store.root / run_id / 'tensorboard'}")
         try:
-            result = tlcore.train(run_spec, dataset, run_config, checked=True,
-                                  on_batch=lambda p: _bar(p.fraction, p.describe()),
-                                  on_epoch=lambda history, run_id=run_id: store.record_history(run_id, history),
-                                  log_dir=store.root / run_id / "tensorboard")
+            with _stop_on_ctrl_c() as stop:
+                result = tlcore.train(run_spec, dataset, run_config, checked=True, stop=stop,
+                                      on_batch=lambda p: _bar(p.fraction, p.describe()),
+                                      on_epoch=lambda history, run_id=run_id: store.record_history(run_id, history),
+                                      log_dir=store.root / run_id / "tensorboard")
+        except tlcore.StoppedBeforeTraining:
+            store.mark(run_id, "stopped")
+            _say(f"{run_id}: stopped (Ctrl-C) before training began; nothing was trained")
+            return FAILED
         except BaseException as exc:
-            store.fail(run_id, str(exc))
+            store.fail(run_id, str(exc) or ("stopped (Ctrl-C)" if isinstance(exc, KeyboardInterrupt)
+                                            else type(exc).__name__))
             raise
         store.finish(run_id, result)
         _say("")
         print(f"{run_id}\t{role}\tval_accuracy {result.evaluation.accuracy:.4f}\t{result.seconds:.1f} s")
+        if result.stopped:  # Ctrl-C: this run kept what it learned; the others are not started
+            _say(f"{run_id}: stopped (Ctrl-C) after {len(result.history)} epoch(s); the model so far is kept")
+            return FAILED
     return OK
 
 
@@ -378,6 +416,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return BAD_INPUT if not isinstance(exc, tlcore.StorageError) else FAILED
     except KeyboardInterrupt:
         _say(f"transfer-lab {args.command}: stopped")
+        return FAILED
+    except BrokenPipeError:  # the reader left (`... --csv | head -1`): nothing more to say, to no one
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit stays quiet
         return FAILED
     except Exception as exc:  # a failure, said in one line: the command line never shows a traceback
         _say(f"transfer-lab {args.command} failed: {type(exc).__name__}: {str(exc)[:300]}")

@@ -117,3 +117,54 @@ def test_predict_features_train_and_move_a_transfer_lab(folder):
     assert "phase" in shown.stdout.split("\n}\n")[1]
     again = transfer_lab("runs", "import", folder / "run.zip", data_dir=elsewhere)
     assert again.returncode == 2 and "already" in again.stderr and "Traceback" not in again.stderr
+
+
+def _start(*args, data_dir, **popen):
+    import os
+    import subprocess
+    import sys
+
+    from support import ROOT
+
+    environ = {**os.environ, "TL_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "tlcore_cli", *map(str, args)], env=environ, cwd=data_dir,
+                            text=True, **popen)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_training_at_the_next_batch_and_keeps_the_model(folder):
+    """Ctrl-C marked the run failed with an empty error.txt and lost everything learned."""
+    import signal
+    import subprocess
+
+    (folder / "spec.json").write_text(json.dumps({
+        "spec": {"backbone": "MobileNetV2", "input_shape": [32, 32, 3], "weights": None, "hidden_units": 4},
+        "config": {"epochs": 400, "batch_size": 4}}))
+    process = _start("train", folder / "images", "--spec", folder / "spec.json", data_dir=folder,
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen = ""
+    while "epoch 2 of 400" not in seen:  # the bar redraws one line: read what came so far
+        chunk = process.stderr.read(64)
+        assert chunk, f"training ended before its second epoch: {seen[-2000:]}"
+        seen += chunk
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=300)
+    err = seen + err
+    assert process.returncode == 1, err[-2000:]
+    assert "Stopping at the next batch" in err and "the model so far is kept" in err and "Traceback" not in err
+    run_id = out.split("\t")[0]
+    assert (folder / "runs" / run_id / "model.keras").is_file()
+    listed = transfer_lab("runs", "list", "--csv", data_dir=folder)
+    [row] = list(csv.DictReader(io.StringIO(listed.stdout)))
+    assert row["id"] == run_id and row["status"] == "stopped" and 1 <= int(row["epochs"]) < 400
+
+
+@pytest.mark.slow
+def test_a_reader_that_leaves_early_gets_no_traceback(folder):
+    import subprocess
+
+    process = _start("runs", "list", "--csv", data_dir=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # as `| head -0` does, before the command has written anything
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 1
+    assert "BrokenPipeError" not in err and "Traceback" not in err, err
