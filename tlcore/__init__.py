@@ -170,6 +170,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "DemoRun": "training.demo",
     "DemoSnapshot": "training.demo",
     "check_run": "training.run_checks",
+    "SWEEP_BEST": "training.runs",
     "disconnect_ray": ("training.worker", "disconnect"),
     "estimate_job_memory": "training.memory",
     "evaluate": "training.train",

@@ -153,6 +153,9 @@ def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
     metrics[1].metric("Validation loss", f"{result.loss:.3f}",
                       help="How wrong it is on average on the held-out images; lower is better")
     metrics[2].metric("Classes", len(result.class_names), help="How many kinds of thing the model tells apart")
+    if record.role == tlcore.SWEEP_BEST:
+        st.caption("This head won a sweep by its score on these same validation images, so its accuracy here is "
+                   "a little optimistic (the best of several tries): expect somewhat less on new images.")
     left, right = st.columns(2)
     with left:
         st.markdown("**Confusion matrix** (rows: true class, columns: predicted)")

@@ -55,7 +55,8 @@ def _keep_best(result: tlcore.SweepResult, dataset: tlcore.ImageDataset, request
     spec, config = result.best_run()
     try:
         job = training.job_queue().submit(spec, dataset, config, training.run_store(), owner=access.user(),
-                                          name=f"best of sweep {result.key[:6]}", request=request)
+                                          name=f"best of sweep {result.key[:6]}", role=tlcore.SWEEP_BEST,
+                                          request=request)
     except tlcore.TLError as exc:
         st.error(access.message(exc))
         return

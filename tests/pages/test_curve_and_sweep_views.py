@@ -138,3 +138,6 @@ def test_train_sweeps_in_ray_tune_and_keeps_the_best_as_an_ordinary_run(ray_addr
     record = training.run_store().get(snapshot.run_id)
     assert record.spec.hidden_units == result.best.hidden_units
     assert record.result.accuracy == pytest.approx(result.best.score, abs=1e-6)  # the trial, as a run
+    assert record.role == tlcore.SWEEP_BEST and "best head of a sweep" in record.title()
+    runs = open_page("../pages/runs.py", backbone="VGG16", opened_run=record.id)  # chosen on its own validation images
+    assert any("won a sweep by its score on these same validation images" in c.value for c in runs.caption)

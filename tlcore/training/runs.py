@@ -103,7 +103,10 @@ class RunRecord:
         return path if path is not None and path.is_file() else None
 
 
-ROLE_TITLES = {"transfer": "reusing a base", "scratch": "from scratch", "source": "demo's source"}
+SWEEP_BEST = "sweep best"
+"""The role of a run kept from a head sweep ("Keep the best"): chosen by its score on its own validation images."""
+ROLE_TITLES = {"transfer": "reusing a base", "scratch": "from scratch", "source": "demo's source",
+               SWEEP_BEST: "best head of a sweep"}
 """A run's part in its group, in words for its title."""
 
 
