@@ -247,12 +247,19 @@ def archive_items(archive: zipfile.ZipFile, settings: Settings, data: bytes,
     return items, declared
 
 
-def _read_regular_file(path: str) -> bytes:
-    """A regular file's bytes, never through a link (O_NOFOLLOW) and never a FIFO or device."""
+def _read_regular_file(path: str, top: Path) -> bytes:
+    """A regular file's bytes, never through a link (O_NOFOLLOW) and never a FIFO or device, and only if the
+    file opened lies inside ``top``: O_NOFOLLOW guards the last name only, and a folder on the way swapped
+    for a link after the listing would lead outside."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ImageError(f"An image must be a regular file. Received: {os.path.basename(path)!r}")
+        proc = f"/proc/self/fd/{fd}"  # the file this descriptor opened, wherever the path now leads
+        opened = Path(os.readlink(proc) if os.path.exists(proc) else os.path.realpath(path))
+        if not opened.is_relative_to(top):
+            raise ImageError("An image of a server folder must lie inside that folder. Received: "
+                             f"{os.path.basename(path)!r} opened outside it (a folder on its way became a link)")
         with os.fdopen(fd, "rb", closefd=False) as handle:
             return handle.read()
     finally:
@@ -308,7 +315,7 @@ def folder_items(folder: Path, settings: Settings, skipped: list[str]) -> tuple[
                     f"A dataset folder may hold at most {settings.max_archive_bytes:,} bytes of files "
                     f"(TL_MAX_ARCHIVE_BYTES). Received: more than that in {folder.name}"
                 )
-    items = [(class_name, display, lambda full=full: _read_regular_file(full))
+    items = [(class_name, display, lambda full=full: _read_regular_file(full, top))
              for class_name, display, full in _classified(found, skipped)]
     return items, total
 

@@ -1,6 +1,7 @@
 import io
 import json
 import os
+import shutil
 import stat
 import zipfile
 
@@ -320,8 +321,29 @@ def reads(monkeypatch):
     seen: list[str] = []
     walk, read = datasets.os.walk, datasets._read_regular_file
     monkeypatch.setattr(datasets.os, "walk", lambda top, **kw: (seen.append(str(top)), walk(top, **kw))[1])
-    monkeypatch.setattr(datasets, "_read_regular_file", lambda path: (seen.append(str(path)), read(path))[1])
+    monkeypatch.setattr(datasets, "_read_regular_file",
+                        lambda path, top: (seen.append(str(path)), read(path, top))[1])
     return seen
+
+
+def test_a_class_folder_swapped_for_a_link_after_listing_reads_nothing_outside(roots):
+    """O_NOFOLLOW guards a path's last name only: cats/ swapped for a link to another user's folder between
+    the listing and the reads led every read of cats/N.png there."""
+    from tlcore.data.intake import folder_items
+
+    allowed, secret = roots
+    skipped: list[str] = []
+    items, _ = folder_items(tlcore.server_folder("pets"), tlcore.load_settings(), skipped)
+    cats = allowed / "pets" / "cats"
+    shutil.move(cats, allowed.parent / "moved-cats")
+    cats.symlink_to(secret / "private" / "cats", target_is_directory=True)
+    for class_name, _shown, read in items:
+        if class_name == "cats":
+            with pytest.raises(tlcore.ImageError, match=r"must lie inside that folder\. Received: '.*' opened "
+                                                        r"outside it"):
+                read()
+        else:
+            assert read()[:4] == b"\x89PNG"
 
 
 def test_server_folders_are_off_without_allowed_roots(monkeypatch, tmp_path):
