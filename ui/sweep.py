@@ -112,7 +112,11 @@ def section(spec: tlcore.TransferSpec, dataset: tlcore.ImageDataset, config: tlc
                f"the current head (trial 0) {default.score:.1%}.")
     st.altair_chart(parallel_coordinates(result.table()), width="stretch")
     st.dataframe(result.table(), hide_index=True, width="stretch")
+    elsewhere = not result.measured_on(dataset)  # a link to a sweep on images this page has not chosen
+    if elsewhere:
+        st.warning(f"This sweep was measured on {access.plain(result.dataset.get('name', 'other images'))}; Train now "
+                   f"uses {access.plain(dataset.name)}. Choose those images on Train to keep its best head, or sweep again.")
     st.button("Keep the best: train it as a run", icon=":material/check_circle:", key="sweep-keep",
-              on_click=_keep_best, args=(result, dataset, render_request()))
+              on_click=_keep_best, args=(result, dataset, render_request()), disabled=elsewhere)
     code_panel("Keras code of the best head", tlcore.transfer_program(*result.best_run()), "best_head")
 

@@ -85,6 +85,12 @@ def test_a_sweep_link_opens_the_kept_sweep_with_its_table_and_the_best_heads_cod
     assert any("Keras code of the best head" in e.label for e in at.expander)
     code = next(c.value for c in at.code if "Dense(64" in c.value)
     assert "RMSprop" in code
+    assert not next(b for b in at.button if b.key == "sweep-keep").disabled  # stored before sweeps named their images
+    other = dataclasses.replace(result, key="ef" * 16, dataset={"name": "holiday photos", "digest": "0" * 64})
+    (folder / f"{other.key}.json").write_text(other.to_json())
+    at = _open("../pages/train.py", sweep=other.key)  # a teammate's link, while this page trains on the sample shapes
+    assert any(w.value.startswith("This sweep was measured on holiday photos; Train now uses") for w in at.warning)
+    assert next(b for b in at.button if b.key == "sweep-keep").disabled  # its best head would train on other images
 
 
 

@@ -216,6 +216,8 @@ class SweepResult:
         features_cached: the base's features were already on disk.
         features_seconds, seconds: computing them, and the trials.
         scheduler: "ASHA" (Ray Tune) or "none" (one after another in this process).
+        dataset: the name and content digest of the images it was measured on ("" in sweeps stored
+            before they were kept): "keep the best" trains on those images only.
     """
 
     key: str
@@ -227,6 +229,11 @@ class SweepResult:
     features_seconds: float
     seconds: float
     scheduler: str
+    dataset: dict = dataclasses.field(default_factory=dict)
+
+    def measured_on(self, dataset: ImageDataset) -> bool:
+        """Whether this sweep was measured on ``dataset``'s images (an older sweep says nothing: assumed so)."""
+        return not self.dataset.get("digest") or self.dataset["digest"] == dataset.digest
 
     @property
     def best(self) -> SweepTrial:
@@ -347,7 +354,8 @@ def head_sweep(
             board.finish(number, DONE)
     result = SweepResult(key, spec_values,
                          dataclasses.asdict(config), dataclasses.asdict(budget), tuple(board.trials), cached,
-                         features_seconds, time.perf_counter() - started, "ASHA" if use_ray else "none")
+                         features_seconds, time.perf_counter() - started, "ASHA" if use_ray else "none",
+                         {"name": dataset.name, "digest": dataset.digest})
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stored, result.to_json())
     return result

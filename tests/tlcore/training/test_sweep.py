@@ -74,6 +74,8 @@ def test_a_sweep_in_this_process_ranks_heads_keeps_them_and_never_runs_twice(tmp
     common = dict(budget=budget, cache=cache, folder=tmp_path / "sweeps")
     result = tlcore.head_sweep(SPEC, shapes, CONFIG, on_trial=lambda trials: seen.append(trials), **common)
     assert [t.number for t in result.trials] == [0, 1, 2] and result.scheduler == "none"
+    assert result.dataset == {"name": shapes.name, "digest": shapes.digest} and result.measured_on(shapes)
+    assert not result.measured_on(tlcore.sample_dataset(per_class=4, size=32, seed=9))  # other images
     assert all(t.state == "done" and 1 <= t.epochs <= 3 and 0 <= t.score <= 1 for t in result.trials)
     assert result.default.settings == trial_settings(SPEC, CONFIG, budget)[0]
     assert result.best.score == max(t.score for t in result.trials)
