@@ -53,6 +53,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "StorageError": "core.atomic",
     "StoppedBeforeTraining": "core.errors",
     "TLError": "core.errors",
+    "UnknownNameError": "core.errors",
     "try_verdict": "core.tries",
     "TryVerdict": "core.tries",
     "WeightsError": "core.errors",

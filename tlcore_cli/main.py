@@ -410,9 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return BAD_INPUT
     try:
         return args.handler(args)
-    except (InputError, tlcore.TLError, KeyError) as exc:
-        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        _say(f"transfer-lab {args.command}: {text}")
+    except (InputError, tlcore.TLError) as exc:  # an unknown run id or backbone is a TLError (UnknownNameError)
+        _say(f"transfer-lab {args.command}: {exc}")
         return BAD_INPUT if not isinstance(exc, tlcore.StorageError) else FAILED
     except KeyboardInterrupt:
         _say(f"transfer-lab {args.command}: stopped")

@@ -38,6 +38,13 @@ class BudgetError(ConfigError):
     """A choice over one of this server's budgets (a ``TL_*`` limit), refused before allocation."""
 
 
+class UnknownNameError(TLError, KeyError):
+    """A name (a run id, a backbone) that names nothing here; a ``KeyError`` too, whose text is its message."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class WorkerError(TLError):
     """A worker process (an uploaded model's) that ended before answering: crashed or killed."""
 

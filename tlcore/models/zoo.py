@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from tlcore.core.errors import UnknownNameError
+
 if TYPE_CHECKING:
     import keras
 
@@ -239,7 +241,7 @@ def get_backbone(backbone: str | BackboneSpec) -> BackboneSpec:
     try:
         return BACKBONES[backbone]
     except KeyError:
-        raise KeyError(
+        raise UnknownNameError(
             f"Backbone must be one of {', '.join(BACKBONES)}. Received: {backbone!r}"
         ) from None
 

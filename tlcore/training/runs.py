@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from tlcore.core.atomic import atomic_save, atomic_write_text
-from tlcore.core.errors import ModelFileError
+from tlcore.core.errors import ModelFileError, UnknownNameError
 from tlcore.models.spec import TransferSpec
 from tlcore.training.config import HISTORY_COLUMNS, TrainConfig, TrainResult
 from tlcore.training.results import WRONG_SHOWN, RunResult, WrongPrediction
@@ -351,7 +351,7 @@ class RunStore:
                              (run_id,)).fetchone()
         folder = self.root / run_id
         if row is None or not folder.is_dir():
-            raise KeyError(f"Run id must name a stored run. Received: {run_id!r}")
+            raise UnknownNameError(f"Run id must name a stored run. Received: {run_id!r}")
         saved = json.loads((folder / "config.json").read_text())
         history_path = folder / "history.csv"
         history = (pd.read_csv(history_path) if history_path.is_file()

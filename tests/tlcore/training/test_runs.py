@@ -86,6 +86,17 @@ def test_a_killed_writer_leaves_a_whole_earlier_history(tmp_path, finished):
     assert store.list().loc[0, "status"] == "running"  # reopened as not finished, earlier epochs kept
 
 
+def test_an_unknown_run_or_backbone_is_a_tlerror_in_plain_words(tmp_path):
+    """Both were bare KeyErrors: callers caught every KeyError as bad input, and str() quoted the message."""
+    with pytest.raises(tlcore.UnknownNameError) as unknown:
+        tlcore.RunStore(tmp_path).get("nope")
+    assert isinstance(unknown.value, tlcore.TLError) and isinstance(unknown.value, KeyError)
+    assert str(unknown.value) == "Run id must name a stored run. Received: 'nope'"
+    with pytest.raises(tlcore.UnknownNameError) as unknown:
+        tlcore.get_backbone("VGG17")
+    assert str(unknown.value).startswith("Backbone must be one of VGG16")
+
+
 @pytest.mark.slow
 def test_missing_run_and_missing_model(tmp_path, finished):
     dataset, result = finished
