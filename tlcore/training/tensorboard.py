@@ -50,6 +50,12 @@ class EpochScalars(keras.callbacks.TensorBoard):
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(self.offset + epoch + 1, logs)
 
+    def on_test_end(self, logs=None):
+        """Keras also writes each validation as ``evaluation_*_vs_iterations``, stepped by the optimizer's
+        count, which starts again with the fine-tuning phase's optimizer (two values at one step); the
+        validation's epoch scalars say the same, stepped by the run's epoch."""
+        super().on_test_end({})
+
 
 def penultimate_vectors(model: keras.Model, batches: Iterable[np.ndarray]) -> np.ndarray:
     """What ``model``'s last layer receives for each row of ``batches`` (the feature vector it classifies).

@@ -48,6 +48,9 @@ def test_epoch_scalars_equal_the_history_over_both_phases(logged):
         np.testing.assert_allclose([validation[s] for s in steps], history[f"val_{column}"], rtol=1e-6)
     _, rates = _scalars(folder / "train", "epoch_learning_rate")
     np.testing.assert_allclose([rates[s] for s in steps], [2e-3, 2e-3, 1e-4], rtol=1e-6)
+    events, _ = _scalars(folder / "validation", "epoch_loss")
+    # no second series stepped by the optimizer's count, which restarted with fine-tuning (two values at a step)
+    assert not [tag for tag in events.Tags()["tensors"] if tag.endswith("_vs_iterations")]
 
 
 @pytest.mark.slow
