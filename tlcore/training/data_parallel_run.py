@@ -27,7 +27,7 @@ from tlcore.training.config import BatchProgress, TrainConfig, TrainResult
 from tlcore.training.data_parallel import train_data_parallel
 from tlcore.training.memory import check_job_memory
 from tlcore.training.parallel_checks import check_across_workers
-from tlcore.training.tensorboard import write_final_logs
+from tlcore.training.tensorboard import write_final_logs, write_history_scalars
 from tlcore.training.train import (
     TrainingData,
     evaluate_images,
@@ -79,7 +79,8 @@ def train_across_workers(
         recalibrate_batchnorm(model, batchnorm, data.images(train_idx, config.batch_size, seed=config.seed))
     held_out = val_idx if len(val_idx) else train_idx
     evaluation = evaluate_images(model, data, held_out, dataset.class_names)
-    if log_dir is not None:
+    if log_dir is not None:  # the workers write no logs: the epochs' scalars come from the history they sent back
+        write_history_scalars(log_dir, trained.history, config.learning_rate)
         write_final_logs(log_dir, model, evaluation.confusion, evaluation.class_names, len(trained.history))
     return TrainResult(model, spec, config, dataset.class_names, trained.history, evaluation, trained.stopped,
                        False, time.perf_counter() - started, len(batchnorm), precision_check(model, data, held_out),

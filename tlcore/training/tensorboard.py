@@ -20,6 +20,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
@@ -148,6 +149,24 @@ def write_projector(log_dir: str | Path, vectors: np.ndarray, labels: Sequence[s
     embedding.sprite.single_image_dim.extend([THUMBNAIL, THUMBNAIL])
     projector.visualize_embeddings(str(folder), config)
     return folder
+
+
+def write_history_scalars(log_dir: str | Path, history: pd.DataFrame, learning_rate: float) -> None:
+    """A run's history as the epoch scalars ``EpochScalars`` writes (train/: ``epoch_loss``, ``epoch_accuracy``,
+    ``epoch_learning_rate``; validation/: ``epoch_loss``, ``epoch_accuracy``), stepped by the history's row from 1:
+    for a run across workers, whose workers write no logs of their own."""
+    log_dir = Path(log_dir)
+    for part, prefix in (("train", ""), ("validation", "val_")):
+        writer = tf.summary.create_file_writer(str(log_dir / part))
+        with writer.as_default():
+            for step, row in enumerate(history.itertuples(index=False), start=1):
+                for name in ("loss", "accuracy"):
+                    value = getattr(row, prefix + name)
+                    if value is not None and np.isfinite(value):
+                        tf.summary.scalar(f"epoch_{name}", float(value), step=step)
+                if part == "train":
+                    tf.summary.scalar("epoch_learning_rate", float(learning_rate), step=step)
+        writer.close()
 
 
 def write_final_logs(log_dir: str | Path, model: keras.Model, confusion: np.ndarray,

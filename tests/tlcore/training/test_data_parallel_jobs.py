@@ -53,6 +53,11 @@ def test_a_queued_job_on_two_workers_is_an_ordinary_run_in_the_store(ray_address
     assert evaluation.accuracy == pytest.approx(result.accuracy) and evaluation.loss == pytest.approx(result.loss)
     assert np.array_equal(evaluation.confusion, np.asarray(result.confusion))
     assert (record.folder / "tensorboard").is_dir()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(record.folder / "tensorboard" / "validation"), size_guidance={"tensors": 0})
+    events.Reload()  # the epochs' curves, which the workers do not write, from the history they sent back
+    assert [e.step for e in events.Tensors("epoch_loss")] == [1, 2]
 
 
 def test_stop_ends_both_workers_after_the_same_step_and_keeps_the_model_and_delete_frees_the_cpus(

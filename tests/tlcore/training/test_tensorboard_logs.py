@@ -53,6 +53,23 @@ def test_epoch_scalars_equal_the_history_over_both_phases(logged):
     assert not [tag for tag in events.Tags()["tensors"] if tag.endswith("_vs_iterations")]
 
 
+def test_a_history_written_after_the_fact_reads_back_as_epoch_scalars(tmp_path):
+    """A run across workers: its workers write no logs, so the driver writes the history's scalars."""
+    import pandas as pd
+
+    from tlcore.training.tensorboard import write_history_scalars
+
+    history = pd.DataFrame({"epoch": [1, 2, 3], "phase": "train", "loss": [1.2, 0.9, 0.7],
+                            "accuracy": [0.4, 0.6, 0.7], "val_loss": [1.3, 1.0, np.nan],
+                            "val_accuracy": [0.3, 0.5, np.nan], "seconds": 1.0, "complete": True})
+    write_history_scalars(tmp_path, history, 2e-3)
+    _, loss = _scalars(tmp_path / "train", "epoch_loss")
+    _, rate = _scalars(tmp_path / "train", "epoch_learning_rate")
+    _, val_accuracy = _scalars(tmp_path / "validation", "epoch_accuracy")
+    assert loss == pytest.approx({1: 1.2, 2: 0.9, 3: 0.7}) and rate == pytest.approx({1: 2e-3, 2: 2e-3, 3: 2e-3})
+    assert val_accuracy == pytest.approx({1: 0.3, 2: 0.5})  # the epoch not measured is left out
+
+
 @pytest.mark.slow
 def test_confusion_image_graph_and_projector_are_written(logged):
     folder, dataset, result = logged
