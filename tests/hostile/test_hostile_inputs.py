@@ -202,7 +202,7 @@ def test_an_unexpected_page_error_shows_a_friendly_message(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(tlcore, "layer_table", broken)
+    monkeypatch.setattr(tlcore, "layer_views", broken)  # what the Layers page asks first
     at = AppTest.from_file(str(ROOT / "app" / "streamlit_app.py"), default_timeout=120)
     at.query_params["include_top"] = "False"
     at.query_params["size"] = "77"  # a size no other test asks for, so nothing is cached
