@@ -50,6 +50,7 @@ if not images:
 extractor = sidebar.load_or_explain(models.extractor, choice, layer)
 bar = st.progress(0.0, text="Extracting features...")
 try:
+    tlcore.check_feature_room(extractor, len(images))  # before any image is read: the vectors stay in memory here
     features = tlcore.extract_features(
         extractor, list(images.values()), backbone=choice.backbone,
         progress=lambda done, total: bar.progress(done / total, text=f"Image {done} of {total}"),

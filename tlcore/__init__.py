@@ -170,6 +170,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "DemoResult": "training.demo",
     "DemoRun": "training.demo",
     "DemoSnapshot": "training.demo",
+    "check_feature_room": "inference.features",
     "check_run": "training.run_checks",
     "SWEEP_BEST": "training.runs",
     "disconnect_ray": ("training.worker", "disconnect"),

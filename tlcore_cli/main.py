@@ -197,6 +197,10 @@ def train(args: argparse.Namespace) -> int:
     runs = [(spec, config, "transfer")]
     if args.scratch:
         runs.append((tlcore.scratch_spec(spec), tlcore.scratch_config(config), "scratch"))
+    if config.workers != 1:
+        raise InputError(f"transfer-lab train trains in one process: --spec's config must have workers 1 (a run "
+                         f"across workers is tlcore.train_data_parallel, or the Train page). Received: "
+                         f"workers={config.workers!r}")
     # every run checked (with one output per class) before any is recorded: bad input leaves no failed run
     runs = [(tlcore.check_run(run_spec, dataset, run_config), run_config, role) for run_spec, run_config, role in runs]
     store, group, owner = _store(), uuid.uuid4().hex[:12] if args.scratch else "", args.owner

@@ -54,8 +54,9 @@ def test_a_train_spec_with_bad_values_is_refused_before_any_run_is_recorded(fold
         ({"seed": -5}, "Seed must be from 0 to 2**32 - 1. Received: seed=-5"),
         ({"resize_mode": "zoom"}, "Resize mode must be one of ('crop', 'squash'). Received: resize_mode='zoom'"),
         ({"fine_tune_from": "nosuchlayer", "fine_tune_epochs": 1},
-         "fine_tune_from must be None, 'all' or a layer with weights of MobileNetV2's base"),
+         "fine_tune_from must be None, 'all' or a layer of MobileNetV2's base"),
         (["abc"], "--spec must name only TransferSpec fields"),
+        ({"workers": 2}, "transfer-lab train trains in one process: --spec's config must have workers 1"),
     ]
     for config, words in cases:
         (folder / "spec.json").write_text(json.dumps({"spec": spec, "config": config}))

@@ -4,7 +4,7 @@ thousands: the page held them all in a chart table and a CSV made on every rerun
 
 import numpy as np
 import pytest
-from support import open_page
+from support import image_bytes, open_page
 
 import tlcore
 from ui import charts
@@ -50,11 +50,15 @@ def test_the_line_chart_samples_a_long_vector_evenly_and_keeps_a_short_one_whole
     assert len(whole) == 200 and list(whole["index"][:100]) == list(range(100))
 
 
-def test_extract_features_refuses_before_reading_any_image(monkeypatch):
+def test_the_room_for_vectors_is_counted_from_the_extractors_shape(monkeypatch):
     import keras
 
     inputs = keras.Input((32, 32, 3))
     extractor = keras.Model(inputs, keras.layers.Conv2D(64, 3, padding="same", name="wide")(inputs))
-    monkeypatch.setenv("TL_MAX_MAP_FEATURE_MB", "0")
-    with pytest.raises(tlcore.BudgetError, match=r"Received: 2 images x 65,536 values from wide = 0 MB"):
-        tlcore.extract_features(extractor, [b"not an image", b"nor this"], backbone="MobileNetV2")
+    monkeypatch.setenv("TL_MAX_MAP_FEATURE_MB", "1")
+    tlcore.check_feature_room(extractor, 4)  # 4 x 65,536 x 4 bytes: exactly 1 MB
+    with pytest.raises(tlcore.BudgetError, match=r"Received: 5 images x 65,536 values from wide = 1 MB"):
+        tlcore.check_feature_room(extractor, 5)
+    # a notebook or the command line asks for what it wants: extract_features itself counts nothing
+    assert tlcore.extract_features(extractor, [image_bytes((32, 32), seed=1)] * 5, backbone="MobileNetV2").shape == (
+        5, 65_536)

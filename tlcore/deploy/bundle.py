@@ -105,12 +105,12 @@ def _public_config(store: RunStore, record: RunRecord) -> str:
     """The run's config.json with the server's paths out: a weights file or trained base by its name
     (a base another run of the store trained as ``<run id>/model.keras``)."""
     saved = json.loads((record.folder / "config.json").read_text())
+    root = store.root.resolve()
     for key in ("weights", "base_model"):
         value = saved["spec"].get(key)
-        if isinstance(value, str) and value != "imagenet" and Path(value).is_absolute():
-            path = Path(value)
-            saved["spec"][key] = (path.relative_to(store.root).as_posix() if path.is_relative_to(store.root)
-                                  else path.name)
+        if isinstance(value, str) and value != "imagenet":  # a path, absolute or relative (TL_DATA_DIR=../data)
+            path = Path(value).resolve()
+            saved["spec"][key] = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
     return json.dumps(saved, indent=2)
 
 

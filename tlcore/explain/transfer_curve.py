@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from tlcore.core.atomic import atomic_write_text
-from tlcore.core.errors import ConfigError, DatasetError
+from tlcore.core.errors import BudgetError, ConfigError, DatasetError
 from tlcore.core.settings import load_settings
 from tlcore.core.storage import check_room
 from tlcore.data.datasets import ImageDataset
@@ -42,13 +42,14 @@ from tlcore.data.pipeline import image_batches
 from tlcore.explain.graph import block_ends
 from tlcore.inference.forward import compiled_forward
 from tlcore.models.backbone import load_backbone
-from tlcore.models.build import check_transfer_spec, load_saved_base, trainable_from_choices
-from tlcore.models.cost import own_calls
+from tlcore.models.build import check_transfer_spec, load_saved_base, model_cost, trainable_from_choices
+from tlcore.models.cost import FLOAT_BYTES, GB, measure_model, own_calls
+from tlcore.models.scopes import shapes_only
 from tlcore.models.spec import TransferSpec
 from tlcore.models.summary import layer_table
-from tlcore.models.zoo import UNTRAINED_SEED, get_backbone
+from tlcore.models.zoo import UNTRAINED_SEED, build_architecture, get_backbone
 from tlcore.training.feature_cache import EXTRACT_BATCH, FeatureCache, cache_key
-from tlcore.training.memory import check_job_memory
+from tlcore.training.memory import PROCESS_OVERHEAD_BYTES
 from tlcore.training.parallel import run_calls
 from tlcore.training.probes import ProbeBudget, ProbeScore, fit_probe_file
 
@@ -193,13 +194,37 @@ def _all_taps(network: keras.Model, taps: list[str]) -> keras.Model:
     return keras.Model(network.input, output, name="all_taps")
 
 
-def check_curve_budget(backbone: str, size: int, classes: int) -> None:
-    """Refuse a curve whose network is over this server's budgets before anything is built: the base at
-    ``size`` as a frozen transfer model (``TL_MAX_MODEL_PARAMS``, ``TL_MAX_ACTIVATION_MB``, an input it cannot
-    take) and its extraction in batches of ``EXTRACT_BATCH`` (``TL_JOB_MEMORY_GB``, as a training job)."""
+def check_curve_budget(backbone: str, size: int, classes: int, *, include_top: bool = False) -> int:
+    """Refuse a curve whose network is over this server's budgets before anything is built, and say how many
+    images its extraction may run at once.
+
+    The base at ``size`` is checked as a frozen transfer model (``TL_MAX_MODEL_PARAMS``,
+    ``TL_MAX_ACTIVATION_MB``, an input it cannot take); its weights (the ImageNet top's too with
+    ``include_top``), the process and each image's activations must fit ``TL_JOB_MEMORY_GB``: the batch is
+    ``EXTRACT_BATCH``, or as many images as fit (memory follows the batch; the features are the same).
+
+    Returns:
+        Images per extraction batch, 1 to ``EXTRACT_BATCH``.
+
+    Raises:
+        BudgetError: over a model budget, or one image at a time over ``TL_JOB_MEMORY_GB``.
+    """
     frozen = TransferSpec(backbone=backbone, input_shape=(size, size, 3), weights=None, num_classes=max(2, classes))
     check_transfer_spec(frozen)
-    check_job_memory(frozen, EXTRACT_BATCH)
+    cost = model_cost(frozen)
+    params = cost.params
+    if include_top:
+        with shapes_only():
+            params = measure_model(build_architecture(backbone, include_top=True)).params
+    limit = load_settings().job_memory_gb
+    fixed = params * FLOAT_BYTES + PROCESS_OVERHEAD_BYTES
+    fits = int((limit * GB - fixed) // max(cost.activation_bytes, 1))
+    if fits < 1:
+        raise BudgetError(
+            f"A transfer curve's extraction may need at most {limit:g} GB of memory on this server "
+            f"(TL_JOB_MEMORY_GB), even one image at a time. Received: about {(fixed + cost.activation_bytes) / GB:,.1f} "
+            f"GB for {backbone} at {size}x{size}; choose a smaller input")
+    return min(EXTRACT_BATCH, fits)
 
 
 def _load_network(backbone: str, *, weights: str | None, input_size: int | None, include_top: bool,
@@ -238,9 +263,10 @@ def curves_folder() -> Path:
 
 
 def extract_taps(network: keras.Model, taps: list[str], dataset: ImageDataset, *, backbone: str,
-                 mode: ResizeMode, cache: FeatureCache,
+                 mode: ResizeMode, cache: FeatureCache, batch_size: int = EXTRACT_BATCH,
                  on_progress: Callable[[int, int], None] | None = None) -> tuple[dict[str, str], set[str]]:
-    """Every tap's pooled features for ``dataset`` in the cache, computed in at most one streaming pass.
+    """Every tap's pooled features for ``dataset`` in the cache, computed in at most one streaming pass of
+    ``batch_size`` images at a time.
 
     Returns:
         (tap -> its cache key, the taps whose files were already there).
@@ -266,7 +292,7 @@ def extract_taps(network: keras.Model, taps: list[str], dataset: ImageDataset, *
         forward = compiled_forward(model)
         done = 0
         for x, _ in image_batches(dataset, np.arange(len(dataset)), size, preprocess=get_backbone(backbone).preprocess,
-                                  batch_size=EXTRACT_BATCH, mode=mode):
+                                  batch_size=batch_size, mode=mode):
             output = forward(x.numpy())
             for file, start, end in zip(files, bounds[:-1], bounds[1:]):
                 file[done:done + len(output)] = output[:, start:end]
@@ -343,7 +369,8 @@ def transfer_curve(
         raise DatasetError(f"A transfer curve needs at least 2 images of every class (one to fit, one to check). "
                            f"Received: {small}")
     row = get_backbone(backbone)
-    check_curve_budget(row.name, input_size or row.default_size, len(dataset.class_names))
+    batch = check_curve_budget(row.name, input_size or row.default_size, len(dataset.class_names),
+                               include_top=include_top)
     cache = cache or FeatureCache(load_settings().data_dir / "features")
     folder = Path(folder) if folder is not None else curves_folder()
     base_model = str(base_model) if base_model else None
@@ -352,7 +379,7 @@ def transfer_curve(
     taps = curve_taps(network, include_top=include_top)
     split = dataset.split(validation_fraction, seed=seed)
     started = time.perf_counter()
-    keys, found = extract_taps(network, taps, dataset, backbone=row.name, mode=mode, cache=cache,
+    keys, found = extract_taps(network, taps, dataset, backbone=row.name, mode=mode, cache=cache, batch_size=batch,
                                on_progress=(lambda done, total: on_progress(EXTRACT, done, total))
                                if on_progress else None)
     extract_seconds = time.perf_counter() - started

@@ -45,6 +45,7 @@ from tlcore.data.intake import (
 )
 from tlcore.inference.precision import inference_forward
 from tlcore.inference.predict import TOP_K_COLUMNS, model_input_size, top_k_table
+from tlcore.inference.top_k import as_probabilities
 from tlcore.models.labels import imagenet_labels
 from tlcore.models.zoo import BackboneSpec, get_backbone
 
@@ -258,7 +259,7 @@ def predict_batch(
             thumbnails.append(thumbnail)
             pixels.append(fitted)
         if pixels:
-            for name, row in zip(names, forward(spec.preprocess(np.stack(pixels)))):
+            for name, row in zip(names, as_probabilities(forward(spec.preprocess(np.stack(pixels))))):
                 top = top_k_table(row, labels, k)
                 class_ids.append(top["class_id"].to_numpy())
                 probabilities.append(top["probability"].to_numpy())

@@ -40,11 +40,12 @@ def feature_extractor(
     """
     spec = get_backbone(backbone)
     inside_base = layer is not None and layer in layer_names(spec, include_top=False, imagenet=weights == "imagenet")
-    if inside_base and weights != "imagenet":
-        # a cut inside the base: the network without its top, so a no-top weights file serves too (ImageNet's
-        # are cut from the full network: its one file, which the pages fetch, holds the base's weights too)
+    if inside_base:  # a cut inside the base: the network without its top (the top's weights are not kept)
         size = (spec.default_size, spec.default_size, 3)
-        network = load_backbone(spec, weights=weights, include_top=False, input_shape=size, seed=seed)
+        if weights == "imagenet":  # ImageNet's full file, which the pages fetch, holds the base's weights too
+            network = _base_of(load_backbone(spec, weights="imagenet", include_top=True, seed=seed), spec, size)
+        else:  # a no-top weights file serves too
+            network = load_backbone(spec, weights=weights, include_top=False, input_shape=size, seed=seed)
     else:
         network = load_backbone(spec, weights=weights, include_top=True, seed=seed)
     name = layer or spec.feature_layer or network.layers[-2].name
@@ -56,9 +57,21 @@ def feature_extractor(
     return keras.Model(network.input, network.get_layer(name).output, name=f"{spec.name}_{name}_features")
 
 
+def _base_of(full: keras.Model, spec: BackboneSpec, size: tuple[int, int, int]) -> keras.Model:
+    """``full``'s base as a network of its own, its weights copied by layer name: a model cut from ``full``
+    would keep ``full``, top and all, alive (VGG16: 528 MB of weights for 56 MB of base)."""
+    base = load_backbone(spec, weights=None, include_top=False, input_shape=size)
+    for layer in base.layers:
+        if layer.weights:
+            layer.set_weights(full.get_layer(layer.name).get_weights())
+    return base
+
+
 def check_feature_room(extractor: keras.Model, images: int) -> None:
     """Refuse ``images`` feature vectors of ``extractor`` over ``TL_MAX_MAP_FEATURE_MB`` before any is computed
-    (an early layer's vector holds hundreds of thousands of values: VGG16's block1_conv1 3.2 million)."""
+    (an early layer's vector holds hundreds of thousands of values: VGG16's block1_conv1 3.2 million). The pages
+    ask it (the Features page, a dataset map), which hold the vectors a visitor asked for in the server's memory;
+    ``extract_features`` itself serves a notebook or the command line as asked."""
     width = int(np.prod(extractor.output.shape[1:]))
     needed, allowed = images * width * 4, load_settings().max_map_feature_mb
     if needed > allowed * MB:
@@ -88,10 +101,8 @@ def extract_features(
         float32 array of shape (len(images), features); spatial outputs are flattened.
 
     Raises:
-        BudgetError: vectors over ``TL_MAX_MAP_FEATURE_MB`` (``check_feature_room``), before any image is read.
         ImageError: the first image that is not usable (none are skipped silently).
     """
-    check_feature_room(extractor, len(images))
     spec = get_backbone(backbone)
     forward = inference_forward(extractor, backbone=spec, batch=max(1, min(batch_size, len(images))),
                                 precision=precision)

@@ -30,18 +30,21 @@ def class_names(classes: int, labels: Sequence[str] | None = None) -> list[str]:
 
 
 LOGIT_MARGIN = 0.01
-"""How far outside 0..1 an output may lie and still be read as a probability (bfloat16 rounds a softmax's
-1.0 up to 1.0039)."""
+"""How far outside 0..1 an output may lie and still be read as a probability (bfloat16's next value above 1.0
+is 1.0078: a softmax computed in bfloat16 may give it)."""
 
 
 def as_probabilities(scores: np.ndarray) -> np.ndarray:
-    """One image's outputs as probabilities: as they are when every value lies in 0..1, else read as logits
-    (a model that ends without its softmax, trained with ``from_logits=True``) and put through a softmax:
-    shown as they came, logits read as "746.6%" and negative probabilities."""
+    """Outputs as probabilities, one row an image (or one image's vector): as they are when every value lies in
+    0..1, else read as logits (a model that ends without its softmax, trained with ``from_logits=True``) and put
+    through a softmax, row by row: shown as they came, logits read as "746.6%" and negative probabilities.
+
+    Decided for all the rows given at once, so a batch is read one way (``predict_batch`` gives its batches
+    whole); a logits model whose every output for an image happens to lie in 0..1 is shown as it came."""
     scores = np.asarray(scores)
     if scores.size and (scores.min() < -LOGIT_MARGIN or scores.max() > 1 + LOGIT_MARGIN):
-        shifted = np.exp(scores.astype(np.float64) - scores.max())
-        return (shifted / shifted.sum()).astype(scores.dtype)
+        shifted = np.exp(scores.astype(np.float64) - scores.max(axis=-1, keepdims=True))
+        return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(scores.dtype)
     return scores
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from tlcore.core.errors import ConfigError, ShapeError
 from tlcore.core.settings import load_settings
-from tlcore.models.backbone import load_backbone
+from tlcore.models.backbone import layer_names, load_backbone
 from tlcore.models.cost import MB, ModelCost, check_model_cost, measure_model
 from tlcore.models.imagenet_files import Progress
 from tlcore.models.model_files import load_model_file
@@ -137,13 +137,19 @@ def _check_head_types(spec: TransferSpec) -> None:
 
 def check_layer_choice(field: str, value: object, backbone: str) -> None:
     """Refuse a layer to train from (``trainable_from``, ``fine_tune_from``) that is not None, ``"all"`` or a
-    layer with weights of ``backbone``'s base (``trainable_from_choices``), before anything is built."""
+    layer of ``backbone``'s base, before anything is built (as ``set_trainable_from`` takes it: a layer without
+    weights, such as a block's end that a transfer curve names, trains from the next layer with weights)."""
     if value is None or value == ALL_LAYERS:
         return
-    choices = _layers_with_weights(backbone)
-    if value not in choices:
-        raise ConfigError(f"{field} must be None, {ALL_LAYERS!r} or a layer with weights of {backbone}'s base (e.g. "
+    if value not in _base_layer_names(backbone):
+        choices = _layers_with_weights(backbone)
+        raise ConfigError(f"{field} must be None, {ALL_LAYERS!r} or a layer of {backbone}'s base (e.g. "
                           f"{choices[-min(3, len(choices))]!r}). Received: {field}={value!r}")
+
+
+@functools.lru_cache(maxsize=32)
+def _base_layer_names(backbone: str) -> frozenset[str]:
+    return frozenset(layer_names(backbone, include_top=False))
 
 
 def _check_conv_choices(spec: TransferSpec) -> None:

@@ -147,8 +147,9 @@ class TrainConfig:
              f"The validation share must be from 0 to {MAX_VALIDATION_FRACTION}. "
              f"Received: validation_fraction={self.validation_fraction}"),
             (0 <= self.seed < 2**32, f"Seed must be from 0 to 2**32 - 1. Received: seed={self.seed}"),
-            (self.early_stopping is None or self.early_stopping >= 1,
-             f"Early stopping's patience must be None or at least 1 epoch. Received: early_stopping={self.early_stopping}"),
+            (self.early_stopping is None or self.early_stopping >= 0,
+             f"Early stopping's patience must be None or 0 (both off), or a number of epochs. "
+             f"Received: early_stopping={self.early_stopping}"),
             (self.resize_mode in RESIZE_MODES,
              f"Resize mode must be one of {RESIZE_MODES}. Received: resize_mode={self.resize_mode!r}"),
         ]

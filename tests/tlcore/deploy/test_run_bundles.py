@@ -4,6 +4,7 @@ import dataclasses
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -123,3 +124,11 @@ def test_server_paths_in_a_spec_leave_as_names(tmp_path, monkeypatch, trained):
     assert saved["spec"]["weights"] == "mine.weights.h5"
     assert saved["spec"]["base_model"] == "20260101-000000-abcdef/model.keras"
     assert str(tmp_path) not in json.dumps(saved)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # a data folder given as a relative path (TL_DATA_DIR=../data)
+    relative = tlcore.RunStore(Path("..") / "runs")
+    spec = dataclasses.replace(result.spec, base_model=str(Path("..") / "runs" / "20260101-000000-abcdef" / "model.keras"))
+    other = relative.create(spec, result.config, dataset.summary())
+    relative.finish(other, result)
+    saved = json.loads(zipfile.ZipFile(export_bundle(relative, [other])).read(f"{other}/config.json"))
+    assert saved["spec"]["base_model"] == "20260101-000000-abcdef/model.keras"  # as an import accepts it

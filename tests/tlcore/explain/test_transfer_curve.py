@@ -169,6 +169,21 @@ def test_bad_datasets_and_splits_are_refused_in_words(tmp_path):
         transfer_curve("VGG16", two, weights=None, input_size=32, budget=ProbeBudget(epochs=0), folder=tmp_path)
 
 
+def test_the_extraction_runs_as_many_images_at_once_as_the_memory_budget_allows(monkeypatch):
+    """Memory follows the batch: a large input runs fewer images at once rather than being refused (the features
+    are the same at any batch)."""
+    from tlcore.explain.transfer_curve import check_curve_budget
+
+    assert check_curve_budget("MobileNetV2", 224, 3) == 32  # the default 12 GB: a whole batch
+    assert 1 <= check_curve_budget("ResNet50", 448, 3) < 32  # about 0.6 GB an image: fewer at once
+    monkeypatch.setenv("TL_JOB_MEMORY_GB", "2")
+    few = check_curve_budget("MobileNetV2", 224, 3)
+    assert 1 <= few < 32
+    monkeypatch.setenv("TL_JOB_MEMORY_GB", "3")
+    with_top = check_curve_budget("VGG16", 224, 3, include_top=True)  # 138 M weights instead of 15 M
+    assert with_top < check_curve_budget("VGG16", 224, 3)
+
+
 def test_a_curve_over_the_servers_budgets_is_refused_before_anything_is_built(tmp_path, monkeypatch):
     """The curve runs in the server's own process; it checked no model or memory budget (VGG19 at 1024 px passed)."""
     two = tlcore.sample_dataset(per_class=2, size=32, seed=0)
@@ -178,7 +193,8 @@ def test_a_curve_over_the_servers_budgets_is_refused_before_anything_is_built(tm
         transfer_curve("MobileNetV2", two, weights=None, input_size=64, folder=tmp_path)
     monkeypatch.delenv("TL_MAX_ACTIVATION_MB")
     monkeypatch.setenv("TL_JOB_MEMORY_GB", "1")
-    with pytest.raises(tlcore.BudgetError, match=r"at most 1 GB of memory on this server \(TL_JOB_MEMORY_GB\)"):
+    with pytest.raises(tlcore.BudgetError, match=r"extraction may need at most 1 GB of memory on this server "
+                                                 r"\(TL_JOB_MEMORY_GB\), even one image at a time\. Received: about"):
         transfer_curve("VGG19", two, weights=None, input_size=1024, folder=tmp_path)
     monkeypatch.delenv("TL_JOB_MEMORY_GB")
     with pytest.raises(tlcore.ShapeError, match="Received: input_shape=\\(16, 16, 3\\)"):

@@ -69,7 +69,7 @@ def test_a_no_top_weights_file_serves_a_cut_inside_the_base_and_is_refused_for_f
         tlcore.feature_extractor("VGG16", weights=str(path))  # fc2 is in the top
 
 
-def test_a_layer_inside_the_base_is_cut_from_the_full_imagenet_file(keras_home):
+def test_a_layer_inside_the_base_is_cut_from_the_full_imagenet_file(keras_home, monkeypatch):
     """Features at `out_relu` asked for ImageNet's separate no-top file: a second download online (VGG16:
     58 MB more), a refusal offline with the full file, which holds those weights too, cached."""
     import h5py
@@ -81,7 +81,18 @@ def test_a_layer_inside_the_base_is_cut_from_the_full_imagenet_file(keras_home):
     full = tlcore.load_backbone("MobileNetV2", weights=None, seed=5)
     with h5py.File(status.path, "w") as handle:  # the full network's file only, as Keras caches it
         legacy_h5_format.save_weights_to_hdf5_group(handle, full)
+    import gc
+    import weakref
+
+    from tlcore.inference import features
+
+    built, load = [], features.load_backbone
+    monkeypatch.setattr(features, "load_backbone",
+                        lambda *a, **k: (m := load(*a, **k), built.append(weakref.ref(m.layers[-1])))[0])
     extractor = tlcore.feature_extractor("MobileNetV2", weights="imagenet", layer="out_relu")
+    gc.collect()
+    # the full network's last layer (its 1,000-class top) is let go; the base's last layer lives in the extractor
+    assert [ref() is None for ref in built] == [True, False]
     picture = np.random.default_rng(1).uniform(-1, 1, (1, 224, 224, 3)).astype(np.float32)
     expected = keras.Model(full.input, full.get_layer("out_relu").output)(picture)
     np.testing.assert_allclose(extractor(picture), expected, rtol=1e-5, atol=1e-5)

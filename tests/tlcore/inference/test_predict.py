@@ -99,10 +99,12 @@ def test_outputs_outside_0_to_1_are_logits_shown_as_their_softmax():
     expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     np.testing.assert_allclose(shown["probability"], expected, rtol=1e-6)
     assert list(shown["label"]) == ["a", "b", "c"] and shown["probability"].sum() == pytest.approx(1.0)
-    rounded = np.array([1.0039, 0.0, 0.0], np.float32)  # bfloat16's softmax of a sure answer: kept as it is
+    rounded = np.array([1.0078125, 0.0, 0.0], np.float32)  # bfloat16's next value above 1: kept as it is
     assert np.array_equal(as_probabilities(rounded), rounded)
     independent = np.array([0.9, 0.8, 0.1], np.float32)  # one sigmoid per class: probabilities, not summing to 1
     assert np.array_equal(as_probabilities(independent), independent)
+    batch = as_probabilities(np.array([[0.9, 0.6, 0.3], [3.0, 0.6, 0.3]], np.float32))  # one batch, read one way
+    np.testing.assert_allclose(batch.sum(axis=1), [1.0, 1.0], rtol=1e-6)
 
 
 def test_a_model_without_its_softmax_predicts_probabilities():

@@ -49,7 +49,7 @@ def test_base_trained_from_scratch_lets_batchnorm_learn():
 
 
 def test_unknown_trainable_from_layer():
-    expected = (r"trainable_from must be None, 'all' or a layer with weights of VGG16's base \(e.g. 'block5_conv1'\)\. "
+    expected = (r"trainable_from must be None, 'all' or a layer of VGG16's base \(e.g. 'block5_conv1'\)\. "
                 r"Received: trainable_from='block9'")
     with pytest.raises(tlcore.ConfigError, match=expected):
         tlcore.check_transfer_spec(spec(trainable_from="block9"))  # checked before anything is built

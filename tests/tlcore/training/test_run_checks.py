@@ -22,12 +22,14 @@ def test_a_checked_run_has_one_output_per_class(shapes):
 
 def test_a_misspelt_fine_tuning_layer_is_refused_before_the_first_phase_trains(shapes):
     config = tlcore.TrainConfig(epochs=1, fine_tune_from="block_16_projct", fine_tune_epochs=1)
-    with pytest.raises(tlcore.ConfigError, match=r"fine_tune_from must be None, 'all' or a layer with weights of "
+    with pytest.raises(tlcore.ConfigError, match=r"fine_tune_from must be None, 'all' or a layer of "
                                                  r"MobileNetV2's base .* Received: fine_tune_from='block_16_projct'"):
         tlcore.check_run(SPEC, shapes, config)
     with pytest.raises(tlcore.ConfigError, match="Received: fine_tune_from='block_16_projct'"):
         tlcore.train(SPEC, shapes, config)  # a notebook: the same check, before anything is built
     tlcore.check_run(SPEC, shapes, dataclasses.replace(config, fine_tune_from="block_16_project"))
+    tlcore.check_run(SPEC, shapes, dataclasses.replace(config, fine_tune_from="block_15_add"))  # no weights: a block's end
+    tlcore.check_run(dataclasses.replace(SPEC, trainable_from="block_15_add"), shapes, tlcore.TrainConfig(epochs=1))
     tlcore.check_run(SPEC, shapes, dataclasses.replace(config, fine_tune_from="all"))
 
 
@@ -35,7 +37,8 @@ def test_a_misspelt_fine_tuning_layer_is_refused_before_the_first_phase_trains(s
     (dict(epochs=2.0), "epochs must be a whole number. Received: epochs=2.0"),
     (dict(augment="yes"), "augment must be true or false. Received: augment='yes'"),
     (dict(learning_rate=float("nan")), "learning_rate must be a finite number. Received: learning_rate=nan"),
-    (dict(early_stopping=0), "Early stopping's patience must be None or at least 1 epoch. Received: early_stopping=0"),
+    (dict(early_stopping=-1), "Early stopping's patience must be None or 0 (both off), or a number of epochs. "
+                              "Received: early_stopping=-1"),
     (dict(validation_fraction=0.95), "The validation share must be from 0 to 0.9. Received: validation_fraction=0.95"),
     (dict(seed=2**32), "Seed must be from 0 to 2**32 - 1. Received: seed=4294967296"),
     (dict(resize_mode="zoom"), "Resize mode must be one of ('crop', 'squash'). Received: resize_mode='zoom'"),
@@ -44,6 +47,10 @@ def test_config_values_of_the_wrong_kind_or_range_are_refused_in_words(change, w
     with pytest.raises(tlcore.ConfigError) as refused:
         tlcore.TrainConfig(**change).check()
     assert str(refused.value) == words
+
+
+def test_early_stopping_0_is_off_as_the_train_page_says():
+    tlcore.TrainConfig(early_stopping=0).check()
 
 
 def test_too_few_images_are_refused(shapes):
