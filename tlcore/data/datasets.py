@@ -67,6 +67,9 @@ MAX_STORED_SIDE = 512
 """Images are stored no larger than this on their longer side (inputs go up to 1024 but rarely past 512)."""
 
 
+MAX_VALIDATION_FRACTION = 0.9
+"""The largest share of each class a split may hold out for validation."""
+
 @dataclasses.dataclass(frozen=True)
 class ImageDataset:
     """Labelled images stored as files under ``root``.
@@ -105,11 +108,11 @@ class ImageDataset:
         """Stratified, seeded indices (train, validation): each class keeps its share in both.
 
         Raises:
-            DatasetError: a fraction outside [0, 0.9].
+            DatasetError: a fraction outside [0, ``MAX_VALIDATION_FRACTION``].
         """
-        if not 0.0 <= validation_fraction <= 0.9:
+        if not 0.0 <= validation_fraction <= MAX_VALIDATION_FRACTION:
             raise DatasetError(
-                f"Validation fraction must be from 0 to 0.9. Received: {validation_fraction}"
+                f"Validation fraction must be from 0 to {MAX_VALIDATION_FRACTION}. Received: {validation_fraction}"
             )
         rng = np.random.default_rng(seed)
         labels = np.asarray(self.labels)

@@ -47,6 +47,7 @@ from tlcore.core.atomic import atomic_save
 from tlcore.core.errors import DatasetError, ModelFileError, TLError
 from tlcore.core.settings import load_settings
 from tlcore.core.storage import check_room
+from tlcore.core.values import whole_number
 from tlcore.data.intake import check_archive
 from tlcore.deploy.card import CARD, ExportInfo, model_card
 from tlcore.deploy.export import exports_folder, run_keras_file
@@ -252,7 +253,7 @@ def _printable(value: object, limit: int) -> str:
 
 
 def _count(value: object, what: str, run_id: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not whole_number(value) or value < 0:
         raise _refused(f"A bundled run's {what} must be a count (a whole number, 0 or more).",
                        f"{str(value)[:60]!r} in run {run_id!r}")
     return value

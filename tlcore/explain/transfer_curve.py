@@ -36,7 +36,7 @@ from tlcore.core.atomic import atomic_write_text
 from tlcore.core.errors import BudgetError, ConfigError, DatasetError
 from tlcore.core.settings import load_settings
 from tlcore.core.storage import check_room
-from tlcore.data.datasets import ImageDataset
+from tlcore.data.datasets import MAX_VALIDATION_FRACTION, ImageDataset
 from tlcore.data.images import ResizeMode
 from tlcore.data.pipeline import image_batches
 from tlcore.explain.graph import block_ends
@@ -362,8 +362,9 @@ def transfer_curve(
     """
     budget = budget or ProbeBudget(seed=seed)
     budget.check()
-    if not 0.05 <= validation_fraction <= 0.9:
-        raise DatasetError(f"The probes' validation share must be from 0.05 to 0.9. Received: {validation_fraction}")
+    if not 0.05 <= validation_fraction <= MAX_VALIDATION_FRACTION:
+        raise DatasetError(f"The probes' validation share must be from 0.05 to {MAX_VALIDATION_FRACTION}. "
+                           f"Received: {validation_fraction}")
     small = {name: count for name, count in dataset.counts.items() if count < 2}
     if small:
         raise DatasetError(f"A transfer curve needs at least 2 images of every class (one to fit, one to check). "

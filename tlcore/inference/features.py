@@ -14,7 +14,7 @@ from tlcore.data.images import ImageSource, ResizeMode, load_image, to_batch
 from tlcore.inference.precision import inference_forward
 from tlcore.inference.predict import model_input_size
 from tlcore.models.backbone import layer_names, load_backbone
-from tlcore.models.cost import MB
+from tlcore.models.cost import FLOAT_BYTES, MB
 from tlcore.models.zoo import BackboneSpec, get_backbone
 
 
@@ -73,7 +73,7 @@ def check_feature_room(extractor: keras.Model, images: int) -> None:
     ask it (the Features page, a dataset map), which hold the vectors a visitor asked for in the server's memory;
     ``extract_features`` itself serves a notebook or the command line as asked."""
     width = int(np.prod(extractor.output.shape[1:]))
-    needed, allowed = images * width * 4, load_settings().max_map_feature_mb
+    needed, allowed = images * width * FLOAT_BYTES, load_settings().max_map_feature_mb
     if needed > allowed * MB:
         raise BudgetError(
             f"Feature vectors held at once may take at most {allowed:,} MB on this server (TL_MAX_MAP_FEATURE_MB); "

@@ -16,6 +16,7 @@ import pandas as pd
 
 from tlcore.core.errors import ConfigError, ShapeError
 from tlcore.core.settings import load_settings
+from tlcore.core.values import finite_number, whole_number
 from tlcore.models.backbone import layer_names, load_backbone
 from tlcore.models.cost import MB, ModelCost, check_model_cost, measure_model
 from tlcore.models.imagenet_files import Progress
@@ -115,20 +116,15 @@ def _smallest_text(base: BackboneSpec, min_map: int) -> str:
     return f"The smallest input that works is {smallest}x{smallest}."
 
 
-def _whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check_head_types(spec: TransferSpec) -> None:
     """The head's numbers as numbers (a spec from a JSON file or a bundle may hold text or fractions): Keras
     and the checks after this would fail on them with their own words."""
     rules = [
-        (_whole(spec.num_classes), "The number of classes must be a whole number", f"num_classes={spec.num_classes!r}"),
-        (_whole(spec.hidden_units), "Hidden units must be a whole number", f"hidden_units={spec.hidden_units!r}"),
-        (spec.pool_size is None or _whole(spec.pool_size), "An average pooling window must be None or a whole "
+        (whole_number(spec.num_classes), "The number of classes must be a whole number", f"num_classes={spec.num_classes!r}"),
+        (whole_number(spec.hidden_units), "Hidden units must be a whole number", f"hidden_units={spec.hidden_units!r}"),
+        (spec.pool_size is None or whole_number(spec.pool_size), "An average pooling window must be None or a whole "
          "number", f"pool_size={spec.pool_size!r}"),
-        (isinstance(spec.dropout, int | float) and not isinstance(spec.dropout, bool) and math.isfinite(spec.dropout),
-         "Dropout must be a number", f"dropout={spec.dropout!r}"),
+        (finite_number(spec.dropout), "Dropout must be a number", f"dropout={spec.dropout!r}"),
     ]
     for ok, rule, received in rules:
         if not ok:
@@ -161,7 +157,7 @@ def _check_conv_choices(spec: TransferSpec) -> None:
     ]
     for field, (low, high), rule in rules:
         value = getattr(spec, field)
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        if not whole_number(value) or not low <= value <= high:
             raise ConfigError(f"{rule.format(low, high)}. Received: {field}={value!r}")
 
 

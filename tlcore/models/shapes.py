@@ -7,6 +7,7 @@ import functools
 import os
 
 from tlcore.core.errors import ShapeError
+from tlcore.core.values import whole_number
 from tlcore.models.scopes import shapes_only
 from tlcore.models.zoo import BackboneSpec, build_architecture, get_backbone
 
@@ -104,7 +105,7 @@ def _as_shape(input_shape: object) -> tuple[int, int, int]:
     if (
         not isinstance(input_shape, (tuple, list))
         or len(input_shape) != 3
-        or not all(isinstance(d, int) and not isinstance(d, bool) for d in input_shape)
+        or not all(whole_number(d) for d in input_shape)
     ):
         raise ShapeError(
             "Input shape must be (height, width, channels) with whole numbers, e.g. "

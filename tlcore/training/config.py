@@ -8,13 +8,14 @@ run store.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from tlcore.core.errors import ConfigError
+from tlcore.core.values import finite_number, whole_number
+from tlcore.data.datasets import MAX_VALIDATION_FRACTION
 from tlcore.data.images import RESIZE_MODES, ResizeMode
 from tlcore.inference.verdicts import PrecisionCheck
 from tlcore.models.spec import TransferSpec
@@ -59,31 +60,18 @@ MAX_WORKERS = 64
 """The most Ray Train workers one run may span."""
 
 
-MAX_VALIDATION_FRACTION = 0.9
-"""The largest share of each class a run may hold out for validation."""
-
-_KIND_WORDS = {int: "a whole number", float: "a finite number", bool: "true or false", str: "text",
-               type(None): "None"}
+_KINDS = {int: ("a whole number", whole_number), float: ("a finite number", finite_number),
+          bool: ("true or false", lambda value: isinstance(value, bool)),
+          str: ("text", lambda value: isinstance(value, str)), type(None): ("None", lambda value: value is None)}
+"""Each kind a ``TrainConfig`` field may hold: its name in a message, and its test (a float field takes a whole
+number too)."""
 _FIELD_KINDS: dict[str, tuple[type, ...]] = {
     "epochs": (int,), "batch_size": (int,), "learning_rate": (float,), "optimizer": (str,),
     "validation_fraction": (float,), "seed": (int,), "augment": (bool,), "early_stopping": (int, type(None)),
     "fine_tune_from": (str, type(None)), "fine_tune_epochs": (int,), "fine_tune_learning_rate": (float,),
     "cache_features": (bool,), "resize_mode": (str,), "workers": (int,),
 }
-"""What each field of a ``TrainConfig`` holds (a float field takes a whole number too)."""
-
-
-def _is_kind(value: object, kinds: tuple[type, ...]) -> bool:
-    for kind in kinds:
-        if kind is bool and isinstance(value, bool):
-            return True
-        if kind is int and isinstance(value, int) and not isinstance(value, bool):
-            return True
-        if kind is float and isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            return True
-        if kind in (str, type(None)) and isinstance(value, kind):
-            return True
-    return False
+"""What each field of a ``TrainConfig`` holds."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,9 +117,9 @@ class TrainConfig:
         built or stored: a config may come from a JSON file or a bundle)."""
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            kinds = _FIELD_KINDS[field.name]
-            if not _is_kind(value, kinds):
-                raise ConfigError(f"{field.name} must be {' or '.join(_KIND_WORDS[k] for k in kinds)}. "
+            kinds = [_KINDS[kind] for kind in _FIELD_KINDS[field.name]]
+            if not any(test(value) for _, test in kinds):
+                raise ConfigError(f"{field.name} must be {' or '.join(words for words, _ in kinds)}. "
                                   f"Received: {field.name}={value!r}")
         rules = [
             (1 <= self.workers <= MAX_WORKERS,
