@@ -51,7 +51,7 @@ def test_members_are_judged_by_their_first_bytes_and_declared_size(monkeypatch):
         f"An image file may be at most {limit:,} bytes (8 bytes for each of the TL_MAX_IMAGE_PIXELS=1,000 pixels, "
         f"and 16 MiB of metadata). Received: {limit + 8:,} bytes (not read)")
     assert reasons["up.zip/empty.jpg"] == "An image file must not be empty. Received: 0 bytes"
-    assert reasons["plain.png"].endswith("Received: the uploaded bytes, which is not an image in any of these "
+    assert reasons["plain.png"].endswith("Received: 'plain.png', which is not an image in any of these "
                                          "formats.")  # a GIF's signature lets it through to the decoder, which refuses
 
 

@@ -33,6 +33,10 @@ class Settings:
         max_compression_ratio: archive members compressed more than this are refused.
         max_dataset_images: datasets with more images are refused.
         max_dataset_pixels: datasets whose stored images hold more pixels in all are refused.
+        max_decoded_pixels: a dataset or a batch to classify whose images hold more pixels in all, as
+            decoded, is refused: each image is counted from its header before it is decoded (a JPEG at
+            the reduced scale it is decoded at for storing). Decoding is the CPU's work: a 127 KB PNG
+            of 40 million pixels took 0.65 s here, so the default, 20 billion, is some 5 minutes of one core.
         max_model_params: models (Build specs, uploaded ``.keras`` files) with more
             parameters are refused before any weight is allocated.
         max_activation_mb: a model whose activations for one image need more MB is refused;
@@ -49,6 +53,9 @@ class Settings:
         max_model_file_mb: a ``.keras`` file that unpacks to more MB is refused.
         max_model_config_mb: a ``.keras`` file whose ``config.json`` or ``metadata.json`` is larger is refused.
         max_model_file_members: a ``.keras`` file with more archive members is refused.
+        max_model_layers: a ``.keras`` file whose ``config.json`` describes more layers is refused,
+            counted before Keras builds any (building 16,000 layers took 13 s of the server's CPU).
+            The default, 3,000, is about three times the largest ``keras.applications`` network.
         job_memory_gb: a training job whose estimate exceeds this is refused, and a
             training worker that grows past it is stopped (its run fails, the server stays up).
         max_upload_pass_seconds: an uploaded ``.keras`` model's passes (loading it, a prediction
@@ -118,12 +125,14 @@ class Settings:
     max_compression_ratio: int = 100
     max_dataset_images: int = 50_000
     max_dataset_pixels: int = 4_000_000_000
+    max_decoded_pixels: int = 20_000_000_000
     max_model_params: int = 160_000_000
     max_activation_mb: int = 2_048
     max_gflops: int = 600
     max_model_file_mb: int = 1_024
     max_model_config_mb: int = 16
     max_model_file_members: int = 64
+    max_model_layers: int = 3_000
     job_memory_gb: float = 12.0
     max_upload_pass_seconds: float = 120.0
     upload_worker_base_mb: int = 1_024

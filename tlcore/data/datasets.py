@@ -53,7 +53,7 @@ from tlcore.core.storage import (
     datasets_dir,
     sweep_unfinished,
 )
-from tlcore.data.images import STORED_SUFFIXES, ImageSource, kept_suffix, load_image
+from tlcore.data.images import STORED_SUFFIXES, DecodeBudget, ImageSource, kept_suffix, load_image
 from tlcore.data.intake import (
     Item,
     archive_items,
@@ -244,12 +244,13 @@ def _store(items: Sequence[Item], name: str, settings: Settings, *, key: str | N
     labels: list[int] = []
     skipped = list(skipped)
     digest = ContentDigest()
+    decoding = DecodeBudget(f"a dataset ({name})", settings)
     pixels = 0
     try:
         for class_name, display, read in items:
             try:
                 given = read()
-                image = load_image(given)
+                image = load_image(given, largest_side=MAX_STORED_SIDE, budget=decoding, name=display)
             except (ImageError, OSError) as exc:
                 skipped.append(f"{display}: {exc}")
                 continue

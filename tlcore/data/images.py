@@ -18,8 +18,8 @@ from typing import BinaryIO, Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from tlcore.core.errors import ImageError
-from tlcore.core.settings import load_settings
+from tlcore.core.errors import BudgetError, ImageError
+from tlcore.core.settings import Settings, load_settings
 
 ImageSource = bytes | bytearray | str | os.PathLike | BinaryIO | Image.Image
 ResizeMode = Literal["crop", "squash"]
@@ -175,13 +175,46 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.Image:
+class DecodeBudget:
+    """The pixels one dataset or batch may decode in all (``TL_MAX_DECODED_PIXELS``), each image counted
+    from its header before it is decoded, as ``load_image`` will decode it (a JPEG perhaps at a reduced
+    scale): decoding is where the CPU goes, and a 127 KB PNG may hold 40 million pixels."""
+
+    def __init__(self, what: str, settings: Settings | None = None) -> None:
+        self.what = what
+        self.limit = (settings or load_settings()).max_decoded_pixels
+        self.pixels = 0
+        self.images = 0
+
+    def take(self, width: int, height: int, name: str) -> None:
+        """Count one image about to be decoded.
+
+        Raises:
+            BudgetError: the images so far hold more pixels than the budget.
+        """
+        self.pixels += width * height
+        self.images += 1
+        if self.pixels > self.limit:
+            raise BudgetError(
+                f"The images of {self.what} may hold at most {self.limit:,} pixels in all as decoded "
+                f"(TL_MAX_DECODED_PIXELS). Received: more than that, passed at image {self.images:,} ({name}, "
+                f"{width}x{height})"
+            )
+
+
+def load_image(source: ImageSource, *, max_pixels: int | None = None, largest_side: int | None = None,
+               budget: DecodeBudget | None = None, name: str | None = None) -> Image.Image:
     """Decode an image safely into an upright RGB picture.
 
     Args:
         source: bytes, a path, a binary file object, or a PIL image.
         max_pixels: refuse larger images before decoding (default: the
             ``max_image_pixels`` setting, 40 million).
+        largest_side: the side the caller will shrink the picture to fit within, if any: a JPEG at
+            least four times as large decodes at a half, a quarter or an eighth of its size, never
+            under twice that side (Pillow's ``draft``, as its own ``thumbnail`` does it).
+        budget: counts the image's pixels, as it will be decoded, before decoding it.
+        name: how messages name the image (default: its file's name, or "the uploaded bytes").
 
     Returns:
         An 8-bit RGB ``PIL.Image`` with its EXIF orientation applied; the first
@@ -192,12 +225,14 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
             outside JPEG/PNG/WebP/BMP/GIF/TIFF, a truncated file, an image over
             the pixel limit, one smaller than the minimum side, or a JPEG with
             more scans than ``max_jpeg_scans`` (counted before decoding).
+        BudgetError: ``budget`` is spent.
     """
     settings = load_settings()
     max_pixels = settings.max_image_pixels if max_pixels is None else max_pixels
     if isinstance(source, Image.Image):
         return to_rgb(ImageOps.exif_transpose(source))
-    stream, name = _open_bytes(source)
+    stream, opened_name = _open_bytes(source)
+    name = opened_name if name is None else repr(name)
     if stream.getbuffer().nbytes == 0:
         raise ImageError(f"An image file must not be empty. Received: {name} (0 bytes)")
     Image.init()  # register every plugin, so the allow-list can name WebP and TIFF
@@ -236,6 +271,10 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
         raise ImageError(
             f"An image must be at least {side}x{side} pixels. Received: {name} of {width}x{height}."
         )
+    if largest_side is not None and image.format in ("JPEG", "MPO"):
+        image.draft("RGB", (2 * largest_side, 2 * largest_side))
+    if budget is not None:
+        budget.take(*image.size, name)
     try:
         image.seek(0)
         image.load()

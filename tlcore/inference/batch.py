@@ -33,7 +33,7 @@ from PIL import Image
 
 from tlcore.core.errors import ConfigError, DatasetError, ImageError
 from tlcore.core.settings import Settings, load_settings
-from tlcore.data.images import ResizeMode, fit_image, load_image
+from tlcore.data.images import DecodeBudget, ResizeMode, fit_image, load_image
 from tlcore.data.intake import (
     IMAGE_HEAD_BYTES,
     check_archive,
@@ -198,9 +198,10 @@ def _top_text(table: pd.DataFrame) -> str:
     return " · ".join(f"{row.label} {row.probability:.1%}" for row in table.itertuples())
 
 
-def _decode(item: BatchItem, size: tuple[int, int], mode: ResizeMode) -> tuple[str, np.ndarray]:
+def _decode(item: BatchItem, size: tuple[int, int], mode: ResizeMode,
+            budget: DecodeBudget) -> tuple[str, np.ndarray]:
     """One image's thumbnail and model-sized pixels; its bytes and full-size picture are let go on return."""
-    image = load_image(item.read())
+    image = load_image(item.read(), budget=budget, name=item.name)
     return thumbnail_uri(image), np.asarray(fit_image(image, size, mode=mode), dtype=np.float32)
 
 
@@ -237,6 +238,8 @@ def predict_batch(
 
     Raises:
         ConfigError: labels that do not match the model's outputs.
+        BudgetError: the images hold more pixels in all than ``TL_MAX_DECODED_PIXELS`` (counted from each
+            header before it is decoded).
     """
     spec = get_backbone(backbone)
     size = model_input_size(model)
@@ -247,11 +250,12 @@ def predict_batch(
         raise ConfigError(f"Labels must name each of the model's {classes} outputs. Received: {len(labels)} labels")
     forward = inference_forward(model, backbone=spec, batch=max(1, min(batch_size, len(items))), precision=precision)
     rows, thumbnails, class_ids, probabilities, skipped = [], [], [], [], []
+    decoding = DecodeBudget(f"a batch ({len(items):,} files)")
     for start in range(0, len(items), batch_size):
         names, pixels = [], []
         for item in items[start:start + batch_size]:
             try:
-                thumbnail, fitted = _decode(item, size, mode)
+                thumbnail, fitted = _decode(item, size, mode, decoding)
             except (ImageError, DatasetError) as exc:
                 skipped.append(f"{item.name}: {exc}")
                 continue

@@ -103,20 +103,45 @@ def _check_object(node: dict) -> None:
     raise _refusal(f"{name!r} from {module!r}")
 
 
+MAX_CONFIG_DEPTH = 100
+"""How deep a ``config.json`` may nest (a registry network inside a run's model nests 14 deep)."""
+
+
+def _is_layer(node: dict) -> bool:
+    return node.get("module") == "keras.layers" or node.get("class_name") in ALLOWED_MODELS
+
+
 def check_model_config(config: object) -> None:
-    """Walk a ``config.json`` and refuse anything outside the allow-list.
+    """Walk a ``config.json`` and refuse anything outside the allow-list, too deep, or with too many layers.
+
+    The walk keeps its own stack (a config nested hundreds deep is refused in words, not by Python's
+    recursion limit), and counts the layers before Keras builds any (``TL_MAX_MODEL_LAYERS``).
 
     Raises:
-        ModelFileError: naming the first object that is not allowed.
+        ModelFileError: naming the first object that is not allowed, or the limit passed.
     """
-    if isinstance(config, dict):
-        if "class_name" in config:
-            _check_object(config)
-        for value in config.values():
-            check_model_config(value)
-    elif isinstance(config, list):
-        for value in config:
-            check_model_config(value)
+    limit = load_settings().max_model_layers
+    layers = 0
+    stack: list[tuple[object, int]] = [(config, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_CONFIG_DEPTH:
+            raise ModelFileError(
+                f"A model file's {CONFIG_MEMBER} may nest at most {MAX_CONFIG_DEPTH} levels deep. "
+                f"Received: one nested deeper than that"
+            )
+        if isinstance(node, dict):
+            if "class_name" in node:
+                _check_object(node)
+                layers += _is_layer(node)
+                if layers > limit:
+                    raise ModelFileError(
+                        f"A model file may have at most {limit:,} layers on this server (TL_MAX_MODEL_LAYERS). "
+                        f"Received: more than that in its {CONFIG_MEMBER}"
+                    )
+            stack.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, list):
+            stack.extend((value, depth + 1) for value in node)
 
 
 def check_model_archive(archive: zipfile.ZipFile, name: str) -> None:

@@ -420,7 +420,7 @@ def test_too_many_stored_pixels_stops_while_storing_and_removes_the_partial_fold
     decoded = []
     from tlcore.data import datasets
 
-    monkeypatch.setattr(datasets, "load_image", lambda source: (decoded.append(1), tlcore.load_image(source))[1])
+    monkeypatch.setattr(datasets, "load_image", lambda source, **kw: (decoded.append(1), tlcore.load_image(source, **kw))[1])
     with pytest.raises(tlcore.DatasetError, match=r"at most 1,000 pixels in all, as stored \(TL_MAX_DATASET_PIXELS\)"
                                                   r"\. Received: more than that in uploaded archive, passed at image 3"):
         tlcore.load_dataset(make_zip(two_classes()))

@@ -72,6 +72,39 @@ def test_custom_registered_object_is_refused():
         tlcore.check_model_config({"layers": [config]})
 
 
+def test_layers_are_counted_before_keras_builds_any(tmp_path, monkeypatch):
+    """A 9 MB config of 16,000 layers cost 13 s of the server's CPU before its refusal; now they are counted
+    first. A Sequential of 3 layers is 5 as its config counts them (itself and its InputLayer)."""
+    keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(4),
+                      keras.layers.Dense(2, activation="softmax")]).save(tmp_path / "five.keras")
+    monkeypatch.setenv("TL_MAX_MODEL_LAYERS", "5")
+    assert len(tlcore.load_model_file(tmp_path / "five.keras").layers) == 4  # loaded as functional: input + 3
+    monkeypatch.setenv("TL_MAX_MODEL_LAYERS", "4")
+    built = []
+    monkeypatch.setattr(keras.saving, "deserialize_keras_object", lambda *a, **k: built.append(a))
+    with pytest.raises(tlcore.ModelFileError, match=r"^A model file may have at most 4 layers on this server "
+                                                    r"\(TL_MAX_MODEL_LAYERS\)\. Received: more than that in its "
+                                                    r"config\.json$"):
+        tlcore.load_model_file(tmp_path / "five.keras")
+    assert built == []
+    assert tlcore.load_settings({}).max_model_layers == 3_000
+
+
+@pytest.mark.parametrize("depth", [101, 900])
+def test_a_config_nested_too_deep_is_refused_in_words(tmp_path, depth):
+    """Refused in words before Keras sees it (Keras failed on these with "'list' object is not a mapping"); the
+    walk keeps its own stack, so how deep the caller's is does not matter."""
+    crafted = tmp_path / "deep.keras"
+    with zipfile.ZipFile(crafted, "w") as archive:
+        archive.writestr("config.json", "[" * (depth - 1) + "{}" + "]" * (depth - 1))
+        archive.writestr("metadata.json", "{}")
+        archive.writestr("model.weights.h5", b"")
+    with pytest.raises(tlcore.ModelFileError, match=r"^A model file's config\.json may nest at most 100 levels deep\. "
+                                                    r"Received: one nested deeper than that$"):
+        tlcore.load_model_file(crafted)
+    tlcore.check_model_config(json.loads("[" * 99 + "{}" + "]" * 99))  # 100 deep: allowed
+
+
 def test_legacy_h5_and_non_archives_are_refused(tmp_path):
     legacy = tmp_path / "old.h5"
     with h5py.File(legacy, "w") as handle:
