@@ -162,16 +162,27 @@ def _bar(fraction: float, words: str) -> None:
 
 
 def _read_spec(value: str) -> tuple[tlcore.TransferSpec, tlcore.TrainConfig]:
-    """``--spec``: a JSON object {"spec": TransferSpec fields, "config": TrainConfig fields} (or only the spec's)."""
-    path = Path(value)
-    if not path.is_file():
-        raise InputError(f"--spec must be a JSON file. Received: {value!r}, no such file")
-    if path.stat().st_size > SPEC_FILE_BYTES:
-        raise InputError(f"--spec may be at most {SPEC_FILE_BYTES:,} bytes. Received: {path.stat().st_size:,}")
+    """``--spec``: a JSON object {"spec": TransferSpec fields, "config": TrainConfig fields} (or only the spec's),
+    given as the JSON itself (starting with ``{``) or as a file holding it."""
+    if value.lstrip().startswith("{"):
+        if len(value.encode("utf-8")) > SPEC_FILE_BYTES:
+            raise InputError(f"--spec may be at most {SPEC_FILE_BYTES:,} bytes. Received: {len(value.encode()):,}")
+        text, given = value, "the JSON given"
+    else:
+        path = Path(value)
+        if not path.is_file():
+            raise InputError(f"--spec must be a JSON object or a file holding one. Received: {value!r}, no such file")
+        if path.stat().st_size > SPEC_FILE_BYTES:
+            raise InputError(f"--spec may be at most {SPEC_FILE_BYTES:,} bytes. Received: {path.stat().st_size:,}")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"--spec must be JSON text (UTF-8). Received: {value!r}, which is not") from None
+        given = repr(value)
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise InputError(f"--spec must be a JSON file. Received: {value!r}, which does not parse") from None
+        values = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"--spec must be JSON. Received: {given}, which does not parse ({exc})") from None
     if not isinstance(values, dict):
         raise InputError(f"--spec must hold a JSON object. Received: {type(values).__name__}")
     spec_values, config_values = (values.get("spec", {}), values.get("config", {})) if "spec" in values \
@@ -361,9 +372,9 @@ def parser() -> argparse.ArgumentParser:
     p = commands.add_parser("train", help="train a run", description="Train a transfer model on a dataset and "
                             "store the run (the Train page), with TensorBoard logs in its folder.")
     p.add_argument("dataset", metavar="DATASET", help="a folder of class folders, or a .zip of them")
-    p.add_argument("--spec", required=True, help='JSON: {"spec": {TransferSpec fields}, "config": '
-                   '{TrainConfig fields}}, e.g. {"spec": {"backbone": "VGG16", "input_shape": [64, 64, 3], '
-                   '"weights": null}, "config": {"epochs": 3}}')
+    p.add_argument("--spec", required=True, help='a JSON file, or the JSON itself: {"spec": {TransferSpec '
+                   'fields}, "config": {TrainConfig fields}}, e.g. \'{"spec": {"backbone": "VGG16", "input_shape": '
+                   '[64, 64, 3], "weights": null}, "config": {"epochs": 3}}\'')
     p.add_argument("--scratch", action="store_true", help="also train the same model from scratch, as a pair")
     p.add_argument("--owner", default="", help="who the run is recorded under (default: nobody)")
     p.set_defaults(handler=train)

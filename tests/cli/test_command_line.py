@@ -33,7 +33,10 @@ def test_bad_input_exits_2_in_the_pages_words_without_a_traceback(folder):
         (["runs", "show", "nope"], "Run id must name a stored run. Received: 'nope'"),
         (["runs", "import", folder / "images/cat/0.png"],
          "A run bundle must be a zip archive made by Transfer Lab's Download bundle."),
-        (["train", folder / "images", "--spec", folder / "images/cat/0.png"], "--spec must be a JSON file."),
+        (["train", folder / "images", "--spec", folder / "images/cat/0.png"], "--spec must be JSON text (UTF-8)."),
+        (["train", folder / "images", "--spec", "no-such-spec.json"], "--spec must be a JSON object or a file holding one."),
+        (["train", folder / "images", "--spec", '{"spec": {"backbone": "VGG16",}}'],
+         "--spec must be JSON. Received: the JSON given, which does not parse (Expecting property name"),
         (["lite-copy", "--backbone", "AlexNet"], "--backbone must be one of"),
         (["lite-copy", "--weights", folder / "missing.h5"], "--weights must be imagenet, random or a weights file."),
     ]
@@ -62,8 +65,8 @@ def test_a_train_spec_with_bad_values_is_refused_before_any_run_is_recorded(fold
         (folder / "spec.json").write_text(json.dumps({"spec": spec, "config": config}))
         done = transfer_lab("train", folder / "images", "--spec", folder / "spec.json", data_dir=folder)
         assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, (config, done.stderr)
-    (folder / "spec.json").write_text(json.dumps({"spec": {**spec, "hidden_units": "many"}}))
-    done = transfer_lab("train", folder / "images", "--spec", folder / "spec.json", data_dir=folder)
+    inline = json.dumps({"spec": {**spec, "hidden_units": "many"}})  # the JSON itself, as the help shows it
+    done = transfer_lab("train", folder / "images", "--spec", inline, data_dir=folder)
     assert done.returncode == 2 and "Hidden units must be a whole number. Received: hidden_units='many'" in done.stderr
     listed = transfer_lab("runs", "list", "--csv", data_dir=folder)
     assert listed.returncode == 0 and list(csv.DictReader(io.StringIO(listed.stdout))) == []
