@@ -10,7 +10,15 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-_HOME = Path(tempfile.mkdtemp(prefix="tl-tests-"))
+# Beside, never inside, the folder of the process that started this one (pytest-xdist's): Ray's socket paths must
+# stay under 108 characters.
+os.environ.setdefault("TL_TESTS_TEMP_PARENT", tempfile.gettempdir())
+_HOME = Path(tempfile.mkdtemp(prefix="tl-tests-", dir=os.environ["TL_TESTS_TEMP_PARENT"]))
+# The process's temporary folder too, inherited by its Ray instance and workers, servers and subprocesses: what they
+# leave there (Ray's session folders, Streamlit's AppTest scripts, Keras's export folders, the autograph sources of
+# programs run as a person would, empty worker folders) goes when the process ends, not into /tmp.
+os.environ["TMPDIR"] = str(_HOME)
+tempfile.tempdir = None  # read TMPDIR again
 os.environ["KERAS_HOME"] = str(_HOME / "keras")  # never the user's real cache
 os.environ["TL_DATA_DIR"] = str(_HOME / "data")
 os.environ.setdefault("TL_PRECISION", "float32")  # exact float32 values, no calibrations; test_precision.py sets its own
@@ -69,7 +77,10 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
-    """Each test process removes its own Keras cache and data folder: a session's runs take over a gigabyte."""
+    """Each test process takes its Ray instance down (as the server's lifespan does), then removes its own
+    Keras cache, data and temporary folder: a session's runs take over a gigabyte."""
+    if "tlcore.training.worker" in sys.modules:
+        sys.modules["tlcore.training.worker"].disconnect()
     shutil.rmtree(_HOME, ignore_errors=True)
 
 

@@ -9,6 +9,7 @@ expected colours, and charts must hold their marks. Screenshots go to ``screensh
 """
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -66,6 +67,20 @@ def marks(chart, kind: str, *, wait: bool = True) -> int:
     if wait:
         drawn.first.wait_for(state="attached", timeout=30_000)  # a flat line has no height
     return drawn.count()
+
+
+def chart_with(tab, kind: str, count: int, *, timeout: float = 30.0):
+    """The first chart on ``tab`` that has drawn ``count`` marks of ``kind``, waiting for Vega to draw it (the
+    chart's element appears before its marks do: counting at once failed a CI run)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        charts = tab.locator(CHART)
+        found = [marks(charts.nth(i), kind, wait=False) for i in range(charts.count())]
+        if count in found:
+            return charts.nth(found.index(count))
+        if time.monotonic() > deadline:
+            raise AssertionError(f"No chart drew {count} {kind} marks in {timeout:.0f} s. Received: {found}")
+        tab.wait_for_timeout(200)
 
 
 def open_and_see(tab, url: str, text: str) -> None:
@@ -199,7 +214,7 @@ def test_train_the_sample_dataset_for_two_epochs(server, page):
     curves = charts.nth(1)
     assert marks(curves, "line") >= 2 and marks(curves, "symbol") >= 4  # 2 splits x 2 epochs
     assert coloured(picture(curves)) > 300
-    heatmap = next(charts.nth(i) for i in range(charts.count()) if marks(charts.nth(i), "text", wait=False) == 16)
+    heatmap = chart_with(page, "text", 16)
     assert marks(heatmap, "rect") == 16  # 4 true x 4 predicted classes
     assert coloured(picture(heatmap)) > 2000
     page.get_by_text("Validation accuracy", exact=True).wait_for()
@@ -404,8 +419,7 @@ def test_transfer_against_scratch_is_drawn_on_home_and_on_the_run_page(server, p
     for url, shot in pages:
         open_and_see(page, url, "Transfer against scratch")
         page.get_by_text("Gap", exact=True).first.wait_for()
-        charts = page.locator(CHART)
-        versus = next(charts.nth(i) for i in range(charts.count()) if marks(charts.nth(i), "line", wait=False) == 8)
+        versus = chart_with(page, "line", 8)
         assert marks(versus, "symbol") == 16  # 2 models x 2 splits x 2 epochs, in the accuracy and loss panels
         drawn = np.asarray(picture(versus), dtype=int)
         blue = ((drawn[..., 2] > 150) & (drawn[..., 0] < 80)).sum()  # transfer
