@@ -107,22 +107,55 @@ MAX_CONFIG_DEPTH = 100
 """How deep a ``config.json`` may nest (a registry network inside a run's model nests 14 deep)."""
 
 
-def _is_layer(node: dict) -> bool:
-    return node.get("module") == "keras.layers" or node.get("class_name") in ALLOWED_MODELS
+def _children(model: dict) -> list[dict]:
+    inner = model.get("config")
+    layers = inner.get("layers") if isinstance(inner, dict) else None
+    return [layer for layer in layers if isinstance(layer, dict)] if isinstance(layers, list) else []
+
+
+def _calls(layer: dict) -> int:
+    """How many times a functional model's graph calls ``layer`` (its inbound nodes; at least once)."""
+    nodes = layer.get("inbound_nodes")
+    return max(1, len(nodes)) if isinstance(nodes, list) else 1
+
+
+def _layer_calls(node: dict) -> tuple[int, int]:
+    """(layer calls Keras makes to load ``node``, layer calls one call of it makes), from its config alone.
+
+    A functional model calls each of its layers once for each of its graph's nodes; a ``Sequential`` is
+    built again each time ``from_config`` adds a layer (Keras 3.15), so its k-th layer is called once for
+    each layer added after it: quadratic (503 layers: 126,253 calls, 35 s of CPU here).
+    """
+    if node.get("class_name") == "InputLayer":  # made, never called
+        return 0, 0
+    if node.get("class_name") not in ALLOWED_MODELS:
+        return 0, 1
+    children = _children(node)
+    sequential = node.get("class_name") == "Sequential"
+    loads, runs = [], []
+    for child in children:
+        load, run = _layer_calls(child)
+        loads.append(load)
+        runs.append(run * (1 if sequential else _calls(child)))
+    if not sequential:
+        return sum(loads) + sum(runs), sum(runs)
+    # adding the k-th layer (k >= 1, counting from 0) calls layers 0..k again (an InputLayer's call costs nothing)
+    rebuilds = sum(run * (len(runs) - max(index, 1)) for index, run in enumerate(runs))
+    return sum(loads) + rebuilds, sum(runs)
 
 
 def check_model_config(config: object) -> None:
-    """Walk a ``config.json`` and refuse anything outside the allow-list, too deep, or with too many layers.
+    """Walk a ``config.json`` and refuse anything outside the allow-list, too deep, or too costly to build.
 
     The walk keeps its own stack (a config nested hundreds deep is refused in words, not by Python's
-    recursion limit), and counts the layers before Keras builds any (``TL_MAX_MODEL_LAYERS``).
+    recursion limit). Then the layer calls Keras would make to build the model are counted
+    (``_layer_calls``) against ``TL_MAX_MODEL_LAYERS``, before Keras builds any.
 
     Raises:
         ModelFileError: naming the first object that is not allowed, or the limit passed.
     """
-    limit = load_settings().max_model_layers
-    layers = 0
     stack: list[tuple[object, int]] = [(config, 1)]
+    sequential = False
     while stack:
         node, depth = stack.pop()
         if depth > MAX_CONFIG_DEPTH:
@@ -133,15 +166,20 @@ def check_model_config(config: object) -> None:
         if isinstance(node, dict):
             if "class_name" in node:
                 _check_object(node)
-                layers += _is_layer(node)
-                if layers > limit:
-                    raise ModelFileError(
-                        f"A model file may have at most {limit:,} layers on this server (TL_MAX_MODEL_LAYERS). "
-                        f"Received: more than that in its {CONFIG_MEMBER}"
-                    )
+                sequential = sequential or node["class_name"] == "Sequential"
             stack.extend((value, depth + 1) for value in node.values())
         elif isinstance(node, list):
             stack.extend((value, depth + 1) for value in node)
+    limit = load_settings().max_model_layers
+    calls = _layer_calls(config)[0] if isinstance(config, dict) else 0
+    if calls > limit:
+        advice = (" Keras builds a Sequential model again each time it adds a layer while loading it: saved as a "
+                  "functional model (keras.Model(inputs, outputs)), its layers count once.") if sequential else ""
+        raise ModelFileError(
+            f"A model file may take at most {limit:,} layer calls to build on this server (TL_MAX_MODEL_LAYERS: "
+            f"each layer once for each call in the model's graph). Received: {calls:,} in its {CONFIG_MEMBER}."
+            + advice
+        )
 
 
 def check_model_archive(archive: zipfile.ZipFile, name: str) -> None:

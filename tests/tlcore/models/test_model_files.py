@@ -72,22 +72,65 @@ def test_custom_registered_object_is_refused():
         tlcore.check_model_config({"layers": [config]})
 
 
-def test_layers_are_counted_before_keras_builds_any(tmp_path, monkeypatch):
-    """A 9 MB config of 16,000 layers cost 13 s of the server's CPU before its refusal; now they are counted
-    first. A Sequential of 3 layers is 5 as its config counts them (itself and its InputLayer)."""
+def _keras_layer_calls(model: keras.Model) -> tuple[int, int]:
+    """(the calls ``check_model_config`` counts for ``model``'s config, the ``Layer.__call__`` calls Keras makes
+    building it from that config with shapes only)."""
+    from tlcore.models.model_files import _layer_calls
+    from tlcore.models.scopes import shapes_only
+
+    config = json.loads(json.dumps(keras.saving.serialize_keras_object(model)))
+    counted, made = _layer_calls(config)[0], [0]
+    call = keras.layers.Layer.__call__
+
+    def counting(self, *args, **kwargs):
+        made[0] += 1
+        return call(self, *args, **kwargs)
+
+    keras.layers.Layer.__call__ = counting
+    try:
+        with shapes_only():
+            keras.saving.deserialize_keras_object(config, safe_mode=True)
+    finally:
+        keras.layers.Layer.__call__ = call
+    return counted, made[0]
+
+
+def test_the_layer_calls_counted_are_the_calls_keras_makes():
+    """Keras 3.15 builds a Sequential again each time from_config adds a layer: quadratic (503 layers took 35 s
+    of CPU here); a functional model calls a layer once per node of its graph."""
+    stack = keras.Sequential([keras.Input((4,)), *(keras.layers.Dense(4) for _ in range(30))])
+    assert _keras_layer_calls(stack) == (465, 465)  # 1 + 2 + ... + 30
+    inputs = keras.Input((8, 8, 3))
+    shared = keras.layers.Dense(3)
+    once = shared(inputs)
+    assert _keras_layer_calls(keras.Model(inputs, keras.layers.Add()([once, shared(once)]))) == (3, 3)
+    # a model inside: Keras calls it as one layer, but works out its output through each of its layers
+    base = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(3, 3)(inputs)))
+    wrapped = keras.Sequential([base, keras.layers.Dense(4), keras.layers.Dense(2)])
+    wrapped.build((None, 8, 8, 3))
+    counted, made = _keras_layer_calls(wrapped)
+    assert (counted, made) == (11, 8)  # base built (2), then added layers 1, 2, 3 ask base's 2 layers each time
+
+
+def test_a_model_too_costly_to_build_is_refused_before_keras_builds_any(tmp_path, monkeypatch):
+    """A 9 MB config of 16,000 layers cost 13 s of the server's CPU before its refusal, a Sequential of 503
+    layers 35 s: now the calls are counted first."""
     keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(4),
-                      keras.layers.Dense(2, activation="softmax")]).save(tmp_path / "five.keras")
+                      keras.layers.Dense(2, activation="softmax")]).save(tmp_path / "six.keras")  # 1 + 2 + 3 calls
+    monkeypatch.setenv("TL_MAX_MODEL_LAYERS", "6")
+    assert len(tlcore.load_model_file(tmp_path / "six.keras").layers) == 4  # loaded as functional: input + 3
     monkeypatch.setenv("TL_MAX_MODEL_LAYERS", "5")
-    assert len(tlcore.load_model_file(tmp_path / "five.keras").layers) == 4  # loaded as functional: input + 3
-    monkeypatch.setenv("TL_MAX_MODEL_LAYERS", "4")
     built = []
     monkeypatch.setattr(keras.saving, "deserialize_keras_object", lambda *a, **k: built.append(a))
-    with pytest.raises(tlcore.ModelFileError, match=r"^A model file may have at most 4 layers on this server "
-                                                    r"\(TL_MAX_MODEL_LAYERS\)\. Received: more than that in its "
-                                                    r"config\.json$"):
-        tlcore.load_model_file(tmp_path / "five.keras")
+    with pytest.raises(tlcore.ModelFileError) as refused:
+        tlcore.load_model_file(tmp_path / "six.keras")
+    assert str(refused.value) == (
+        "A model file may take at most 5 layer calls to build on this server (TL_MAX_MODEL_LAYERS: each layer "
+        "once for each call in the model's graph). Received: 6 in its config.json. Keras builds a Sequential model "
+        "again each time it adds a layer while loading it: saved as a functional model (keras.Model(inputs, "
+        "outputs)), its layers count once.")
     assert built == []
-    assert tlcore.load_settings({}).max_model_layers == 3_000
+    assert tlcore.load_settings({}).max_model_layers == 6_000
 
 
 @pytest.mark.parametrize("depth", [101, 900])
