@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "delete_dataset": "core.storage",
     "format_size": "core.storage",
     "give_back_temp_folder": "core.orphans",
+    "HistoryError": "core.errors",
     "ImageError": "core.errors",
     "is_local_client": "core.access",
     "keras_cache_dir": "core.settings",

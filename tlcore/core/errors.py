@@ -38,6 +38,10 @@ class BudgetError(ConfigError):
     """A choice over one of this server's budgets (a ``TL_*`` limit), refused before allocation."""
 
 
+class HistoryError(TLError, ValueError):
+    """A run's history table from elsewhere (a bundle, a worker) that is not as Transfer Lab writes it."""
+
+
 class UnknownNameError(TLError, KeyError):
     """A name (a run id, a backbone) that names nothing here; a ``KeyError`` too, whose text is its message."""
 

@@ -32,7 +32,7 @@ import pandas as pd
 from tlcore.core.access import person_key
 from tlcore.core.answers import Answers
 from tlcore.core.atomic import atomic_write_bytes
-from tlcore.core.errors import ConfigError, StoppedBeforeTraining, TLError
+from tlcore.core.errors import ConfigError, HistoryError, StoppedBeforeTraining, TLError, WorkerError
 from tlcore.core.settings import load_settings
 from tlcore.data.datasets import ImageDataset
 from tlcore.data.replica import file_digest, manifest, parts
@@ -41,6 +41,7 @@ from tlcore.training.capacity import capacity
 from tlcore.training.compare import SCRATCH, TRANSFER, scratch_config, scratch_spec
 from tlcore.training.config import FEATURES_PHASE, HISTORY_COLUMNS, BatchProgress, TrainConfig
 from tlcore.training.data_parallel import free_reserved
+from tlcore.training.history import check_history
 from tlcore.training.runs import RunStore
 from tlcore.training.shipped_logs import unpack_logs
 from tlcore.training.worker import (
@@ -270,7 +271,7 @@ class TrainingJob:
                 if ray.wait([asked], timeout=0)[0]:
                     progress, rows, peak = ray.get(asked)
                     asked = None
-                    history = _appended(self._history, rows)
+                    history = self._checked(_appended(self._history, rows))
                     if len(rows) and not self._killed:  # on disk first: a snapshot's epochs are stored ones
                         self.store.record_history(self.run_id, history)
                     with self._lock:
@@ -280,20 +281,38 @@ class TrainingJob:
                     stop_sent = True
             outcome = ray.get(done)
             _, _, peak = ray.get(self._worker.progress.remote(len(outcome.history)))
+            history = self._checked(outcome.history)
+            if (mismatch := outcome.result.mismatch()) is not None:
+                raise WorkerError(f"A worker's result must fit the run's classes. Received: {mismatch} in the "
+                                  f"worker's report of run {self.run_id}")
             if outcome.model:
                 atomic_write_bytes(self.store.model_path(self.run_id), outcome.model)
-            self.store.record_result(self.run_id, outcome.history, outcome.result)
+            self.store.record_result(self.run_id, history, outcome.result)
             if outcome.logs:  # trained on a machine that cannot see the run's folder: its logs came back packed
                 try:
                     unpack_logs(outcome.logs, self.store.root / self.run_id)
-                except TLError as exc:  # the run is kept; only its TensorBoard view is missing
+                except (TLError, OSError) as exc:  # the run is kept; only its TensorBoard view is missing
                     print(f"Run {self.run_id}: its TensorBoard logs were not kept: {exc}", flush=True)
             with self._lock:
-                self._history, self._peak = outcome.history, peak
+                self._history, self._peak = history, peak
             return outcome.state
         finally:
             if self._worker is not None:
                 ray.kill(self._worker)
+
+    def _checked(self, history: pd.DataFrame) -> pd.DataFrame:
+        """A worker's history as the run store keeps it: the columns and values a run writes, no more epochs
+        than planned, and no fewer than already stored (a stored history only grows).
+
+        Raises:
+            HistoryError: in words; the run fails and its stored history stays as it was.
+        """
+        what = f"the worker's report of run {self.run_id}"
+        checked = check_history(history, what=what, max_rows=self.config.total_epochs)
+        if len(checked) < len(self._history):
+            raise HistoryError(f"A run's history only grows. Received: {len(checked):,} epochs after "
+                               f"{len(self._history):,} in {what}")
+        return checked
 
     def _placed(self, ray) -> str | None:
         """The node Ray placed the job's worker on, once a CPU there was free; None when stopped first.

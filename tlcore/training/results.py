@@ -49,6 +49,18 @@ def _floats(values) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
+def _precision_check_problem(check: PrecisionCheck) -> str | None:
+    """What in a precision check is not a count, a share from 0 to 1, an error of 0 or more or a cosine from -1
+    to 1 (Predict compares them with its limits); None when all are."""
+    values = dataclasses.asdict(check)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values.values()):
+        return f"a precision check of {sorted((k, type(v).__name__) for k, v in values.items())[:5]}, not all numbers"
+    if not (check.images >= 0 and check.images == int(check.images) and 0.0 <= check.top1_agreement <= 1.0
+            and check.max_abs_error >= 0.0 and all(-1.0 <= c <= 1.0 for c in (check.min_cosine, check.mean_cosine))):
+        return f"a precision check out of range ({values})"
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class RunResult:
     """How a finished (or stopped) run did on its held-out images, and how it trained.
@@ -144,9 +156,10 @@ class RunResult:
         }
 
     def mismatch(self) -> str | None:
-        """What in this result does not fit its own classes, or None (for a ``result.json`` from elsewhere):
-        an n x n confusion matrix of counts, n precisions and recalls from 0 to 1, wrong predictions naming
-        the classes."""
+        """What in this result does not fit its own classes, or None (for a ``result.json`` from elsewhere, a
+        bundle's or a worker's): an n x n confusion matrix of counts, n precisions and recalls from 0 to 1, wrong
+        predictions naming the classes, an accuracy from 0 to 1 and a finite loss (or NaN: no validation),
+        finite seconds and a precision check of numbers in their ranges."""
         n, names = len(self.class_names), set(self.class_names)
         if len(names) != n:
             return f"class names that repeat ({list(self.class_names)[:5]})"
@@ -162,6 +175,14 @@ class RunResult:
                 return f"a confidently wrong image of {wrong.true!r} taken for {wrong.predicted!r}"
         if any(index < 0 for index in self.validation_indices):
             return "a negative validation index"
+        if not (math.isnan(self.accuracy) or 0.0 <= self.accuracy <= 1.0):
+            return f"an accuracy of {self.accuracy!r}, not from 0 to 1"
+        if not (math.isnan(self.loss) or 0.0 <= self.loss < math.inf):
+            return f"a loss of {self.loss!r}, not finite and 0 or more"
+        if self.seconds is not None and not 0.0 <= self.seconds < math.inf:
+            return f"{self.seconds!r} seconds of training"
+        if self.precision_check is not None and (problem := _precision_check_problem(self.precision_check)):
+            return problem
         return None
 
     def per_class(self) -> pd.DataFrame:
