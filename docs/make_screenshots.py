@@ -140,6 +140,8 @@ def main() -> None:
 
         tab.goto(f"{server}/features?backbone=MobileNetV2&weights=Random+%28untrained%29&features_map=dataset")
         wait_until_idle(tab)
+        tab.get_by_role("button", name="Place the images").click()
+        wait_until_idle(tab)
         tab.get_by_text("Nearest neighbour of the same class").first.wait_for()
         chart = tab.locator('[data-testid="stVegaLiteChart"]').last
         picture(chart)

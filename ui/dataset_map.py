@@ -2,7 +2,9 @@
 
 The computing is ``tlcore.dataset_map``; this module wires it to widgets, keeps a
 session's last map (reruns from other widgets do not extract again), adds the
-hover thumbnails for the points shown, and explains the numbers.
+hover thumbnails for the points shown, and explains the numbers. A link may open
+the map's view, but only the visitor's click places the images: a pass over a
+dataset costs a CPU-minute, and a link is opened by whoever has it, as often.
 """
 
 from __future__ import annotations
@@ -28,15 +30,27 @@ THUMBNAIL = 64
 """Side of the hover pictures, in pixels (a JPEG of about 2 KB each)."""
 _LAST = "dataset_map_last"
 """Session-state key: (what the map was made from, the map with its thumbnails)."""
+_HELD = "dataset_map_held"
+"""Session-state key: set while the map's view is the link's choice, not yet asked for by a click."""
 
 
 def source() -> str:
-    """What Features looks at: the images given here, a dataset, or a training run's data (in the URL)."""
+    """What Features looks at: the images given here, a dataset, or a training run's data (in the URL).
+
+    A map's view opened by a link is held: ``place`` waits for a click (choosing the view here is one)."""
+    if "features_map" not in st.session_state and st.query_params.get("features_map") in (DATASET, RUN):
+        st.session_state[_HELD] = True
     from_url("features_map", IMAGES, choices=list(SOURCES))
     chosen = st.radio("Look at", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="features_map",
-                      help="A dataset is placed as a map: one point per image, coloured by its class.")
+                      on_change=_release, help="A dataset is placed as a map: one point per image, coloured by "
+                                               "its class.")
     to_url("features_map")
     return chosen
+
+
+def _release() -> None:
+    """The visitor chose what to look at: their choices place the images from now on."""
+    st.session_state.pop(_HELD, None)
 
 
 def pick(chosen: str) -> tlcore.ImageDataset:
@@ -86,12 +100,25 @@ def limit() -> int:
 
 def place(dataset: tlcore.ImageDataset, extractor: keras.Model, choice: WeightsChoice, layer: str,
           images: int) -> tlcore.DatasetMap:
-    """The map with an ``image`` column of hover thumbnails; computed once per choice in a session."""
+    """The map with an ``image`` column of hover thumbnails; computed once per choice in a session.
+
+    While the view is only the link's choice (``_HELD``), the images are placed when the visitor clicks
+    *Place the images*; until then the page stops under that button.
+    """
     key = (dataset.digest or str(dataset.root), len(dataset), choice.backbone, str(choice.weights), layer,
            id(extractor), images, bool(st.session_state.get(FORCE_FLOAT32)))
     held = st.session_state.get(_LAST)
     if held is not None and held[0] == key:
         return held[1]
+    if st.session_state.get(_HELD):  # opened by a link: nothing is computed before the visitor asks
+        count = min(images, len(dataset))
+        st.caption(f"This link opens the dataset map. Placing its {count:,} images takes a pass through "
+                   f"{choice.backbone} for each, so it starts when you ask.")
+        if not st.button("Place the images", type="primary", icon=":material/scatter_plot:", key="map-place",
+                         help=f"Passes the {count:,} images through {choice.backbone} up to the chosen layer, "
+                              "then draws each one as a point of the map."):
+            st.stop()
+        del st.session_state[_HELD]
     bar = st.progress(0.0, text="Placing the images...")
     try:
         result = tlcore.dataset_map(

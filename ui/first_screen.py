@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
 import streamlit as st
 
 import tlcore
 from ui import access, training
+from ui.state import from_url
 
 IMAGENET, RANDOM = "ImageNet", "Random (untrained)"
 """The sidebar's weights choices (``ui.sidebar`` draws them)."""
@@ -75,12 +77,15 @@ def default_weights(backbone: str) -> str:
     return IMAGENET if imagenet_available(backbone) else RANDOM
 
 
-def seed_weights(backbone: str) -> None:
-    """Set the sidebar's weights for a fresh visit (``default_weights``), unless the link or session chose them;
-    remember that they were not chosen, so Predict may start on a trained run instead."""
-    if "weights" not in st.session_state and st.query_params.get("weights") is None:
-        st.session_state[WEIGHTS_DEFAULTED] = True
-        st.session_state["weights"] = default_weights(backbone)
+def seed_weights(backbone: str, offered: Sequence[str]) -> None:
+    """Set the sidebar's weights for a fresh visit (``default_weights``), unless the session chose them or the link
+    names one of ``offered`` (the sidebar takes that one); remember that they were not chosen, so Predict may start
+    on a trained run instead. A link's value that is not offered counts as none: the same default, with the usual
+    link notice naming it."""
+    if "weights" in st.session_state or st.query_params.get("weights") in offered:
+        return
+    st.session_state[WEIGHTS_DEFAULTED] = True
+    from_url("weights", default_weights(backbone), choices=list(offered))
 
 
 def weights_chosen() -> None:

@@ -21,8 +21,8 @@ def render(page: str = "") -> None:
     if st.session_state.get("weights") not in (None, *sources):
         del st.session_state["weights"]
     from_url("backbone", "VGG16", choices=list(tlcore.BACKBONES))
-    first_screen.seed_weights(st.session_state["backbone"])  # a fresh visit: what works here
-    from_url("weights", IMAGENET, choices=sources)
+    first_screen.seed_weights(st.session_state["backbone"], sources)  # no usable value in the link: what works here
+    from_url("weights", IMAGENET, choices=sources)  # a link's value among the sources
     with st.sidebar:
         st.selectbox("Backbone", list(tlcore.BACKBONES), key="backbone",
                      help="The network every page starts from: eight well-known image networks, from the small "

@@ -58,10 +58,10 @@ def link_notice(key: str, raw: str, accepted: str, default: Any) -> None:
     """Tell the user that the link's ``key=raw`` was not used, what is accepted, and what is used.
 
     Whoever made the link chose ``raw``: it is shown literally, as code (``code``), never read
-    as Markdown, so ``?run=[sign in again](http://evil)`` shows those characters, not a link.
+    as Markdown, so ``?run=[sign in again](http://evil)`` shows those characters, not a link;
+    a value whose spaces or unprintable characters would not show is quoted (``received``).
     """
-    shown = raw if len(raw) <= 60 else raw[:57] + "..."
-    st.toast(f"**{code(f'{key}={shown}')} in this link was not used:** `{key}` must be {accepted}. "
+    st.toast(f"**{code(f'{key}={received(raw)}')} in this link was not used:** `{key}` must be {accepted}. "
              f"Using {_shown(default)}.",
              icon=":material/link_off:", duration="infinite")
 
@@ -81,6 +81,22 @@ def forget_gone(key: str, offered: Collection[Any], what: str) -> None:
         if st.query_params.get(key) == str(gone):
             del st.query_params[key]
         gone_notice(what)
+
+
+def received(raw: str) -> str:
+    r"""A link's value as a notice shows it: as it is when every character shows, else quoted, Python style.
+
+    A value that is empty, has spaces at either end or two in a row, holds a quote, or holds characters
+    that do not print (a new line, a tab, a no-break space, a bidi override) is written as a Python
+    string literal (``repr``): ``'128 '``, ``'max\n'``, ``'a\xa0b'``, with a space after a space as
+    ``\x20`` (a browser shows a run of spaces as one). So ``?preset=128%20`` never reads as ``128``.
+    A value longer than 60 characters is cut to 57 and followed by ``...``.
+    """
+    cut = raw if len(raw) <= 60 else raw[:57]
+    more = "" if cut == raw else "..."
+    if cut and cut.isprintable() and cut == cut.strip() and "  " not in cut and not {"'", '"'} & set(cut):
+        return cut + more
+    return re.sub("(?<= ) ", r"\\x20", repr(cut)) + more
 
 
 def code(text: object) -> str:

@@ -13,7 +13,7 @@ import tlcore
 from ui import access, models, sidebar, training
 from ui.clicks import click_request, handled, render_request
 from ui.code_panel import code_panel
-from ui.transfer_curve import task_board
+from ui.transfer_curve import SWEEP_TASK, linked_task, task_board
 
 URL_KEY = "sweep"
 AXES = ["hidden_units", "dropout", "log10_learning_rate", "epochs", "score"]
@@ -80,14 +80,12 @@ def section(spec: tlcore.TransferSpec, dataset: tlcore.ImageDataset, config: tlc
     patience = cols[2].number_input("Early stopping patience", 1, 20, 3, key="sweep_patience")
     budget = tlcore.SweepBudget(trials=int(trials), concurrency=int(concurrency), max_epochs=config.epochs,
                                 patience=min(int(patience), config.epochs))
-    linked = st.query_params.get(URL_KEY)
-    task = task_board().get(st.session_state.get(URL_KEY) or linked)
-    stored = None if task else tlcore.stored_sweep(linked or "")
+    task, stored = linked_task(URL_KEY, SWEEP_TASK, tlcore.stored_sweep, "head sweep")
     if st.button("Sweep", icon=":material/tune:", key="sweep-start"):
         sidebar.load_or_explain(models.ensure_spec_weights, spec)
         try:
             budget.check()
-            task = task_board().start("head sweep", tlcore.head_sweep, dict(
+            task = task_board().start(SWEEP_TASK, tlcore.head_sweep, dict(
                 spec=spec, dataset=dataset, config=config, budget=budget, use_ray=True),
                 progress="on_trial", owner=access.user(), request=click_request("sweep"))
         except tlcore.TLError as exc:

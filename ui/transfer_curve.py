@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -10,15 +13,39 @@ import tlcore
 from ui import access, datasets, models, sidebar
 from ui.clicks import click_request, handled
 from ui.code_panel import code_panel
+from ui.state import link_notice
 
 URL_KEY = "curve"
 FROZEN, FROM_LAYER = "All frozen", "Train from a layer"  # Build's "Which layers train" choices
+CURVE_TASK, SWEEP_TASK = "transfer curve", "head sweep"
+"""The kinds of task on the board: curves and sweeps share it and its ids, so a link's id counts with its kind only."""
 
 
 @st.cache_resource
 def task_board() -> tlcore.TaskBoard:
     """The server's curves and sweeps, running or just finished (kept when pages change or tabs close)."""
     return tlcore.TaskBoard()
+
+
+def linked_task(key: str, kind: str, stored: Callable[[str], Any], what: str) -> tuple[tlcore.Task | None, Any]:
+    """The task of ``kind`` this session started or the link's ``?key=`` names, else the result kept under the
+    link's key (``stored``, which finds nothing for a value that is not a key), as ``(task, kept)``.
+
+    A link's value that names neither (not a key; a key or id this server does not have, or no longer has; the
+    id of a task of the other kind) gets the usual link notice and leaves the address: the page opens as it
+    does without it.
+    """
+    own, linked = st.session_state.get(key), st.query_params.get(key)
+    named = (task_board().get(own), task_board().get(linked))
+    task = next((found for found in named if found is not None and found.kind == kind), None)
+    kept = stored(linked) if task is None and linked else None
+    if linked and task is None and kept is None:
+        if linked != own:  # this session's own task, gone from the board since: nothing the link said wrong
+            link_notice(key, linked, f"the key of a {what} kept on this server (32 hexadecimal characters, 0-9 "
+                        f"and a-f), or the id of a {what} running or just finished here (12 of those characters)",
+                        f"no {what}")
+        del st.query_params[key]
+    return task, kept
 
 
 def curve_chart(curve: tlcore.TransferCurve) -> alt.Chart:
@@ -85,17 +112,13 @@ def section(spec: tlcore.TransferSpec) -> None:
     if access.read_only():  # TL_READ_ONLY: a public demo measures nothing
         st.info("Measuring curves is off on this public demo.", icon=":material/lock:")
         return
-    linked = st.query_params.get(URL_KEY)
-    task = task_board().get(st.session_state.get(URL_KEY) or linked)
-    stored = None if task else tlcore.stored_curve(linked or "")
-    if linked and task is None and stored is None:
-        st.info(f"The link's curve `{access.plain(linked)[:40]}` is not on this server (any more): measure it again.")
+    task, stored = linked_task(URL_KEY, CURVE_TASK, tlcore.stored_curve, "transfer curve")
     with st.expander("Images to measure on", expanded=task is None and stored is None):
         dataset = datasets.dataset_picker()
     if st.button("Measure the transfer curve", icon=":material/query_stats:", key="curve-start"):
         sidebar.load_or_explain(models.ensure_spec_weights, spec)
         try:
-            task = task_board().start("transfer curve", tlcore.transfer_curve, dict(
+            task = task_board().start(CURVE_TASK, tlcore.transfer_curve, dict(
                 backbone=spec.backbone, dataset=dataset, weights=spec.weights, input_size=spec.input_shape[0],
                 base_model=spec.base_model, use_ray=True), progress="on_progress", owner=access.user(),
                 request=click_request("curve"))

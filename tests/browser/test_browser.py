@@ -256,6 +256,8 @@ def test_features_maps_the_sample_dataset_with_each_image_on_hover(server, page)
     page.goto(f"{server}/features?backbone=MobileNetV2&weights=Random+%28untrained%29"
               "&features_map=dataset&map_images=40")
     wait_until_idle(page)
+    page.get_by_role("button", name="Place the images").click()  # a link opens the view; a click places them
+    wait_until_idle(page)
     page.get_by_text("40 of 256 images").first.wait_for()
     chart = page.locator(CHART).first
     assert marks(chart, "symbol") == 40  # one point per image placed

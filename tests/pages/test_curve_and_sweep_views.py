@@ -63,7 +63,9 @@ def test_a_curve_of_another_base_says_so_and_does_not_set_its_cut():
 
 def test_a_curve_link_that_is_not_on_this_server_says_so():
     at = _open("../pages/build.py", curve="../../etc/passwd")
-    assert any("is not on this server" in block.value for block in at.info)
+    notice = " ".join(toast.value for toast in at.toast)
+    assert "`curve=../../etc/passwd` in this link was not used:** `curve` must be the key of a transfer curve" in notice
+    assert "curve" not in at.query_params
     assert not at.success or all("probe peaks" not in block.value for block in at.success)
 
 
