@@ -124,7 +124,7 @@ def _facts(spec: BackboneSpec, include_top: bool) -> _Facts:
     return _Facts(frozenset(named), batchnorm)
 
 
-def _weights_text(weights: str | os.PathLike | None) -> tuple[str, str]:
+def weights_text(weights: str | os.PathLike | None) -> tuple[str, str]:
     """(the ``weights=`` argument, a comment on it) for a program."""
     if weights == "imagenet":
         return '"imagenet"', "ImageNet weights (Keras downloads them once)"
@@ -225,7 +225,7 @@ def _base(spec: TransferSpec, row: BackboneSpec, names: _Names, weights, base_fi
         return (f"The trained base of an earlier run (develop-a-model), at its input size, {height}x{width}.",
                 [f"earlier = keras.saving.load_model({_text(base_file)})",
                  "base = next(layer for layer in earlier.layers if isinstance(layer, keras.Model))"])
-    argument, comment = _weights_text(spec.weights if weights == FROM_SPEC else weights)
+    argument, comment = weights_text(spec.weights if weights == FROM_SPEC else weights)
     shape = tuple(spec.input_shape)
     lines = [f"# {comment}", f"base = {names.constructor}(weights={argument}, include_top=False, input_shape={shape})"]
     if shape != row.default_shape:
@@ -255,7 +255,7 @@ def _imports(module: str, *groups: Sequence[str]) -> list[str]:
     return [f"from keras.applications.{module} import {', '.join(names)}"] if names else []
 
 
-def _download_name(path: str | None) -> str:
+def download_name(path: str | None) -> str:
     """A stored run's model ("<runs>/<run id>/model.keras") as the Runs page downloads it: "<run id>.keras"."""
     if not path:
         return "earlier_run.keras"
@@ -348,7 +348,7 @@ def transfer_program(
     referenced = {spec.trainable_from, config.fine_tune_from if fine_tune else None}
     height, width, _ = spec.input_shape
     steps = [_data(spec, config, data_dir)] if config is not None else []
-    steps.append(_base(spec, row, names, weights, base_file or _download_name(spec.base_model)))
+    steps.append(_base(spec, row, names, weights, base_file or download_name(spec.base_model)))
     what_trains = ("the whole base is frozen" if spec.trainable_from is None else
                    "every layer of the base trains" if spec.trainable_from == ALL_LAYERS else
                    f"{spec.trainable_from} and the layers after it train")
@@ -433,7 +433,7 @@ def prediction_program(
                    "image = read_image(path, model.input_shape[1:3])",
                    "batch = preprocess_input(np.expand_dims(keras.utils.img_to_array(image), 0))"])
     if model_file is None:
-        argument, comment = _weights_text(weights)
+        argument, comment = weights_text(weights)
         steps = [(f"The full network, with its ImageNet classifier ({row.default_size}x{row.default_size} inputs).",
                   [f"model = {names.constructor}(weights={argument})  # {comment}"]),
                  image_step,
@@ -487,7 +487,7 @@ def feature_program(
     if layer not in layer_names:
         raise ConfigError(
             f"Feature layer must be a layer of {row.name} (e.g. {layer_names[-2]!r}). Received: layer={layer!r}")
-    argument, comment = _weights_text(weights)
+    argument, comment = weights_text(weights)
     steps = [(f"The full network, cut after {layer}: the layers after it (the ImageNet output) are left out.",
               [f"network = {names.constructor}(weights={argument})  # {comment}",
                f"extractor = keras.Model(network.input, network.get_layer({_text(layer)}).output,",

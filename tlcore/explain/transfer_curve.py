@@ -39,6 +39,7 @@ from tlcore.core.storage import check_room
 from tlcore.data.datasets import MAX_VALIDATION_FRACTION, ImageDataset
 from tlcore.data.images import ResizeMode
 from tlcore.data.pipeline import image_batches
+from tlcore.explain.code import download_name, weights_text
 from tlcore.explain.graph import block_ends
 from tlcore.inference.forward import compiled_forward
 from tlcore.models.backbone import load_backbone
@@ -425,8 +426,8 @@ def stored_curve(key: str, folder: str | os.PathLike | None = None) -> TransferC
 
 def probe_program(curve: TransferCurve) -> str:
     """The curve's measurement as a plain Keras 3 program: every block end pooled, one pass, a probe per tap."""
-    weights = "None" if curve.weights is None else repr(curve.weights)
-    network = (f"keras.models.load_model({curve.base_model!r}).layers[1]  # the trained base of a run"
+    weights = weights_text(curve.weights)[0]  # files by the names their downloads have, never a server path
+    network = (f"keras.models.load_model({download_name(curve.base_model)!r}).layers[1]  # the trained base of a run"
                if curve.base_model else
                f"keras.applications.{curve.backbone}(weights={weights}, include_top={curve.include_top}, "
                f"input_shape=({curve.input_size}, {curve.input_size}, 3))")

@@ -215,3 +215,16 @@ def test_the_probes_keras_program_runs_on_a_folder_of_images(tmp_path, shapes, m
     printed = [line.split() for line in capsys.readouterr().out.split("\n") if line.startswith("block")]
     assert [words[0] for words in printed] == VGG_POOLS[:3]
     assert all(0 <= float(words[1]) <= 1 for words in printed)
+
+
+def test_the_probes_program_names_files_by_their_downloads_never_by_server_paths():
+    """A curve on a run's base or an uploaded weights file printed their paths on this server into the code any
+    visitor of its link could read and download."""
+    points = (tlcore.CurvePoint(1, "block1_pool", 0, 0.5, 1.0, 1.0, False),)
+    on_a_run = tlcore.TransferCurve("k", "VGG16", 32, None, "/srv/lab/data/runs/20261207-101500-1a2b3c/model.keras",
+                                    False, "shapes", 16, 0.25, points, None, 1.0, 1.0)
+    program = tlcore.probe_program(on_a_run)
+    assert "keras.models.load_model('20261207-101500-1a2b3c.keras')" in program and "/srv" not in program
+    on_a_file = dataclasses.replace(on_a_run, base_model=None, weights="/srv/lab/data/uploads/ab12.weights.h5")
+    program = tlcore.probe_program(on_a_file)
+    assert 'keras.applications.VGG16(weights="my_weights.h5", include_top=False' in program and "/srv" not in program
