@@ -17,13 +17,15 @@ MODELS = classifiers.choices(choice.backbone)
 SAMPLES = sample_images()
 forget_gone("predict_model", MODELS, "The trained run")  # deleted since it was chosen here
 from_url("predict_model", first_screen.default_model(choice.backbone, list(MODELS)), choices=list(MODELS))
-from_url("fit", "crop", choices=["crop", "squash"])
+from_url("fit", classifiers.resize_mode(st.session_state["predict_model"]), choices=["crop", "squash"])
 INPUTS = {"upload": "An image", "camera": "Camera", "batch": "Many images or a zip"}
 from_url("predict_input", "upload", choices=list(INPUTS))
 
 left, right = st.columns([2, 3], gap="large")
 with left:
     model_id = st.selectbox("Model", list(MODELS), key="predict_model", format_func=MODELS.get,
+                            on_change=lambda: st.session_state.update(  # a run fits pictures as it was trained
+                                fit=classifiers.resize_mode(st.session_state["predict_model"])),
                             help="Which network answers: the sidebar's network with its 1,000 everyday classes "
                                  "(ImageNet), or a network trained here on your own classes (a run).")
     model_file, class_text = None, ""
@@ -54,7 +56,8 @@ with left:
     st.radio("Fit to the network's input", ["crop", "squash"], key="fit", horizontal=True,
              format_func={"crop": "centre crop", "squash": "squash"}.get,
              help="The network takes square pictures of one size. Centre crop keeps the middle square; squash "
-                  "keeps everything but changes the proportions.")
+                  "keeps everything but changes the proportions. A trained run starts on the fit it was trained "
+                  "with.")
     to_url("fit", "predict_model", "predict_input")
 
 shown_model = f"{model_id}|{choice}|{getattr(model_file, 'file_id', '')}"  # an uploaded model: which file

@@ -119,12 +119,14 @@ def predict(args: argparse.Namespace) -> int:
         record = _store().get(args.run)
         model, backbone, labels = _store().load_model(args.run), record.spec.backbone, record.class_names
         precision = tlcore.precision_for_run(record.result.precision_check if record.result else None)
+        mode = record.config.resize_mode  # as the run was trained
     else:
-        backbone, labels, precision = _backbone(args.backbone), None, None
+        backbone, labels, precision, mode = _backbone(args.backbone), None, None, "crop"
         model = tlcore.load_backbone(backbone, weights=_weights(args.weights))
     rows = []
     for path in paths:
-        table = tlcore.predict_top_k(model, path, backbone=backbone, k=args.top, labels=labels, precision=precision)
+        table = tlcore.predict_top_k(model, path, backbone=backbone, k=args.top, labels=labels, precision=precision,
+                                     mode=mode)
         rows.extend({"image": str(path), **row} for row in table.to_dict("records"))
     if args.csv:
         writer = csv.DictWriter(sys.stdout, ["image", "rank", "label", "class_id", "probability"])

@@ -65,6 +65,13 @@ def choices(backbone: str) -> dict[str, str]:
     return options
 
 
+def resize_mode(model_id: str) -> str:
+    """How ``model_id``'s model fits a picture to its input: a trained run as it was trained, else a centre crop."""
+    if model_id in (IMAGENET, UPLOADED) or not training.run_store().has(model_id):
+        return "crop"
+    return training.run_store().get(model_id).config.resize_mode
+
+
 def untrained_note(backbone: str) -> str:
     """What the random network's top-5 is, and where real answers are to be had on this server."""
     note = ("These weights are untrained (random): the classes below are what a network that learned nothing "
