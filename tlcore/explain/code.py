@@ -66,8 +66,8 @@ OPTIMIZER_CODE = {
 """The Keras call for each of ``train.OPTIMIZERS``, with ``{rate}`` for the learning rate."""
 _AUGMENT = '''augmentation = [  # random flips, rotations and zooms of the training images
     keras.layers.RandomFlip("horizontal", seed={seed}),
-    keras.layers.RandomRotation(0.1, fill_mode="reflect", seed={seed}),
-    keras.layers.RandomZoom(0.1, fill_mode="reflect", seed={seed}),
+    keras.layers.RandomRotation(0.1, fill_mode="reflect", seed={rotation_seed}),  # each its own seed: independent
+    keras.layers.RandomZoom(0.1, fill_mode="reflect", seed={zoom_seed}),
 ]
 
 
@@ -279,7 +279,7 @@ def _data(spec: TransferSpec, config: TrainConfig, data_dir: str) -> Step:
                   "val_ds = None  # no images held out"]
     lines.append("class_names = train_ds.class_names")
     if config.augment:
-        lines += _AUGMENT.format(seed=config.seed).splitlines()
+        lines += _AUGMENT.format(seed=config.seed, rotation_seed=config.seed + 1, zoom_seed=config.seed + 2).splitlines()
         lines.append("train_ds = train_ds.map(lambda images, labels: (preprocess_input(augment(images)), labels))")
     else:
         lines.append("train_ds = train_ds.map(lambda images, labels: (preprocess_input(images), labels))")

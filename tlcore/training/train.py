@@ -155,10 +155,12 @@ def _forward_in_batches(model: keras.Model, x: np.ndarray) -> np.ndarray:
 
 
 def _augmenter(seed: int) -> keras.Sequential:
+    """Random flips, rotations and zooms, each drawn from its own seed: with one seed for the three, they drew the
+    same numbers, so every flipped image turned one way and every other the other way, zoomed as it turned."""
     return keras.Sequential([
         keras.layers.RandomFlip("horizontal", seed=seed),
-        keras.layers.RandomRotation(0.1, fill_mode="reflect", seed=seed),
-        keras.layers.RandomZoom(0.1, fill_mode="reflect", seed=seed),
+        keras.layers.RandomRotation(0.1, fill_mode="reflect", seed=seed + 1),
+        keras.layers.RandomZoom(0.1, fill_mode="reflect", seed=seed + 2),
     ], name="augmentation")
 
 

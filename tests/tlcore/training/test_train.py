@@ -207,3 +207,20 @@ def test_a_spec_the_job_queue_checked_is_not_checked_again(monkeypatch):
     assert calls == {"spec": 1, "memory": 1}
     assert len(tlcore.train(vgg(), small, config, checked=True).history) == 1
     assert calls == {"spec": 1, "memory": 1}  # the queue's check stands: none here
+
+
+def test_augmentation_draws_flips_rotations_and_zooms_independently():
+    """One seed for the three layers drew the same numbers: every flipped image turned one way, every other the
+    other way (0 of 35 flipped images turned anticlockwise, 29 of 29 unflipped ones did), and zoomed as it turned."""
+    import tensorflow as tf
+
+    from tlcore.training.train import _augmenter
+
+    flip, rotation, zoom = _augmenter(0).layers
+    images = tf.zeros((256, 8, 8, 3))
+    flipped = np.asarray(flip.get_random_transformation(images, training=True)["flips"]).reshape(-1).astype(bool)
+    angles = np.asarray(rotation.get_random_transformation(images, training=True)["angle"]).reshape(-1)
+    zooms = np.asarray(zoom.get_random_transformation(images, training=True)["height_zoom"]).reshape(-1)
+    assert 0.3 < flipped.mean() < 0.7
+    assert 0.25 < (angles[flipped] > 0).mean() < 0.75 and 0.25 < (angles[~flipped] > 0).mean() < 0.75
+    assert abs(np.corrcoef(angles, zooms)[0, 1]) < 0.3
