@@ -73,7 +73,8 @@ def _open_cut(train_from: str | None) -> None:
 
 def _show(curve: tlcore.TransferCurve, spec: tlcore.TransferSpec) -> None:
     st.altair_chart(curve_chart(curve), width="stretch")
-    st.success(curve.recommendation()[0].upper() + curve.recommendation()[1:] + ".")
+    words = curve.recommendation()
+    (st.success if curve.clear else st.warning)(words[0].upper() + words[1:] + ".")
     st.caption(f"{curve.backbone} at {curve.input_size}x{curve.input_size} on {access.plain(curve.dataset)} "
                f"({curve.images:,} images): one pass over the images in {curve.extract_seconds:.0f} s, "
                f"{len(curve.points)} probes in {curve.probe_seconds:.0f} s. Dashed: chance "

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -85,6 +86,7 @@ class TransferCurve:
         points: one per tap, in depth order.
         train_from: the ``trainable_from`` the peak suggests (None: keep the whole base frozen).
         extract_seconds, probe_seconds: the one streaming pass, and the probes.
+        validation_images: how many images the probes were scored on (0: not recorded, a curve kept before).
     """
 
     key: str
@@ -100,19 +102,41 @@ class TransferCurve:
     train_from: str | None
     extract_seconds: float
     probe_seconds: float
+    validation_images: int = 0
 
     @property
     def peak(self) -> CurvePoint:
         """The tap with the best validation accuracy (the deepest of equals: it leaves less to train)."""
         return max(reversed(self.points), key=lambda point: point.accuracy)
 
+    def margin(self, accuracy: float) -> float:
+        """Twice the standard error of an accuracy measured on the validation images (about 95% of the
+        accuracies another draw of as many images would give lie within it); NaN when their count is unknown."""
+        n = self.validation_images
+        return 2 * math.sqrt(accuracy * (1 - accuracy) / n) if n else math.nan
+
+    @property
+    def clear(self) -> bool:
+        """Whether the peak beats chance by more than luck reaches on the validation images (``margin``); True when
+        their count is unknown."""
+        return not self.validation_images or self.peak.accuracy - self.chance > self.margin(self.chance)
+
     def recommendation(self) -> str:
-        """The curve in words: where the probe peaks, and where to start training."""
-        peak = self.peak
-        where = (f"the probe peaks at {peak.tap} ({peak.accuracy:.0%} against {self.chance:.0%} by chance)")
+        """The curve in words: where the probe peaks, how sure that is, and where to start training.
+
+        With few validation images a peak may be luck: one within the margin of chance (``margin``) is said to be
+        no clear winner (on shuffled labels a 24-image curve "peaked" at 42% against 25% by chance)."""
+        peak, n = self.peak, self.validation_images
+        where = f"the probe peaks at {peak.tap} ({peak.accuracy:.0%} against {self.chance:.0%} by chance"
+        if not self.clear:
+            return (f"{where}), but on {n} validation images no tap clearly beats chance (within "
+                    f"{self.margin(self.chance) * 100:.0f} points of it, as luck may reach): measure on more images "
+                    "before choosing a cut")
+        if n:
+            where += f"; give or take {self.margin(peak.accuracy) * 100:.0f} points on {n} validation images"
         if self.train_from is None:
-            return f"{where}: keep the whole base frozen and train a new head on it"
-        return f"{where}: train from {self.train_from}"
+            return f"{where}): keep the whole base frozen and train a new head on it"
+        return f"{where}): train from {self.train_from}"
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame([dataclasses.asdict(point) for point in self.points])
@@ -407,7 +431,8 @@ def transfer_curve(
     counts = np.bincount(labels[split[1]], minlength=len(dataset.class_names))
     curve = TransferCurve(key, row.name, int(network.input.shape[1]), weights if not base_model else None,
                           base_model, include_top, dataset.name, len(dataset), float(counts.max() / counts.sum()),
-                          points, _train_from(network, row.name, peak), extract_seconds, probe_seconds)
+                          points, _train_from(network, row.name, peak), extract_seconds, probe_seconds,
+                          int(len(split[1])))
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stored, curve.to_json())
     return curve

@@ -228,3 +228,21 @@ def test_the_probes_program_names_files_by_their_downloads_never_by_server_paths
     on_a_file = dataclasses.replace(on_a_run, base_model=None, weights="/srv/lab/data/uploads/ab12.weights.h5")
     program = tlcore.probe_program(on_a_file)
     assert 'keras.applications.VGG16(weights="my_weights.h5", include_top=False' in program and "/srv" not in program
+
+
+def test_the_recommendation_says_how_sure_it_is_and_when_no_tap_beats_chance():
+    """On shuffled labels, where nothing can be learned, a 24-image curve still said it "peaks at block5_pool (42%
+    against 25% by chance)" (a reviewer's measurement): a peak within luck's reach of chance is no recommendation."""
+    point = tlcore.CurvePoint(4, "block4_pool", 512, 0.8, 0.5, 0.9, False)
+    clear = tlcore.TransferCurve("k", "VGG16", 128, "imagenet", None, False, "d", 96, 0.25,
+                                 (dataclasses.replace(point, depth=1, tap="block1_pool", accuracy=0.4), point),
+                                 "block5_conv1", 1.0, 1.0, 24)
+    assert clear.margin(0.8) == pytest.approx(2 * (0.8 * 0.2 / 24) ** 0.5)  # 16.3 points
+    assert clear.recommendation() == ("the probe peaks at block4_pool (80% against 25% by chance; give or take 16 "
+                                      "points on 24 validation images): train from block5_conv1")
+    luck = dataclasses.replace(clear, points=(dataclasses.replace(point, tap="block5_pool", accuracy=0.42),))
+    assert luck.recommendation() == (
+        "the probe peaks at block5_pool (42% against 25% by chance), but on 24 validation images no tap clearly beats "
+        "chance (within 18 points of it, as luck may reach): measure on more images before choosing a cut")
+    assert tlcore.TransferCurve.from_json(luck.to_json()) == luck
+    assert clear.clear and not luck.clear and dataclasses.replace(luck, validation_images=0).clear
