@@ -238,7 +238,8 @@ def train(args: argparse.Namespace) -> int:
             raise
         store.finish(run_id, result)
         _say("")
-        print(f"{run_id}\t{role}\tval_accuracy {result.evaluation.accuracy:.4f}\t{result.seconds:.1f} s")
+        measured = "val_accuracy" if run_config.validation_fraction > 0 else "train_accuracy"  # nothing held out
+        print(f"{run_id}\t{role}\t{measured} {result.evaluation.accuracy:.4f}\t{result.seconds:.1f} s")
         if result.stopped:  # Ctrl-C: this run kept what it learned; the others are not started
             _say(f"{run_id}: stopped (Ctrl-C) after {len(result.history)} epoch(s); the model so far is kept")
             return FAILED

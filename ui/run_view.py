@@ -148,10 +148,17 @@ def render_run(record: tlcore.RunRecord, store: tlcore.RunStore) -> None:
     if result is None:
         return
     metrics = st.columns(3)
-    metrics[0].metric("Validation accuracy", f"{result.accuracy:.1%}",
-                      help="The share of held-out images (the validation share, never trained on) it got right")
-    metrics[1].metric("Validation loss", f"{result.loss:.3f}",
-                      help="How wrong it is on average on the held-out images; lower is better")
+    if record.config.validation_fraction > 0:
+        metrics[0].metric("Validation accuracy", f"{result.accuracy:.1%}",
+                          help="The share of held-out images (the validation share, never trained on) it got right")
+        metrics[1].metric("Validation loss", f"{result.loss:.3f}",
+                          help="How wrong it is on average on the held-out images; lower is better")
+    else:  # nothing was held out: the final numbers are on the images it learned from
+        metrics[0].metric("Training accuracy", f"{result.accuracy:.1%}",
+                          help="No images were held out (validation share 0): the share of the images it trained on "
+                               "that it got right, which says little about new images")
+        metrics[1].metric("Training loss", f"{result.loss:.3f}",
+                          help="How wrong it is on average on the images it trained on; lower is better")
     metrics[2].metric("Classes", len(result.class_names), help="How many kinds of thing the model tells apart")
     if record.role == tlcore.SWEEP_BEST:
         st.caption("This head won a sweep by its score on these same validation images, so its accuracy here is "
