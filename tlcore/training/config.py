@@ -162,8 +162,12 @@ class BatchProgress:
 
     @property
     def fraction(self) -> float:
-        """Share of all planned batches (of this phase's kind) done, 0 to 1."""
-        return min(((self.epoch - 1) * self.batches + self.batch) / (self.epochs * self.batches), 1.0)
+        """Share of all planned batches (of this phase's kind) done, 0 to 1 (0 for a count of none: a report
+        from elsewhere that does not add up never breaks the page reading it)."""
+        planned = self.epochs * self.batches
+        if planned <= 0:
+            return 0.0
+        return min(max(((self.epoch - 1) * self.batches + self.batch) / planned, 0.0), 1.0)
 
     def describe(self) -> str:
         """Where training is, in words."""

@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from tlcore.core.access import person_key
@@ -34,6 +35,7 @@ from tlcore.core.answers import Answers
 from tlcore.core.atomic import atomic_write_bytes
 from tlcore.core.errors import ConfigError, HistoryError, StoppedBeforeTraining, TLError, WorkerError
 from tlcore.core.settings import load_settings
+from tlcore.core.values import finite_number
 from tlcore.data.datasets import ImageDataset
 from tlcore.data.replica import file_digest, manifest, parts
 from tlcore.models.spec import TransferSpec
@@ -275,7 +277,8 @@ class TrainingJob:
                     if len(rows) and not self._killed:  # on disk first: a snapshot's epochs are stored ones
                         self.store.record_history(self.run_id, history)
                     with self._lock:
-                        self._progress, self._history, self._peak = progress, history, peak
+                        self._progress, self._history, self._peak = _checked_progress(progress), history, \
+                            _checked_peak(peak)
                 if self._stop.is_set() and not stop_sent:
                     self._worker.stop.remote()
                     stop_sent = True
@@ -294,7 +297,7 @@ class TrainingJob:
                 except (TLError, OSError) as exc:  # the run is kept; only its TensorBoard view is missing
                     print(f"Run {self.run_id}: its TensorBoard logs were not kept: {exc}", flush=True)
             with self._lock:
-                self._history, self._peak = history, peak
+                self._history, self._peak = history, _checked_peak(peak)
             return outcome.state
         finally:
             if self._worker is not None:
@@ -413,6 +416,20 @@ def send_base_model(ray, worker, spec: TransferSpec) -> tuple[TransferSpec, int]
         data = Path(spec.base_model).read_bytes()
         there, sent = ray.get(worker.receive_file.remote(data, digest, Path(spec.base_model).suffix)), len(data)
     return dataclasses.replace(spec, base_model=there), sent
+
+
+def _checked_progress(progress: object) -> BatchProgress | None:
+    """A worker's progress report as the pages can read it: a ``BatchProgress`` of whole numbers, else none."""
+    if not isinstance(progress, BatchProgress):
+        return None
+    counts = (progress.epoch, progress.epochs, progress.batch, progress.batches)
+    whole = all(isinstance(count, int | np.integer) and not isinstance(count, bool) for count in counts)
+    return progress if whole and isinstance(progress.phase, str) else None
+
+
+def _checked_peak(peak: object) -> int:
+    """A worker's peak memory in bytes as the pages can read it (0: not known)."""
+    return int(peak) if (finite_number(peak) or isinstance(peak, np.integer)) and peak >= 0 else 0
 
 
 def _appended(history: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import tlcore
 from tlcore.data.datasets import ImageDataset
 from tlcore.inference.verdicts import PrecisionCheck
 from tlcore.training import jobs
-from tlcore.training.config import HISTORY_COLUMNS
+from tlcore.training.config import HISTORY_COLUMNS, BatchProgress
 from tlcore.training.results import RunResult
 from tlcore.training.worker import WorkerOutcome
 
@@ -72,7 +72,10 @@ def _result(**changed) -> RunResult:
     return RunResult(**{**values, **changed})
 
 
-def _job(tmp_path, monkeypatch, progress_rows: pd.DataFrame, outcome: WorkerOutcome):
+def _job(tmp_path, monkeypatch, progress_rows: pd.DataFrame, outcome: WorkerOutcome, *, progress=None, peak=100,
+         during_run=None):
+    job = None
+
     class Worker:
         def where(self):
             return "node-1"
@@ -81,9 +84,11 @@ def _job(tmp_path, monkeypatch, progress_rows: pd.DataFrame, outcome: WorkerOutc
             return True
 
         def progress(self, since=0):
-            return None, progress_rows.iloc[since:].reset_index(drop=True), 100
+            return progress, progress_rows.iloc[since:].reset_index(drop=True), peak
 
         def run(self, trainer, spec, dataset, config, run_folder):
+            if during_run is not None:
+                during_run(job)
             return outcome
 
         def stop(self):
@@ -177,3 +182,25 @@ def test_a_log_pack_whose_names_clash_leaves_the_run_done(tmp_path, monkeypatch)
                       WorkerOutcome(_history(2), _result(), b"model", packed.getvalue()))
     assert job.snapshot().state == "done"
     assert len(store.get(job.run_id).history) == 2
+
+
+@pytest.mark.parametrize("progress,peak", [
+    (BatchProgress("train", 1, 2, 1, 0), 100),  # no batches: the snapshot divided by zero
+    (BatchProgress("train", 1, 0, 1, 5), 100),  # no epochs
+    (BatchProgress("train", -3, 2, 1, 5), 100),  # a negative share, which st.progress refuses
+    (BatchProgress("train", 1.5, 2, "one", 5), "lots"),  # not counts; a peak that is no number
+])
+def test_progress_that_does_not_add_up_never_breaks_a_snapshot(tmp_path, monkeypatch, progress, peak):
+    """Every snapshot of the job (the Train page's, a demo's start on Home) read a worker's progress as it came."""
+    seen = []
+
+    def snapshot_while_training(job):
+        snapshot = job.snapshot()
+        seen.append((snapshot.progress.fraction if snapshot.progress else None, snapshot.peak_memory))
+
+    job, store = _job(tmp_path, monkeypatch, _history(2), WorkerOutcome(_history(2), _result(), b"model", b""),
+                      progress=progress, peak=peak, during_run=snapshot_while_training)
+    assert job.snapshot().state == "done"
+    fraction, memory = seen[-1]
+    assert fraction is None or 0.0 <= fraction <= 1.0
+    assert memory == (100 if peak == 100 else 0)
