@@ -50,7 +50,7 @@ class UnknownNameError(TLError, KeyError):
 
 
 class WorkerError(TLError):
-    """A worker process (an uploaded model's) that ended before answering: crashed or killed."""
+    """A worker process that ended before answering (crashed or killed), or whose answer cannot be kept."""
 
 
 class StoppedBeforeTraining(TLError):
