@@ -35,9 +35,11 @@ from tlcore.core.answers import Answers
 from tlcore.core.atomic import atomic_write_bytes
 from tlcore.core.errors import ConfigError, HistoryError, StoppedBeforeTraining, TLError, WorkerError
 from tlcore.core.settings import load_settings
+from tlcore.core.storage import check_room
 from tlcore.core.values import finite_number
 from tlcore.data.datasets import ImageDataset
 from tlcore.data.replica import file_digest, manifest, parts
+from tlcore.models.cost import MB
 from tlcore.models.spec import TransferSpec
 from tlcore.training.capacity import capacity
 from tlcore.training.compare import SCRATCH, TRANSFER, scratch_config, scratch_spec
@@ -289,6 +291,7 @@ class TrainingJob:
                 raise WorkerError(f"A worker's result must fit the run's classes. Received: {mismatch} in the "
                                   f"worker's report of run {self.run_id}")
             if outcome.model:
+                self._check_model_bytes(outcome.model)
                 atomic_write_bytes(self.store.model_path(self.run_id), outcome.model)
             self.store.record_result(self.run_id, history, outcome.result)
             if outcome.logs:  # trained on a machine that cannot see the run's folder: its logs came back packed
@@ -302,6 +305,18 @@ class TrainingJob:
         finally:
             if self._worker is not None:
                 ray.kill(self._worker)
+
+    def _check_model_bytes(self, model: bytes) -> None:
+        """A worker's model file within ``TL_MAX_MODEL_FILE_MB`` and the data folder's room, before it is written.
+
+        Raises:
+            WorkerError: larger than a model file may be; StorageError: no room in the data folder.
+        """
+        limit = load_settings().max_model_file_mb * MB
+        if len(model) > limit:
+            raise WorkerError(f"A worker's model file may be at most {limit // MB:,} MB (TL_MAX_MODEL_FILE_MB). "
+                              f"Received: {len(model) / MB:,.1f} MB in the worker's report of run {self.run_id}")
+        check_room(len(model), what=f"run {self.run_id}'s model")
 
     def _checked(self, history: pd.DataFrame) -> pd.DataFrame:
         """A worker's history as the run store keeps it: the columns and values a run writes, no more epochs

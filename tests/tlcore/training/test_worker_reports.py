@@ -204,3 +204,23 @@ def test_progress_that_does_not_add_up_never_breaks_a_snapshot(tmp_path, monkeyp
     fraction, memory = seen[-1]
     assert fraction is None or 0.0 <= fraction <= 1.0
     assert memory == (100 if peak == 100 else 0)
+
+
+def test_a_model_file_over_the_budget_is_not_written(tmp_path, monkeypatch):
+    """A worker's model bytes were written whatever their size: 40 MB under an 8 MB TL_MAX_MODEL_FILE_MB."""
+    monkeypatch.setenv("TL_MAX_MODEL_FILE_MB", "1")
+    job, store = _job(tmp_path, monkeypatch, _history(2), WorkerOutcome(_history(2), _result(), bytes(2 * 2**20), b""))
+    snapshot = job.snapshot()
+    assert snapshot.state == "failed"
+    assert snapshot.error.startswith("A worker's model file may be at most 1 MB (TL_MAX_MODEL_FILE_MB). "
+                                     "Received: 2.0 MB in the worker's report of run"), snapshot.error
+    assert not store.model_path(job.run_id).exists() and len(store.get(job.run_id).history) == 2
+
+
+def test_a_model_file_without_room_in_the_data_folder_is_not_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TL_MAX_DATA_GB", "0.001")  # about 1 MB
+    job, store = _job(tmp_path, monkeypatch, _history(2), WorkerOutcome(_history(2), _result(), bytes(2 * 2**20), b""))
+    assert job.snapshot().state == "failed"
+    assert "model" in job.snapshot().error and "TL_MAX_DATA_GB" in job.snapshot().error, job.snapshot().error
+    assert not store.model_path(job.run_id).exists()
