@@ -39,7 +39,6 @@ from tlcore.core.storage import check_room
 from tlcore.core.values import finite_number
 from tlcore.data.datasets import ImageDataset
 from tlcore.data.replica import file_digest, manifest, parts
-from tlcore.models.cost import MB
 from tlcore.models.spec import TransferSpec
 from tlcore.training.capacity import capacity
 from tlcore.training.compare import SCRATCH, TRANSFER, scratch_config, scratch_spec
@@ -312,10 +311,10 @@ class TrainingJob:
         Raises:
             WorkerError: larger than a model file may be; StorageError: no room in the data folder.
         """
-        limit = load_settings().max_model_file_mb * MB
-        if len(model) > limit:
-            raise WorkerError(f"A worker's model file may be at most {limit // MB:,} MB (TL_MAX_MODEL_FILE_MB). "
-                              f"Received: {len(model) / MB:,.1f} MB in the worker's report of run {self.run_id}")
+        limit_mb = load_settings().max_model_file_mb  # MiB, as the upload checks count them
+        if len(model) > limit_mb * 2**20:  # (tlcore.models.cost.MB would load Keras on Home, which lists jobs)
+            raise WorkerError(f"A worker's model file may be at most {limit_mb:,} MB (TL_MAX_MODEL_FILE_MB). "
+                              f"Received: {len(model) / 2**20:,.1f} MB in the worker's report of run {self.run_id}")
         check_room(len(model), what=f"run {self.run_id}'s model")
 
     def _checked(self, history: pd.DataFrame) -> pd.DataFrame:
