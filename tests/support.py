@@ -100,10 +100,10 @@ def open_page(page: str, *, backbone: str = "VGG16", weights: str = RANDOM, **st
     return at
 
 
-def zip_of(members: dict[str, bytes]) -> bytes:
-    """A deflated zip of ``members`` (member name -> bytes), in order."""
+def zip_of(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    """A zip of ``members`` (member name -> bytes), in order, deflated unless ``compression`` says otherwise."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
         for name, data in members.items():
             archive.writestr(name, data)
     return buffer.getvalue()

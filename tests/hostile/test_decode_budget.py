@@ -11,18 +11,15 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
+from support import zip_of
 
 import tlcore
 from tlcore.data.datasets import BUILDING_PREFIX, MAX_STORED_SIDE, datasets_dir
 
 
-def zip_of(members: dict[str, bytes]) -> bytes:
+def stored_zip(members: dict[str, bytes]) -> bytes:
     """A zip that stores its members as they are (a flat PNG deflates again past the ratio budget)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
+    return zip_of(members, zipfile.ZIP_STORED)
 
 
 def _flat_png(width: int, height: int, colour=(10, 200, 30)) -> bytes:
@@ -61,7 +58,7 @@ def decoded(monkeypatch) -> list[tuple[int, int]]:
 def test_a_dataset_over_the_decoding_budget_is_refused_before_the_image_that_passes_it(monkeypatch, decoded):
     monkeypatch.setenv("TL_MAX_DECODED_PIXELS", "30000000")
     members = {f"{label}/{i}.png": _flat_png(4000, 3000) for label in ("cat", "dog") for i in range(2)}
-    archive = zip_of(members)
+    archive = stored_zip(members)
     assert len(archive) < 200_000  # 48 million pixels in less than 200 KB
     with pytest.raises(tlcore.BudgetError) as refused:
         tlcore.load_dataset(archive, name="bombs.zip")
@@ -76,7 +73,7 @@ def test_a_dataset_over_the_decoding_budget_is_refused_before_the_image_that_pas
 def test_a_dataset_within_the_budget_is_stored(monkeypatch):
     monkeypatch.setenv("TL_MAX_DECODED_PIXELS", "48000000")
     members = {f"{label}/{i}.png": _flat_png(4000, 3000, (i, 50, 90)) for label in ("cat", "dog") for i in range(2)}
-    dataset = tlcore.load_dataset(zip_of(members), name="four.zip")
+    dataset = tlcore.load_dataset(stored_zip(members), name="four.zip")
     assert len(dataset) == 4 and dataset.class_names == ("cat", "dog")
 
 
@@ -86,7 +83,7 @@ def test_a_large_photo_is_decoded_at_a_reduced_scale_and_stored_as_before(monkey
     full, jpeg = _photo(4096, 3072)
     monkeypatch.setenv("TL_MAX_DECODED_PIXELS", str(4 * 2048 * 1536))  # four photos decoded small: one in full
     others = {f"{label}/{i}.jpg": _photo(4096, 3072, seed=i + 2 * (label == "b"))[1] for label in "ab" for i in (0, 1)}
-    dataset = tlcore.load_dataset(zip_of(others), name="photos")
+    dataset = tlcore.load_dataset(stored_zip(others), name="photos")
     assert others["a/0.jpg"] == jpeg
     assert decoded == [(2048, 1536)] * 4
     stored = Image.open(dataset.files[0]).convert("RGB")
@@ -99,14 +96,14 @@ def test_a_large_photo_is_decoded_at_a_reduced_scale_and_stored_as_before(monkey
     png = io.BytesIO()
     full.save(png, "PNG")
     with pytest.raises(tlcore.BudgetError, match=r"passed at image 1 \('a/0.png', 4096x3072\)"):
-        tlcore.load_dataset(zip_of({f"{label}/{i}.png": png.getvalue() for label in "ab" for i in (0, 1)}), name="pngs")
+        tlcore.load_dataset(stored_zip({f"{label}/{i}.png": png.getvalue() for label in "ab" for i in (0, 1)}), name="pngs")
 
 
 def test_a_small_jpeg_is_decoded_in_full_and_kept_as_it_came(decoded):
     _, jpeg = _photo(480, 320)
     members = {"a/1.jpg": jpeg, "a/2.jpg": _photo(480, 320, 1)[1], "b/1.jpg": _photo(480, 320, 2)[1],
                "b/2.jpg": _photo(480, 320, 3)[1]}
-    dataset = tlcore.load_dataset(zip_of(members), name="small")
+    dataset = tlcore.load_dataset(stored_zip(members), name="small")
     assert decoded[0] == (480, 320)
     assert dataset.files[0].read_bytes() == jpeg
 

@@ -1,9 +1,28 @@
-"""What the pages' tests share: a run store of the test's own and a small finished run to put in it."""
+"""What the pages' tests share: a server without the internet, a run store of the test's own and a small finished
+run to put in it."""
+
+import urllib.error
 
 import pytest
 from support import image_bytes
 
 import tlcore
+
+
+@pytest.fixture
+def offline(keras_home, monkeypatch):
+    """No network for the weights (the probe and the download), and nothing remembered about it."""
+    import ui.first_screen
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr("tlcore.models.imagenet_files.urllib.request.urlopen", refuse)
+    ui.first_screen._reachable.clear()
+    ui.first_screen._unreachable.clear()
+    yield keras_home
+    ui.first_screen._reachable.clear()
+    ui.first_screen._unreachable.clear()
 
 
 @pytest.fixture

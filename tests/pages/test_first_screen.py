@@ -3,29 +3,12 @@
 Every test here is offline (the weights URL cannot be reached) with an empty Keras cache and its own run store.
 """
 
-import urllib.error
 
 import pytest
 from streamlit.testing.v1 import AppTest
 from support import RANDOM, open_link
 
 CALM = "ImageNet weights are not on this server, and it cannot download them now."
-
-
-@pytest.fixture
-def offline(keras_home, monkeypatch):
-    """No network for the weights (the probe and the download), and nothing remembered about it."""
-    import ui.first_screen
-
-    def refuse(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -2] Name or service not known")
-
-    monkeypatch.setattr("tlcore.models.imagenet_files.urllib.request.urlopen", refuse)
-    ui.first_screen._reachable.clear()
-    ui.first_screen._unreachable.clear()
-    yield keras_home
-    ui.first_screen._reachable.clear()
-    ui.first_screen._unreachable.clear()
 
 
 def _keep(store, trained, **fields) -> str:

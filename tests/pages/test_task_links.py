@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 from support import APP, RANDOM, open_link
 
 import tlcore
+from ui.transfer_curve import CURVE_TASK, SWEEP_TASK
 
 POINTS = (("block1_pool", 0.30), ("block2_pool", 0.45), ("block3_pool", 0.70), ("block4_pool", 0.80),
           ("block5_pool", 0.65))
@@ -29,8 +30,7 @@ _SPEC = tlcore.TransferSpec(backbone="VGG16", input_shape=(96, 96, 3), weights=N
 SWEEP = tlcore.SweepResult("cd" * 16, {**dataclasses.asdict(_SPEC), "input_shape": [96, 96, 3]},
                            dataclasses.asdict(tlcore.TrainConfig()), dataclasses.asdict(tlcore.SweepBudget()),
                            TRIALS, True, 1.0, 20.0, "ASHA")
-WORDS = {"curve": "transfer curve", "sweep": "head sweep"}
-CURVE_TASK, SWEEP_TASK = WORDS.values()  # the kinds the pages start on the board
+WORDS = {"curve": CURVE_TASK, "sweep": SWEEP_TASK}  # the kinds the pages start on the board, as their notices name them
 
 
 def accepted(key: str) -> str:

@@ -4,26 +4,9 @@ On a server without ImageNet weights (offline, empty Keras cache) a fresh visit 
 with ``?weights=random`` (not one of the choices) used to start on ImageNet, the one choice that cannot work here.
 """
 
-import urllib.error
 
 import pytest
 from support import RANDOM, open_link
-
-
-@pytest.fixture
-def offline(keras_home, monkeypatch):
-    """No network for the weights (the probe and the download), and nothing remembered about it."""
-    import ui.first_screen
-
-    def refuse(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -2] Name or service not known")
-
-    monkeypatch.setattr("tlcore.models.imagenet_files.urllib.request.urlopen", refuse)
-    ui.first_screen._reachable.clear()
-    ui.first_screen._unreachable.clear()
-    yield keras_home
-    ui.first_screen._reachable.clear()
-    ui.first_screen._unreachable.clear()
 
 
 @pytest.mark.parametrize("raw", ["random", "imagenet", "My weights"])
