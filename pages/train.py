@@ -30,6 +30,7 @@ with counts_col:
     if dataset.skipped:
         with st.expander(f"{len(dataset.skipped)} file(s) skipped"):
             st.write("\n".join(f"- {access.plain(access.shown(line))}" for line in dataset.skipped))
+    datasets.show_copies(dataset)
 with thumbs_col:
     for label, name in enumerate(dataset.class_names):
         files = [str(f) for f, l in zip(dataset.files, dataset.labels) if l == label][:8]

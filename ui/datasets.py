@@ -198,3 +198,18 @@ def dataset_picker() -> tlcore.ImageDataset:
     except tlcore.TLError as exc:
         st.error(f"**That dataset cannot be used.** {access.message(exc)}")
         st.stop()
+
+
+def show_copies(dataset: tlcore.ImageDataset) -> None:
+    """Say which images appear twice: copies within a class stay on one side of every split; the same picture
+    under two classes is a labelling question for people."""
+    copies = dataset.copies
+    if copies.within_class:
+        st.caption(f"{copies.within_class} of these images are exact copies of another image of their class. "
+                   "Each copy stays on the same side of the split as its original, so validation never scores an "
+                   "image that training saw.")
+    if copies.across_classes:
+        names = [dataset.class_names[label] for label in sorted({dataset.labels[i] for i in copies.across_classes})]
+        st.warning(f"**{len(copies.across_classes)} images appear under more than one class** (the same file in "
+                   f"{', '.join(access.plain(n) for n in names)}). The model is taught two answers for one picture; "
+                   "check those classes' labels.", icon=":material/content_copy:")

@@ -27,6 +27,7 @@ pixels, the data cap) are checked before the work they protect.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -53,6 +54,7 @@ from tlcore.core.storage import (
     datasets_dir,
     sweep_unfinished,
 )
+from tlcore.data.copies import Copies, find_copies, split_keeping_copies
 from tlcore.data.images import STORED_SUFFIXES, DecodeBudget, ImageSource, kept_suffix, load_image
 from tlcore.data.intake import (
     Item,
@@ -104,8 +106,15 @@ class ImageDataset:
         tally = np.bincount(np.asarray(self.labels, dtype=int), minlength=len(self.class_names))
         return dict(zip(self.class_names, (int(n) for n in tally)))
 
+    @functools.cached_property
+    def copies(self) -> Copies:
+        """The images stored with the same bytes as another (read once per dataset object): see ``Copies``."""
+        return find_copies(self.files, self.labels)
+
     def split(self, validation_fraction: float, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Stratified, seeded indices (train, validation): each class keeps its share in both.
+        """Stratified, seeded indices (train, validation): each class keeps its share in both, and the copies
+        of an image (the same bytes, the same class) stay on its side, so validation never scores an image
+        that training saw. A dataset without copies splits as it always did.
 
         Raises:
             DatasetError: a fraction outside [0, ``MAX_VALIDATION_FRACTION``].
@@ -122,8 +131,9 @@ class ImageDataset:
             take = int(round(len(members) * validation_fraction))
             if validation_fraction > 0:
                 take = min(max(take, 1), len(members) - 1)
-            validation.extend(members[:take])
-            train.extend(members[take:])
+            held, trained = split_keeping_copies(members, self.copies.original, take)
+            validation.extend(held)
+            train.extend(trained)
         return np.sort(np.asarray(train, dtype=int)), np.sort(np.asarray(validation, dtype=int))
 
     def summary(self) -> dict:
