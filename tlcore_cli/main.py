@@ -296,7 +296,8 @@ def lite_copy(args: argparse.Namespace) -> int:
 
 
 def runs_list(args: argparse.Namespace) -> int:
-    table = _store().list()[["id", "created", "name", "backbone", "status", "best_val_accuracy", "epochs", "owner"]]
+    table = _store().list()[["id", "created", "name", "backbone", "status", "accuracy", "best_val_accuracy", "epochs",
+                            "owner"]]
     if args.csv:
         table.to_csv(sys.stdout, index=False)
     else:

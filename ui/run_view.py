@@ -6,6 +6,7 @@ import functools
 import logging
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 import tlcore
@@ -28,14 +29,20 @@ RUN_COLUMNS = {
                      "compare; source: the develop-a-model demo's first run"),
     "status": st.column_config.TextColumn("status", help="done, stopped (early), failed, running, or "
                                                         "interrupted (the server stopped while it trained)"),
-    "best_val_accuracy": st.column_config.NumberColumn(
-        "best accuracy", format="percent", width=130,
-        help="The best share of held-out images (never trained on) that the model classified right, over "
-             "its epochs"),
+    "accuracy": st.column_config.NumberColumn(
+        "accuracy", format="percent", width=110,
+        help="The share of held-out images (never trained on) that the kept model classifies right; while a run "
+             "trains (or for a run stored before this column), its best epoch so far"),
     "epochs": st.column_config.NumberColumn("epochs done", help="Passes over the training images completed"),
     "seconds": st.column_config.NumberColumn("time (s)", format="%.1f", help="How long training took"),
 }
 """Plain names and one-line help for the columns of ``RunStore.list()`` shown on Runs."""
+
+
+def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """``RunStore.list()``'s rows as the Runs page shows them: the kept model's accuracy, or the best epoch's so
+    far where there is none yet."""
+    return runs.assign(accuracy=runs["accuracy"].fillna(runs["best_val_accuracy"]))
 OVERLAY_HELP = ("Draws the chosen runs' curves on one chart. First chosen: the newest run and its twin from "
                 "scratch, or the newest runs on the same images.")
 CURVE_HELP = ("Accuracy: the share of images classified right. Loss: how wrong the model is on average "

@@ -106,7 +106,7 @@ def test_an_image_classifier_still_loads_and_answers(tmp_path):
 def test_a_run_row_with_a_date_out_of_range_leaves_the_list_readable(tmp_path):
     """A row indexed before imports checked dates (or edited by hand): the list reads, that run without a date."""
     store = tlcore.RunStore(tmp_path / "runs")
-    row = ("20260101-000000-abcdef", 1e20, "odd", "MobileNetV2", 32, "frozen", "shapes", "done", 0.5, 1, 2.0, "", "", "")
+    row = ("20260101-000000-abcdef", 1e20, "odd", "MobileNetV2", 32, "frozen", "shapes", "done", 0.5, 1, 2.0, "", "", "", 0.25)
     store.add_rows([row, ("20260101-000001-abcdef", 1_780_000_000.0, *row[2:])])
     created = store.list().set_index("id")["created"]
     assert pd.isna(created["20260101-000000-abcdef"])

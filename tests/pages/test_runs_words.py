@@ -67,3 +67,23 @@ def test_a_run_deleted_elsewhere_while_open_here_is_said_so_not_blamed_on_a_link
     assert any(t.startswith("The run you had open is no longer on this server") for t in toasts), toasts
     assert not any("in this link was not used" in t for t in toasts), toasts
     assert at.selectbox(key="opened_run").value != ids["transfer"]
+
+
+def test_the_runs_table_shows_the_kept_models_accuracy_not_its_best_epochs():
+    """A run without early stopping keeps its last epoch: 25% here, though an epoch reached 75% (the table said
+    75%). A run still training shows its best epoch so far."""
+    from ui.training import run_store
+
+    store = run_store()
+    kept = store.create(SPEC, tlcore.TrainConfig(epochs=3), {"name": "kept last epoch"}, owner="ada")
+    history = pd.DataFrame({"phase": ["train"] * 3, "loss": np.ones(3), "accuracy": [0.5, 0.75, 0.25],
+                            "val_loss": np.ones(3), "val_accuracy": [0.5, 0.75, 0.25]})
+    confusion = tuple(tuple(int(i == j) for j in range(4)) for i in range(4))
+    store.record_result(kept, history, tlcore.RunResult(NAMES, 0.25, 1.0, confusion, (1.0,) * 4, (1.0,) * 4))
+    training = store.create(SPEC, tlcore.TrainConfig(epochs=3), {"name": "still training"}, owner="ada")
+    store.record_history(training, history.iloc[:2])
+    at = open_page("../pages/runs.py")
+    table = at.dataframe[0].value.set_index("name")
+    assert "best_val_accuracy" not in table.columns
+    assert table.loc["VGG16 on kept last epoch", "accuracy"] == 0.25
+    assert table.loc["VGG16 on still training", "accuracy"] == 0.75

@@ -58,7 +58,7 @@ from tlcore.models.zoo import BACKBONES
 from tlcore.training.config import TrainConfig
 from tlcore.training.history import MAX_HISTORY_ROWS, read_history_csv
 from tlcore.training.results import RunResult
-from tlcore.training.runs import MODEL_FILE, RunRecord, RunStore
+from tlcore.training.runs import MODEL_FILE, RunRecord, RunStore, kept_accuracy
 
 FORMAT, VERSION = "transfer-lab-bundle", 1
 MANIFEST = "bundle.json"
@@ -381,7 +381,7 @@ def _stage(archive: zipfile.ZipFile, by_name: dict[str, zipfile.ZipInfo], run_id
     status = "stopped" if result.stopped else "done"
     row = (run_id, created, name or f"{spec.backbone} on {public['name'] or 'images'}", spec.backbone,
            spec.input_shape[0], spec.trainable_from or "frozen", public["name"], status,
-           None if math.isnan(best) else float(best), len(history), seconds, owner, group, role)
+           None if math.isnan(best) else float(best), len(history), seconds, owner, group, role, kept_accuracy(result))
     return _Staged(run_id, folder, row)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import re
 import shutil
 import sqlite3
@@ -45,15 +46,16 @@ RUNNING, INTERRUPTED = "running", "interrupted"
 MODEL_FILE = "model.keras"
 """A run's trained model in its folder (a bundle holds it under the same name)."""
 RUN_COLUMNS = ["id", "created", "name", "backbone", "input_size", "trainable_from", "dataset",
-               "status", "best_val_accuracy", "epochs", "seconds", "owner", "run_group", "role"]
+               "status", "best_val_accuracy", "epochs", "seconds", "owner", "run_group", "role", "accuracy"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, created REAL, name TEXT, backbone TEXT, input_size INTEGER,
     trainable_from TEXT, dataset TEXT, status TEXT, best_val_accuracy REAL,
-    epochs INTEGER, seconds REAL, owner TEXT, run_group TEXT, role TEXT
+    epochs INTEGER, seconds REAL, owner TEXT, run_group TEXT, role TEXT, accuracy REAL
 )"""
-_ADDED_COLUMNS = ("owner", "run_group", "role")
-"""Columns added after the first index was written: an older index gains them, empty."""
+_ADDED_COLUMNS = {"owner": "TEXT", "run_group": "TEXT", "role": "TEXT", "accuracy": "REAL"}
+"""Columns added after the first index was written, with their types: an older index gains them, empty
+("accuracy", the kept model's, is then shown as the best epoch's, as before)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +194,13 @@ def save_run_model(folder: Path, model: keras.Model) -> Path:
     return path
 
 
+def kept_accuracy(result: RunResult) -> float | None:
+    """The index's "accuracy": the kept model's on the run's held-out images (None when none were held out).
+    The best epoch's (``best_val_accuracy``) can be far above it: a run without early stopping keeps its last
+    epoch's weights (one listed 50% for a model scoring 25%)."""
+    return None if math.isnan(result.accuracy) else float(result.accuracy)
+
+
 def _spec_from(values: dict) -> TransferSpec:
     values = dict(values)
     values["input_shape"] = tuple(values["input_shape"])
@@ -208,10 +217,10 @@ class RunStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
-            for column in _ADDED_COLUMNS:
+            for column, kind in _ADDED_COLUMNS.items():
                 if column not in columns:  # an index written before: its runs keep none
                     try:
-                        db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
+                        db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
                     except sqlite3.OperationalError:  # another process added it meanwhile
                         pass
 
@@ -244,7 +253,7 @@ class RunStore:
                 f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
                 (run_id, time.time(), name or f"{spec.backbone} on {dataset.get('name', 'images')}",
                  spec.backbone, spec.input_shape[0], spec.trainable_from or "frozen",
-                 dataset.get("name", ""), RUNNING, None, 0, 0.0, owner, group, role),
+                 dataset.get("name", ""), RUNNING, None, 0, 0.0, owner, group, role, None),
             )
         return run_id
 
@@ -291,7 +300,8 @@ class RunStore:
         """Store the final history and metrics; the run is then done (or stopped, as ``result`` says)."""
         self.record_history(run_id, history)
         atomic_write_text(self.root / run_id / "result.json", json.dumps(result.to_json(), indent=2))
-        self._update(run_id, status="stopped" if result.stopped else "done", seconds=result.seconds)
+        self._update(run_id, status="stopped" if result.stopped else "done", seconds=result.seconds,
+                     accuracy=kept_accuracy(result))
 
     def mark(self, run_id: str, status: str) -> None:
         """Set a run's status (e.g. "stopped" for a job that left the line before training)."""
@@ -313,8 +323,9 @@ class RunStore:
             rows = db.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY created DESC").fetchall()
         frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
         frame["created"] = pd.to_datetime(frame["created"], unit="s", errors="coerce")  # one odd row: no date
-        for column in _ADDED_COLUMNS:
+        for column in (name for name, kind in _ADDED_COLUMNS.items() if kind == "TEXT"):
             frame[column] = frame[column].fillna("")
+        frame["accuracy"] = pd.to_numeric(frame["accuracy"], errors="coerce")
         if live is not None:
             frame.loc[frame["id"].isin(self.interrupted(live)), "status"] = INTERRUPTED
         return frame

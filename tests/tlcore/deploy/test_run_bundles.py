@@ -57,6 +57,7 @@ def test_a_pair_arrives_with_its_names_owner_history_result_and_model(stores, tr
     listed = there.list().set_index("id")
     assert listed.loc[ids[0], "name"] == "pair transfer" and listed.loc[ids[0], "owner"] == "ann"
     assert listed.loc[ids[0], "best_val_accuracy"] == pytest.approx(here.get(ids[0]).history["val_accuracy"].max())
+    assert listed.loc[ids[0], "accuracy"] == pytest.approx(here.get(ids[0]).result.accuracy)
     assert [r.id for r in there.group_runs("g1")] == ids
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(there.load_model(ids[0]).predict(x, verbose=0),

@@ -39,6 +39,7 @@ def test_write_read_back_and_list(tmp_path, finished):
     runs = store.list()
     assert runs.loc[0, "id"] == run_id and runs.loc[0, "backbone"] == "MobileNetV2"
     assert runs.loc[0, "best_val_accuracy"] == pytest.approx(result.history["val_accuracy"].max())
+    assert runs.loc[0, "accuracy"] == pytest.approx(result.evaluation.accuracy)  # the kept model's
     store.delete(run_id)
     assert store.list().empty and not (tmp_path / run_id).exists()
 

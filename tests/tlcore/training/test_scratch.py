@@ -41,6 +41,9 @@ def test_an_index_written_before_groups_gains_the_columns_and_keeps_its_runs(tmp
     store = tlcore.RunStore(tmp_path)
     runs = store.list()
     assert runs.loc[0, "id"] == "old" and runs.loc[0, "run_group"] == "" and runs.loc[0, "role"] == ""
+    assert np.isnan(runs.loc[0, "accuracy"])  # the kept model's accuracy was not indexed then
+    with sqlite3.connect(tmp_path / "index.sqlite") as db:
+        assert ("accuracy", "REAL") in {(row[1], row[2]) for row in db.execute("PRAGMA table_info(runs)")}
     new = store.create(SPEC, tlcore.TrainConfig(), {"name": "d"}, group="g1", role="scratch")
     record = store.get(new)
     assert (record.group, record.role) == ("g1", "scratch")
