@@ -161,3 +161,14 @@ def peak_growth(limit_mb: float = 100):
     measured["mb"] = (_status_bytes("VmHWM") - before) / 2**20
     print(f"peak RSS growth: {measured['mb']:.1f} MB")
     assert measured["mb"] < limit_mb
+
+
+def tiny_keras_file(folder: Path, side: int = 32, classes: int = 2) -> bytes:
+    """The bytes of a small real ``.keras`` file: (side, side, 3) images in, ``classes`` scores out."""
+    import keras
+
+    inputs = keras.Input((side, side, 3))
+    outputs = keras.layers.Dense(classes, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inputs))
+    path = Path(folder) / f"model-{side}-{classes}.keras"
+    keras.Model(inputs, outputs).save(path)
+    return path.read_bytes()

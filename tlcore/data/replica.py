@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import numbers
 import os
 import shutil
 import uuid
@@ -184,8 +185,38 @@ def keep_file(data: bytes, digest: str, suffix: str) -> str:
     return str(copy)
 
 
-def _is_digest(text: str) -> bool:
-    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+def _is_digest(text: object) -> bool:
+    return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def _whole(value: object) -> bool:
+    """A whole number 0 or more: an int (numpy's too), never a bool, a float or a string."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _kind_problem(described: object) -> str | None:
+    """What in a received description is not of the kind ``manifest`` writes, in words; None when all is.
+
+    Texts are strings; class names, labels, extensions and sizes are lists or tuples, not strings; labels,
+    sizes and pixels are whole numbers 0 or more (a label ``True`` was kept as a folder ``True/`` that no
+    dataset reads, and a label ``1.0`` or a class name ``1`` failed with a Python error halfway through).
+    """
+    if not isinstance(described, Manifest):
+        return f"a {type(described).__name__}, not a Manifest"
+    if not isinstance(described.name, str):
+        return f"name={described.name!r:.80}"
+    for field, fits in (("class_names", _text), ("labels", _whole), ("suffixes", _text), ("sizes", _whole)):
+        values = getattr(described, field)
+        if not isinstance(values, list | tuple):
+            return f"{field} as a {type(values).__name__}"
+        odd = [value for value in values if not fits(value)][:1]
+        if odd:
+            return f"{odd[0]!r:.80} in {field}"
+    return None if _whole(described.pixels) else f"pixels={described.pixels!r:.80}"
 
 
 class Receiver:
@@ -198,8 +229,12 @@ class Receiver:
     def __init__(self, described: Manifest):
         settings = load_settings()
         self.manifest = described
+        if (problem := _kind_problem(described)) is not None:
+            raise DatasetError(f"A dataset's description must hold lists of class names, labels, extensions and "
+                               f"sizes, text for its name, class names and extensions, and whole numbers 0 or more "
+                               f"for each label, each size and its pixels. Received: {problem}")
         if not _is_digest(described.digest):
-            raise DatasetError(f"A dataset's digest must be 64 hexadecimal digits. Received: {described.digest[:80]!r}")
+            raise DatasetError(f"A dataset's digest must be 64 hexadecimal digits. Received: {described.digest!r:.80}")
         count = len(described.labels)
         if not (count == len(described.suffixes) == len(described.sizes)):
             raise DatasetError(f"A dataset's description must give one label, extension and size per file. "
@@ -233,6 +268,9 @@ class Receiver:
         try:
             for data in files:
                 index = self._next
+                if not isinstance(data, bytes):
+                    raise DatasetError(f"File {index + 1:,} of the dataset copy must come as bytes. "
+                                       f"Received: a {type(data).__name__}")
                 if index >= len(self.manifest.labels):
                     raise DatasetError(f"A dataset copy must hold {len(self.manifest.labels):,} files. "
                                        f"Received: more than that")

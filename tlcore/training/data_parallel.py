@@ -38,6 +38,15 @@ from tlcore.core.errors import ConfigError, DatasetError, StoppedBeforeTraining,
 from tlcore.core.orphans import owned_name, remove_orphans
 from tlcore.data.datasets import ImageDataset
 from tlcore.models.spec import TransferSpec
+from tlcore.training.checkpoint_reads import (
+    HISTORY_FILE,
+    WEIGHTS_FILE,
+    read_history,
+    read_parts,
+    read_weights,
+    refused,
+    weight_shapes,
+)
 from tlcore.training.config import (
     HISTORY_COLUMNS,
     OPTIMIZERS,
@@ -312,8 +321,8 @@ def _train_one_worker(loop: dict) -> None:
         if stopped or epoch + 1 == config.epochs:  # every worker adds its own file to the one checkpoint folder
             with tempfile.TemporaryDirectory() as folder:
                 if rank == 0:
-                    np.savez(f"{folder}/weights.npz", *model.get_weights())
-                    with open(f"{folder}/history.json", "w") as handle:
+                    np.savez(f"{folder}/{WEIGHTS_FILE}", *model.get_weights())
+                    with open(f"{folder}/{HISTORY_FILE}", "w") as handle:
                         json.dump({"rows": rows, "stopped": stopped}, handle)
                 with open(f"{folder}/rank-{rank}.json", "w") as handle:
                     json.dump({"steps": taken, "images": len(mine)}, handle)
@@ -364,6 +373,7 @@ def train_data_parallel(spec: TransferSpec, dataset: ImageDataset, config: Train
     spec = dataclasses.replace(spec, num_classes=len(dataset.class_names))
     train_idx, val_idx = dataset.split(config.validation_fraction, seed=config.seed)
     shard(train_idx, 0, config.workers, config.batch_size)  # refused here, before any worker starts
+    expected = weight_shapes(spec)  # what the checkpoint's weights must be, known before any worker starts
     if not ray.is_initialized():
         from tlcore.training.worker import connect
 
@@ -382,7 +392,7 @@ def train_data_parallel(spec: TransferSpec, dataset: ImageDataset, config: Train
     )
     RUN_BOARDS.add(board)
     try:
-        return _collected(_fit_watched(ray, trainer, board, config, on_batch, on_epoch, stop))
+        return _collected(_fit_watched(ray, trainer, board, config, on_batch, on_epoch, stop), expected, config)
     finally:
         RUN_BOARDS.discard(board)
         ray.kill(board)
@@ -451,13 +461,18 @@ def _in_words(error: BaseException) -> BaseException:
     return error
 
 
-def _collected(result) -> ParallelResult:
-    """The weights, history and each worker's part, from the run's checkpoint."""
+def _collected(result, expected: list[tuple[tuple[int, ...], np.dtype]], config: TrainConfig) -> ParallelResult:
+    """The weights, history and each worker's part, from the run's checkpoint, each checked before it is read
+    (``checkpoint_reads``): ``expected`` is the (shape, dtype) of each of the model's weights (``weight_shapes``).
+
+    Raises:
+        WorkerError, HistoryError: in words, the first part of the checkpoint that is not as a worker writes it.
+    """
+    if result.checkpoint is None:
+        raise refused("A run's workers must end it with a checkpoint.", "none")
     with result.checkpoint.as_directory() as folder:
-        saved = np.load(f"{folder}/weights.npz")
-        weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
-        saved_history = json.loads((Path(folder) / "history.json").read_text())
-        history = pd.DataFrame(saved_history["rows"], columns=HISTORY_COLUMNS)
-        parts = {int(path.stem.split("-")[1]): json.loads(path.read_text()) for path in Path(folder).glob("rank-*.json")}
-    return ParallelResult(weights, history, {rank: part["steps"] for rank, part in sorted(parts.items())},
-                          {rank: part["images"] for rank, part in sorted(parts.items())}, saved_history["stopped"])
+        folder = Path(folder)
+        weights = read_weights(folder / WEIGHTS_FILE, expected)
+        history, stopped = read_history(folder, config.epochs)
+        steps, images = read_parts(folder, config.workers)
+    return ParallelResult(weights, history, steps, images, stopped)

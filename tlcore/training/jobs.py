@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import tempfile
 import threading
 import time
 import traceback
@@ -33,7 +34,14 @@ import pandas as pd
 from tlcore.core.access import person_key
 from tlcore.core.answers import Answers
 from tlcore.core.atomic import atomic_write_bytes
-from tlcore.core.errors import ConfigError, HistoryError, StoppedBeforeTraining, TLError, WorkerError
+from tlcore.core.errors import (
+    ConfigError,
+    HistoryError,
+    ModelFileError,
+    StoppedBeforeTraining,
+    TLError,
+    WorkerError,
+)
 from tlcore.core.settings import load_settings
 from tlcore.core.storage import check_room
 from tlcore.core.values import finite_number
@@ -289,6 +297,7 @@ class TrainingJob:
             if (mismatch := outcome.result.mismatch()) is not None:
                 raise WorkerError(f"A worker's result must fit the run's classes. Received: {mismatch} in the "
                                   f"worker's report of run {self.run_id}")
+            self._check_result_classes(outcome.result.class_names)
             if outcome.model:
                 self._check_model_bytes(outcome.model)
                 atomic_write_bytes(self.store.model_path(self.run_id), outcome.model)
@@ -305,17 +314,60 @@ class TrainingJob:
             if self._worker is not None:
                 ray.kill(self._worker)
 
-    def _check_model_bytes(self, model: bytes) -> None:
-        """A worker's model file within ``TL_MAX_MODEL_FILE_MB`` and the data folder's room, before it is written.
+    def _check_result_classes(self, class_names: object) -> None:
+        """A worker's result names the run's classes, in the run's order (the Runs page labels its numbers with them,
+        and Predict labels the model's outputs with the run's).
 
         Raises:
-            WorkerError: larger than a model file may be; StorageError: no room in the data folder.
+            WorkerError: other names, or the same in another order.
         """
+        wanted = list(self.dataset.class_names)
+        if list(class_names) != wanted:
+            raise WorkerError(f"A worker's result must name the run's classes, {wanted[:5]}, in that order. "
+                              f"Received: {list(class_names)[:5]} in the worker's report of run {self.run_id}")
+
+    def _check_model_bytes(self, model: bytes) -> None:
+        """A worker's model file within ``TL_MAX_MODEL_FILE_MB`` and the data folder's room, then the model the run
+        asked for (``_check_model_file``), before it is written.
+
+        Raises:
+            WorkerError: not bytes, larger than a model file may be, or not the run's model; StorageError: no room
+                in the data folder.
+        """
+        if not isinstance(model, bytes):
+            raise WorkerError(f"A worker's model file must come as bytes. Received: a {type(model).__name__} in the "
+                              f"worker's report of run {self.run_id}")
         limit_mb = load_settings().max_model_file_mb  # MiB, as the upload checks count them
         if len(model) > limit_mb * 2**20:  # (tlcore.models.cost.MB would load Keras on Home, which lists jobs)
             raise WorkerError(f"A worker's model file may be at most {limit_mb:,} MB (TL_MAX_MODEL_FILE_MB). "
                               f"Received: {len(model) / 2**20:,.1f} MB in the worker's report of run {self.run_id}")
         check_room(len(model), what=f"run {self.run_id}'s model")
+        folder = self.store.root / self.run_id
+        with tempfile.TemporaryDirectory(prefix=".worker-model-", dir=folder) as checking:
+            path = Path(checking) / self.store.model_path(self.run_id).name
+            path.write_bytes(model)
+            self._check_model_file(path)
+
+    def _check_model_file(self, path: Path) -> None:
+        """The worker's model file is one this server loads (every check ``model_outline`` makes before Keras reads a
+        file) and the model its run asked for: the spec's input, (height, width, 3), and one score per class of the
+        run's dataset. A model of other classes or input would be kept as the run's and mislabel or fail in Predict.
+
+        Raises:
+            WorkerError: in words, what the file holds and what the run asked for.
+        """
+        from tlcore.models.model_files import model_outline  # Keras: only when a job's model comes back
+
+        what = f"the worker's report of run {self.run_id}"
+        try:
+            outline = model_outline(path)
+        except ModelFileError as exc:
+            raise WorkerError(f"{exc} (the model file in {what})") from None
+        taken, given = tuple(outline.inputs[0].shape[1:]), tuple(outline.outputs[0].shape[1:])
+        input_shape, classes = tuple(self.spec.input_shape), len(self.dataset.class_names)
+        if taken != input_shape or given != (classes,):
+            raise WorkerError(f"A worker's model must be the one its run asked for: input {input_shape} and {classes} "
+                              f"class scores. Received: input {taken} and outputs {given} in {what}")
 
     def _checked(self, history: pd.DataFrame) -> pd.DataFrame:
         """A worker's history as the run store keeps it: the columns and values a run writes, no more epochs

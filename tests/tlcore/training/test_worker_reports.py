@@ -4,14 +4,17 @@ empty history replaced the stored epochs with a file the Runs page could not rea
 for a 2-epoch run were kept; an infinite accuracy ranked first. The Ray side is played here by a fake, so the
 server's side (``TrainingJob._train``) runs unchanged without starting Ray."""
 
+import functools
 import io
 import re
+import tempfile
 import types
 import zipfile
 
 import numpy as np
 import pandas as pd
 import pytest
+from support import tiny_keras_file
 
 import tlcore
 from tlcore.data.datasets import ImageDataset
@@ -20,6 +23,12 @@ from tlcore.training import jobs
 from tlcore.training.config import HISTORY_COLUMNS, BatchProgress
 from tlcore.training.results import RunResult
 from tlcore.training.worker import WorkerOutcome
+
+
+@functools.cache
+def _model() -> bytes:
+    """A worker's model file for the runs here: 32x32 images, the two classes (the server checks it is that)."""
+    return tiny_keras_file(tempfile.mkdtemp())
 
 
 class _TaskError(Exception):
@@ -117,11 +126,11 @@ def _job(tmp_path, monkeypatch, progress_rows: pd.DataFrame, outcome: WorkerOutc
 
 
 def test_an_honest_report_is_stored(tmp_path, monkeypatch):
-    job, store = _job(tmp_path, monkeypatch, _history(2), WorkerOutcome(_history(2), _result(), b"model", b""))
+    job, store = _job(tmp_path, monkeypatch, _history(2), WorkerOutcome(_history(2), _result(), _model(), b""))
     assert job.snapshot().state == "done"
     record = store.get(job.run_id)
     assert len(record.history) == 2 and record.history["complete"].tolist() == [True, True]
-    assert store.model_path(job.run_id).read_bytes() == b"model"
+    assert store.model_path(job.run_id).read_bytes() == _model()
 
 
 def _bad(column: str, value) -> pd.DataFrame:
@@ -140,7 +149,7 @@ def _bad(column: str, value) -> pd.DataFrame:
     (_history(1), r"A run's history only grows\. Received: 1 epochs after 2"),
 ])
 def test_a_bad_final_history_fails_the_run_in_words_and_keeps_the_stored_epochs(tmp_path, monkeypatch, final, words):
-    job, store = _job(tmp_path, monkeypatch, _history(2), WorkerOutcome(final, _result(), b"model", b""))
+    job, store = _job(tmp_path, monkeypatch, _history(2), WorkerOutcome(final, _result(), _model(), b""))
     snapshot = job.snapshot()
     assert snapshot.state == "failed"
     assert re.search(words, snapshot.error), snapshot.error
@@ -151,7 +160,7 @@ def test_a_bad_final_history_fails_the_run_in_words_and_keeps_the_stored_epochs(
 
 def test_bad_rows_while_training_fail_the_run_before_they_are_stored(tmp_path, monkeypatch):
     rows = pd.concat([_history(1)] * 200_000, ignore_index=True)
-    job, store = _job(tmp_path, monkeypatch, rows, WorkerOutcome(_history(2), _result(), b"model", b""))
+    job, store = _job(tmp_path, monkeypatch, rows, WorkerOutcome(_history(2), _result(), _model(), b""))
     assert job.snapshot().state == "failed"
     assert "A run's history may hold at most 2 epochs. Received: 200,000 rows" in job.snapshot().error
     assert len(store.get(job.run_id).history) == 0
@@ -164,7 +173,7 @@ def test_bad_rows_while_training_fail_the_run_before_they_are_stored(tmp_path, m
     (_result(seconds=-5.0), "-5.0 seconds of training"),
 ])
 def test_a_result_that_does_not_fit_its_classes_fails_the_run_in_words(tmp_path, monkeypatch, result, words):
-    job, store = _job(tmp_path, monkeypatch, _history(2), WorkerOutcome(_history(2), result, b"model", b""))
+    job, store = _job(tmp_path, monkeypatch, _history(2), WorkerOutcome(_history(2), result, _model(), b""))
     snapshot = job.snapshot()
     assert snapshot.state == "failed" and "A worker's result must fit the run's classes. Received: " in snapshot.error
     assert words in snapshot.error
@@ -179,7 +188,7 @@ def test_a_log_pack_whose_names_clash_leaves_the_run_done(tmp_path, monkeypatch)
         archive.writestr("tensorboard/a", b"x")
         archive.writestr("tensorboard/a/b", b"y")
     job, store = _job(tmp_path, monkeypatch, _history(2),
-                      WorkerOutcome(_history(2), _result(), b"model", packed.getvalue()))
+                      WorkerOutcome(_history(2), _result(), _model(), packed.getvalue()))
     assert job.snapshot().state == "done"
     assert len(store.get(job.run_id).history) == 2
 
@@ -198,7 +207,7 @@ def test_progress_that_does_not_add_up_never_breaks_a_snapshot(tmp_path, monkeyp
         snapshot = job.snapshot()
         seen.append((snapshot.progress.fraction if snapshot.progress else None, snapshot.peak_memory))
 
-    job, store = _job(tmp_path, monkeypatch, _history(2), WorkerOutcome(_history(2), _result(), b"model", b""),
+    job, store = _job(tmp_path, monkeypatch, _history(2), WorkerOutcome(_history(2), _result(), _model(), b""),
                       progress=progress, peak=peak, during_run=snapshot_while_training)
     assert job.snapshot().state == "done"
     fraction, memory = seen[-1]
