@@ -87,6 +87,8 @@ class TransferCurve:
         train_from: the ``trainable_from`` the peak suggests (None: keep the whole base frozen).
         extract_seconds, probe_seconds: the one streaming pass, and the probes.
         validation_images: how many images the probes were scored on (0: not recorded, a curve kept before).
+        validation_fraction, seed, mode, budget: the split, the fitting of images to the input and the probes'
+            training, as measured (a curve kept before they were recorded reads the defaults).
     """
 
     key: str
@@ -103,6 +105,10 @@ class TransferCurve:
     extract_seconds: float
     probe_seconds: float
     validation_images: int = 0
+    validation_fraction: float = 0.2
+    seed: int = 0
+    mode: str = "crop"
+    budget: ProbeBudget = ProbeBudget()
 
     @property
     def peak(self) -> CurvePoint:
@@ -148,6 +154,8 @@ class TransferCurve:
     def from_json(cls, text: str) -> TransferCurve:
         values = json.loads(text)
         values["points"] = tuple(CurvePoint(**point) for point in values["points"])
+        if "budget" in values:
+            values["budget"] = ProbeBudget(**values["budget"])
         return cls(**values)
 
 
@@ -432,7 +440,7 @@ def transfer_curve(
     curve = TransferCurve(key, row.name, int(network.input.shape[1]), weights if not base_model else None,
                           base_model, include_top, dataset.name, len(dataset), float(counts.max() / counts.sum()),
                           points, _train_from(network, row.name, peak), extract_seconds, probe_seconds,
-                          int(len(split[1])))
+                          int(len(split[1])), validation_fraction, seed, mode, budget)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stored, curve.to_json())
     return curve
@@ -458,6 +466,7 @@ def probe_program(curve: TransferCurve) -> str:
                f"input_shape=({curve.input_size}, {curve.input_size}, 3))")
     taps = [point.tap for point in curve.points]
     module = get_backbone(curve.backbone).preprocess.__module__.rsplit(".", 1)[-1]
+    crop, budget = ", crop_to_aspect_ratio=True" if curve.mode == "crop" else "", curve.budget
     return f'''"""The transfer curve of {curve.backbone} at {curve.input_size}x{curve.input_size}: a linear probe per block."""
 
 import keras
@@ -472,8 +481,7 @@ pooled = [keras.layers.GlobalAveragePooling2D()(network.get_layer(t).output)
 all_taps = keras.Model(network.input, keras.layers.Concatenate()(pooled))
 
 images = keras.utils.image_dataset_from_directory(
-    "my_images", image_size=({curve.input_size}, {curve.input_size}), crop_to_aspect_ratio=True,
-    shuffle=False, batch_size=32)
+    "my_images", image_size=({curve.input_size}, {curve.input_size}){crop}, shuffle=False, batch_size=32)
 features, labels = [], []
 for x, y in images:
     features.append(all_taps.predict(keras.applications.{module}.preprocess_input(x), verbose=0))
@@ -481,20 +489,29 @@ for x, y in images:
 features, labels = np.concatenate(features), np.concatenate(labels)
 widths = np.cumsum([0] + [int(p.shape[-1]) for p in pooled])
 
-rng = np.random.default_rng(0)
-order = rng.permutation(len(labels))
-cut = int(len(labels) * 0.8)
-train, val = order[:cut], order[cut:]
+# the curve's split: each class keeps its share ({curve.validation_fraction:g}) in both parts, drawn with seed {curve.seed}
+# (Transfer Lab also keeps exact copies of an image on its side; here each file is drawn alone)
+rng = np.random.default_rng({curve.seed})
+train, val = [], []
+for label in range(len(images.class_names)):
+    members = rng.permutation(np.flatnonzero(labels == label))
+    take = min(max(round(len(members) * {curve.validation_fraction:g}), 1), len(members) - 1)
+    val.extend(members[:take])
+    train.extend(members[take:])
+train, val = np.sort(train), np.sort(val)
+print(len(val), "validation images")
 
 for tap, start, end in zip(taps, widths[:-1], widths[1:]):
     x = features[:, start:end]
+    keras.utils.set_random_seed({budget.seed})  # every probe starts alike
     probe = keras.Sequential([  # logistic regression on the standardised vector
         keras.Input((end - start,)),
         keras.layers.Normalization(),
         keras.layers.Dense(len(images.class_names), activation="softmax"),
     ])
     probe.layers[0].adapt(x[train])
-    probe.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    probe.fit(x[train], labels[train], epochs=100, batch_size=32, verbose=0)
+    probe.compile(keras.optimizers.Adam({budget.learning_rate:g}), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    probe.fit(x[train], labels[train], epochs={budget.epochs}, batch_size={budget.batch_size}, verbose=0)
     print(tap, probe.evaluate(x[val], labels[val], verbose=0)[1])
 '''

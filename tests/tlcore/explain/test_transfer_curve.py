@@ -217,6 +217,27 @@ def test_the_probes_keras_program_runs_on_a_folder_of_images(tmp_path, shapes, m
     assert all(0 <= float(words[1]) <= 1 for words in printed)
 
 
+def test_the_probes_program_splits_and_trains_as_the_curve_did(tmp_path, shapes, monkeypatch, capsys):
+    """The program drew its own 80/20 split with seed 0 and trained 100 epochs whatever the curve used: a curve
+    measured on 62.5% of the images for validation was reproduced on 20%."""
+    budget = tlcore.ProbeBudget(epochs=3, batch_size=8, learning_rate=0.05, seed=5)
+    curve = tlcore.TransferCurve("k", "VGG16", 32, None, None, False, "shapes", len(shapes), 0.25,
+                                 (tlcore.CurvePoint(1, "block1_pool", 0, 0.5, 1.0, 1.0, False),), None, 1.0, 1.0,
+                                 len(shapes.split(0.625, seed=3)[1]), 0.625, 3, "squash", budget)
+    assert tlcore.TransferCurve.from_json(curve.to_json()) == curve
+    program = tlcore.probe_program(curve)
+    assert "crop_to_aspect_ratio" not in program and "default_rng(3)" in program
+    assert "Adam(0.05)" in program and "epochs=3, batch_size=8" in program and "set_random_seed(5)" in program
+    for index, (path, label) in enumerate(zip(shapes.files, shapes.labels)):
+        folder = tmp_path / "my_images" / shapes.class_names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{index}.png").write_bytes(path.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    exec(compile(program, "transfer_curve.py", "exec"), {"__name__": "__main__"})
+    printed = capsys.readouterr().out
+    assert curve.validation_images == 8 and "8 validation images" in printed  # the old program: 4 (20%)
+
+
 def test_the_probes_program_names_files_by_their_downloads_never_by_server_paths():
     """A curve on a run's base or an uploaded weights file printed their paths on this server into the code any
     visitor of its link could read and download."""
