@@ -12,6 +12,7 @@ from tlcore.training.sweep import (
     HIDDEN_UNITS,
     LEARNING_RATE,
     STOPPED_EARLY,
+    _sweep_key,
     check_sweep_spec,
     trial_settings,
 )
@@ -65,6 +66,16 @@ def test_settings_are_seeded_draws_from_tunes_spaces_with_the_current_head_first
     assert all(DROPOUT[0] <= s["dropout"] <= DROPOUT[1] and LEARNING_RATE[0] <= s["learning_rate"] <= LEARNING_RATE[1]
                for s in drawn)
     assert len({s["optimizer"] for s in drawn}) >= 2 and len({s["learning_rate"] for s in drawn}) == 11
+
+
+def test_a_sweep_is_kept_under_the_images_it_validates_on():
+    """The same features, head and settings validated on other images (a split drawn by another rule: copies of an
+    image kept together) is another sweep, not the one stored before."""
+    budget = tlcore.SweepBudget(trials=4)
+    settings = trial_settings(SPEC, CONFIG, budget)
+    key = _sweep_key("features", SPEC, CONFIG, budget, settings, False, np.array([0, 3, 5]))
+    assert key == _sweep_key("features", SPEC, CONFIG, budget, settings, False, np.array([0, 3, 5]))
+    assert key != _sweep_key("features", SPEC, CONFIG, budget, settings, False, np.array([0, 3, 6]))
 
 
 def test_a_sweep_in_this_process_ranks_heads_keeps_them_and_never_runs_twice(tmp_path):
