@@ -207,9 +207,10 @@ def show_copies(dataset: tlcore.ImageDataset) -> None:
     if copies.within_class:
         st.caption(f"{copies.within_class} of these images are exact copies of another image of their class. "
                    "Each copy stays on the same side of the split as its original, so validation never scores an "
-                   "image that training saw.")
+                   "exact copy of an image that training saw.")
     if copies.across_classes:
         names = [dataset.class_names[label] for label in sorted({dataset.labels[i] for i in copies.across_classes})]
         st.warning(f"**{len(copies.across_classes)} images appear under more than one class** (the same file in "
-                   f"{', '.join(access.plain(n) for n in names)}). The model is taught two answers for one picture; "
-                   "check those classes' labels.", icon=":material/content_copy:")
+                   f"{', '.join(access.plain(n) for n in names)}). The model is taught two answers for one picture, "
+                   "so these images always train and are never held out for validation; check those classes' "
+                   "labels.", icon=":material/content_copy:")

@@ -78,19 +78,28 @@ def find_copies(files: Sequence[Path], labels: Sequence[int]) -> Copies:
     return Copies(original, tuple(sorted(across)))
 
 
-def split_keeping_copies(members: np.ndarray, original: np.ndarray, take: int) -> tuple[list[int], list[int]]:
-    """``members`` (one class, in the split's seeded order) as (validation, train): validation takes whole
-    groups of copies, in the order their first member comes, until it holds ``take`` images or more; at least
-    one group stays for training. Without copies this is ``members[:take]``, ``members[take:]``."""
-    if take == 0:
-        return [], [int(m) for m in members]
+def split_keeping_copies(members: np.ndarray, original: np.ndarray, take: int,
+                         train_only: frozenset[int] = frozenset()) -> tuple[list[int], list[int]]:
+    """``members`` (one class, in the split's seeded order) as (validation, train).
+
+    Validation takes whole groups of copies, in the order their first member comes, each only while it still
+    fits in ``take`` images (a picture stored 30 times is not a class's whole validation share); when none fits,
+    the smallest group is held out, so a class keeps some validation. At least one group stays for training,
+    and ``train_only`` images (the same picture filed under another class) are never held out. Without copies
+    this is ``members[:take]``, ``members[take:]``.
+    """
     groups: dict[int, list[int]] = {}
     for member in members:
         groups.setdefault(int(original[member]), []).append(int(member))
-    validation: list[int] = []
-    ordered = list(groups.values())
-    for count, group in enumerate(ordered):
-        if len(validation) >= take or count == len(ordered) - 1:
-            return validation, [m for rest in ordered[count:] for m in rest]
-        validation.extend(group)
-    return validation, []
+    candidates = [group for group in groups.values() if not train_only.intersection(group)]
+    if take == 0 or len(groups) < 2 or not candidates:
+        return [], [int(m) for m in members]
+    held: list[list[int]] = []
+    for group in candidates:
+        if sum(map(len, held)) + len(group) <= take and len(held) + 1 < len(groups):
+            held.append(group)
+    if not held:
+        held.append(min(candidates, key=len))  # the first of the smallest: this class is still validated
+    validation = [m for group in held for m in group]
+    chosen = set(validation)
+    return validation, [int(m) for m in members if m not in chosen]

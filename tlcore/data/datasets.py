@@ -112,9 +112,10 @@ class ImageDataset:
         return find_copies(self.files, self.labels)
 
     def split(self, validation_fraction: float, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Stratified, seeded indices (train, validation): each class keeps its share in both, and the copies
-        of an image (the same bytes, the same class) stay on its side, so validation never scores an image
-        that training saw. A dataset without copies splits as it always did.
+        """Stratified, seeded indices (train, validation): each class keeps about its share in both, and the
+        exact copies of an image stay on its side (a group of copies is held out only while it fits the share;
+        a picture filed under two classes always trains), so validation never scores an exact copy of an image
+        training saw. A dataset without copies splits as it always did.
 
         Raises:
             DatasetError: a fraction outside [0, ``MAX_VALIDATION_FRACTION``].
@@ -131,7 +132,11 @@ class ImageDataset:
             take = int(round(len(members) * validation_fraction))
             if validation_fraction > 0:
                 take = min(max(take, 1), len(members) - 1)
-            held, trained = split_keeping_copies(members, self.copies.original, take)
+            if take:
+                held, trained = split_keeping_copies(members, self.copies.original, take,
+                                                     frozenset(self.copies.across_classes))
+            else:
+                held, trained = [], members
             validation.extend(held)
             train.extend(trained)
         return np.sort(np.asarray(train, dtype=int)), np.sort(np.asarray(validation, dtype=int))

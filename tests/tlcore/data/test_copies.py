@@ -66,13 +66,45 @@ def test_the_same_picture_under_two_classes_is_named_and_a_missing_file_is_nobod
     assert copies.within_class == 1 and copies.across_classes == (1, 4)
 
 
-def test_whole_groups_go_to_validation_and_one_always_stays_for_training():
+def test_whole_groups_go_to_validation_only_while_they_fit_and_one_always_stays_for_training():
     original = np.array([0, 0, 0, 3, 4, 4])
-    assert split_keeping_copies(np.array([4, 0, 3, 1, 2, 5]), original, 2) == ([4, 5], [0, 1, 2, 3])
-    assert split_keeping_copies(np.array([0, 3, 4, 1, 2, 5]), original, 2) == ([0, 1, 2], [3, 4, 5])
+    assert split_keeping_copies(np.array([4, 0, 3, 1, 2, 5]), original, 2) == ([4, 5], [0, 3, 1, 2])
+    assert split_keeping_copies(np.array([0, 3, 4, 1, 2, 5]), original, 2) == ([3], [0, 4, 1, 2, 5])
+    assert split_keeping_copies(np.array([0, 4, 1, 2, 5]), np.array([0, 0, 0, 0, 4, 4]), 1) == ([4, 5], [0, 1, 2])
     everything_one_picture = np.zeros(4, dtype=int)
     assert split_keeping_copies(np.arange(4), everything_one_picture, 1) == ([], [0, 1, 2, 3])
     assert split_keeping_copies(np.arange(4), np.arange(4), 0) == ([], [0, 1, 2, 3])
+    assert split_keeping_copies(np.arange(4), np.arange(4), 2, frozenset({0, 2})) == ([1, 3], [0, 2])
+
+
+def test_a_picture_stored_many_times_is_not_a_classs_whole_validation_share(tmp_path):
+    """A reviewer's case: 10 of a class's 12 images the same bytes, a 0.2 share (2 images). The group of 10 came
+    first in most draws and was held out whole: 10 or 11 of 12 validated in 98.7% of 1,000 seeds."""
+    same, others = coloured_pngs(COLOURS["red"], 3, seed=1), coloured_pngs(COLOURS["green"], 12, seed=2)
+    files = []
+    for index, data in enumerate([same[0]] * 10 + same[1:] + others):
+        files.append(tmp_path / "red" / f"{index}.png" if index < 12 else tmp_path / "green" / f"{index}.png")
+        files[-1].parent.mkdir(exist_ok=True)
+        files[-1].write_bytes(data)
+    dataset = tlcore.ImageDataset(tmp_path, ("red", "green"), tuple(files), (0,) * 12 + (1,) * 12)
+    assert dataset.copies.within_class == 9
+    for seed in range(200):
+        train, validation = dataset.split(0.2, seed=seed)
+        red = [i for i in validation if i < 12]
+        assert len(red) == 2 and set(red) == {10, 11}, (seed, red)  # the picture of 10 copies always trains
+
+
+def test_a_picture_under_two_classes_is_never_held_out():
+    red = coloured_pngs(COLOURS["red"], 6, seed=1)
+    archive = zip_of({**{f"red/{i}.png": data for i, data in enumerate(red)}, "green/0.png": red[0],
+                      **{f"green/{i}.png": data for i, data in enumerate(coloured_pngs(COLOURS["green"], 5, seed=2),
+                                                                         start=1)}})
+    dataset = tlcore.load_dataset(archive, name="two labels.zip")
+    assert len(dataset.copies.across_classes) == 2
+    for seed in range(30):
+        train, validation = dataset.split(0.5, seed=seed)
+        assert not set(dataset.copies.across_classes) & set(validation)
+        assert len(validation) == 6  # each class still holds out its share of the rest
 
 
 def test_the_train_page_says_copies_stay_together_and_warns_of_one_picture_in_two_classes():
