@@ -381,7 +381,8 @@ def _stage(archive: zipfile.ZipFile, by_name: dict[str, zipfile.ZipInfo], run_id
     status = "stopped" if result.stopped else "done"
     row = (run_id, created, name or f"{spec.backbone} on {public['name'] or 'images'}", spec.backbone,
            spec.input_shape[0], spec.trainable_from or "frozen", public["name"], status,
-           None if math.isnan(best) else float(best), len(history), seconds, owner, group, role, kept_accuracy(result))
+           None if math.isnan(best) else float(best), len(history), seconds, owner, group, role,
+           kept_accuracy(result, history))
     return _Staged(run_id, folder, row)
 
 

@@ -194,11 +194,13 @@ def save_run_model(folder: Path, model: keras.Model) -> Path:
     return path
 
 
-def kept_accuracy(result: RunResult) -> float | None:
-    """The index's "accuracy": the kept model's on the run's held-out images (None when none were held out).
-    The best epoch's (``best_val_accuracy``) can be far above it: a run without early stopping keeps its last
-    epoch's weights (one listed 50% for a model scoring 25%)."""
-    return None if math.isnan(result.accuracy) else float(result.accuracy)
+def kept_accuracy(result: RunResult, history: pd.DataFrame) -> float | None:
+    """The index's "accuracy": the kept model's on the run's held-out images; None when nothing was held out
+    (``history`` has no validation accuracy: the result then scored the training images). The best epoch's
+    (``best_val_accuracy``) can be far above it: a run without early stopping keeps its last epoch's weights (one
+    listed 50% for a model scoring 25%)."""
+    held_out = "val_accuracy" in history and bool(history["val_accuracy"].notna().any())
+    return float(result.accuracy) if held_out and not math.isnan(result.accuracy) else None
 
 
 def _spec_from(values: dict) -> TransferSpec:
@@ -222,7 +224,22 @@ class RunStore:
                     try:
                         db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
                     except sqlite3.OperationalError:  # another process added it meanwhile
-                        pass
+                        continue
+                    if column == "accuracy":
+                        self._index_accuracies(db)
+
+    def _index_accuracies(self, db: sqlite3.Connection) -> None:
+        """Fill the new "accuracy" column of an index written before it, once, from each finished run's files
+        (else its runs would go on showing their best epoch's). A run whose files do not read keeps none."""
+        finished = db.execute("SELECT id FROM runs WHERE status IN ('done', 'stopped')").fetchall()
+        for (run_id,) in finished:
+            folder = self.root / run_id
+            try:
+                result = RunResult.from_json(json.loads((folder / "result.json").read_text()))
+                history = pd.read_csv(folder / "history.csv")
+            except (OSError, ValueError, TypeError, KeyError):
+                continue
+            db.execute("UPDATE runs SET accuracy = ? WHERE id = ?", (kept_accuracy(result, history), run_id))
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.root / "index.sqlite", timeout=30)
@@ -301,7 +318,7 @@ class RunStore:
         self.record_history(run_id, history)
         atomic_write_text(self.root / run_id / "result.json", json.dumps(result.to_json(), indent=2))
         self._update(run_id, status="stopped" if result.stopped else "done", seconds=result.seconds,
-                     accuracy=kept_accuracy(result))
+                     accuracy=kept_accuracy(result, history))
 
     def mark(self, run_id: str, status: str) -> None:
         """Set a run's status (e.g. "stopped" for a job that left the line before training)."""

@@ -31,6 +31,38 @@ def test_scratch_trains_every_epoch_of_both_phases_in_one():
     assert again.total_epochs == config.total_epochs
 
 
+def test_an_index_written_before_the_accuracy_column_is_filled_from_its_runs_files(tmp_path):
+    """Else every run stored before would go on showing its best epoch's accuracy (50% for a model scoring 25%)."""
+    import shutil
+
+    import pandas as pd
+
+    earlier = tlcore.RunStore(tmp_path / "earlier")
+    history = pd.DataFrame({"epoch": [1, 2], "phase": ["train"] * 2, "loss": [1.0, 1.0], "accuracy": [0.5, 0.25],
+                            "val_loss": [1.0, 1.0], "val_accuracy": [0.5, 0.25]})
+    confusion = ((1, 0), (1, 0))
+    ids = []
+    for name, validated in (("validated", history), ("nothing held out", history.assign(val_accuracy=np.nan))):
+        run_id = earlier.create(SPEC, tlcore.TrainConfig(), {"name": name})
+        earlier.record_result(run_id, validated, tlcore.RunResult(("a", "b"), 0.25, 1.0, confusion, (1.0, 0.0),
+                                                                  (0.5, 0.0)))
+        ids.append(run_id)
+    assert earlier.list().set_index("id").loc[ids[0], "accuracy"] == 0.25
+    assert np.isnan(earlier.list().set_index("id").loc[ids[1], "accuracy"])  # its 25% is the training images'
+    older = tmp_path / "older"
+    older.mkdir()
+    with sqlite3.connect(older / "index.sqlite") as db:  # the schema before the accuracy column
+        db.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, created REAL, name TEXT, backbone TEXT, "
+                   "input_size INTEGER, trainable_from TEXT, dataset TEXT, status TEXT, best_val_accuracy REAL, "
+                   "epochs INTEGER, seconds REAL, owner TEXT, run_group TEXT, role TEXT)")
+        for run_id in ids:
+            db.execute("INSERT INTO runs VALUES (?, 1.0, 'old', 'VGG16', 32, 'frozen', 'd', 'done', 0.5, 2, 1.0, "
+                       "'', '', '')", (run_id,))
+            shutil.copytree(tmp_path / "earlier" / run_id, older / run_id)
+    listed = tlcore.RunStore(older).list().set_index("id")
+    assert listed.loc[ids[0], "accuracy"] == 0.25 and np.isnan(listed.loc[ids[1], "accuracy"])
+
+
 def test_an_index_written_before_groups_gains_the_columns_and_keeps_its_runs(tmp_path):
     with sqlite3.connect(tmp_path / "index.sqlite") as db:  # the schema of the previous release
         db.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, created REAL, name TEXT, backbone TEXT, "
