@@ -182,6 +182,14 @@ def test_a_history_or_part_not_as_workers_write_it_is_refused_in_words(tmp_path,
     assert str(refused.value).startswith(words), str(refused.value)
 
 
+def test_a_history_nested_past_pythons_stack_is_refused_in_words(tmp_path):
+    """3,000 nested arrays fit the history's 6,144 bytes and raised RecursionError, not a refusal."""
+    result = _checkpoint(tmp_path)
+    (tmp_path / "history.json").write_text("[" * 3000 + "]" * 3000)
+    with pytest.raises(WorkerError, match=r"^history\.json must be JSON\. Received: other bytes"):
+        data_parallel._collected(result, EXPECTED, CONFIG)
+
+
 # The model file a finished worker hands the server.
 
 @pytest.fixture

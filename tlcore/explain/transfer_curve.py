@@ -489,8 +489,9 @@ for x, y in images:
 features, labels = np.concatenate(features), np.concatenate(labels)
 widths = np.cumsum([0] + [int(p.shape[-1]) for p in pooled])
 
-# the curve's split: each class keeps its share ({curve.validation_fraction:g}) in both parts, drawn with seed {curve.seed}
-# (Transfer Lab also keeps exact copies of an image on its side; here each file is drawn alone)
+# drawn by the curve's rule: each class keeps its share ({curve.validation_fraction:g}) in both parts, seed {curve.seed}
+# (the same rule, not the same images: folders list files in another order; and Transfer Lab keeps exact
+# copies of an image on one side, where here each file is drawn alone)
 rng = np.random.default_rng({curve.seed})
 train, val = [], []
 for label in range(len(images.class_names)):

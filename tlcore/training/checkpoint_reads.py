@@ -103,7 +103,7 @@ def _small_json(path: Path, limit: int) -> object:
         raise refused(f"{path.name} may hold at most {limit:,} bytes.", f"{size:,} bytes")
     try:
         return json.loads(path.read_bytes())
-    except ValueError:  # not JSON, or not UTF-8
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or arrays nested past Python's stack
         raise refused(f"{path.name} must be JSON.", "other bytes") from None
 
 

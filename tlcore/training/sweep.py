@@ -335,7 +335,8 @@ def head_sweep(
     path, features_seconds = str(rows.filename), time.perf_counter() - started
     train_idx, val_idx = dataset.split(config.validation_fraction, seed=config.seed)
     settings = trial_settings(spec, config, budget)
-    key = _sweep_key(Path(path).stem, spec, config, budget, settings, use_ray, val_idx)
+    drawn_apart = dataset.copies.within_class or dataset.copies.across_classes  # a split copies changed
+    key = _sweep_key(Path(path).stem, spec, config, budget, settings, use_ray, val_idx if drawn_apart else None)
     stored = folder / f"{key}.json"
     if stored.is_file():
         return SweepResult.from_json(stored.read_text())
@@ -369,14 +370,16 @@ def _cores(use_ray: bool) -> int:
 
 
 def _sweep_key(features: str, spec: TransferSpec, config: TrainConfig, budget: SweepBudget,
-               settings: list[dict], use_ray: bool, val_idx: np.ndarray) -> str:
-    """What a sweep is measured from (equal keys, equal sweeps): its features, head, settings and the very
-    images it validates on (a split changes with the rule that draws it: copies of an image now stay together)."""
-    validation = hashlib.sha256(np.asarray(val_idx, dtype=np.int64).tobytes()).hexdigest()
-    described = {"version": SWEEP_VERSION, "features": features, "validation": validation, "pooling": spec.pooling,
+               settings: list[dict], use_ray: bool, val_idx: np.ndarray | None = None) -> str:
+    """What a sweep is measured from (equal keys, equal sweeps): its features, head and settings, and ``val_idx``,
+    the images it validates on, for a dataset with copies (whose split changed when copies began to stay together:
+    a sweep stored before on the old split is not this one; a dataset without copies keeps its keys)."""
+    described = {"version": SWEEP_VERSION, "features": features, "pooling": spec.pooling,
                  "pool_size": spec.pool_size, "config": dataclasses.asdict(config),
                  "budget": {**dataclasses.asdict(budget), "concurrency": None}, "settings": settings,
                  "scheduler": "ASHA" if use_ray else "none"}
+    if val_idx is not None:
+        described["validation"] = hashlib.sha256(np.asarray(val_idx, dtype=np.int64).tobytes()).hexdigest()
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 

@@ -69,13 +69,14 @@ def test_settings_are_seeded_draws_from_tunes_spaces_with_the_current_head_first
 
 
 def test_a_sweep_is_kept_under_the_images_it_validates_on():
-    """The same features, head and settings validated on other images (a split drawn by another rule: copies of an
-    image kept together) is another sweep, not the one stored before."""
+    """The same features, head and settings validated on other images (a dataset with copies, whose split changed
+    when copies began to stay together) is another sweep, not the one stored before."""
     budget = tlcore.SweepBudget(trials=4)
     settings = trial_settings(SPEC, CONFIG, budget)
     key = _sweep_key("features", SPEC, CONFIG, budget, settings, False, np.array([0, 3, 5]))
     assert key == _sweep_key("features", SPEC, CONFIG, budget, settings, False, np.array([0, 3, 5]))
     assert key != _sweep_key("features", SPEC, CONFIG, budget, settings, False, np.array([0, 3, 6]))
+    assert key != _sweep_key("features", SPEC, CONFIG, budget, settings, False)  # no copies: the key it had
 
 
 def test_a_sweep_in_this_process_ranks_heads_keeps_them_and_never_runs_twice(tmp_path):
