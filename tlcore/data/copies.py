@@ -95,9 +95,11 @@ def split_keeping_copies(members: np.ndarray, original: np.ndarray, take: int,
     if take == 0 or len(groups) < 2 or not candidates:
         return [], [int(m) for m in members]
     held: list[list[int]] = []
+    count = 0
     for group in candidates:
-        if sum(map(len, held)) + len(group) <= take and len(held) + 1 < len(groups):
+        if count + len(group) <= take and len(held) + 1 < len(groups):
             held.append(group)
+            count += len(group)
     if not held:
         held.append(min(candidates, key=len))  # the first of the smallest: this class is still validated
     validation = [m for group in held for m in group]

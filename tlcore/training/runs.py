@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS runs (
 )"""
 _ADDED_COLUMNS = {"owner": "TEXT", "run_group": "TEXT", "role": "TEXT", "accuracy": "REAL"}
 """Columns added after the first index was written, with their types: an older index gains them, empty
-("accuracy", the kept model's, is then shown as the best epoch's, as before)."""
+("accuracy", the kept model's, is then filled once from its runs' files: ``RunStore._index_accuracies``)."""
 
 
 @dataclasses.dataclass(frozen=True)
