@@ -32,7 +32,7 @@ RUN_COLUMNS = {
     "accuracy": st.column_config.NumberColumn(
         "accuracy", format="percent", width=110,
         help="The share of held-out images (never trained on) that the kept model classifies right; while a run "
-             "trains (or for a run stored before this column), its best epoch so far"),
+             "trains, its best epoch so far"),
     "epochs": st.column_config.NumberColumn("epochs done", help="Passes over the training images completed"),
     "seconds": st.column_config.NumberColumn("time (s)", format="%.1f", help="How long training took"),
 }
