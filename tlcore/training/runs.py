@@ -342,7 +342,8 @@ class RunStore:
         frame["created"] = pd.to_datetime(frame["created"], unit="s", errors="coerce")  # one odd row: no date
         for column in (name for name, kind in _ADDED_COLUMNS.items() if kind == "TEXT"):
             frame[column] = frame[column].fillna("")
-        frame["accuracy"] = pd.to_numeric(frame["accuracy"], errors="coerce")
+        for column in ("best_val_accuracy", "accuracy"):  # numbers, NaN where none (SQLite gives None)
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
         if live is not None:
             frame.loc[frame["id"].isin(self.interrupted(live)), "status"] = INTERRUPTED
         return frame
