@@ -24,8 +24,8 @@ if runs.empty:
 
 runs["started by"] = runs["owner"].map(access.owner_label)
 st.dataframe(
-    run_view.runs_table(runs)[["created", "name", "backbone", "input_size", "trainable_from", "role", "status",
-                               "accuracy", "epochs", "seconds", *(["started by"] if access.enabled() else [])]],
+    run_view.runs_table(runs)[["created", "name", "role", "status", "accuracy", "epochs", "seconds", "backbone",
+                               "input_size", "trainable_from", *(["started by"] if access.enabled() else [])]],
     hide_index=True, width="stretch", column_config=run_view.RUN_COLUMNS,
 )
 
