@@ -207,10 +207,12 @@ def _run_files(job) -> list[str]:
     return sorted(path.name for path in (job.store.root / job.run_id).iterdir())
 
 
-def test_the_model_its_run_asked_for_passes(job, tmp_path):
+def test_the_model_its_run_asked_for_is_kept_as_the_runs(job, tmp_path):
     before = _run_files(job)
-    job._check_model_bytes(tiny_keras_file(tmp_path))
-    assert _run_files(job) == before  # checked in a folder of its own, gone after
+    model = tiny_keras_file(tmp_path)
+    job._keep_model(model)
+    assert _run_files(job) == sorted([*before, "model.keras"])  # checked in a folder of its own, gone after
+    assert job.store.model_path(job.run_id).read_bytes() == model
 
 
 @pytest.mark.parametrize("side,classes,received", [
@@ -222,7 +224,7 @@ def test_a_model_of_other_classes_or_input_is_refused_in_words(job, tmp_path, si
     with pytest.raises(WorkerError, match=r"^A worker's model must be the one its run asked for: input \(32, 32, 3\) "
                                           r"and 2 class scores\. Received: " + received.replace("(", r"\(")
                                           .replace(")", r"\)") + " in the worker's report of run "):
-        job._check_model_bytes(tiny_keras_file(tmp_path, side, classes))
+        job._keep_model(tiny_keras_file(tmp_path, side, classes))
     assert _run_files(job) == before  # nothing of the refused model is left
 
 
@@ -233,7 +235,7 @@ def test_a_model_of_other_classes_or_input_is_refused_in_words(job, tmp_path, si
 ])
 def test_a_model_file_that_is_no_model_is_refused_in_words(job, model, words):
     with pytest.raises(WorkerError) as refused:
-        job._check_model_bytes(model)
+        job._keep_model(model)
     assert str(refused.value).startswith(words), str(refused.value)
 
 

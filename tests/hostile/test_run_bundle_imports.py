@@ -85,7 +85,8 @@ def _model_bytes(tmp_path, shape, outputs: int) -> bytes:
     ("odd phase", r"history phases must be among \['train', 'fine-tune'\]"),
     ("control class", r"class name must be text of at most 200 printable characters"),
     ("two outputs", r"must take one colour image, \(height, width, 3\), and give one vector of class scores"),
-    ("other input size", r"must take the images its spec names.*taking \(48, 48, 3\) .* for \(32, 32, 3\)"),
+    ("other input size", r"must take the images its spec names.*a model of input \(48, 48, 3\) and outputs \(4,\) "
+                         r"for input \(32, 32, 3\)"),
     # round 5: a spec the server's own checks refuse, which the Runs page and the model card then failed on
     ("words for blocks", r"spec must be one this server accepts \(New convolutional blocks must be from 0 to 4\. "
                          r"Received: conv_blocks='x'\)"),

@@ -47,16 +47,27 @@ def _temporary_beside(path: Path, suffix: str) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
+def write_synced(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` and wait until the disk has it (not atomic: for a file no reader sees yet)."""
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def move_into_place(source: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Rename a complete, synced file (same file system) to ``path``, replacing what was there in one step."""
+    path = Path(path)
+    os.replace(source, path)
+    _fsync_dir(path.parent)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that it is either wholly old or wholly new."""
     path = Path(path)
     with _temporary_beside(path, ".tmp") as temporary:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        _fsync_dir(path.parent)
+        write_synced(temporary, data)
+        move_into_place(temporary, path)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -74,5 +85,4 @@ def atomic_save(path: str | os.PathLike, save: Callable[[Path], None], *, suffix
         save(temporary)
         with open(temporary, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        _fsync_dir(path.parent)
+        move_into_place(temporary, path)

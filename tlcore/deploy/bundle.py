@@ -52,7 +52,7 @@ from tlcore.deploy.card import CARD, ExportInfo, model_card
 from tlcore.deploy.export import exports_folder, run_keras_file
 from tlcore.models.build import check_transfer_spec
 from tlcore.models.cost import MB
-from tlcore.models.model_files import load_model_file
+from tlcore.models.model_files import load_model_file, run_mismatch
 from tlcore.models.spec import TransferSpec
 from tlcore.models.zoo import BACKBONES
 from tlcore.training.config import TrainConfig
@@ -365,11 +365,10 @@ def _stage(archive: zipfile.ZipFile, by_name: dict[str, zipfile.ZipInfo], run_id
     except ModelFileError as exc:
         raise _refused(f"A bundled run's model must pass the checks of an uploaded model ({exc}).",
                        f"run {run_id!r}") from None
-    taken, given = tuple(model.input.shape[1:]), int(model.output.shape[-1])  # one image in, one vector out
-    if taken != tuple(spec.input_shape) or given != len(classes):
+    if (mismatch := run_mismatch(model, tuple(spec.input_shape), len(classes))) is not None:
         raise _refused("A bundled run's model must take the images its spec names and give one score per class.",
-                       f"a model taking {taken} and giving {given} for {tuple(spec.input_shape)} and "
-                       f"{len(classes)} classes in run {run_id!r}")
+                       f"a model of {mismatch} for input {tuple(spec.input_shape)} and {len(classes)} classes in "
+                       f"run {run_id!r}")
     (folder / "config.json").write_text(json.dumps(
         {"spec": dataclasses.asdict(spec), "config": dataclasses.asdict(config), "owner": owner,
          "group": group, "role": role}, indent=2))

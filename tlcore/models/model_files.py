@@ -361,6 +361,18 @@ def _check_image_classifier(model: keras.Model, name: str) -> None:
         )
 
 
+def run_mismatch(model: keras.Model, input_shape: tuple[int, ...], classes: int) -> str | None:
+    """What in a model is not its run's, in words, or None: a run's model takes the spec's input,
+    ``(height, width, 3)``, and gives one score per class of the run's dataset (a model of other classes or
+    input would be kept as the run's and mislabel or fail in Predict). Read from the graph only: an outline
+    (``model_outline``) answers it as a loaded model does.
+    """
+    taken, given = tuple(model.inputs[0].shape[1:]), tuple(model.outputs[0].shape[1:])
+    if taken == tuple(input_shape) and given == (classes,):
+        return None
+    return f"input {taken} and outputs {given}"
+
+
 def check_model_file_budget(path: str | os.PathLike, config: dict) -> keras.Model:
     """Refuse a model file whose model or weights are over a budget, allocating nothing.
 

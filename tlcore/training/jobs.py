@@ -33,7 +33,7 @@ import pandas as pd
 
 from tlcore.core.access import person_key
 from tlcore.core.answers import Answers
-from tlcore.core.atomic import atomic_write_bytes
+from tlcore.core.atomic import move_into_place, write_synced
 from tlcore.core.errors import (
     ConfigError,
     HistoryError,
@@ -299,8 +299,7 @@ class TrainingJob:
                                   f"worker's report of run {self.run_id}")
             self._check_result_classes(outcome.result.class_names)
             if outcome.model:
-                self._check_model_bytes(outcome.model)
-                atomic_write_bytes(self.store.model_path(self.run_id), outcome.model)
+                self._keep_model(outcome.model)
             self.store.record_result(self.run_id, history, outcome.result)
             if outcome.logs:  # trained on a machine that cannot see the run's folder: its logs came back packed
                 try:
@@ -326,13 +325,13 @@ class TrainingJob:
             raise WorkerError(f"A worker's result must name the run's classes, {wanted[:5]}, in that order. "
                               f"Received: {list(class_names)[:5]} in the worker's report of run {self.run_id}")
 
-    def _check_model_bytes(self, model: bytes) -> None:
-        """A worker's model file within ``TL_MAX_MODEL_FILE_MB`` and the data folder's room, then the model the run
-        asked for (``_check_model_file``), before it is written.
+    def _keep_model(self, model: bytes) -> None:
+        """Keep a worker's model file as the run's: within ``TL_MAX_MODEL_FILE_MB`` and the data folder's room, then
+        written once, under its own name in a folder of its own, checked (``_check_model_file``) and moved into place.
 
         Raises:
-            WorkerError: not bytes, larger than a model file may be, or not the run's model; StorageError: no room
-                in the data folder.
+            WorkerError: not bytes, larger than a model file may be, or not the run's model (nothing of it is kept);
+                StorageError: no room in the data folder.
         """
         if not isinstance(model, bytes):
             raise WorkerError(f"A worker's model file must come as bytes. Received: a {type(model).__name__} in the "
@@ -342,32 +341,31 @@ class TrainingJob:
             raise WorkerError(f"A worker's model file may be at most {limit_mb:,} MB (TL_MAX_MODEL_FILE_MB). "
                               f"Received: {len(model) / 2**20:,.1f} MB in the worker's report of run {self.run_id}")
         check_room(len(model), what=f"run {self.run_id}'s model")
-        folder = self.store.root / self.run_id
-        with tempfile.TemporaryDirectory(prefix=".worker-model-", dir=folder) as checking:
-            path = Path(checking) / self.store.model_path(self.run_id).name
-            path.write_bytes(model)
+        target = self.store.model_path(self.run_id)
+        with tempfile.TemporaryDirectory(prefix=".worker-model-", dir=target.parent) as checking:
+            path = Path(checking) / target.name  # the name a refusal quotes
+            write_synced(path, model)
             self._check_model_file(path)
+            move_into_place(path, target)
 
     def _check_model_file(self, path: Path) -> None:
         """The worker's model file is one this server loads (every check ``model_outline`` makes before Keras reads a
-        file) and the model its run asked for: the spec's input, (height, width, 3), and one score per class of the
-        run's dataset. A model of other classes or input would be kept as the run's and mislabel or fail in Predict.
+        file) and the model its run asked for (``run_mismatch``).
 
         Raises:
             WorkerError: in words, what the file holds and what the run asked for.
         """
-        from tlcore.models.model_files import model_outline  # Keras: only when a job's model comes back
+        from tlcore.models.model_files import model_outline, run_mismatch  # Keras: only when a job's model comes back
 
         what = f"the worker's report of run {self.run_id}"
         try:
             outline = model_outline(path)
         except ModelFileError as exc:
             raise WorkerError(f"{exc} (the model file in {what})") from None
-        taken, given = tuple(outline.inputs[0].shape[1:]), tuple(outline.outputs[0].shape[1:])
         input_shape, classes = tuple(self.spec.input_shape), len(self.dataset.class_names)
-        if taken != input_shape or given != (classes,):
+        if (mismatch := run_mismatch(outline, input_shape, classes)) is not None:
             raise WorkerError(f"A worker's model must be the one its run asked for: input {input_shape} and {classes} "
-                              f"class scores. Received: input {taken} and outputs {given} in {what}")
+                              f"class scores. Received: {mismatch} in {what}")
 
     def _checked(self, history: pd.DataFrame) -> pd.DataFrame:
         """A worker's history as the run store keeps it: the columns and values a run writes, no more epochs
