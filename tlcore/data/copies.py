@@ -80,7 +80,8 @@ def find_copies(files: Sequence[Path], labels: Sequence[int]) -> Copies:
 
 def split_keeping_copies(members: np.ndarray, original: np.ndarray, take: int,
                          train_only: frozenset[int] = frozenset()) -> tuple[list[int], list[int]]:
-    """``members`` (one class, in the split's seeded order) as (validation, train).
+    """``members`` (one class, in the split's seeded order) as (validation, train), for a class that is validated
+    (``take`` at least 1; the caller keeps a class with no validation share whole, reading no file).
 
     Validation takes whole groups of copies, in the order their first member comes, each only while it still
     fits in ``take`` images (a picture stored 30 times is not a class's whole validation share); when none fits,
@@ -92,7 +93,7 @@ def split_keeping_copies(members: np.ndarray, original: np.ndarray, take: int,
     for member in members:
         groups.setdefault(int(original[member]), []).append(int(member))
     candidates = [group for group in groups.values() if not train_only.intersection(group)]
-    if take == 0 or len(groups) < 2 or not candidates:
+    if len(groups) < 2 or not candidates:
         return [], [int(m) for m in members]
     held: list[list[int]] = []
     count = 0

@@ -59,6 +59,8 @@ class ModelCost:
         trainable_activation_bytes: for ONE image, the outputs backprop must keep:
             those of every layer from the first trainable layer on (and its input).
         flops: multiply-adds of one forward pass over ONE image (see the module's note).
+        weights: (shape, dtype name) of each weight, in ``model.weights`` order (what a file of the model's
+            weights must hold, known before they exist).
     """
 
     params: int
@@ -66,6 +68,7 @@ class ModelCost:
     activation_bytes: int
     trainable_activation_bytes: int
     flops: int
+    weights: tuple[tuple[tuple[int, ...], str], ...] = ()
 
 
 def _values(tensors: Iterable[keras.KerasTensor]) -> int:
@@ -163,6 +166,7 @@ def measure_model(model: keras.Model) -> ModelCost:
         activation_bytes=total,
         trainable_activation_bytes=kept,
         flops=flops,
+        weights=tuple((tuple(int(d) for d in w.shape), str(w.dtype)) for w in model.weights),
     )
 
 

@@ -37,12 +37,11 @@ def refused(rule: str, received: str) -> WorkerError:
 
 
 def weight_shapes(spec: TransferSpec) -> list[tuple[tuple[int, ...], np.dtype]]:
-    """(shape, dtype) of each weight of the model ``spec`` builds, in ``get_weights`` order, allocating nothing."""
-    from tlcore.models.build import transfer_architecture
-    from tlcore.models.scopes import shapes_only
+    """(shape, dtype) of each weight of the model ``spec`` builds, in ``get_weights`` order, allocating nothing
+    (counted with the model's cost, which the run's memory check has measured in this process)."""
+    from tlcore.models.build import model_cost
 
-    with shapes_only():
-        return [(tuple(weight.shape), np.dtype(weight.dtype)) for weight in transfer_architecture(spec).weights]
+    return [(shape, np.dtype(dtype)) for shape, dtype in model_cost(spec).weights]
 
 
 def _npy_header(member) -> tuple[tuple[int, ...], np.dtype]:
