@@ -15,6 +15,7 @@ import tlcore
 from tlcore.data.pipeline import image_batches
 from tlcore.inference import calibration as tc
 from tlcore.inference import precision as tp
+from tlcore.inference import precision_setting
 from tlcore.inference import verdicts as tv
 from tlcore.inference.bfloat16 import bfloat16_clone
 from tlcore.inference.forward import _COMPILED, compiled_forward
@@ -31,9 +32,13 @@ MIN_FEATURE_COSINE = 0.99
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
-    """A data folder of its own (so verdicts start empty) and TL_PRECISION=auto."""
+    """A data folder of its own (so verdicts start empty), TL_PRECISION=auto, and a CPU that reports bfloat16
+    units, so ``auto`` measures on every machine: TensorFlow computes bfloat16 on any CPU (without the units,
+    slowly), so the measurement is real and its verdict follows the rule. A test of a CPU without them says so."""
     monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("TL_PRECISION", "auto")
+    monkeypatch.setattr(tp, "bfloat16_units", lambda: True)
+    monkeypatch.setattr(precision_setting, "bfloat16_units", lambda: True)
     tv._KNOWN.clear()
     yield tmp_path / "data" / "precision"
     tv._KNOWN.clear()
@@ -329,13 +334,13 @@ def test_a_model_and_its_bfloat16_copy_are_freed_with_their_last_user():
 
 @pytest.mark.slow
 def test_a_trained_run_is_checked_in_bfloat16_on_its_validation_images_before_predict_uses_it(monkeypatch):
+    from tlcore.training import train as training
+
     monkeypatch.setenv("TL_PRECISION", "auto")
+    monkeypatch.setattr(training, "bfloat16_units", lambda: True)  # checked on every machine (see ``store``)
     shapes = tlcore.sample_dataset(per_class=8, size=32, seed=12)
     spec = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=None, hidden_units=16)
     result = tlcore.train(spec, shapes, tlcore.TrainConfig(epochs=2, batch_size=8))
-    if tp.bfloat16_units() is False:
-        assert result.precision_check is None
-        return
     check = result.precision_check
     assert check.images == len(result.evaluation.indices) == 8
     assert check.top1_agreement >= 0.95 and check.max_abs_error < 0.05 and check.min_cosine > 0.99
