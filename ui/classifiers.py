@@ -27,6 +27,9 @@ LITE_WORDS = ("The same network and weights, kept on this server in TensorFlow L
 TABLES_KEPT = 16
 """Top-5 tables a session keeps (the most recently shown; a few kilobytes each): a rerun or a switch back to
 Predict shows the kept table instead of running the network again (issue 18)."""
+RECORDS_KEPT = 8
+"""Run records a session keeps for Predict (a run's config, result and its dataset's summary: up to a few hundred
+kilobytes for a large dataset's file list)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +72,13 @@ def resize_mode(model_id: str) -> str:
     """How ``model_id``'s model fits a picture to its input: a trained run as it was trained, else a centre crop."""
     if model_id in (IMAGENET, UPLOADED) or not training.run_store().has(model_id):
         return "crop"
-    return training.run_store().get(model_id).config.resize_mode
+    return _finished_run(model_id).config.resize_mode
+
+
+def _finished_run(run_id: str) -> tlcore.RunRecord:
+    """A run Predict lists (finished, with a model), read once per session: nothing Predict reads of it changes
+    once it has a model, and its record (its dataset's file list among it) was read twice at every rerun."""
+    return remembered("_run_records", run_id, lambda: training.run_store().get(run_id), keep=RECORDS_KEPT)
 
 
 def untrained_note(backbone: str) -> str:
@@ -99,7 +108,7 @@ def load(model_id: str, choice: models.WeightsChoice, model_file, class_text: st
         labels = [name.strip() for name in class_text.split(",") if name.strip()] or None
         return Classifier(_loaded(sidebar.load_or_explain(models.file_model, path)), choice.backbone, labels,
                           f"Your model {access.plain(model_file.name)}, with {choice.backbone} preprocessing.")
-    record = training.run_store().get(model_id)
+    record = _finished_run(model_id)
     return Classifier(_loaded(sidebar.load_or_explain(models.run_model, model_id)), record.spec.backbone,
                       record.class_names, f"A model trained in run `{model_id}` on "
                       f"{access.plain(record.dataset.get('name'))}: "

@@ -53,3 +53,16 @@ def test_the_command_line_fits_as_the_run_was_trained(squashed_run, tmp_path, mo
     image.write_bytes(tlcore.sample_dataset(per_class=2, size=32).files[0].read_bytes())
     assert cli.main(["predict", str(image), "--run", squashed_run]) == 0
     assert modes == ["squash"]
+
+
+def test_predict_reads_a_runs_record_once_a_session(squashed_run, monkeypatch):
+    """Its record (config, result, the dataset's file list) was read twice at every rerun: once for the fit, once
+    for the classifier."""
+    reads = []
+    original = tlcore.RunStore.get
+    monkeypatch.setattr(tlcore.RunStore, "get", lambda store, run_id: reads.append(run_id) or original(store, run_id))
+    at = open_page("../pages/predict.py", backbone="MobileNetV2", predict_model=squashed_run, sample="cat")
+    for _ in range(3):
+        at.run()
+    assert not at.exception and at.radio(key="fit").value == "squash"
+    assert reads.count(squashed_run) == 1
