@@ -76,9 +76,11 @@ def resize_mode(model_id: str) -> str:
 
 
 def _finished_run(run_id: str) -> tlcore.RunRecord:
-    """A run Predict lists (finished, with a model), read once per session: nothing Predict reads of it changes
-    once it has a model, and its record (its dataset's file list among it) was read twice at every rerun."""
-    return remembered("_run_records", run_id, lambda: training.run_store().get(run_id), keep=RECORDS_KEPT)
+    """A run Predict lists (finished, with a model), read once per session and model file (``models.model_stamp``):
+    nothing Predict reads of it changes while it has that model, and its record (its dataset's file list among
+    it) was read twice at every rerun."""
+    return remembered("_run_records", (run_id, models.model_stamp(run_id)), lambda: training.run_store().get(run_id),
+                      keep=RECORDS_KEPT)
 
 
 def untrained_note(backbone: str) -> str:

@@ -97,8 +97,10 @@ def where_it_looks(model, backbone: str, image: Image.Image, table: pd.DataFrame
 
 
 @st.cache_data(max_entries=8, show_spinner="Computing the heatmaps of the wrong images...")
-def _wrong_overlays(run_id: str) -> tuple[str, tuple[int, int], list[Image.Image | None]]:
-    """(layer, map size, one overlay per confidently wrong image or None where its file is gone), once per run."""
+def _wrong_overlays(run_id: str, stamp: tuple[int, int] | None) -> tuple[str, tuple[int, int],
+                                                                       list[Image.Image | None]]:
+    """(layer, map size, one overlay per confidently wrong image or None where its file is gone), once per run and
+    model file (``models.model_stamp``)."""
     record = training.run_store().get(run_id)
     model = models.run_model(run_id)
     layer = tlcore.last_conv_layer(model, record.spec.backbone)
@@ -123,7 +125,7 @@ def wrong_heatmaps(record: tlcore.RunRecord, columns: int) -> None:
                  "Computed once per run, then kept."):
         return
     try:
-        layer, map_size, pictures = _wrong_overlays(record.id)
+        layer, map_size, pictures = _wrong_overlays(record.id, models.model_stamp(record.id))
     except tlcore.TLError as exc:
         st.info(f"**No heatmaps for this run.** {access.message(exc)}")
         return

@@ -256,9 +256,23 @@ def file_model(path: str) -> tlcore.UploadedModel:
     return tlcore.UploadedModel(path)
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading the trained model...")
+def model_stamp(run_id: str) -> tuple[int, int] | None:
+    """Which model file a run has now ((inode, modification time), None without one): what is cached of a run
+    is kept per stamp, so a run deleted and imported again under its id (a bundle keeps run ids) is read anew."""
+    try:
+        stat = training.run_store().model_path(run_id).stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
 def run_model(run_id: str) -> keras.Model:
-    """A stored run's model (loaded in safe mode), cached and shared."""
+    """A stored run's model (loaded in safe mode), cached and shared per model file (``model_stamp``)."""
+    return _run_model(run_id, model_stamp(run_id))
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the trained model...")
+def _run_model(run_id: str, stamp: tuple[int, int] | None) -> keras.Model:
     model = training.run_store().load_model(run_id)
     tlcore.compiled_forward(model)
     return model

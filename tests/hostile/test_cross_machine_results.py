@@ -10,16 +10,20 @@ then refused or mislabelled it), and a result naming other classes was kept besi
 """
 
 import contextlib
+import errno
 import io
 import json
+import os
 import types
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 from support import tiny_keras_file
 
 import tlcore
+from tlcore.core.atomic import StorageError
 from tlcore.core.errors import DatasetError, HistoryError, WorkerError
 from tlcore.data.datasets import ImageDataset, content_digest
 from tlcore.data.replica import Manifest, Receiver
@@ -213,6 +217,20 @@ def test_the_model_its_run_asked_for_is_kept_as_the_runs(job, tmp_path):
     job._keep_model(model)
     assert _run_files(job) == sorted([*before, "model.keras"])  # checked in a folder of its own, gone after
     assert job.store.model_path(job.run_id).read_bytes() == model
+    assert job.store.model_path(job.run_id).stat().st_mode & 0o777 == 0o600  # as a model saved here is
+
+
+def test_a_full_disk_while_a_workers_model_is_written_is_said_in_words_and_leaves_nothing(job, tmp_path, monkeypatch):
+    def full(path, data):
+        Path(path).write_bytes(data[:10])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(jobs, "write_synced", full)
+    before = _run_files(job)
+    with pytest.raises(StorageError, match=r"^Saving model\.keras needs free disk space in .*\. Received: No space "
+                                           r"left on device; the previous version is kept\.$"):
+        job._keep_model(tiny_keras_file(tmp_path))
+    assert _run_files(job) == before
 
 
 @pytest.mark.parametrize("side,classes,received", [

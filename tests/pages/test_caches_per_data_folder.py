@@ -24,3 +24,24 @@ def test_the_sample_dataset_is_the_one_stored_in_the_data_folder_in_force(tmp_pa
     second = sample_dataset()
     assert second.root.is_relative_to(tmp_path / "two") and second.digest == first.digest
     assert tlcore.list_datasets()["id"].tolist() == [second.root.name]
+
+
+def test_a_runs_cached_model_is_the_one_of_its_model_file_in_force(tmp_path, monkeypatch):
+    """A run deleted and imported again under its id (a bundle keeps run ids) brings another model file: the
+    pages load that one, not the model cached under the id."""
+    from support import tiny_keras_file
+
+    from tlcore.core.atomic import atomic_write_bytes
+    from ui.models import model_stamp, run_model
+
+    monkeypatch.setenv("TL_DATA_DIR", str(tmp_path / "data"))
+    store = tlcore.RunStore(tmp_path / "data" / "runs")
+    spec = tlcore.TransferSpec(backbone="MobileNetV2", input_shape=(32, 32, 3), weights=None)
+    run_id = store.create(spec, tlcore.TrainConfig(), {"name": "d"})
+    assert model_stamp(run_id) is None
+    atomic_write_bytes(store.model_path(run_id), tiny_keras_file(tmp_path, classes=2))
+    first = run_model(run_id)
+    assert run_model(run_id) is first and first.output.shape[-1] == 2  # cached
+    stamp = model_stamp(run_id)
+    atomic_write_bytes(store.model_path(run_id), tiny_keras_file(tmp_path, classes=3))
+    assert model_stamp(run_id) != stamp and run_model(run_id).output.shape[-1] == 3

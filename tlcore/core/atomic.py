@@ -29,13 +29,11 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def _temporary_beside(path: Path, suffix: str) -> Iterator[Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    temporary = Path(name)
+def storage_refusals(path: Path) -> Iterator[None]:
+    """Turn the disk's refusals (full, over a quota or a file size limit, read-only) while saving ``path`` into a
+    ``StorageError`` that says so; other errors pass as they are."""
     try:
-        yield temporary
+        yield
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS):
             raise StorageError(
@@ -43,13 +41,25 @@ def _temporary_beside(path: Path, suffix: str) -> Iterator[Path]:
                 f"Received: {os.strerror(exc.errno)}; the previous version is kept."
             ) from exc
         raise
+
+
+@contextlib.contextmanager
+def _temporary_beside(path: Path, suffix: str) -> Iterator[Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    temporary = Path(name)
+    try:
+        with storage_refusals(path):
+            yield temporary
     finally:
         temporary.unlink(missing_ok=True)
 
 
 def write_synced(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` and wait until the disk has it (not atomic: for a file no reader sees yet)."""
-    with open(path, "wb") as handle:
+    """Write ``data`` to a new file ``path``, readable by this user alone (as ``mkstemp`` makes them), and wait
+    until the disk has it (not atomic: for a file no reader sees yet)."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())

@@ -89,6 +89,8 @@ def split_keeping_copies(members: np.ndarray, original: np.ndarray, take: int,
     and ``train_only`` images (the same picture filed under another class) are never held out. Without copies
     this is ``members[:take]``, ``members[take:]``.
     """
+    if take < 1:
+        raise ValueError(f"take must be at least 1 (a class with no validation share is not split). Received: {take}")
     groups: dict[int, list[int]] = {}
     for member in members:
         groups.setdefault(int(original[member]), []).append(int(member))

@@ -33,7 +33,7 @@ import pandas as pd
 
 from tlcore.core.access import person_key
 from tlcore.core.answers import Answers
-from tlcore.core.atomic import move_into_place, write_synced
+from tlcore.core.atomic import move_into_place, storage_refusals, write_synced
 from tlcore.core.errors import (
     ConfigError,
     HistoryError,
@@ -331,7 +331,7 @@ class TrainingJob:
 
         Raises:
             WorkerError: not bytes, larger than a model file may be, or not the run's model (nothing of it is kept);
-                StorageError: no room in the data folder.
+                StorageError: no room in the data folder, or the disk refused the write.
         """
         if not isinstance(model, bytes):
             raise WorkerError(f"A worker's model file must come as bytes. Received: a {type(model).__name__} in the "
@@ -342,7 +342,8 @@ class TrainingJob:
                               f"Received: {len(model) / 2**20:,.1f} MB in the worker's report of run {self.run_id}")
         check_room(len(model), what=f"run {self.run_id}'s model")
         target = self.store.model_path(self.run_id)
-        with tempfile.TemporaryDirectory(prefix=".worker-model-", dir=target.parent) as checking:
+        with storage_refusals(target), tempfile.TemporaryDirectory(prefix=".worker-model-",
+                                                                   dir=target.parent) as checking:
             path = Path(checking) / target.name  # the name a refusal quotes
             write_synced(path, model)
             self._check_model_file(path)

@@ -3,6 +3,7 @@
 import hashlib
 
 import numpy as np
+import pytest
 from support import coloured_pngs, open_page, zip_of
 
 import tlcore
@@ -74,6 +75,8 @@ def test_whole_groups_go_to_validation_only_while_they_fit_and_one_always_stays_
     everything_one_picture = np.zeros(4, dtype=int)
     assert split_keeping_copies(np.arange(4), everything_one_picture, 1) == ([], [0, 1, 2, 3])
     assert split_keeping_copies(np.arange(4), np.arange(4), 2, frozenset({0, 2})) == ([1, 3], [0, 2])
+    with pytest.raises(ValueError, match=r"take must be at least 1 .* Received: 0"):
+        split_keeping_copies(np.arange(4), np.arange(4), 0)  # its caller keeps such a class whole, reading nothing
 
 
 def test_a_picture_stored_many_times_is_not_a_classs_whole_validation_share(tmp_path):

@@ -240,7 +240,6 @@ def test_a_calibration_keeps_every_pass_within_the_activation_budget(store, monk
     from tlcore.inference import forward as tf_forward
     from tlcore.models.cost import measure_model
 
-    monkeypatch.setattr(tp, "bfloat16_units", lambda: True)
     monkeypatch.setenv("TL_MAX_ACTIVATION_MB", "1")
     inputs = keras.Input((8, 8, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.ZeroPadding2D(60)(inputs))
@@ -341,6 +340,9 @@ def test_a_trained_run_is_checked_in_bfloat16_on_its_validation_images_before_pr
     shapes = tlcore.sample_dataset(per_class=8, size=32, seed=12)
     spec = tlcore.TransferSpec(backbone="VGG16", input_shape=(32, 32, 3), weights=None, hidden_units=16)
     result = tlcore.train(spec, shapes, tlcore.TrainConfig(epochs=2, batch_size=8))
+    monkeypatch.setattr(training, "bfloat16_units", lambda: False)
+    without_units = tlcore.train(spec, shapes, tlcore.TrainConfig(epochs=1, batch_size=8))
+    assert without_units.precision_check is None  # a CPU without bfloat16 units checks nothing: Predict uses float32
     check = result.precision_check
     assert check.images == len(result.evaluation.indices) == 8
     assert check.top1_agreement >= 0.95 and check.max_abs_error < 0.05 and check.min_cosine > 0.99
