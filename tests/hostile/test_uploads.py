@@ -49,8 +49,9 @@ def test_a_disk_that_refuses_the_write_keeps_nothing_half_written(monkeypatch, d
     real_open = open
 
     def full_disk(path, mode="r", *args, **kwargs):
+        named = os.readlink(f"/proc/self/fd/{path}") if isinstance(path, int) else str(path)  # a file opened by fd
         handle = real_open(path, mode, *args, **kwargs)
-        if "w" in mode and str(path).startswith(str(data_dir / "uploads")):
+        if "w" in mode and named.startswith(str(data_dir / "uploads")):
             handle.close()
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return handle

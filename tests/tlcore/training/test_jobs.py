@@ -169,7 +169,7 @@ def test_a_full_disk_while_the_outcome_is_written_ends_the_job_failed_in_words(t
     def full(*_args, **_kwargs):
         raise tlcore.StorageError("The data folder is full (a test fills it).")
 
-    monkeypatch.setattr(jobs, "atomic_write_bytes", full)  # the trained model's file, written here
+    monkeypatch.setattr(jobs, "write_synced", full)  # the trained model's file, written here
     monkeypatch.setattr(tlcore.RunStore, "fail", full)  # and the record of the failure
     queue, store = tlcore.JobQueue(), tlcore.RunStore(tmp_path)
     job = queue.submit(SPEC, dataset, tlcore.TrainConfig(epochs=1, batch_size=8), store)
