@@ -65,11 +65,29 @@ def _side(spec: BackboneSpec, size: int) -> int:
     return min((_built_feature_map(spec, size, size) or (0, 0))[:2])
 
 
+# Every registry network halves its map five times (a total stride of 32), so from its smallest input the map
+# grows by one position every 32 pixels: a guess, which two builds prove (the size works, one pixel less does not).
+STRIDE_GUESS = 32
+
+
+def _proved_guess(spec: BackboneSpec, min_map: int) -> int | None:
+    """The smallest input for ``min_map`` if the stride guess finds it, where the last halving rounds down (VGG16,
+    InceptionV3, Xception) or up (padded ones: ResNet50, MobileNetV2); None when neither is proved."""
+    low = spec.min_size
+    for guess in (low + STRIDE_GUESS * (min_map - 1), low + 1 + STRIDE_GUESS * (min_map - 2)):
+        if low < guess <= MAX_INPUT_SIDE and _side(spec, guess) >= min_map > _side(spec, guess - 1):
+            return guess
+    return None
+
+
 @functools.lru_cache(maxsize=256)
 def _smallest_input(spec: BackboneSpec, min_map: int) -> int | None:
+    guess = _proved_guess(spec, min_map)
+    if guess is not None:
+        return guess
     low = spec.min_size
     # A first guess (each 32 more pixels add about one position), doubled until it is big enough.
-    high = min(MAX_INPUT_SIDE, low + 32 * max(min_map - 1, 0))
+    high = min(MAX_INPUT_SIDE, low + STRIDE_GUESS * max(min_map - 1, 0))
     while _side(spec, high) < min_map:
         if high == MAX_INPUT_SIDE:
             return None

@@ -63,6 +63,29 @@ def test_smallest_input():
     assert tlcore.smallest_input("InceptionV3") == 75
 
 
+@pytest.mark.parametrize("backbone, min_map, smallest, builds", [
+    ("VGG16", 4, 128, [128, 127]),  # the last halving rounds down: the first guess
+    ("MobileNetV2", 2, 33, [64, 63, 33, 32]),  # it rounds up: the second
+])
+def test_the_smallest_input_for_a_larger_map_is_a_guess_proved_by_two_builds(monkeypatch, backbone, min_map,
+                                                                              smallest, builds):
+    """A search built InceptionV3 six times (9 s here) for the note at 75x75; the stride guesses the size, and a
+    guess stands only when it works and one pixel less does not."""
+    from tlcore.models import shapes
+
+    sides = []
+    build = shapes.build_architecture
+
+    def counted(spec, **options):
+        sides.append(options["input_shape"][0])
+        return build(spec, **options)
+
+    monkeypatch.setattr(shapes, "build_architecture", counted)
+    shapes._built_feature_map.cache_clear()
+    assert shapes._smallest_input.__wrapped__(tlcore.get_backbone(backbone), min_map) == smallest
+    assert sides == builds
+
+
 @pytest.mark.slow
 def test_padded_backbones_are_measured_at_the_real_size():
     # MobileNetV2 and EfficientNet pad by the input's size: 48 leaves 2x2 (not 1x1), 300 leaves 10x10.
