@@ -18,7 +18,7 @@ from tlcore.core.errors import ConfigError, ShapeError
 from tlcore.core.settings import load_settings
 from tlcore.core.values import finite_number, whole_number
 from tlcore.models.backbone import layer_names, load_backbone
-from tlcore.models.cost import MB, ModelCost, check_model_cost, measure_model
+from tlcore.models.cost import MB, BaseCost, ModelCost, check_model_cost, measure_base, measure_headed
 from tlcore.models.imagenet_files import Progress
 from tlcore.models.model_files import load_model_file
 from tlcore.models.scopes import shapes_only
@@ -221,7 +221,12 @@ def attach_head(base: keras.Model, spec: TransferSpec) -> keras.Model:
     inference mode, even when its layers are unfrozen for fine-tuning.
     """
     inputs = keras.Input(shape=spec.input_shape, name="image")
-    x = base(inputs, training=False)
+    return keras.Model(inputs, head_layers(base(inputs, training=False), spec), name=f"{base.name}_transfer")
+
+
+def head_layers(x, spec: TransferSpec):
+    """Every layer ``attach_head`` puts after the base, on the base's output ``x``: new convolutional blocks,
+    pooling and the classifier head."""
     for block in range(1, spec.conv_blocks + 1):
         x = keras.layers.Conv2D(spec.conv_filters, spec.conv_kernel, padding="same", activation="relu",
                                 name=f"head_conv_{block}")(x)
@@ -234,7 +239,7 @@ def attach_head(base: keras.Model, spec: TransferSpec) -> keras.Model:
         "max": lambda: keras.layers.GlobalMaxPooling2D(name="head_pool"),
         "flatten": lambda: keras.layers.Flatten(name="head_pool"),
     }[spec.pooling]()(x)
-    return keras.Model(inputs, classifier_head(x, spec), name=f"{base.name}_transfer")
+    return classifier_head(x, spec)
 
 
 def classifier_head(x, spec: TransferSpec):
@@ -376,8 +381,21 @@ def model_cost(spec: TransferSpec) -> ModelCost:
 
 @functools.lru_cache(maxsize=64)
 def _spec_cost(spec: TransferSpec) -> ModelCost:
+    base = _base_cost(spec.backbone, spec.weights == "imagenet", spec.input_shape, spec.trainable_from,
+                      spec.pretrained)
     with shapes_only():
-        return measure_model(transfer_architecture(spec))
+        features = keras.Input(shape=base.output_shape, name="base_output")
+        return measure_headed(spec.input_shape, base, keras.Model(features, head_layers(features, spec)))
+
+
+@functools.lru_cache(maxsize=16)
+def _base_cost(backbone: str, imagenet: bool, input_shape: tuple[int, int, int], trainable_from: str | None,
+               pretrained: bool) -> BaseCost:
+    """What ``transfer_architecture``'s base costs: measured once for every head put on it."""
+    with shapes_only():
+        base = build_architecture(backbone, imagenet=imagenet, include_top=False, input_shape=input_shape)
+        set_trainable_from(base, trainable_from, freeze_batchnorm=pretrained)
+        return measure_base(base)
 
 
 def check_spec_budget(spec: TransferSpec) -> ModelCost:

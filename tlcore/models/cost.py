@@ -166,7 +166,54 @@ def measure_model(model: keras.Model) -> ModelCost:
         activation_bytes=total,
         trainable_activation_bytes=kept,
         flops=flops,
-        weights=tuple((tuple(int(d) for d in w.shape), str(w.dtype)) for w in model.weights),
+        weights=_weight_shapes(model),
+    )
+
+
+def _weight_shapes(model: keras.Model) -> tuple[tuple[tuple[int, ...], str], ...]:
+    return tuple((tuple(int(d) for d in w.shape), str(w.dtype)) for w in model.weights)
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseCost:
+    """The cost of a base that a model calls once, nested, between its input and the layers after it.
+
+    Attributes:
+        cost: the base's own (``measure_model`` of the base).
+        reached: whether the base has a trainable layer with weights: backprop then keeps every output after it.
+        output_shape: the feature map it leaves for one image, which the layers after it read.
+    """
+
+    cost: ModelCost
+    reached: bool
+    output_shape: tuple[int, ...]
+
+
+def measure_base(base: keras.Model) -> BaseCost:
+    """What ``base`` adds to a model that calls it once, nested (``measure_headed`` adds the rest)."""
+    total, kept, flops, reached = _walk(base, base.trainable, False)  # as the model's walk reaches it
+    cost = ModelCost(
+        params=sum(math.prod(w.shape) for w in base.weights),
+        trainable_params=sum(math.prod(w.shape) for w in base.trainable_weights),
+        activation_bytes=total, trainable_activation_bytes=kept, flops=flops, weights=_weight_shapes(base),
+    )
+    return BaseCost(cost, reached, tuple(int(d) for d in base.output.shape[1:]))
+
+
+def measure_headed(input_shape: tuple[int, ...], base: BaseCost, head: keras.Model) -> ModelCost:
+    """``measure_model`` of a model of ``input_shape`` that calls a base and then ``head``'s layers, counted from
+    the base's measure and ``head`` alone: a model from an input of the base's output shape (whose values the
+    base has counted). A new head on a base already measured builds the head only."""
+    own = FLOAT_BYTES * math.prod(base.output_shape)  # the head's input: the base's last output
+    total, kept, flops, _ = _walk(head, True, base.reached)
+    image = FLOAT_BYTES * math.prod(input_shape)  # the model's own input layer, before the base
+    return ModelCost(
+        params=base.cost.params + sum(math.prod(w.shape) for w in head.weights),
+        trainable_params=base.cost.trainable_params + sum(math.prod(w.shape) for w in head.trainable_weights),
+        activation_bytes=image + base.cost.activation_bytes + total - own,
+        trainable_activation_bytes=base.cost.trainable_activation_bytes + kept - (own if base.reached else 0),
+        flops=base.cost.flops + flops,
+        weights=base.cost.weights + _weight_shapes(head),
     )
 
 

@@ -97,6 +97,49 @@ def test_model_cost_matches_a_real_model():
     assert 0 < cost.trainable_activation_bytes < cost.activation_bytes
 
 
+HEADS = [dict(weights="imagenet"), dict(hidden_units=0, pooling="flatten"), dict(conv_blocks=2, conv_pool=2, pooling="max"),
+         dict(trainable_from="middle"), dict(trainable_from=tlcore.ALL_LAYERS, weights=None, pool_size=2)]
+
+
+def _whole_and_composed(backbone: str, size: int, head: dict) -> tuple:
+    from tlcore.models.build import _spec_cost, transfer_architecture
+
+    choice = _headed(backbone, size, head)
+    tlcore.check_transfer_spec(choice)
+    with scopes.shapes_only():
+        whole = model_cost_module.measure_model(transfer_architecture(choice))
+    return whole, _spec_cost.__wrapped__(choice)
+
+
+def _headed(backbone: str, size: int, head: dict, **changes) -> tlcore.TransferSpec:
+    if head.get("trainable_from") == "middle":
+        choices = tlcore.trainable_from_choices(backbone)
+        head = {**head, "trainable_from": choices[len(choices) // 2]}
+    return spec(backbone=backbone, input_shape=(size, size, 3), **{**head, **changes})
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_a_specs_cost_is_its_bases_measured_once_and_its_head_alone(monkeypatch, head):
+    """A new head on Build measured the whole network again (a shapes-only build of the base each time): the
+    base is measured once, and what the whole model's walk counts is the same."""
+    from tlcore.models import build
+
+    whole, composed = _whole_and_composed("MobileNetV2", 128, head)
+    assert composed == whole
+    built = []
+    monkeypatch.setattr(build, "build_architecture", lambda *a, **k: built.append(a) or build_architecture(*a, **k))
+    again = build._spec_cost.__wrapped__(_headed("MobileNetV2", 128, head, hidden_units=7, dropout=0.3))
+    assert built == [] and again.params != composed.params
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", sorted(tlcore.BACKBONES))
+def test_every_registry_bases_composed_cost_is_the_whole_models(backbone):
+    for head in HEADS:
+        whole, composed = _whole_and_composed(backbone, max(tlcore.BACKBONES[backbone].min_size, 192), head)
+        assert composed == whole, (backbone, head)
+
+
 # --- Compute: FLOPs (multiply-adds) per image --------------------------------------------------
 
 def test_flops_of_each_kind_of_layer_follow_its_shapes_kernel_and_strides():
