@@ -38,8 +38,9 @@ def refused(rule: str, received: str) -> WorkerError:
 
 def weight_shapes(spec: TransferSpec) -> list[tuple[tuple[int, ...], np.dtype]]:
     """(shape, dtype) of each weight of the model ``spec`` builds, in ``get_weights`` order, allocating nothing:
-    read from the model's cost (``model_cost``, one shapes-only build per spec and process, which a memory check
-    made in the same process has already done; a queued job's Ray worker, checked by its server, builds it here)."""
+    read from the model's cost (``model_cost``: one shapes-only build of each base and process, and the head alone
+    for each spec; a memory check made in the same process has already done it, and a queued job's Ray worker,
+    checked by its server, does it here)."""
     from tlcore.models.build import model_cost
 
     return [(shape, np.dtype(dtype)) for shape, dtype in model_cost(spec).weights]
