@@ -135,7 +135,7 @@ def test_a_specs_cost_is_its_bases_measured_once_and_its_head_alone(monkeypatch,
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", sorted(tlcore.BACKBONES))
 def test_every_registry_bases_composed_cost_is_the_whole_models(backbone):
-    for head in HEADS:
+    for head in (HEADS[0], HEADS[3], HEADS[4]):  # the base frozen, trained from its middle, trained whole
         whole, composed = _whole_and_composed(backbone, max(tlcore.BACKBONES[backbone].min_size, 192), head)
         assert composed == whole, (backbone, head)
 
