@@ -385,7 +385,7 @@ def _spec_cost(spec: TransferSpec) -> ModelCost:
                       spec.pretrained)
     with shapes_only():
         features = keras.Input(shape=base.output_shape, name="base_output")
-        return measure_headed(spec.input_shape, base, keras.Model(features, head_layers(features, spec)))
+        return measure_headed(spec.input_shape, base, keras.Model(features, head_layers(features, spec), name="head"))
 
 
 @functools.lru_cache(maxsize=16)

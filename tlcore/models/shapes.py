@@ -65,14 +65,17 @@ def _side(spec: BackboneSpec, size: int) -> int:
     return min((_built_feature_map(spec, size, size) or (0, 0))[:2])
 
 
-# Every registry network halves its map five times (a total stride of 32), so from its smallest input the map
-# grows by one position every 32 pixels: a guess, which two builds prove (the size works, one pixel less does not).
+# Every registry network halves its map five times (a total stride of 32), and its map never shrinks as the input
+# grows, so the map of most grows by one position every 32 pixels from a 1x1 at the smallest input: a guess, which
+# two builds prove (the size works, one pixel less does not).
 STRIDE_GUESS = 32
 
 
 def _proved_guess(spec: BackboneSpec, min_map: int) -> int | None:
-    """The smallest input for ``min_map`` if the stride guess finds it, where the last halving rounds down (VGG16,
-    InceptionV3, Xception) or up (padded ones: ResNet50, MobileNetV2); None when neither is proved."""
+    """The smallest input for ``min_map`` if a stride guess is proved: 32 pixels a position from the smallest input
+    (VGG16, InceptionV3: their halvings round down), or one pixel and then 32 a position (ResNet50, MobileNetV2,
+    EfficientNetB0: theirs round up). None otherwise (Xception leaves 3x3 at its smallest, DenseNet121 rounds
+    both ways): the search finds it."""
     low = spec.min_size
     for guess in (low + STRIDE_GUESS * (min_map - 1), low + 1 + STRIDE_GUESS * (min_map - 2)):
         if low < guess <= MAX_INPUT_SIDE and _side(spec, guess) >= min_map > _side(spec, guess - 1):

@@ -42,6 +42,7 @@ from tlcore.core.errors import (
     TLError,
     WorkerError,
 )
+from tlcore.core.orphans import owned_name
 from tlcore.core.settings import load_settings
 from tlcore.core.storage import check_room
 from tlcore.core.values import finite_number
@@ -53,7 +54,7 @@ from tlcore.training.compare import SCRATCH, TRANSFER, scratch_config, scratch_s
 from tlcore.training.config import FEATURES_PHASE, HISTORY_COLUMNS, BatchProgress, TrainConfig
 from tlcore.training.data_parallel import free_reserved
 from tlcore.training.history import check_history
-from tlcore.training.runs import RunStore
+from tlcore.training.runs import MODEL_CHECK_PREFIX, RunStore
 from tlcore.training.shipped_logs import unpack_logs
 from tlcore.training.worker import (
     DONE,
@@ -342,7 +343,7 @@ class TrainingJob:
                               f"Received: {len(model) / 2**20:,.1f} MB in the worker's report of run {self.run_id}")
         check_room(len(model), what=f"run {self.run_id}'s model")
         target = self.store.model_path(self.run_id)
-        with storage_refusals(target), tempfile.TemporaryDirectory(prefix=".worker-model-",
+        with storage_refusals(target), tempfile.TemporaryDirectory(prefix=owned_name(MODEL_CHECK_PREFIX),
                                                                    dir=target.parent) as checking:
             path = Path(checking) / target.name  # the name a refusal quotes
             write_synced(path, model)

@@ -34,6 +34,7 @@ import pandas as pd
 
 from tlcore.core.atomic import atomic_save, atomic_write_text
 from tlcore.core.errors import ModelFileError, UnknownNameError
+from tlcore.core.orphans import remove_orphans
 from tlcore.models.spec import TransferSpec
 from tlcore.training.config import HISTORY_COLUMNS, TrainConfig, TrainResult
 from tlcore.training.results import WRONG_SHOWN, RunResult, WrongPrediction
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
     import keras
 
 RUNNING, INTERRUPTED = "running", "interrupted"
+MODEL_CHECK_PREFIX = ".worker-model-"
+"""The start of the folder, inside a run's, where its server checks a worker's model before keeping it; the server's
+process id follows (``owned_name``), so that what a stopped server left there can go."""
 """A run's status while it trains, and how ``RunStore.list`` shows one whose server stopped meanwhile."""
 MODEL_FILE = "model.keras"
 """A run's trained model in its folder (a bundle holds it under the same name)."""
@@ -352,13 +356,17 @@ class RunStore:
         """Runs recorded as "running" that no job of ``live`` (run ids) trains, newest first.
 
         Such a run lost its server mid-training (a restart, a crash): its earlier epochs
-        are kept, it has no model, and nothing will finish it.
+        are kept, it has no model, and nothing will finish it. A model its server was
+        checking when it stopped (up to ``TL_MAX_MODEL_FILE_MB``) is removed here.
         """
         with self._connect() as db:
             ids = [row[0] for row in db.execute(
                 "SELECT id FROM runs WHERE status = ? ORDER BY created DESC", (RUNNING,))]
         live = set(live)
-        return [run_id for run_id in ids if run_id not in live]
+        lost = [run_id for run_id in ids if run_id not in live]
+        for run_id in lost:
+            remove_orphans(self.root / run_id, MODEL_CHECK_PREFIX)
+        return lost
 
     def group_runs(self, group: str) -> list[RunRecord]:
         """The runs of a group, oldest first; none for ""."""

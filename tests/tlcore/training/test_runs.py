@@ -150,6 +150,30 @@ def test_a_run_left_running_by_a_stopped_server_is_listed_as_interrupted(tmp_pat
     assert set(store.list()["status"]) == {"done", "running"}  # without live jobs: as recorded
 
 
+def test_a_model_its_stopped_server_was_checking_goes_with_the_interruption(tmp_path, finished):
+    """A server stopped between writing a worker's model and moving it into place left the model (up to
+    TL_MAX_MODEL_FILE_MB) in the run's folder for good: the run is interrupted, and nothing kept a model there
+    again. Only what an ended process wrote goes."""
+    import os
+
+    from support import ended_pid
+
+    from tlcore.training.runs import MODEL_CHECK_PREFIX
+
+    dataset, result = finished
+    store = tlcore.RunStore(tmp_path)
+    run_id = store.create(result.spec, result.config, dataset.summary(), name="lost")
+    stopped = tmp_path / run_id / f"{MODEL_CHECK_PREFIX}{ended_pid()}-x1"
+    checking = tmp_path / run_id / f"{MODEL_CHECK_PREFIX}{os.getpid()}-x2"  # a live server's, mid-check
+    for folder in (stopped, checking):
+        folder.mkdir()
+        (folder / "model.keras").write_bytes(b"\0" * 1000)
+    assert store.interrupted({run_id}) == [] and stopped.is_dir()  # still trained by a live job: kept
+    assert store.list(live=set()).loc[0, "status"] == tlcore.INTERRUPTED
+    assert not stopped.exists() and (checking / "model.keras").is_file()
+    assert store.get(run_id).history.empty  # the run itself is as it was
+
+
 def _listing(rows):
     return pd.DataFrame([(*row, "d") for row in rows], columns=["id", "run_group", "role", "dataset"])
 
