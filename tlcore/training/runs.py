@@ -43,10 +43,10 @@ if TYPE_CHECKING:
     import keras
 
 RUNNING, INTERRUPTED = "running", "interrupted"
+"""A run's status while it trains, and how ``RunStore.list`` shows one whose server stopped meanwhile."""
 MODEL_CHECK_PREFIX = ".worker-model-"
 """The start of the folder, inside a run's, where its server checks a worker's model before keeping it; the server's
 process id follows (``owned_name``), so that what a stopped server left there can go."""
-"""A run's status while it trains, and how ``RunStore.list`` shows one whose server stopped meanwhile."""
 MODEL_FILE = "model.keras"
 """A run's trained model in its folder (a bundle holds it under the same name)."""
 RUN_COLUMNS = ["id", "created", "name", "backbone", "input_size", "trainable_from", "dataset",
