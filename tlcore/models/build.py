@@ -33,7 +33,7 @@ from tlcore.models.spec import (
     TransferSpec,
     head_feature_map,
 )
-from tlcore.models.summary import ParameterCounts, layer_table, parameter_counts
+from tlcore.models.summary import ParameterCounts, layer_table
 from tlcore.models.zoo import BackboneSpec, build_architecture, get_backbone
 
 
@@ -221,12 +221,12 @@ def attach_head(base: keras.Model, spec: TransferSpec) -> keras.Model:
     inference mode, even when its layers are unfrozen for fine-tuning.
     """
     inputs = keras.Input(shape=spec.input_shape, name="image")
-    return keras.Model(inputs, head_layers(base(inputs, training=False), spec), name=f"{base.name}_transfer")
+    return keras.Model(inputs, head_on(base(inputs, training=False), spec), name=f"{base.name}_transfer")
 
 
-def head_layers(x, spec: TransferSpec):
-    """Every layer ``attach_head`` puts after the base, on the base's output ``x``: new convolutional blocks,
-    pooling and the classifier head."""
+def head_on(x, spec: TransferSpec):
+    """Every layer ``attach_head`` puts after the base, called on the base's output ``x``: new convolutional
+    blocks, pooling and the classifier head."""
     for block in range(1, spec.conv_blocks + 1):
         x = keras.layers.Conv2D(spec.conv_filters, spec.conv_kernel, padding="same", activation="relu",
                                 name=f"head_conv_{block}")(x)
@@ -354,10 +354,13 @@ def plan_transfer_model(spec: TransferSpec) -> TransferPlan:
         BudgetError: a model over a budget of this server.
     """
     check = check_transfer_spec(spec)
-    with shapes_only():
-        model = transfer_architecture(spec)
-        return TransferPlan(spec, check, layer_table(model, expand_nested=True), parameter_counts(model),
-                            head_feature_map(spec, check.feature_map))
+    base, cost = _measured_base(spec), model_cost(spec)
+    with shapes_only():  # the table transfer_architecture's model has, from the base's and the head's alone
+        image = keras.layers.InputLayer(shape=tuple(spec.input_shape), name="image")
+        head = _head_model(spec, base.cost.output_shape).layers[1:]  # after its input: the base's output
+        layers = pd.concat([layer_table([image]), base.layers, layer_table(head)], ignore_index=True)
+    counts = ParameterCounts(cost.params, cost.trainable_params, cost.params - cost.trainable_params)
+    return TransferPlan(spec, check, layers, counts, head_feature_map(spec, check.feature_map))
 
 
 # What a spec costs, counted before anything is allocated
@@ -381,21 +384,38 @@ def model_cost(spec: TransferSpec) -> ModelCost:
 
 @functools.lru_cache(maxsize=64)
 def _spec_cost(spec: TransferSpec) -> ModelCost:
-    base = _base_cost(spec.backbone, spec.weights == "imagenet", spec.input_shape, spec.trainable_from,
-                      spec.pretrained)
+    base = _measured_base(spec).cost
     with shapes_only():
-        features = keras.Input(shape=base.output_shape, name="base_output")
-        return measure_headed(spec.input_shape, base, keras.Model(features, head_layers(features, spec), name="head"))
+        return measure_headed(spec.input_shape, base, _head_model(spec, base.output_shape))
+
+
+def _head_model(spec: TransferSpec, base_output: tuple[int, ...]) -> keras.Model:
+    """The layers ``attach_head`` puts after the base, alone: a model from an input of the base's output shape."""
+    features = keras.Input(shape=base_output, name="base_output")
+    return keras.Model(features, head_on(features, spec), name="head")
+
+
+@dataclasses.dataclass(frozen=True)
+class _MeasuredBase:
+    """``transfer_architecture``'s base for a spec, measured once for every head put on it: its cost and its rows
+    of the whole model's layer table."""
+
+    cost: BaseCost
+    layers: pd.DataFrame
+
+
+def _measured_base(spec: TransferSpec) -> _MeasuredBase:
+    return _base_measure(spec.backbone, spec.weights == "imagenet", tuple(spec.input_shape), spec.trainable_from,
+                         spec.pretrained)
 
 
 @functools.lru_cache(maxsize=16)
-def _base_cost(backbone: str, imagenet: bool, input_shape: tuple[int, int, int], trainable_from: str | None,
-               pretrained: bool) -> BaseCost:
-    """What ``transfer_architecture``'s base costs: measured once for every head put on it."""
+def _base_measure(backbone: str, imagenet: bool, input_shape: tuple[int, int, int], trainable_from: str | None,
+                  pretrained: bool) -> _MeasuredBase:
     with shapes_only():
         base = build_architecture(backbone, imagenet=imagenet, include_top=False, input_shape=input_shape)
         set_trainable_from(base, trainable_from, freeze_batchnorm=pretrained)
-        return measure_base(base)
+        return _MeasuredBase(measure_base(base), layer_table(base, expand_nested=True, trainable=base.trainable))
 
 
 def check_spec_budget(spec: TransferSpec) -> ModelCost:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 import keras
 import pandas as pd
@@ -33,11 +34,11 @@ def _shape_text(layer: keras.Layer) -> str:
     return str(tuple(shape)).replace(",)", ")")
 
 
-def _rows(model: keras.Model, expand_nested: bool, parent_trainable: bool = True):
-    for layer in model.layers:
+def _rows(layers: Sequence[keras.Layer], expand_nested: bool, parent_trainable: bool = True):
+    for layer in layers:
         trainable = bool(layer.trainable and parent_trainable)
         if expand_nested and isinstance(layer, keras.Model):
-            yield from _rows(layer, expand_nested, trainable)
+            yield from _rows(layer.layers, expand_nested, trainable)
             continue
         yield {
             "name": layer.name,
@@ -48,18 +49,21 @@ def _rows(model: keras.Model, expand_nested: bool, parent_trainable: bool = True
         }
 
 
-def layer_table(model: keras.Model, *, expand_nested: bool = False) -> pd.DataFrame:
+def layer_table(model: keras.Model | Sequence[keras.Layer], *, expand_nested: bool = False,
+                trainable: bool = True) -> pd.DataFrame:
     """One row per layer: name, type, output_shape, params, trainable.
 
     Args:
-        model: any built Keras model.
+        model: any built Keras model, or some of a model's layers in order.
         expand_nested: list the layers inside nested models (such as the
             base of a transfer model) instead of one row for each.
+        trainable: whether the model's parent (if it is nested) lets it train.
 
     The params column sums to ``model.count_params()``. ``trainable`` is
     whether the layer's weights will be updated (its own flag and its parents').
     """
-    return pd.DataFrame(list(_rows(model, expand_nested)), columns=LAYER_COLUMNS)
+    layers = model.layers if isinstance(model, keras.Model) else model
+    return pd.DataFrame(list(_rows(layers, expand_nested, trainable)), columns=LAYER_COLUMNS)
 
 
 def _keyed(table: pd.DataFrame) -> pd.DataFrame:
