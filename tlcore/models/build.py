@@ -319,10 +319,20 @@ def transfer_architecture(spec: TransferSpec) -> keras.Model:
     size, so no file is read. Inside ``shapes_only()`` nothing is
     allocated; ``spec`` must already be checked for shapes and choices.
     """
-    base = build_architecture(spec.backbone, imagenet=spec.weights == "imagenet",
-                              include_top=False, input_shape=tuple(spec.input_shape))
-    set_trainable_from(base, spec.trainable_from, freeze_batchnorm=spec.pretrained)
-    return attach_head(base, spec)
+    return attach_head(_architecture_base(*_base_key(spec)), spec)
+
+
+def _base_key(spec: TransferSpec) -> tuple[str, bool, tuple[int, int, int], str | None, bool]:
+    """What of ``spec`` shapes its base: backbone, ImageNet or not, input shape, trainable_from, pretrained."""
+    return spec.backbone, spec.weights == "imagenet", tuple(spec.input_shape), spec.trainable_from, spec.pretrained
+
+
+def _architecture_base(backbone: str, imagenet: bool, input_shape: tuple[int, int, int], trainable_from: str | None,
+                       pretrained: bool) -> keras.Model:
+    """The registry base without weights, frozen as asked (``transfer_architecture``'s; call inside ``shapes_only``)."""
+    base = build_architecture(backbone, imagenet=imagenet, include_top=False, input_shape=input_shape)
+    set_trainable_from(base, trainable_from, freeze_batchnorm=pretrained)
+    return base
 
 
 @dataclasses.dataclass(frozen=True)
@@ -405,16 +415,13 @@ class _MeasuredBase:
 
 
 def _measured_base(spec: TransferSpec) -> _MeasuredBase:
-    return _base_measure(spec.backbone, spec.weights == "imagenet", tuple(spec.input_shape), spec.trainable_from,
-                         spec.pretrained)
+    return _base_measure(_base_key(spec))
 
 
 @functools.lru_cache(maxsize=16)
-def _base_measure(backbone: str, imagenet: bool, input_shape: tuple[int, int, int], trainable_from: str | None,
-                  pretrained: bool) -> _MeasuredBase:
+def _base_measure(key: tuple[str, bool, tuple[int, int, int], str | None, bool]) -> _MeasuredBase:
     with shapes_only():
-        base = build_architecture(backbone, imagenet=imagenet, include_top=False, input_shape=input_shape)
-        set_trainable_from(base, trainable_from, freeze_batchnorm=pretrained)
+        base = _architecture_base(*key)
         return _MeasuredBase(measure_base(base), layer_table(base, expand_nested=True, trainable=base.trainable))
 
 
