@@ -67,6 +67,17 @@ def cached_mobilenet() -> Path:
     return status.path
 
 
+@pytest.fixture(scope="session")
+def small_run():
+    """(dataset, TrainResult) of a small finished run, trained once per test process for the files that only read
+    it (the run store's and the bundles' tests): MobileNetV2 at 32 px, untrained base, 2 epochs."""
+    import tlcore
+
+    dataset = tlcore.sample_dataset(per_class=8, size=32, seed=1)
+    spec = tlcore.TransferSpec(backbone="MobileNetV2", input_shape=(32, 32, 3), weights=None, hidden_units=8)
+    return dataset, tlcore.train(spec, dataset, tlcore.TrainConfig(epochs=2, batch_size=8))
+
+
 def pytest_configure(config):
     """With ``-p randomly`` (pytest-randomly; off by default, so CI is the files' order) the files, and the tests in
     each, run shuffled with one seed for every process, printed in the header (``--randomly-seed=N`` replays it).

@@ -90,9 +90,8 @@ def test_a_large_photo_is_decoded_at_a_reduced_scale_and_stored_as_before(monkey
     the stored side, as Pillow's own thumbnail does, so the stored picture matches a full decode's."""
     full, jpeg = _photo(4096, 3072)
     monkeypatch.setenv("TL_MAX_DECODED_PIXELS", str(4 * 2048 * 1536))  # four photos decoded small: one in full
-    others = {f"{label}/{i}.jpg": _photo(4096, 3072, seed=i + 2 * (label == "b"))[1] for label in "ab" for i in (0, 1)}
+    others = {f"{label}/{i}.jpg": jpeg for label in "ab" for i in (0, 1)}  # one photo four times: each is decoded
     dataset = tlcore.load_dataset(stored_zip(others), name="photos")
-    assert others["a/0.jpg"] == jpeg
     assert decoded == [(2048, 1536)] * 4
     stored = Image.open(dataset.files[0]).convert("RGB")
     assert stored.size == (MAX_STORED_SIDE, 384)

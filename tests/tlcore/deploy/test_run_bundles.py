@@ -15,17 +15,10 @@ import tlcore
 from tlcore.deploy.bundle import MANIFEST, export_bundle, import_run
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    dataset = tlcore.sample_dataset(per_class=8, size=32, seed=1)
-    spec = tlcore.TransferSpec(backbone="MobileNetV2", input_shape=(32, 32, 3), weights=None, hidden_units=8)
-    return dataset, tlcore.train(spec, dataset, tlcore.TrainConfig(epochs=2, batch_size=8))
-
-
 @pytest.fixture
-def stores(tmp_path, monkeypatch, trained):
+def stores(tmp_path, monkeypatch, small_run):
     monkeypatch.setenv("TL_DATA_DIR", str(tmp_path))
-    dataset, result = trained
+    dataset, result = small_run
     here, there = tlcore.RunStore(tmp_path / "here" / "runs"), tlcore.RunStore(tmp_path / "there" / "runs")
     ids = []
     for role, owner in (("transfer", "ann"), ("scratch", "ann")):
@@ -37,14 +30,14 @@ def stores(tmp_path, monkeypatch, trained):
 
 
 @pytest.mark.slow
-def test_a_pair_arrives_with_its_names_owner_history_result_and_model(stores, trained):
+def test_a_pair_arrives_with_its_names_owner_history_result_and_model(stores, small_run):
     here, there, ids = stores
     path = export_bundle(here, ids)
     names = zipfile.ZipFile(path).namelist()
     assert MANIFEST in names and {f"{ids[0]}/{m}" for m in ("model.keras", "MODEL_CARD.md", "history.csv")} <= set(names)
     dataset_json = json.loads(zipfile.ZipFile(path).read(f"{ids[0]}/dataset.json"))
     assert "root" not in dataset_json and "files" not in dataset_json  # no server paths leave
-    assert dataset_json["digest"] == trained[0].digest
+    assert dataset_json["digest"] == small_run[0].digest
 
     assert import_run(path, there) == ids
     for run_id in ids:
@@ -61,7 +54,7 @@ def test_a_pair_arrives_with_its_names_owner_history_result_and_model(stores, tr
     assert [r.id for r in there.group_runs("g1")] == ids
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(there.load_model(ids[0]).predict(x, verbose=0),
-                               trained[1].model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+                               small_run[1].model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
     inner = zipfile.ZipFile(io.BytesIO(zipfile.ZipFile(path).read(f"{ids[0]}/model.keras")))
     with h5py.File(io.BytesIO(inner.read("model.weights.h5"))) as weights:
         assert "layers" in weights and "optimizer" not in weights  # the model travels without optimizer state
@@ -90,10 +83,10 @@ def test_an_import_racing_another_of_the_same_run_is_refused_in_words_and_the_fi
 
 
 @pytest.mark.slow
-def test_a_kept_bundle_serves_only_the_same_runs(stores, trained):
+def test_a_kept_bundle_serves_only_the_same_runs(stores, small_run):
     """Kept under the first id and the count alone, a bundle of [A, C] after one of [A, B] was the [A, B] file."""
     here, _, ids = stores
-    dataset, result = trained
+    dataset, result = small_run
     third = here.create(result.spec, result.config, dataset.summary(), name="third", owner="bo")
     here.finish(third, result)
     first, second = export_bundle(here, ids), export_bundle(here, [ids[0], third])
@@ -103,8 +96,8 @@ def test_a_kept_bundle_serves_only_the_same_runs(stores, trained):
     assert tlcore.bundle_file_name([ids[0], third]) == f"transfer-lab-{ids[0]}-and-1.zip"  # what a download is called
 
 
-def test_an_unfinished_run_is_not_bundled(tmp_path, trained):
-    dataset, result = trained
+def test_an_unfinished_run_is_not_bundled(tmp_path, small_run):
+    dataset, result = small_run
     store = tlcore.RunStore(tmp_path)
     run_id = store.create(result.spec, result.config, dataset.summary())
     with pytest.raises(tlcore.BundleError, match="must have finished.*Received: run .* is running"):
@@ -112,9 +105,9 @@ def test_an_unfinished_run_is_not_bundled(tmp_path, trained):
 
 
 @pytest.mark.slow
-def test_server_paths_in_a_spec_leave_as_names(tmp_path, monkeypatch, trained):
+def test_server_paths_in_a_spec_leave_as_names(tmp_path, monkeypatch, small_run):
     monkeypatch.setenv("TL_DATA_DIR", str(tmp_path))
-    dataset, result = trained
+    dataset, result = small_run
     store = tlcore.RunStore(tmp_path / "runs")
     weights = tmp_path / "secret" / "folder" / "mine.weights.h5"
     base = store.root / "20260101-000000-abcdef" / "model.keras"

@@ -13,17 +13,9 @@ import tlcore
 from tlcore.training.config import HISTORY_COLUMNS
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    dataset = tlcore.sample_dataset(per_class=8, size=32, seed=1)
-    spec = tlcore.TransferSpec(backbone="MobileNetV2", input_shape=(32, 32, 3), weights=None, hidden_units=8)
-    result = tlcore.train(spec, dataset, tlcore.TrainConfig(epochs=2, batch_size=8))
-    return dataset, result
-
-
 @pytest.mark.slow
-def test_write_read_back_and_list(tmp_path, finished):
-    dataset, result = finished
+def test_write_read_back_and_list(tmp_path, small_run):
+    dataset, result = small_run
     store = tlcore.RunStore(tmp_path)
     run_id = store.create(result.spec, result.config, dataset.summary())
     assert store.get(run_id).status == "running" and store.get(run_id).history.empty
@@ -45,8 +37,8 @@ def test_write_read_back_and_list(tmp_path, finished):
 
 
 @pytest.mark.slow
-def test_exported_model_loads_in_plain_keras_safe_mode_and_predicts_the_same(tmp_path, finished):
-    dataset, result = finished
+def test_exported_model_loads_in_plain_keras_safe_mode_and_predicts_the_same(tmp_path, small_run):
+    dataset, result = small_run
     store = tlcore.RunStore(tmp_path)
     run_id = store.create(result.spec, result.config, dataset.summary())
     store.finish(run_id, result)
@@ -69,8 +61,8 @@ def _write_forever(root: str, run_id: str) -> None:
 
 
 @pytest.mark.slow
-def test_a_killed_writer_leaves_a_whole_earlier_history(tmp_path, finished):
-    dataset, result = finished
+def test_a_killed_writer_leaves_a_whole_earlier_history(tmp_path, small_run):
+    dataset, result = small_run
     store = tlcore.RunStore(tmp_path)
     run_id = store.create(result.spec, result.config, dataset.summary())
     context = multiprocessing.get_context("fork")
@@ -84,7 +76,7 @@ def test_a_killed_writer_leaves_a_whole_earlier_history(tmp_path, finished):
         assert len(history) >= 1
         assert history["epoch"].tolist() == list(range(1, len(history) + 1))
         assert not [p for p in (tmp_path / run_id).iterdir() if p.name.startswith(".")] or True
-    assert store.list().loc[0, "status"] == "running"  # reopened as not finished, earlier epochs kept
+    assert store.list().loc[0, "status"] == "running"  # reopened as not small_run, earlier epochs kept
 
 
 def test_an_unknown_run_or_backbone_is_a_tlerror_in_plain_words(tmp_path):
@@ -99,8 +91,8 @@ def test_an_unknown_run_or_backbone_is_a_tlerror_in_plain_words(tmp_path):
 
 
 @pytest.mark.slow
-def test_missing_run_and_missing_model(tmp_path, finished):
-    dataset, result = finished
+def test_missing_run_and_missing_model(tmp_path, small_run):
+    dataset, result = small_run
     store = tlcore.RunStore(tmp_path)
     with pytest.raises(KeyError, match="must name a stored run"):
         store.get("nope")
@@ -110,8 +102,8 @@ def test_missing_run_and_missing_model(tmp_path, finished):
 
 
 @pytest.mark.slow
-def test_the_confidently_wrong_images_come_with_their_files_and_the_class_they_were_taken_for(tmp_path, finished):
-    dataset, result = finished
+def test_the_confidently_wrong_images_come_with_their_files_and_the_class_they_were_taken_for(tmp_path, small_run):
+    dataset, result = small_run
     store = tlcore.RunStore(tmp_path)
     run_id = store.create(result.spec, result.config, dataset.summary())
     store.finish(run_id, result)
@@ -137,8 +129,8 @@ def test_the_confidently_wrong_images_come_with_their_files_and_the_class_they_w
     assert tlcore.wrong_predictions(dataclasses.replace(record, result=None)) == []
 
 
-def test_a_run_left_running_by_a_stopped_server_is_listed_as_interrupted(tmp_path, finished):
-    dataset, result = finished
+def test_a_run_left_running_by_a_stopped_server_is_listed_as_interrupted(tmp_path, small_run):
+    dataset, result = small_run
     store = tlcore.RunStore(tmp_path)
     ids = [store.create(result.spec, result.config, dataset.summary(), name=f"run {n}") for n in range(3)]
     store.finish(ids[0], result)  # done
@@ -150,7 +142,7 @@ def test_a_run_left_running_by_a_stopped_server_is_listed_as_interrupted(tmp_pat
     assert set(store.list()["status"]) == {"done", "running"}  # without live jobs: as recorded
 
 
-def test_a_model_its_stopped_server_was_checking_goes_with_the_interruption(tmp_path, finished):
+def test_a_model_its_stopped_server_was_checking_goes_with_the_interruption(tmp_path, small_run):
     """A server stopped between writing a worker's model and moving it into place left the model (up to
     TL_MAX_MODEL_FILE_MB) in the run's folder for good: the run is interrupted, and nothing kept a model there
     again. Only what an ended process wrote goes."""
@@ -160,7 +152,7 @@ def test_a_model_its_stopped_server_was_checking_goes_with_the_interruption(tmp_
 
     from tlcore.training.runs import MODEL_CHECK_PREFIX
 
-    dataset, result = finished
+    dataset, result = small_run
     store = tlcore.RunStore(tmp_path)
     run_id = store.create(result.spec, result.config, dataset.summary(), name="lost")
     stopped = tmp_path / run_id / f"{MODEL_CHECK_PREFIX}{ended_pid()}-x1"
