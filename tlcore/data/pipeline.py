@@ -25,6 +25,20 @@ PREFETCH = 2
 """Batches decoded ahead of the one being trained on."""
 
 
+def _untuned(data: tf.data.Dataset) -> tf.data.Dataset:
+    """``data`` without tf.data's autotuner: its parallel maps run one call per core, its buffers are as set here.
+
+    With the autotuner, the end of a pass (the iterator let go: every epoch, every validation, every
+    extraction) waited for its tuning thread, which sleeps a period that grows with the pass: on 2 cores,
+    16 of 25 one-batch passes of VGG16 at 128 px ended 1.8 to 2.4 s late (the batch itself took 2.4 s), and
+    a 128-image pass 10 s late in 6 of 16 (20.5 s instead of 10.3 s); without it, 0 of 25. (Measured on an
+    AMD EPYC with 2 cores; ``tests/tlcore/data/test_pass_ends.py``.)
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return data.with_options(options)
+
+
 def fitted_pixels(path: str | bytes, size: tuple[int, int], mode: ResizeMode = "crop") -> np.ndarray:
     """One stored image fitted to (height, width): uint8 (h, w, 3)."""
     path = path.decode() if isinstance(path, bytes) else path
@@ -77,7 +91,7 @@ def image_batches(
     if augment is not None:
         data = data.map(lambda x, y: (augment(x, training=True), y))
     data = data.map(lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return data.prefetch(PREFETCH)
+    return _untuned(data.prefetch(PREFETCH))
 
 
 class HeldRows:
@@ -192,9 +206,9 @@ def row_batches(
             held = tf.constant(np.asarray(rows[indices], dtype=np.float32).reshape(len(indices), *row_shape))
             picked = tf.range(len(indices), dtype=tf.int64)
         held_labels = tf.constant(labels[indices])
-        return (data.batch(batch_size)
-                .map(lambda batch: (tf.gather(held, tf.gather(picked, batch)), tf.gather(held_labels, batch)))
-                .prefetch(PREFETCH))
+        return _untuned(data.batch(batch_size)
+                        .map(lambda batch: (tf.gather(held, tf.gather(picked, batch)), tf.gather(held_labels, batch)))
+                        .prefetch(PREFETCH))
     row_bytes = max(4 * int(np.prod(row_shape)), 1)
     block = batch_size * max(1, READ_BYTES // (row_bytes * batch_size))
 
@@ -209,8 +223,8 @@ def row_batches(
         return tf.ensure_shape(x, (None, *row_shape)), tf.ensure_shape(y, (None,))
 
     batches = -(-len(indices) // batch_size)
-    return (data.batch(block).map(read).unbatch().batch(batch_size)
-            .apply(tf.data.experimental.assert_cardinality(batches)).prefetch(PREFETCH))
+    return _untuned(data.batch(block).map(read).unbatch().batch(batch_size)
+                    .apply(tf.data.experimental.assert_cardinality(batches)).prefetch(PREFETCH))
 
 
 def batched_outputs(forward: Callable[[np.ndarray], np.ndarray], batches: tf.data.Dataset) -> Iterator[np.ndarray]:
