@@ -26,13 +26,13 @@ PREFETCH = 2
 
 
 def _untuned(data: tf.data.Dataset) -> tf.data.Dataset:
-    """``data`` without tf.data's autotuner: its parallel maps run one call per core, its buffers are as set here.
+    """``data`` without tf.data's autotuner: its per-image parallel map runs as many calls as the machine has cores
+    (at most 16), its batch-wise steps and buffers are as set here.
 
     With the autotuner, the end of a pass (the iterator let go: every epoch, every validation, every
-    extraction) waited for its tuning thread, which sleeps a period that grows with the pass: on 2 cores,
-    16 of 25 one-batch passes of VGG16 at 128 px ended 1.8 to 2.4 s late (the batch itself took 2.4 s), and
-    a 128-image pass 10 s late in 6 of 16 (20.5 s instead of 10.3 s); without it, 0 of 25. (Measured on an
-    AMD EPYC with 2 cores; ``tests/tlcore/data/test_pass_ends.py``.)
+    extraction) sometimes waited for its tuning thread, about as long again as the pass had run, both cores
+    idle. ``bench/pass_ends.py`` (VGG16 at 128 px, an AMD EPYC with 2 cores, in turns): with it, 5 of 20
+    one-batch passes and 3 of 6 four-batch passes ended late, by up to 2.5 s and 10.0 s; without it, none.
     """
     options = tf.data.Options()
     options.autotune.enabled = False
@@ -90,7 +90,9 @@ def image_batches(
     data = data.batch(batch_size)
     if augment is not None:
         data = data.map(lambda x, y: (augment(x, training=True), y))
-    data = data.map(lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # one batch at a time: each call holds a whole batch, and without the autotuner's memory budget AUTOTUNE
+    # would hold as many as the machine has cores
+    data = data.map(lambda x, y: (preprocess(x), y))
     return _untuned(data.prefetch(PREFETCH))
 
 

@@ -76,7 +76,7 @@ def test_a_killed_writer_leaves_a_whole_earlier_history(tmp_path, small_run):
         assert len(history) >= 1
         assert history["epoch"].tolist() == list(range(1, len(history) + 1))
         assert not [p for p in (tmp_path / run_id).iterdir() if p.name.startswith(".")] or True
-    assert store.list().loc[0, "status"] == "running"  # reopened as not small_run, earlier epochs kept
+    assert store.list().loc[0, "status"] == "running"  # reopened as not finished, earlier epochs kept
 
 
 def test_an_unknown_run_or_backbone_is_a_tlerror_in_plain_words(tmp_path):
